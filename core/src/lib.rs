@@ -1,0 +1,40 @@
+//! The shared core of pricefront: the types and rules that the edge Worker and the native consumers
+//! must agree on, written once and without any I/O so that this crate builds for
+//! `wasm32-unknown-unknown` as well as natively.
+//!
+//! Layout, one concept per file:
+//!
+//! - [`product_id`]: the product id, a positive 64-bit integer in plain decimal.
+//! - [`money`]: ISO 4217 currencies and integer amounts in minor units (never floats).
+//! - [`request`]: the versioned `price-compare-requests` Kafka message.
+//! - [`comparison`]: the comparison result (offers, best offer, failures) and how it is aggregated.
+//! - [`freshness`]: the windows a result is fresh and stale for, and the fresh / stale / missing decision.
+//! - [`cache_key`]: the versioned cache key scheme shared by Redis and Workers KV.
+//! - [`rest_proxy`]: the bodies of the Kafka REST proxy produce APIs (v2 and v3).
+//!
+//! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
+//! clock, so every rule is a pure function that tests can drive.
+
+pub mod cache_key;
+pub mod comparison;
+pub mod freshness;
+pub mod money;
+pub mod product_id;
+pub mod request;
+pub mod rest_proxy;
+
+pub use cache_key::cache_key;
+pub use comparison::{Comparison, FailureKind, Offer, VendorFailure, VendorOutcome};
+pub use freshness::{Freshness, FreshnessPolicy};
+pub use money::{Currency, Money, MoneyError};
+pub use product_id::{ProductId, ProductIdError};
+pub use request::{MessageError, PriceRequest};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type UnixMillis = u64;
+
+/// The Kafka topic that carries comparison requests.
+pub const REQUEST_TOPIC: &str = "price-compare-requests";
+
+/// The dead-letter topic for requests that cannot be parsed.
+pub const DEAD_LETTER_TOPIC: &str = "price-compare-requests.dlq";

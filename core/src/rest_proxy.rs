@@ -1,0 +1,251 @@
+//! The bodies of the Kafka REST proxy produce APIs, so that the edge can publish over HTTP.
+//!
+//! - **v2** (Confluent REST Proxy v2, Strimzi Kafka Bridge, Redpanda's HTTP proxy):
+//!   `POST /topics/{topic}` with the binary embedded format, answered by `{"offsets":[...]}`.
+//! - **v3** (Confluent Platform and Confluent Cloud):
+//!   `POST /v3/clusters/{cluster_id}/topics/{topic}/records`, one record per call.
+//!
+//! Whatever the API, the record key is the bare decimal product id (v2: its bytes in base64; v3: a
+//! `STRING`), so both put one product's requests in one partition.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::PriceRequest;
+
+/// The content type of a v2 produce request in the binary embedded format.
+pub const V2_BINARY_CONTENT_TYPE: &str = "application/vnd.kafka.binary.v2+json";
+/// The content type a v2 client accepts in reply.
+pub const V2_ACCEPT: &str = "application/vnd.kafka.v2+json";
+/// The content type of v3 requests and replies.
+pub const V3_CONTENT_TYPE: &str = "application/json";
+
+/// Which produce API the REST proxy speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyApi {
+    /// `POST /topics/{topic}`.
+    V2,
+    /// `POST /v3/clusters/{cluster_id}/topics/{topic}/records`.
+    V3 {
+        /// The Kafka cluster id that the proxy serves.
+        cluster_id: String,
+    },
+}
+
+/// One HTTP call that produces a record: what to send, relative to the proxy's base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceCall {
+    /// The path, starting with `/`.
+    pub path: String,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
+    /// The `Accept` header.
+    pub accept: &'static str,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// Where the proxy says a record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPosition {
+    /// The partition.
+    pub partition: i32,
+    /// The offset within the partition.
+    pub offset: i64,
+}
+
+/// Why a produce call did not write the record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProduceError {
+    /// The proxy refused the call (4xx): a configuration or credentials problem, not worth retrying.
+    #[error("the REST proxy refused the record ({status}): {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The proxy's message.
+        message: String,
+    },
+    /// The proxy or the cluster behind it is failing (5xx, or an error for the record): retry later.
+    #[error("the REST proxy could not write the record ({status}): {message}")]
+    Unavailable {
+        /// The HTTP status, or the record's error code.
+        status: u16,
+        /// The proxy's message.
+        message: String,
+    },
+    /// A success status with a body that is not a produce reply.
+    #[error("the REST proxy answered with an unexpected body: {0}")]
+    Malformed(String),
+}
+
+impl ProxyApi {
+    /// The call that publishes `request` to `topic`.
+    pub fn produce_call(&self, topic: &str, request: &PriceRequest) -> ProduceCall {
+        let key = request.kafka_key();
+        match self {
+            ProxyApi::V2 => ProduceCall {
+                path: format!("/topics/{topic}"),
+                content_type: V2_BINARY_CONTENT_TYPE,
+                accept: V2_ACCEPT,
+                body: json!({"records": [{
+                    "key": BASE64.encode(key),
+                    "value": BASE64.encode(request.to_json()),
+                }]})
+                .to_string(),
+            },
+            ProxyApi::V3 { cluster_id } => ProduceCall {
+                path: format!("/v3/clusters/{cluster_id}/topics/{topic}/records"),
+                content_type: V3_CONTENT_TYPE,
+                accept: V3_CONTENT_TYPE,
+                body: json!({
+                    "key": {"type": "STRING", "data": key},
+                    "value": {"type": "JSON", "data": request},
+                })
+                .to_string(),
+            },
+        }
+    }
+
+    /// Reads the proxy's reply to a produce call.
+    pub fn parse_reply(&self, status: u16, body: &[u8]) -> Result<RecordPosition, ProduceError> {
+        let parsed: Result<Value, _> = serde_json::from_slice(body);
+        if !(200..300).contains(&status) {
+            let message = parsed
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+            return Err(
+                if (400..500).contains(&status) && status != 408 && status != 429 {
+                    ProduceError::Refused { status, message }
+                } else {
+                    ProduceError::Unavailable { status, message }
+                },
+            );
+        }
+        let reply = parsed.map_err(|e| ProduceError::Malformed(e.to_string()))?;
+        let record = match self {
+            ProxyApi::V2 => reply
+                .get("offsets")
+                .and_then(|o| o.get(0))
+                .ok_or_else(|| ProduceError::Malformed("no offsets".into()))?,
+            ProxyApi::V3 { .. } => &reply,
+        };
+        if let Some(code) = record.get("error_code").and_then(Value::as_u64) {
+            // v3 puts the HTTP-like status of the record here; v2 a Kafka error code.
+            if !matches!(self, ProxyApi::V3 { .. } if (200..300).contains(&code)) {
+                let message = ["error", "message"]
+                    .iter()
+                    .find_map(|k| record.get(*k).and_then(Value::as_str))
+                    .unwrap_or("record not written")
+                    .to_owned();
+                return Err(ProduceError::Unavailable {
+                    status: u16::try_from(code).unwrap_or(u16::MAX),
+                    message,
+                });
+            }
+        }
+        let field = |v2: &str, v3: &str| {
+            let name = if matches!(self, ProxyApi::V2) { v2 } else { v3 };
+            record.get(name).and_then(Value::as_i64)
+        };
+        match (
+            field("partition", "partition_id"),
+            field("offset", "offset"),
+        ) {
+            (Some(partition), Some(offset)) => Ok(RecordPosition {
+                partition: i32::try_from(partition)
+                    .map_err(|_| ProduceError::Malformed("partition out of range".into()))?,
+                offset,
+            }),
+            _ => Err(ProduceError::Malformed(format!(
+                "no partition and offset in {record}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ProductId;
+
+    fn request() -> PriceRequest {
+        PriceRequest::new(ProductId::new(42).unwrap(), "r1", 7)
+    }
+
+    #[test]
+    fn v2_call_uses_binary_embedded_format_with_the_bare_id_as_key() {
+        let call = ProxyApi::V2.produce_call("price-compare-requests", &request());
+        assert_eq!(call.path, "/topics/price-compare-requests");
+        assert_eq!(call.content_type, V2_BINARY_CONTENT_TYPE);
+        let body: Value = serde_json::from_str(&call.body).unwrap();
+        let record = &body["records"][0];
+        assert_eq!(
+            BASE64.decode(record["key"].as_str().unwrap()).unwrap(),
+            b"42"
+        );
+        let value = BASE64.decode(record["value"].as_str().unwrap()).unwrap();
+        assert_eq!(PriceRequest::from_json(&value).unwrap(), request());
+    }
+
+    #[test]
+    fn v3_call_uses_a_string_key() {
+        let api = ProxyApi::V3 {
+            cluster_id: "lkc-1".into(),
+        };
+        let call = api.produce_call("t", &request());
+        assert_eq!(call.path, "/v3/clusters/lkc-1/topics/t/records");
+        let body: Value = serde_json::from_str(&call.body).unwrap();
+        assert_eq!(body["key"], json!({"type": "STRING", "data": "42"}));
+        let value = serde_json::to_vec(&body["value"]["data"]).unwrap();
+        assert_eq!(PriceRequest::from_json(&value).unwrap(), request());
+    }
+
+    #[test]
+    fn replies_are_read_for_both_apis() {
+        let v2 = br#"{"offsets":[{"partition":2,"offset":17}]}"#;
+        assert_eq!(
+            ProxyApi::V2.parse_reply(200, v2),
+            Ok(RecordPosition {
+                partition: 2,
+                offset: 17
+            })
+        );
+        let v3 =
+            br#"{"error_code":200,"cluster_id":"c","topic_name":"t","partition_id":1,"offset":5}"#;
+        let api = ProxyApi::V3 {
+            cluster_id: "c".into(),
+        };
+        assert_eq!(
+            api.parse_reply(200, v3),
+            Ok(RecordPosition {
+                partition: 1,
+                offset: 5
+            })
+        );
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let refused = br#"{"error_code":404,"message":"topic not found"}"#;
+        assert!(matches!(
+            ProxyApi::V2.parse_reply(404, refused),
+            Err(ProduceError::Refused { status: 404, .. })
+        ));
+        assert!(matches!(
+            ProxyApi::V2.parse_reply(503, b"<html>"),
+            Err(ProduceError::Unavailable { status: 503, .. })
+        ));
+        let record_error = br#"{"offsets":[{"partition":null,"offset":null,"error_code":50002,"error":"broker down"}]}"#;
+        assert!(matches!(
+            ProxyApi::V2.parse_reply(200, record_error),
+            Err(ProduceError::Unavailable { status: 50002, .. })
+        ));
+        assert!(matches!(
+            ProxyApi::V2.parse_reply(200, b"{}"),
+            Err(ProduceError::Malformed(_))
+        ));
+    }
+}
