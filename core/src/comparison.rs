@@ -40,8 +40,6 @@ pub enum FailureKind {
     MalformedBody,
     /// The overall deadline ran out before the vendor's retries succeeded.
     Deadline,
-    /// The vendor's request could not even be built (bad URL template, missing API key).
-    Config,
 }
 
 /// A vendor that gave no offer, and why.

@@ -115,7 +115,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_messages_with_typed_errors() {
-        let cases: [(&str, fn(&MessageError) -> bool); 7] = [
+        type Check = fn(&MessageError) -> bool;
+        let cases: [(&str, Check); 7] = [
             ("", |e| matches!(e, MessageError::NotVersionedJson(_))),
             ("not json", |e| {
                 matches!(e, MessageError::NotVersionedJson(_))

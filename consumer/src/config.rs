@@ -1,0 +1,145 @@
+//! The consumer's settings: every one a flag with an environment-variable twin (`--help` lists them).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use pricefront_core::FreshnessPolicy;
+
+use crate::fetch::FetchLimits;
+
+/// Consumes price-compare requests from Kafka, asks every configured vendor concurrently, and stores
+/// the aggregated comparison in Redis. Offsets are committed only once results are stored.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pricefront-consumer", version, about, long_about = None)]
+pub struct Settings {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+
+    /// The topic of comparison requests.
+    #[arg(long, env = "REQUEST_TOPIC", default_value = pricefront_core::REQUEST_TOPIC)]
+    pub topic: String,
+
+    /// The dead-letter topic for messages that cannot be parsed.
+    #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = pricefront_core::DEAD_LETTER_TOPIC)]
+    pub dead_letter_topic: String,
+
+    /// The consumer group; processes of one group split the partitions between them.
+    #[arg(
+        long,
+        env = "CONSUMER_GROUP",
+        default_value = "price-compare-consumer-group"
+    )]
+    pub group_id: String,
+
+    /// Extra librdkafka settings, as KEY=VALUE, repeatable (e.g. security.protocol=SASL_SSL).
+    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
+    pub kafka_options: Vec<(String, String)>,
+
+    /// The Redis cache (`redis://host:port/db`).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6390/0")]
+    pub redis_url: String,
+
+    /// Timeout of one Redis command, in ms.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 2_000)]
+    pub redis_timeout_ms: u64,
+
+    /// The vendors file (TOML).
+    #[arg(long, env = "VENDORS_FILE", default_value = "config/vendors.toml")]
+    pub vendors: PathBuf,
+
+    /// The most messages worked on at once by this process.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight: u32,
+
+    /// The overall deadline for one vendor, retries included, in ms.
+    #[arg(long, env = "VENDOR_DEADLINE_MS", default_value_t = 5_000)]
+    pub vendor_deadline_ms: u64,
+
+    /// The first retry delay for a vendor, in ms (exponential, jittered).
+    #[arg(long, env = "VENDOR_BACKOFF_MS", default_value_t = 100)]
+    pub vendor_backoff_ms: u64,
+
+    /// The largest vendor body read, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// The longest a partial result stays fresh, in ms.
+    #[arg(long, env = "PARTIAL_FRESH_MS", default_value_t = 60_000)]
+    pub partial_fresh_ms: u64,
+
+    /// How long a result where every vendor failed stays fresh, in ms (negative caching).
+    #[arg(long, env = "NEGATIVE_FRESH_MS", default_value_t = 10_000)]
+    pub negative_fresh_ms: u64,
+
+    /// How long past fresh-until a result may be served stale, in ms.
+    #[arg(long, env = "STALE_GRACE_MS", default_value_t = 300_000)]
+    pub stale_grace_ms: u64,
+
+    /// How often stored offsets are committed, in ms.
+    #[arg(long, env = "COMMIT_INTERVAL_MS", default_value_t = 1_000)]
+    pub commit_interval_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long in-flight work may take to finish, in ms.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((key.trim().to_owned(), value.trim().to_owned()))
+}
+
+impl Settings {
+    /// The limits of every vendor call.
+    pub fn fetch_limits(&self) -> FetchLimits {
+        FetchLimits {
+            deadline: Duration::from_millis(self.vendor_deadline_ms),
+            max_body_bytes: self.max_body_bytes,
+            first_backoff: Duration::from_millis(self.vendor_backoff_ms),
+        }
+    }
+
+    /// The freshness windows of results.
+    pub fn freshness_policy(&self) -> FreshnessPolicy {
+        FreshnessPolicy {
+            partial_fresh_ms: self.partial_fresh_ms,
+            negative_fresh_ms: self.negative_fresh_ms,
+            stale_grace_ms: self.stale_grace_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn settings_are_consistent_and_defaulted() {
+        Settings::command().debug_assert();
+        let settings =
+            Settings::try_parse_from(["c", "--kafka-option", "a=1", "--kafka-option", "b = 2"])
+                .unwrap();
+        assert_eq!(
+            settings.kafka_options,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert_eq!(settings.max_in_flight, 256);
+        assert!(Settings::try_parse_from(["c", "--max-in-flight", "0"]).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! The pricefront consumer: the slow half of the service.
+//!
+//! It consumes `price-compare-requests`, asks every configured vendor concurrently, aggregates their
+//! offers with the shared core's rules, and stores the comparison in Redis until its stale-until.
+//! Offsets are committed only once the result is stored, so a crash resumes where it stopped.
+//!
+//! Layout, one concept per file:
+//!
+//! - [`config`]: the settings (flags with environment twins).
+//! - [`vendors`]: the vendors file, which says whom to ask and how to read their answers.
+//! - [`fetch`]: asking one vendor: timeout, retries with backoff, deadline, body cap.
+//! - [`fanout`]: asking every vendor at once and aggregating.
+//! - [`cache`]: the Redis cache.
+//! - [`offsets`]: which offsets may be committed while many messages are in flight.
+//! - [`dead_letter`]: where unparseable messages go.
+//! - [`pipeline`]: the consume loop and its graceful stop.
+
+pub mod cache;
+pub mod config;
+pub mod dead_letter;
+pub mod fanout;
+pub mod fetch;
+pub mod offsets;
+pub mod pipeline;
+pub mod vendors;
+
+pub use config::Settings;

@@ -1,0 +1,313 @@
+//! The vendors file: which external price APIs to ask, and how to read their answers.
+//!
+//! Vendors are configuration, not code. A TOML file lists them:
+//!
+//! ```toml
+//! [[vendor]]
+//! name = "alpha"
+//! url = "https://api.alpha.example/prices/{productId}"
+//! timeout_ms = 1500
+//! max_attempts = 3
+//! guarantee_window_secs = 600
+//! price_pointer = "/offer/price/amount"
+//! currency_pointer = "/offer/price/currency"   # or: currency = "EUR"
+//! offer_url_pointer = "/offer/url"             # optional
+//! [vendor.headers]
+//! Authorization = "Bearer ${ALPHA_API_KEY}"    # ${VAR} is read from the environment at start
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use pricefront_core::{Currency, ProductId};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+/// Why the vendors file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum VendorsError {
+    /// The file cannot be read.
+    #[error("cannot read the vendors file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not TOML of the expected shape.
+    #[error("the vendors file is not valid: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A vendor's settings are wrong.
+    #[error("vendor {vendor:?}: {problem}")]
+    Invalid {
+        /// The vendor's name.
+        vendor: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorsFile {
+    #[serde(default, rename = "vendor")]
+    vendors: Vec<VendorEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorEntry {
+    name: String,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_max_attempts")]
+    max_attempts: u32,
+    guarantee_window_secs: u64,
+    price_pointer: String,
+    currency_pointer: Option<String>,
+    currency: Option<String>,
+    offer_url_pointer: Option<String>,
+}
+
+fn default_timeout_ms() -> u64 {
+    2_000
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+/// Where a vendor's answer says the currency is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CurrencySource {
+    /// At this JSON pointer in the body.
+    Pointer(String),
+    /// Always this currency.
+    Fixed(Currency),
+}
+
+/// One vendor, ready to be asked.
+#[derive(Debug, Clone)]
+pub struct Vendor {
+    /// The vendor's name, as it appears in offers and failures.
+    pub name: String,
+    url_template: String,
+    /// Headers sent with every request, environment variables already substituted.
+    pub headers: HeaderMap,
+    /// The timeout of one attempt, including reading the body.
+    pub timeout: Duration,
+    /// The most attempts made for one product (retryable failures only).
+    pub max_attempts: u32,
+    /// How long the vendor guarantees its prices.
+    pub guarantee: Duration,
+    /// JSON pointer to the price (a decimal string or a JSON number).
+    pub price_pointer: String,
+    /// Where the currency comes from.
+    pub currency: CurrencySource,
+    /// JSON pointer to the offer's URL, if the vendor gives one.
+    pub offer_url_pointer: Option<String>,
+}
+
+impl Vendor {
+    /// The URL to ask for `product`.
+    pub fn url_for(&self, product: ProductId) -> String {
+        self.url_template
+            .replace("{productId}", &product.to_string())
+    }
+}
+
+/// Reads and checks the vendors file at `path`, substituting `${VAR}` in header values from the
+/// environment.
+pub fn load(path: &Path) -> Result<Vec<Vendor>, VendorsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| VendorsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, |name| std::env::var(name).ok())
+}
+
+/// Reads and checks vendors from TOML text, looking variables up with `env`.
+pub fn parse(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Vendor>, VendorsError> {
+    let file: VendorsFile = toml::from_str(text)?;
+    let mut names = HashSet::new();
+    file.vendors
+        .into_iter()
+        .map(|entry| {
+            let invalid = |problem: String| VendorsError::Invalid {
+                vendor: entry.name.clone(),
+                problem,
+            };
+            if entry.name.trim().is_empty() || !names.insert(entry.name.clone()) {
+                return Err(invalid("names must be non-empty and unique".into()));
+            }
+            resolve(&entry, &env).map_err(invalid)
+        })
+        .collect()
+}
+
+fn resolve(entry: &VendorEntry, env: &impl Fn(&str) -> Option<String>) -> Result<Vendor, String> {
+    if !entry.url.contains("{productId}") {
+        return Err("url must contain {productId}".into());
+    }
+    let sample = entry.url.replace("{productId}", "1");
+    match reqwest::Url::parse(&sample) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        _ => return Err(format!("url {:?} is not an http(s) URL", entry.url)),
+    }
+    let pointers = [
+        Some(&entry.price_pointer),
+        entry.currency_pointer.as_ref(),
+        entry.offer_url_pointer.as_ref(),
+    ];
+    if let Some(bad) = pointers
+        .into_iter()
+        .flatten()
+        .find(|p| !p.is_empty() && !p.starts_with('/'))
+    {
+        return Err(format!(
+            "{bad:?} is not a JSON pointer (it must start with /)"
+        ));
+    }
+    let currency = match (&entry.currency_pointer, &entry.currency) {
+        (Some(pointer), None) => CurrencySource::Pointer(pointer.clone()),
+        (None, Some(code)) => CurrencySource::Fixed(code.parse().map_err(|e| format!("{e}"))?),
+        _ => return Err("give exactly one of currency_pointer and currency".into()),
+    };
+    if entry.timeout_ms == 0 || entry.max_attempts == 0 {
+        return Err("timeout_ms and max_attempts must be positive".into());
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in &entry.headers {
+        let value = substitute_env(value, env)?;
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name:?}: {e}"))?;
+        let mut value = HeaderValue::from_str(&value).map_err(|e| format!("header {name}: {e}"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(Vendor {
+        name: entry.name.clone(),
+        url_template: entry.url.clone(),
+        headers,
+        timeout: Duration::from_millis(entry.timeout_ms),
+        max_attempts: entry.max_attempts,
+        guarantee: Duration::from_secs(entry.guarantee_window_secs),
+        price_pointer: entry.price_pointer.clone(),
+        currency,
+        offer_url_pointer: entry.offer_url_pointer.clone(),
+    })
+}
+
+/// Replaces every `${VAR}` in `value` with the variable's value; a missing variable is an error.
+fn substitute_env(value: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed ${{ in {value:?}"))?;
+        let name = &after[..end];
+        out.push_str(&env(name).ok_or_else(|| format!("environment variable {name} is not set"))?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[vendor]]
+name = "alpha"
+url = "http://127.0.0.1:9400/vendors/alpha/prices/{productId}"
+guarantee_window_secs = 600
+price_pointer = "/offer/price/amount"
+currency_pointer = "/offer/price/currency"
+offer_url_pointer = "/offer/url"
+[vendor.headers]
+Authorization = "Bearer ${ALPHA_KEY}"
+
+[[vendor]]
+name = "bravo"
+url = "https://bravo.example/p?id={productId}"
+timeout_ms = 500
+guarantee_window_secs = 60
+price_pointer = "/price"
+currency = "JPY"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "ALPHA_KEY").then(|| "s3cret".to_owned())
+    }
+
+    #[test]
+    fn loads_vendors_with_defaults_and_secrets_from_the_environment() {
+        let vendors = parse(GOOD, env).unwrap();
+        assert_eq!(vendors.len(), 2);
+        assert_eq!(vendors[0].headers["authorization"], "Bearer s3cret");
+        assert_eq!(vendors[0].timeout, Duration::from_millis(2_000));
+        assert_eq!(
+            vendors[1].currency,
+            CurrencySource::Fixed("JPY".parse().unwrap())
+        );
+        assert_eq!(
+            vendors[1].url_for(ProductId::new(42).unwrap()),
+            "https://bravo.example/p?id=42"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_vendors_with_the_reason() {
+        let missing_env = parse(GOOD, |_| None).unwrap_err().to_string();
+        assert!(
+            missing_env.contains("ALPHA_KEY is not set"),
+            "{missing_env}"
+        );
+        let vendor = |url: &str, pointer: &str, currency: &str| {
+            format!("[[vendor]]\nname = \"x\"\nurl = \"{url}\"\nguarantee_window_secs = 1\nprice_pointer = \"{pointer}\"\n{currency}\n")
+        };
+        let cases = [
+            (
+                vendor("http://x/", "/p", "currency = \"EUR\""),
+                "{productId}",
+            ),
+            (
+                vendor("ftp://x/{productId}", "/p", "currency = \"EUR\""),
+                "http(s)",
+            ),
+            (
+                vendor(
+                    "http://x/{productId}",
+                    "/p",
+                    "currency = \"EUR\"\ncurrency_pointer = \"/c\"",
+                ),
+                "exactly one",
+            ),
+            (vendor("http://x/{productId}", "/p", ""), "exactly one"),
+            (
+                vendor("http://x/{productId}", "price", "currency = \"EUR\""),
+                "JSON pointer",
+            ),
+            (
+                vendor("http://x/{productId}", "/p", "currency = \"euro\""),
+                "currency",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text, env).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        assert!(parse("[[vendor]]\nname = \"x\"\nbogus = 1\n", env).is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! The simulator's HTTP server.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use pricefront_core::{Currency, ProductId};
+use rand::Rng;
+use tokio::net::TcpListener;
+
+use crate::{expected_price, Profiles, VendorProfile};
+
+/// The simulator's shared state: the profiles, changeable at run time, and request counts.
+#[derive(Debug, Default)]
+pub struct Simulator {
+    profiles: RwLock<Profiles>,
+    requests: RwLock<BTreeMap<String, u64>>,
+}
+
+impl Simulator {
+    /// A simulator playing `profiles`.
+    pub fn new(profiles: Profiles) -> Arc<Self> {
+        Arc::new(Self {
+            profiles: RwLock::new(profiles),
+            requests: RwLock::default(),
+        })
+    }
+
+    /// Replaces (or adds) one vendor's profile.
+    pub fn set_profile(&self, vendor: &str, profile: VendorProfile) {
+        let mut profiles = self.profiles.write().expect("profiles lock");
+        profiles.vendors.insert(vendor.to_owned(), profile);
+    }
+
+    /// Requests seen per vendor since start.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.requests.read().expect("requests lock").clone()
+    }
+
+    fn profile(&self, vendor: &str) -> Option<VendorProfile> {
+        let profiles = self.profiles.read().expect("profiles lock");
+        profiles.vendors.get(vendor).cloned()
+    }
+
+    fn count(&self, vendor: &str) {
+        let mut requests = self.requests.write().expect("requests lock");
+        *requests.entry(vendor.to_owned()).or_default() += 1;
+    }
+}
+
+/// The simulator's routes.
+pub fn router(simulator: Arc<Simulator>) -> Router {
+    Router::new()
+        .route("/vendors/{vendor}/prices/{product}", get(price))
+        .route("/_sim/profiles", get(profiles))
+        .route("/_sim/profiles/{vendor}", axum::routing::put(put_profile))
+        .route("/_sim/stats", get(stats))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(simulator)
+}
+
+/// Serves `simulator` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    simulator: Arc<Simulator>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(simulator))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// What a request to a vendor is answered with, drawn from its profile.
+enum Behaviour {
+    Hang,
+    Error,
+    Malformed,
+    Oversized,
+    Offer,
+}
+
+fn draw(profile: &VendorProfile, rng: &mut impl Rng) -> Behaviour {
+    let roll =
+        |rng: &mut dyn rand::RngCore, rate: f64| rate > 0.0 && rng.random_bool(rate.min(1.0));
+    if roll(rng, profile.hang_rate) {
+        Behaviour::Hang
+    } else if roll(rng, profile.error_rate) {
+        Behaviour::Error
+    } else if roll(rng, profile.malformed_rate) {
+        Behaviour::Malformed
+    } else if roll(rng, profile.oversized_rate) {
+        Behaviour::Oversized
+    } else {
+        Behaviour::Offer
+    }
+}
+
+async fn price(
+    State(simulator): State<Arc<Simulator>>,
+    Path((vendor, product)): Path<(String, String)>,
+) -> Response {
+    let Some(profile) = simulator.profile(&vendor) else {
+        return (StatusCode::NOT_FOUND, "no such vendor").into_response();
+    };
+    simulator.count(&vendor);
+    let Ok(product) = product.parse::<ProductId>() else {
+        return (StatusCode::NOT_FOUND, "no such product").into_response();
+    };
+    let (behaviour, latency) = {
+        let mut rng = rand::rng();
+        let (low, high) = (
+            profile.latency_min_ms,
+            profile.latency_max_ms.max(profile.latency_min_ms),
+        );
+        (draw(&profile, &mut rng), rng.random_range(low..=high))
+    };
+    tokio::time::sleep(Duration::from_millis(latency)).await;
+    match behaviour {
+        Behaviour::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Behaviour::Error => {
+            let status = StatusCode::from_u16(profile.error_status)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            ([(header::RETRY_AFTER, "1")], (status, "simulated failure")).into_response()
+        }
+        Behaviour::Malformed => (
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"offer\": {\"price\": <html>oops",
+        )
+            .into_response(),
+        Behaviour::Oversized => oversized(profile.oversized_bytes),
+        Behaviour::Offer => {
+            let Ok(currency) = profile.currency.parse::<Currency>() else {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "bad simulator currency")
+                    .into_response();
+            };
+            let price = expected_price(&vendor, product, currency);
+            Json(profile.shape.body(product, price)).into_response()
+        }
+    }
+}
+
+/// A 200 whose JSON body is `size` bytes long, streamed so that the simulator itself stays small.
+fn oversized(size: usize) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b' '; CHUNK]);
+    let mut left = size.saturating_sub(2);
+    let mut parts = vec![Bytes::from_static(b"[")];
+    while left > 0 {
+        let take = left.min(CHUNK);
+        parts.push(chunk.slice(..take));
+        left -= take;
+    }
+    parts.push(Bytes::from_static(b"]"));
+    let stream = futures::stream::iter(parts.into_iter().map(Ok::<_, std::io::Error>));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn profiles(State(simulator): State<Arc<Simulator>>) -> Json<Profiles> {
+    Json(simulator.profiles.read().expect("profiles lock").clone())
+}
+
+async fn put_profile(
+    State(simulator): State<Arc<Simulator>>,
+    Path(vendor): Path<String>,
+    Json(profile): Json<VendorProfile>,
+) -> StatusCode {
+    simulator.set_profile(&vendor, profile);
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(simulator): State<Arc<Simulator>>) -> Json<BTreeMap<String, u64>> {
+    Json(simulator.request_counts())
+}
