@@ -69,7 +69,7 @@ fn tracker_log(what: &str, partitions: &TopicPartitionList) {
         .iter()
         .map(|e| e.partition())
         .collect();
-    tracing::info!(partitions = ?list, "partitions {what}");
+    tracing::info!(count = list.len(), partitions = ?list, "partitions {what}");
 }
 
 type LoggingConsumer = StreamConsumer<PipelineContext>;

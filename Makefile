@@ -1,0 +1,21 @@
+# pricefront: two commands on a fresh machine.
+#   make test   installs what is missing and runs the whole test suite against the real local stack
+#   make dev    (with the edge) runs the whole service locally
+.PHONY: test stack-up stack-down stack-status lint
+
+test:
+	scripts/test.sh
+
+stack-up:
+	dev/stack.sh up
+
+stack-down:
+	dev/stack.sh down
+
+stack-status:
+	dev/stack.sh status
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	shellcheck dev/*.sh scripts/*.sh

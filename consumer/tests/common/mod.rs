@@ -1,0 +1,362 @@
+//! What the consumer's integration tests share: the real local stack (Kafka, Redis and, where it can be
+//! had, the Strimzi Kafka Bridge, started by `dev/stack.sh up`), a simulator of vendors in the test process, and consumer processes.
+//!
+//! Each test gets its own topic, dead-letter topic, consumer group and range of product ids, so the tests
+//! can share one broker and one Redis.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use pricefront_consumer::cache::RedisCache;
+use pricefront_core::rest_proxy::{ProxyApi, RecordPosition};
+use pricefront_core::{Comparison, Money, PriceRequest, ProductId};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use vendor_sim::{expected_price, BodyShape, Profiles, Simulator, VendorProfile};
+
+/// Where the local stack listens (the defaults of `dev/stack.sh`).
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// The Kafka REST proxy (Strimzi Kafka Bridge).
+pub fn bridge_url() -> String {
+    std::env::var("BRIDGE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
+}
+
+/// The Redis the consumers fill.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390/0".into())
+}
+
+/// One test's private slice of the stack.
+pub struct TestEnv {
+    pub name: String,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub group: String,
+    pub dir: PathBuf,
+    pub first_product: u64,
+    pub simulator: Arc<Simulator>,
+    pub profiles: Profiles,
+    pub vendors_file: PathBuf,
+    pub cache: RedisCache,
+    http: reqwest::Client,
+    producer: FutureProducer,
+}
+
+impl TestEnv {
+    /// Creates the test's topics (3 partitions each), starts the simulator with `profiles` and writes
+    /// a vendors file for it.
+    pub async fn new(name: &str, profiles: Profiles, vendor_timeout_ms: u64) -> Self {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let topic = format!("it-{name}-{}", &unique[..8]);
+        let dead_letter_topic = format!("{topic}.dlq");
+        create_topics(&[&topic, &dead_letter_topic]).await;
+        let dir = std::env::temp_dir().join(format!("pricefront-it-{topic}"));
+        std::fs::create_dir_all(&dir).unwrap();
+
+        let simulator = Simulator::new(profiles.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(vendor_sim::serve(
+            listener,
+            simulator.clone(),
+            std::future::pending(),
+        ));
+
+        let vendors_file = dir.join("vendors.toml");
+        std::fs::write(
+            &vendors_file,
+            vendors_toml(&profiles, &format!("http://{address}"), vendor_timeout_ms),
+        )
+        .unwrap();
+        let cache = RedisCache::connect(&redis_url(), Duration::from_secs(5))
+            .await
+            .expect(
+                "Redis is not reachable: start the stack with `dev/stack.sh up` (make test does)",
+            );
+        Self {
+            name: name.into(),
+            group: format!("{topic}-group"),
+            topic,
+            dead_letter_topic,
+            dir,
+            // A random range of ids, so that tests never see each other's cache entries.
+            first_product: 1_000_000 + (rand::random::<u64>() % 1_000_000_000) * 10_000,
+            simulator,
+            profiles,
+            vendors_file,
+            cache,
+            http: reqwest::Client::new(),
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .create()
+                .unwrap(),
+        }
+    }
+
+    /// The `n`th product id of this test.
+    pub fn product(&self, n: u64) -> ProductId {
+        ProductId::new(self.first_product + n).unwrap()
+    }
+
+    /// Starts a consumer process with this test's topics and group, plus `extra` flags.
+    pub fn start_consumer(&self, label: &str, extra: &[&str]) -> ConsumerProcess {
+        let log = self.dir.join(format!("consumer-{label}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pricefront-consumer"))
+            .args([
+                "--brokers",
+                &brokers(),
+                "--topic",
+                &self.topic,
+                "--dead-letter-topic",
+                &self.dead_letter_topic,
+            ])
+            .args(["--group-id", &self.group, "--redis-url", &redis_url()])
+            .arg("--vendors")
+            .arg(&self.vendors_file)
+            .args(["--commit-interval-ms", "200"])
+            .args(extra)
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("starting the consumer");
+        ConsumerProcess { child, log }
+    }
+
+    /// Publishes a request for each product straight to Kafka, keyed by the bare product id (the record
+    /// the REST proxy writes for the edge).
+    pub async fn publish(
+        &self,
+        products: impl IntoIterator<Item = ProductId>,
+    ) -> Vec<RecordPosition> {
+        let requests: Vec<_> = products.into_iter().map(new_request).collect();
+        futures::stream::iter(requests)
+            .map(|request| async move {
+                self.publish_raw(request.kafka_key().as_bytes(), request.to_json().as_bytes())
+                    .await
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await
+    }
+
+    /// Publishes a record with raw `key` and `value` bytes straight to Kafka.
+    pub async fn publish_raw(&self, key: &[u8], value: &[u8]) -> RecordPosition {
+        let record = FutureRecord::to(&self.topic).key(key).payload(value);
+        let delivery = self
+            .producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| error)
+            .expect("Kafka refused the record: is the stack up (`dev/stack.sh up`)?");
+        RecordPosition {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }
+    }
+
+    /// Publishes a request for each product through the Kafka REST proxy (v2), as the edge does.
+    pub async fn publish_via_rest_proxy(
+        &self,
+        products: impl IntoIterator<Item = ProductId>,
+    ) -> Vec<RecordPosition> {
+        let requests: Vec<_> = products.into_iter().map(new_request).collect();
+        futures::stream::iter(requests)
+            .map(|request| async move {
+                let call = ProxyApi::V2.produce_call(&self.topic, &request);
+                let response = self
+                    .http
+                    .post(format!("{}{}", bridge_url(), call.path))
+                    .header("content-type", call.content_type)
+                    .header("accept", call.accept)
+                    .body(call.body)
+                    .send()
+                    .await
+                    .expect("the Kafka REST proxy is not reachable at BRIDGE_URL");
+                let status = response.status().as_u16();
+                let bytes = response.bytes().await.unwrap();
+                ProxyApi::V2
+                    .parse_reply(status, &bytes)
+                    .expect("the REST proxy refused the record")
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await
+    }
+
+    /// Waits until every product has a stored result, polling Redis; panics after `limit`.
+    pub async fn wait_for_results(
+        &self,
+        products: &[ProductId],
+        limit: Duration,
+    ) -> Vec<Comparison> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let found = self.stored(products).await;
+            if found.len() == products.len() {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: only {} of {} results stored after {limit:?}",
+                self.name,
+                found.len(),
+                products.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The results stored for `products`, in any order.
+    pub async fn stored(&self, products: &[ProductId]) -> Vec<Comparison> {
+        futures::stream::iter(products.iter().copied())
+            .map(|p| async move { self.cache.get(p).await.expect("reading Redis") })
+            .buffer_unordered(64)
+            .filter_map(|c| async { c })
+            .collect()
+            .await
+    }
+
+    /// The best price the simulated vendors that always answer will give for `product`.
+    pub fn expected_best(&self, product: ProductId, answering: &[&str]) -> Money {
+        answering
+            .iter()
+            .map(|vendor| {
+                let currency = self.profiles.vendors[*vendor].currency.parse().unwrap();
+                expected_price(vendor, product, currency)
+            })
+            .min_by_key(|m| m.minor_units)
+            .unwrap()
+    }
+}
+
+/// A consumer process started by a test, killed when dropped.
+pub struct ConsumerProcess {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl ConsumerProcess {
+    /// Kills the process at once (SIGKILL): no grace, no commit.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for its exit code.
+    pub fn terminate(&mut self) -> i32 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "the consumer did not stop within 60 s of SIGTERM; log: {}",
+            self.log_text()
+        );
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+impl Drop for ConsumerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A simulated vendor with the given latency range.
+pub fn vendor(latency_ms: (u64, u64), shape: BodyShape) -> VendorProfile {
+    VendorProfile {
+        latency_min_ms: latency_ms.0,
+        latency_max_ms: latency_ms.1,
+        shape,
+        ..VendorProfile::default()
+    }
+}
+
+/// Profiles from `(name, profile)` pairs.
+pub fn profiles(vendors: impl IntoIterator<Item = (&'static str, VendorProfile)>) -> Profiles {
+    Profiles {
+        vendors: vendors
+            .into_iter()
+            .map(|(n, p)| (n.to_owned(), p))
+            .collect(),
+    }
+}
+
+/// The vendors file that points the consumer at the simulated vendors.
+fn vendors_toml(profiles: &Profiles, base: &str, timeout_ms: u64) -> String {
+    let mut text = String::new();
+    for (name, profile) in &profiles.vendors {
+        let [price, currency, url] = profile.shape.pointers();
+        text.push_str(&format!(
+            "[[vendor]]\nname = \"{name}\"\nurl = \"{base}/vendors/{name}/prices/{{productId}}\"\ntimeout_ms = {timeout_ms}\nguarantee_window_secs = 600\nprice_pointer = \"{price}\"\ncurrency_pointer = \"{currency}\"\noffer_url_pointer = \"{url}\"\n\n"
+        ));
+    }
+    text
+}
+
+async fn create_topics(names: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let topics: Vec<_> = names
+        .iter()
+        .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .expect("Kafka is not reachable: start the stack with `dev/stack.sh up` (make test does)");
+    for result in results {
+        result.expect("creating a test topic");
+    }
+}
+
+fn new_request(product: ProductId) -> PriceRequest {
+    PriceRequest::new(product, uuid::Uuid::new_v4().to_string(), now_ms())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    pricefront_consumer::fanout::now_ms()
+}
+
+/// The path of a file in the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}

@@ -1,0 +1,303 @@
+//! The consumer against the real broker and the real Redis (and the real REST proxy, where it can be
+//! had), with simulated vendors.
+//! Start the stack first: `dev/stack.sh up` (`make test` does).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{profiles, vendor, TestEnv};
+use pricefront_consumer::dead_letter::ERROR_HEADER;
+use pricefront_core::FailureKind;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use vendor_sim::{BodyShape, VendorProfile};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_ends_as_a_stored_result_with_the_best_offer() {
+    let vendors = profiles([
+        ("alpha", vendor((10, 40), BodyShape::Nested)),
+        ("bravo", vendor((10, 40), BodyShape::Flat)),
+        ("charlie", vendor((10, 40), BodyShape::Nested)),
+    ]);
+    let env = TestEnv::new("best-offer", vendors, 2_000).await;
+    let _consumer = env.start_consumer("a", &[]);
+    let products: Vec<_> = (0..10).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+
+    for result in env.wait_for_results(&products, WAIT).await {
+        assert!(result.complete, "{result:?}");
+        assert_eq!(result.offers.len(), 3);
+        let best = result.best_offer.as_ref().unwrap();
+        assert_eq!(
+            best.price,
+            env.expected_best(result.product_id, &["alpha", "bravo", "charlie"])
+        );
+        assert!(result.fresh_until_ms <= result.computed_at_ms + 600_000);
+        assert!(best
+            .url
+            .as_deref()
+            .unwrap()
+            .ends_with(&result.product_id.to_string()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Kafka REST proxy (Strimzi Kafka Bridge) at BRIDGE_URL; make test runs it when the bridge is up"]
+async fn a_request_published_through_the_rest_proxy_ends_as_a_stored_result() {
+    let env = TestEnv::new(
+        "rest-proxy",
+        profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
+        2_000,
+    )
+    .await;
+    let _consumer = env.start_consumer("a", &[]);
+    let products: Vec<_> = (0..5).map(|n| env.product(n)).collect();
+    let positions = env.publish_via_rest_proxy(products.iter().copied()).await;
+    assert_eq!(positions.len(), 5);
+    for result in env.wait_for_results(&products, WAIT).await {
+        assert_eq!(
+            result.best_offer.unwrap().price,
+            env.expected_best(result.product_id, &["alpha"])
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_vendor_erroring_and_one_hanging_still_give_a_partial_result() {
+    let vendors = profiles([
+        ("good", vendor((10, 30), BodyShape::Flat)),
+        (
+            "erroring",
+            VendorProfile {
+                error_rate: 1.0,
+                ..vendor((5, 10), BodyShape::Nested)
+            },
+        ),
+        (
+            "hanging",
+            VendorProfile {
+                hang_rate: 1.0,
+                ..vendor((5, 10), BodyShape::Nested)
+            },
+        ),
+    ]);
+    let env = TestEnv::new("partial", vendors, 500).await;
+    let _consumer = env.start_consumer(
+        "a",
+        &["--vendor-deadline-ms", "4000", "--vendor-backoff-ms", "50"],
+    );
+    let products: Vec<_> = (0..5).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+
+    for result in env.wait_for_results(&products, WAIT).await {
+        assert!(!result.complete);
+        assert_eq!(result.offers.len(), 1);
+        assert_eq!(result.best_offer.as_ref().unwrap().vendor, "good");
+        let failures: BTreeMap<_, _> = result
+            .failures
+            .iter()
+            .map(|f| (f.vendor.as_str(), f))
+            .collect();
+        assert_eq!(failures["erroring"].kind, FailureKind::HttpStatus);
+        assert_eq!(
+            failures["erroring"].attempts, 3,
+            "503 is retried up to max_attempts"
+        );
+        assert_eq!(failures["hanging"].kind, FailureKind::Timeout);
+        assert_eq!(failures["hanging"].attempts, 1, "a timeout is not retried");
+        // Partial results are fresh for the partial window only (60 s by default), not the guarantee.
+        assert_eq!(result.fresh_until_ms - result.computed_at_ms, 60_000);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_lands_in_the_dead_letter_topic_and_the_partition_goes_on() {
+    let env = TestEnv::new(
+        "poison",
+        profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
+        2_000,
+    )
+    .await;
+    let mut consumer = env.start_consumer("a", &[]);
+    let product = env.product(1);
+    let key = product.to_string();
+    // The poison shares the product's key, so it sits in the same partition, before the good request.
+    let poison = env
+        .publish_raw(key.as_bytes(), b"{\"v\":1,\"productId\":\"-3\"")
+        .await;
+    let good = env.publish([product]).await[0];
+    assert_eq!(poison.partition, good.partition);
+    env.wait_for_results(&[product], WAIT).await;
+
+    let letters = read_all(&env.dead_letter_topic, 1).await;
+    let letter = &letters[0];
+    assert_eq!(letter.key, key.as_bytes());
+    assert_eq!(letter.payload, b"{\"v\":1,\"productId\":\"-3\"");
+    assert!(
+        letter.error.contains("not a versioned JSON message"),
+        "{}",
+        letter.error
+    );
+
+    // SIGTERM: a graceful stop that exits 0 and commits past the poison and the good request.
+    assert_eq!(consumer.terminate(), 0, "{}", consumer.log_text());
+    assert!(consumer.log_text().contains("stopped"));
+    let committed = committed_offsets(&env.group, &env.topic);
+    assert_eq!(committed[&good.partition], good.offset + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_with_sigkill_mid_run_resumes_and_every_product_gets_a_result() {
+    let vendors = profiles([
+        ("alpha", vendor((20, 60), BodyShape::Nested)),
+        ("bravo", vendor((20, 60), BodyShape::Flat)),
+    ]);
+    let env = TestEnv::new("kill9", vendors, 2_000).await;
+    let products: Vec<_> = (0..1_000).map(|n| env.product(n)).collect();
+    let mut first = env.start_consumer("first", &["--max-in-flight", "64"]);
+    env.publish(products.iter().copied()).await;
+
+    // Kill it once part of the work is stored, with more still in flight.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.stored(&products).await.len() < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress: {}",
+            first.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill_9();
+    let stored_at_kill = env.stored(&products).await.len();
+    assert!(
+        stored_at_kill < products.len(),
+        "the kill came too late to test anything"
+    );
+
+    let _second = env.start_consumer("second", &["--max-in-flight", "64"]);
+    let results = env.wait_for_results(&products, WAIT).await;
+    assert_eq!(results.len(), 1_000);
+    let asked: u64 = env.simulator.request_counts().values().sum();
+    println!(
+        "kill -9 after {stored_at_kill} of 1000 stored: lost 0, vendor calls {asked} for {} needed",
+        2 * products.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything() {
+    let env = TestEnv::new(
+        "group",
+        profiles([("alpha", vendor((10, 30), BodyShape::Nested))]),
+        2_000,
+    )
+    .await;
+    let one = env.start_consumer("one", &[]);
+    let two = env.start_consumer("two", &[]);
+    // Both must hold partitions before the work arrives, or the first would take it all.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(one.log_count("partitions assigned") > 0
+        && two.log_count("partitions assigned") > 0
+        && assigned(&one) + assigned(&two) == 3)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no assignment:\n{}\n{}",
+            one.log_text(),
+            two.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let products: Vec<_> = (0..300).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+    env.wait_for_results(&products, WAIT).await;
+    let (by_one, by_two) = (one.log_count("compared"), two.log_count("compared"));
+    assert!(
+        by_one > 0 && by_two > 0,
+        "one compared {by_one}, two compared {by_two}"
+    );
+    assert!(by_one + by_two >= products.len());
+}
+
+/// How many partitions the consumer holds, from its last "partitions assigned" or "revoked" log line.
+fn assigned(consumer: &common::ConsumerProcess) -> usize {
+    let log = consumer.log_text();
+    let last = log
+        .lines()
+        .rfind(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
+    last.filter(|l| l.contains("assigned"))
+        .and_then(|l| l.split("count=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Letter {
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    error: String,
+}
+
+/// Reads `count` messages of `topic` from the beginning.
+async fn read_all(topic: &str, count: usize) -> Vec<Letter> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", common::brokers())
+        .set("group.id", format!("{topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut letters = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while letters.len() < count && std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            let message = message.unwrap();
+            let error = message
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == ERROR_HEADER)
+                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                })
+                .unwrap_or_default();
+            letters.push(Letter {
+                key: message.key().unwrap_or_default().to_vec(),
+                payload: message.payload().unwrap_or_default().to_vec(),
+                error,
+            });
+        }
+    }
+    assert_eq!(letters.len(), count, "messages in {topic}");
+    letters
+}
+
+/// The group's committed offset per partition of `topic`.
+fn committed_offsets(group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", common::brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..3 {
+        partitions.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,468 @@
+#!/usr/bin/env bash
+# Local dev stack: Kafka 4.1 (single KRaft node), the Strimzi Kafka Bridge (REST proxy), Redis.
+#
+# The bridge comes from Maven Central (dev/bridge/pom.xml) or from an unpacked Strimzi release in
+# STRIMZI_BRIDGE_HOME. When neither can be had, `up` says so (status: unavailable, with the exact
+# error) and starts the rest: nothing else stands in for it.
+#
+#   dev/stack.sh install                 install what is missing (redis, JDK/Maven, jars)
+#   dev/stack.sh up                      install, then start everything and wait until ready
+#   dev/stack.sh down                    stop what we started (TERM, then KILL after a bound)
+#   dev/stack.sh reset                   down, then wipe data/config/logs (jars are kept)
+#   dev/stack.sh start|stop  <kafka|bridge|redis>
+#   dev/stack.sh kill        <kafka|bridge|redis>   SIGKILL (crash drill)
+#   dev/stack.sh restart     <kafka|bridge|redis>
+#   dev/stack.sh status                  one line per component
+#   dev/stack.sh topics                  describe the project topics
+#   dev/stack.sh logs <component> [N]    last N log lines
+#   dev/stack.sh env                     print export lines for clients
+#
+# Environment (defaults): PF_STATE_DIR (<repo>/.run), KAFKA_PORT (9092),
+# KAFKA_CONTROLLER_PORT (9093), BRIDGE_PORT (8080), REDIS_PORT (6390),
+# KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), BRIDGE_HEAP_OPTS (-Xms64m -Xmx256m),
+# KAFKA_START_TIMEOUT (120), BRIDGE_START_TIMEOUT (60), REDIS_START_TIMEOUT (20) seconds,
+# BRIDGE_MAX_BLOCK_MS (10000), BRIDGE_DELIVERY_TIMEOUT_MS (30000): producer settings of the bridge.
+set -euo pipefail
+
+DEV_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_ROOT="$(cd -- "$DEV_DIR/.." && pwd -P)"
+# shellcheck source=dev/lib.sh
+source "$DEV_DIR/lib.sh"
+
+HOST=127.0.0.1
+STATE_DIR="$(realpath -m -- "${PF_STATE_DIR:-$REPO_ROOT/.run}")"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+BRIDGE_PORT="${BRIDGE_PORT:-8080}"
+REDIS_PORT="${REDIS_PORT:-6390}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+BRIDGE_HEAP_OPTS="${BRIDGE_HEAP_OPTS:--Xms64m -Xmx256m}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
+BRIDGE_START_TIMEOUT="${BRIDGE_START_TIMEOUT:-60}"
+REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-20}"
+BRIDGE_MAX_BLOCK_MS="${BRIDGE_MAX_BLOCK_MS:-10000}"
+BRIDGE_DELIVERY_TIMEOUT_MS="${BRIDGE_DELIVERY_TIMEOUT_MS:-30000}"
+
+TOPICS=(price-compare-requests price-compare-requests.dlq)
+TOPIC_PARTITIONS=3
+
+PIDS_DIR="$STATE_DIR/pids"
+LOGS_DIR="$STATE_DIR/logs"
+CONF_DIR="$STATE_DIR/conf"
+JARS_DIR="$STATE_DIR/jars"
+KAFKA_DATA="$STATE_DIR/kafka-data"
+REDIS_DIR="$STATE_DIR/redis"
+KAFKA_JARS="$JARS_DIR/kafka"
+BRIDGE_JARS="$JARS_DIR/bridge"
+BRIDGE_UNAVAILABLE="$STATE_DIR/bridge.unavailable"
+COMPONENTS=(kafka bridge redis)
+
+JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+JAVAC="${JAVA_HOME:+$JAVA_HOME/bin/}javac"
+# Short-lived JVMs (Kafka CLI tools): favour startup time over peak speed.
+TOOL_JVM_OPTS=(-Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto)
+
+mkdirs() { mkdir -p -- "$PIDS_DIR" "$LOGS_DIR" "$CONF_DIR" "$JARS_DIR" "$KAFKA_DATA" "$REDIS_DIR"; }
+
+# Serialise state-changing commands (two `up`s at once must not start two brokers).
+take_lock() {
+  mkdir -p -- "$STATE_DIR"
+  exec 9> "$STATE_DIR/.lock"
+  flock -w 600 9 || die "another dev/stack.sh holds $STATE_DIR/.lock"
+}
+
+check_component() {
+  case "${1:-}" in
+    kafka|bridge|redis) ;;
+    *) die "unknown component '${1:-}' (expected kafka, bridge or redis)" ;;
+  esac
+}
+
+# ------------------------------------------------------------------------------ install
+
+apt_install() {
+  log "installing with apt: $*"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "$@" >/dev/null
+}
+
+install_packages() {
+  local pkgs=()
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server)
+  command -v "$JAVA" >/dev/null && command -v "$JAVAC" >/dev/null || pkgs+=(openjdk-17-jdk-headless)
+  command -v mvn >/dev/null || pkgs+=(maven)
+  command -v flock >/dev/null && command -v setsid >/dev/null || pkgs+=(util-linux)
+  command -v curl >/dev/null || pkgs+=(curl)
+  if ((${#pkgs[@]})); then apt_install "${pkgs[@]}"; fi
+}
+
+# install_jars NAME POM DEST: copy POM's runtime dependencies to DEST unless the stamp says
+# the same POM was already resolved there.
+install_jars() {
+  local name=$1 pom=$2 dest=$3 stamp want t0 mvnlog
+  stamp="$dest.stamp"
+  want=$(sha_of "$pom")
+  if [[ -d $dest && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    return 0
+  fi
+  t0=$(now_ms)
+  mvnlog="$LOGS_DIR/mvn-$name.log"
+  log "$name: resolving jars from Maven Central (dev/${pom#"$DEV_DIR/"}) ..."
+  rm -rf -- "$dest" "$stamp"
+  # shellcheck disable=SC2086  # MVN_EXTRA is a list of flags
+  if ! mvn -B -q ${MVN_EXTRA:-} -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$dest" > "$mvnlog" 2>&1; then
+    tail -n 40 -- "$mvnlog" >&2
+    die "$name: Maven could not resolve $pom (full output: $mvnlog)"
+  fi
+  printf '%s\n' "$want" > "$stamp"
+  log "$name: $(find "$dest" -name '*.jar' | wc -l) jars in $(elapsed_s "$t0")s"
+}
+
+# install_bridge: the bridge's jars from STRIMZI_BRIDGE_HOME/libs or Maven Central. Never fatal:
+# when it cannot be had, the reason is kept in $BRIDGE_UNAVAILABLE for `start` and `status`.
+install_bridge() {
+  rm -f -- "$BRIDGE_UNAVAILABLE"
+  if [[ -n ${STRIMZI_BRIDGE_HOME:-} ]]; then
+    [[ -d $STRIMZI_BRIDGE_HOME/libs ]] && return 0
+    echo "STRIMZI_BRIDGE_HOME=$STRIMZI_BRIDGE_HOME has no libs/ folder" > "$BRIDGE_UNAVAILABLE"
+  elif ! (MVN_EXTRA=-U install_jars bridge "$DEV_DIR/bridge/pom.xml" "$BRIDGE_JARS") 2>/dev/null; then
+    grep -m1 -oE "(Could not find artifact|Failure to find|Could not resolve)[^[]*" "$LOGS_DIR/mvn-bridge.log" \
+      > "$BRIDGE_UNAVAILABLE" || echo "Maven could not resolve dev/bridge/pom.xml" > "$BRIDGE_UNAVAILABLE"
+  fi
+  if [[ -f $BRIDGE_UNAVAILABLE ]]; then
+    warn "bridge: the Strimzi Kafka Bridge cannot be had here: $(cat "$BRIDGE_UNAVAILABLE")"
+  fi
+}
+
+bridge_classpath() {
+  if [[ -n ${STRIMZI_BRIDGE_HOME:-} ]]; then echo "$STRIMZI_BRIDGE_HOME/libs/*"; else echo "$BRIDGE_JARS/*"; fi
+}
+
+cmd_install() {
+  mkdirs
+  install_packages
+  install_jars kafka "$DEV_DIR/kafka/pom.xml" "$KAFKA_JARS"
+  install_bridge
+}
+
+# ------------------------------------------------------------------------------ kafka
+
+write_kafka_config() {
+  cat > "$CONF_DIR/kafka.properties" <<EOF
+# generated by dev/stack.sh (overwritten on each start)
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+# after a kill -9 the restarted broker can only register once the old session expired
+# (DUPLICATE_BROKER_REGISTRATION until then): 6s instead of the default 9s
+broker.session.timeout.ms=6000
+broker.heartbeat.interval.ms=1000
+EOF
+  # broker log4j2: everything to stdout, which launch() appends to logs/kafka.log
+  cat > "$CONF_DIR/kafka-log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.controller.name = kafka.controller
+logger.controller.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+EOF
+  # CLI tools: warnings only, on stderr
+  cat > "$CONF_DIR/tools-log4j2.properties" <<'EOF'
+status = warn
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+  cat > "$CONF_DIR/kafka-tools.properties" <<'EOF'
+default.api.timeout.ms=15000
+request.timeout.ms=10000
+EOF
+}
+
+kafka_tool() {
+  "$JAVA" "${TOOL_JVM_OPTS[@]}" -Dlog4j2.configurationFile="$CONF_DIR/tools-log4j2.properties" \
+    -cp "$KAFKA_JARS/*" "$@"
+}
+
+topic_cmd() {
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
+    --command-config "$CONF_DIR/kafka-tools.properties" "$@"
+}
+
+format_kafka_storage() {
+  [[ -f $KAFKA_DATA/meta.properties ]] && return 0
+  local cid
+  # a Kafka cluster id is 16 random bytes in URL-safe base64 without padding (22 chars)
+  cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  while [[ $cid == -* ]]; do cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); done
+  log "kafka: formatting $KAFKA_DATA (cluster id $cid)"
+  kafka_tool kafka.tools.StorageTool format --cluster-id "$cid" \
+    --config "$CONF_DIR/kafka.properties" --ignore-formatted >> "$LOGS_DIR/kafka.log" 2>&1 \
+    || { tail -n 20 "$LOGS_DIR/kafka.log" >&2; die "kafka: storage format failed"; }
+}
+
+kafka_port_probe() { port_open "$KAFKA_PORT" && port_open "$KAFKA_CONTROLLER_PORT"; }
+
+# Ready = both listeners accept connections and a metadata request (topic list) succeeds.
+kafka_ready_probe() {
+  kafka_port_probe || return 1
+  topic_cmd --list > "$STATE_DIR/.topics.tmp" 2>> "$LOGS_DIR/kafka-tools.log"
+}
+
+ensure_topics() {
+  local t created=0
+  # reuse the list just fetched by kafka_ready_probe, if any (saves a JVM start)
+  if [[ ! -f $STATE_DIR/.topics.tmp ]]; then
+    topic_cmd --list > "$STATE_DIR/.topics.tmp" 2>> "$LOGS_DIR/kafka-tools.log" \
+      || die "kafka: cannot list topics (see $LOGS_DIR/kafka-tools.log)"
+  fi
+  for t in "${TOPICS[@]}"; do
+    if ! grep -qxF -- "$t" "$STATE_DIR/.topics.tmp"; then
+      topic_cmd --create --if-not-exists --topic "$t" --partitions "$TOPIC_PARTITIONS" \
+        --replication-factor 1 >/dev/null 2>> "$LOGS_DIR/kafka-tools.log" \
+        || die "kafka: creating topic $t failed (see $LOGS_DIR/kafka-tools.log)"
+      created=$((created + 1))
+      log "kafka: created topic $t ($TOPIC_PARTITIONS partitions, RF 1)"
+    fi
+  done
+  ((created)) || log "kafka: topics present: ${TOPICS[*]}"
+  rm -f -- "$STATE_DIR/.topics.tmp"
+}
+
+start_kafka() {
+  local pid t0
+  rm -f -- "$STATE_DIR/.topics.tmp"
+  if pid=$(component_pid kafka); then
+    wait_ready kafka "$KAFKA_START_TIMEOUT" "$LOGS_DIR/kafka.log" kafka_ready_probe \
+      || die "kafka: running (pid $pid) but not ready"
+    log "kafka: already running (pid $pid)"
+    return 0
+  fi
+  clear_stale_pidfile kafka
+  local p
+  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    ! port_open "$p" || die "kafka: port $p is already in use by another process"
+  done
+  t0=$(now_ms)
+  write_kafka_config
+  format_kafka_storage
+  # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of JVM flags
+  pid=$(launch kafka "$LOGS_DIR/kafka.log" "$JAVA" $KAFKA_HEAP_OPTS -server -XX:+UseG1GC \
+    -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+    -Djava.awt.headless=true -Dpf.stack.component=kafka \
+    -Dlog4j2.configurationFile="$CONF_DIR/kafka-log4j2.properties" -Dkafka.logs.dir="$LOGS_DIR" \
+    -cp "$KAFKA_JARS/*" kafka.Kafka "$CONF_DIR/kafka.properties")
+  log "kafka: started pid $pid, waiting for $HOST:$KAFKA_PORT ..."
+  wait_ready kafka "$KAFKA_START_TIMEOUT" "$LOGS_DIR/kafka.log" kafka_ready_probe \
+    || die "kafka: did not become ready"
+  log "kafka: ready in $(elapsed_s "$t0")s"
+}
+
+# ------------------------------------------------------------------------------ bridge
+
+write_bridge_config() {
+  local req=10000
+  (( BRIDGE_DELIVERY_TIMEOUT_MS - 100 < req )) && req=$(( BRIDGE_DELIVERY_TIMEOUT_MS - 100 ))
+  cat > "$CONF_DIR/bridge.properties" <<EOF
+# generated by dev/stack.sh (overwritten on each start)
+bridge.id=pf-local-bridge
+http.enabled=true
+kafka.bootstrap.servers=$HOST:$KAFKA_PORT
+kafka.producer.acks=all
+kafka.producer.linger.ms=5
+kafka.producer.max.block.ms=$BRIDGE_MAX_BLOCK_MS
+kafka.producer.request.timeout.ms=$req
+kafka.producer.delivery.timeout.ms=$BRIDGE_DELIVERY_TIMEOUT_MS
+http.host=$HOST
+http.port=$BRIDGE_PORT
+http.threads=64
+EOF
+}
+
+bridge_ready_probe() {
+  local code
+  code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$HOST:$BRIDGE_PORT/ready") || return 1
+  [[ $code == 2?? ]]
+}
+
+start_bridge() {
+  local pid t0
+  if pid=$(component_pid bridge); then
+    wait_ready bridge "$BRIDGE_START_TIMEOUT" "$LOGS_DIR/bridge.log" bridge_ready_probe \
+      || die "bridge: running (pid $pid) but not ready"
+    log "bridge: already running (pid $pid)"
+    return 0
+  fi
+  clear_stale_pidfile bridge
+  ! port_open "$BRIDGE_PORT" || die "bridge: port $BRIDGE_PORT is already in use by another process"
+  if [[ -f $BRIDGE_UNAVAILABLE ]]; then
+    warn "bridge: not started: $(cat "$BRIDGE_UNAVAILABLE")"
+    return 0
+  fi
+  t0=$(now_ms)
+  write_bridge_config
+  # shellcheck disable=SC2086  # BRIDGE_HEAP_OPTS is a list of JVM flags
+  pid=$(launch bridge "$LOGS_DIR/bridge.log" "$JAVA" $BRIDGE_HEAP_OPTS -XX:+UseSerialGC \
+    -Djava.awt.headless=true -Dpf.stack.component=bridge \
+    -cp "$(bridge_classpath)" io.strimzi.kafka.bridge.Application \
+    --config-file="$CONF_DIR/bridge.properties")
+  log "bridge: started pid $pid, waiting for http://$HOST:$BRIDGE_PORT/ready ..."
+  wait_ready bridge "$BRIDGE_START_TIMEOUT" "$LOGS_DIR/bridge.log" bridge_ready_probe \
+    || die "bridge: did not become ready"
+  log "bridge: ready in $(elapsed_s "$t0")s"
+}
+
+# ------------------------------------------------------------------------------ redis
+
+redis_ready_probe() {
+  [[ $(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+}
+
+start_redis() {
+  local pid t0
+  if pid=$(component_pid redis); then
+    wait_ready redis "$REDIS_START_TIMEOUT" "$LOGS_DIR/redis.log" redis_ready_probe \
+      || die "redis: running (pid $pid) but not ready"
+    log "redis: already running (pid $pid)"
+    return 0
+  fi
+  clear_stale_pidfile redis
+  ! port_open "$REDIS_PORT" || die "redis: port $REDIS_PORT is already in use by another process"
+  t0=$(now_ms)
+  # foreground (not daemonized) so that the pid we record is redis itself; logs to stdout
+  pid=$(launch redis "$LOGS_DIR/redis.log" redis-server --bind "$HOST" --port "$REDIS_PORT" \
+    --save '' --appendonly no --dir "$REDIS_DIR" --daemonize no --protected-mode yes \
+    --logfile '')
+  wait_ready redis "$REDIS_START_TIMEOUT" "$LOGS_DIR/redis.log" redis_ready_probe \
+    || die "redis: did not become ready"
+  log "redis: ready on $HOST:$REDIS_PORT (pid $pid) in $(elapsed_s "$t0")s"
+}
+
+# ------------------------------------------------------------------------------ commands
+
+start_one() {
+  case "$1" in
+    kafka) start_kafka; ensure_topics ;;
+    bridge) start_bridge ;;
+    redis) start_redis ;;
+  esac
+}
+
+stop_one() {
+  case "$1" in
+    kafka) stop_component kafka 60 "${2:-TERM}" ;;
+    bridge) stop_component bridge 20 "${2:-TERM}" ;;
+    redis) stop_component redis 15 "${2:-TERM}" ;;
+  esac
+}
+
+status_line() {
+  local name=$1 pid state detail
+  if pid=$(component_pid "$name"); then
+    case "$name" in
+      kafka) kafka_port_probe && state=ready || state=starting; detail="$HOST:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)" ;;
+      bridge) bridge_ready_probe && state=ready || state=not-ready; detail="http://$HOST:$BRIDGE_PORT" ;;
+      redis) redis_ready_probe && state=ready || state=not-ready; detail="$HOST:$REDIS_PORT" ;;
+    esac
+    printf '%-7s running  pid=%-8s %-9s %s\n' "$name" "$pid" "$state" "$detail"
+  elif [[ $name == bridge && -f $BRIDGE_UNAVAILABLE ]]; then
+    printf '%-7s unavailable: %s\n' "$name" "$(cat "$BRIDGE_UNAVAILABLE")"
+  elif [[ -e $(pidfile_of "$name") ]]; then
+    printf '%-7s stopped  (stale pid file)\n' "$name"
+  else
+    printf '%-7s stopped\n' "$name"
+  fi
+}
+
+cmd_status() { local c; for c in "${COMPONENTS[@]}"; do status_line "$c"; done; }
+
+cmd_up() {
+  local t0
+  t0=$(now_ms)
+  cmd_install
+  start_kafka
+  ensure_topics
+  start_bridge
+  start_redis
+  log "up: done in $(elapsed_s "$t0")s (state: $STATE_DIR)"
+  cmd_status
+}
+
+cmd_down() {
+  stop_one bridge
+  stop_one kafka
+  stop_one redis
+}
+
+cmd_reset() {
+  cmd_down
+  log "reset: wiping $KAFKA_DATA $REDIS_DIR $CONF_DIR $LOGS_DIR (jars kept)"
+  rm -rf -- "$KAFKA_DATA" "$REDIS_DIR" "$CONF_DIR" "$LOGS_DIR"
+}
+
+cmd_env() {
+  cat <<EOF
+export PF_STATE_DIR='$STATE_DIR'
+export KAFKA_BOOTSTRAP_SERVERS='$HOST:$KAFKA_PORT'
+export KAFKA_BRIDGE_URL='http://$HOST:$BRIDGE_PORT'
+export REDIS_URL='redis://$HOST:$REDIS_PORT'
+EOF
+}
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; }
+
+main() {
+  local cmd=${1:-}
+  [[ $# -gt 0 ]] && shift
+  case "$cmd" in
+    install) take_lock; cmd_install ;;
+    up) take_lock; cmd_up ;;
+    down) take_lock; mkdirs; cmd_down ;;
+    reset) take_lock; mkdirs; cmd_reset ;;
+    start) check_component "${1:-}"; take_lock; cmd_install; start_one "$1" ;;
+    stop) check_component "${1:-}"; take_lock; mkdirs; stop_one "$1" ;;
+    kill) check_component "${1:-}"; take_lock; mkdirs; stop_one "$1" KILL ;;
+    restart) check_component "${1:-}"; take_lock; cmd_install; stop_one "$1"; start_one "$1" ;;
+    status) cmd_status ;;
+    topics) component_pid kafka >/dev/null || die "kafka is not running"
+            local re
+            re=$(IFS='|'; echo "${TOPICS[*]}")
+            topic_cmd --describe --topic "${re//./\\.}" ;;
+    logs) check_component "${1:-}"; tail -n "${2:-50}" -- "$LOGS_DIR/$1.log" ;;
+    env) cmd_env ;;
+    -h|--help|help|'') usage; [[ -n $cmd ]] ;;
+    *) usage; die "unknown command '$cmd'" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Rust targets and tools the build needs, once: the wasm32 target (from rustup, or from
+# ../shared/toolchain when rustup cannot reach its server). Safe to run again: it skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sysroot=$(rustc --print sysroot)
+if [[ ! -d $sysroot/lib/rustlib/wasm32-unknown-unknown ]]; then
+  echo "[toolchain] adding the wasm32-unknown-unknown target"
+  if ! rustup target add wasm32-unknown-unknown; then
+    fallback=../shared/toolchain/rust-std-1.95.0-wasm32.tar.xz
+    [[ -f $fallback && $(rustc --version) == "rustc 1.95.0 "* ]] || { echo "no wasm32 target to be had" >&2; exit 1; }
+    tar -xJf "$fallback" -C "$sysroot/lib/rustlib/"
+  fi
+fi
