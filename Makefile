@@ -18,4 +18,5 @@ stack-status:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy -p pricefront-edge --target wasm32-unknown-unknown -- -D warnings
 	shellcheck dev/*.sh scripts/*.sh

@@ -25,5 +25,5 @@ else
   dev/stack.sh status | grep "^bridge" | sed 's/^/[test]   /'
 fi
 
-echo "[test] cargo test --workspace"
-cargo test --workspace -- --test-threads 3 "${ignored[@]}"
+echo "[test] cargo test (core, simulator, consumer)"
+cargo test -- --test-threads 3 "${ignored[@]}"

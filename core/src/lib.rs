@@ -11,17 +11,22 @@
 //! - [`freshness`]: the windows a result is fresh and stale for, and the fresh / stale / missing decision.
 //! - [`cache_key`]: the versioned cache key scheme shared by Redis and Workers KV.
 //! - [`rest_proxy`]: the bodies of the Kafka REST proxy produce APIs (v2 and v3).
+//! - [`route`], [`problem`], [`edge_rules`]: the edge's routes, its RFC 9457 errors, and its decisions
+//!   on a read (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
 //!
 //! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
 //! clock, so every rule is a pure function that tests can drive.
 
 pub mod cache_key;
 pub mod comparison;
+pub mod edge_rules;
 pub mod freshness;
 pub mod money;
+pub mod problem;
 pub mod product_id;
 pub mod request;
 pub mod rest_proxy;
+pub mod route;
 
 pub use cache_key::cache_key;
 pub use comparison::{Comparison, FailureKind, Offer, VendorFailure, VendorOutcome};

@@ -1,0 +1,76 @@
+//! Problem details (RFC 9457): every error the edge answers, as `application/problem+json`.
+
+use serde::Serialize;
+
+use crate::route::RouteError;
+
+/// The media type of problem details.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// A problem details object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// A URI reference naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the problem type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+}
+
+impl Problem {
+    /// A problem of type `/problems/{slug}`.
+    pub fn new(status: u16, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// The body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a problem always serializes")
+    }
+}
+
+impl From<&RouteError> for Problem {
+    fn from(error: &RouteError) -> Self {
+        match error {
+            RouteError::NotFound(_) => {
+                Problem::new(404, "not-found", "Not Found", error.to_string())
+            }
+            RouteError::MethodNotAllowed { .. } => Problem::new(
+                405,
+                "method-not-allowed",
+                "Method Not Allowed",
+                error.to_string(),
+            ),
+            RouteError::BadProductId { .. } => Problem::new(
+                400,
+                "invalid-product-id",
+                "Invalid product id",
+                error.to_string(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::route;
+
+    #[test]
+    fn route_errors_become_problems() {
+        let problem = Problem::from(&route("GET", "/v1/prices/0").unwrap_err());
+        assert_eq!(problem.status, 400);
+        let json: serde_json::Value = serde_json::from_str(&problem.to_json()).unwrap();
+        assert_eq!(json["type"], "/problems/invalid-product-id");
+        assert!(json["detail"].as_str().unwrap().contains("positive"));
+    }
+}

@@ -1,0 +1,133 @@
+//! The edge's routes: which request is which, decided from the method and the path alone.
+
+use crate::{ProductId, ProductIdError};
+
+/// A request the edge serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /v1/prices/{productId}`: the comparison of one product.
+    GetPrices(ProductId),
+    /// `PUT /internal/v1/prices/{productId}`: the consumer fills the cache.
+    FillPrices(ProductId),
+    /// `GET /healthz`.
+    Health,
+}
+
+/// Why a request matches no route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No such path.
+    #[error("no resource at {0}")]
+    NotFound(String),
+    /// The path exists, but not for this method.
+    #[error("method {method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// The value of the `Allow` header.
+        allow: &'static str,
+    },
+    /// The path names a product, but not with a valid id.
+    #[error("invalid product id {text:?}: {reason}")]
+    BadProductId {
+        /// The id as written.
+        text: String,
+        /// Why it is not an id.
+        reason: ProductIdError,
+    },
+}
+
+/// The route of `method` on `path` (without query string).
+pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
+    if let Some(id) = path.strip_prefix("/v1/prices/") {
+        with_id(id, method, "GET, HEAD", Route::GetPrices, &["GET", "HEAD"])
+    } else if let Some(id) = path.strip_prefix("/internal/v1/prices/") {
+        with_id(id, method, "PUT", Route::FillPrices, &["PUT"])
+    } else if path == "/healthz" {
+        match method {
+            "GET" | "HEAD" => Ok(Route::Health),
+            _ => Err(RouteError::MethodNotAllowed {
+                method: method.to_owned(),
+                allow: "GET, HEAD",
+            }),
+        }
+    } else {
+        Err(RouteError::NotFound(path.to_owned()))
+    }
+}
+
+fn with_id(
+    id: &str,
+    method: &str,
+    allow: &'static str,
+    make: fn(ProductId) -> Route,
+    methods: &[&str],
+) -> Result<Route, RouteError> {
+    if id.contains('/') {
+        return Err(RouteError::NotFound(id.to_owned()));
+    }
+    if !methods.contains(&method) {
+        return Err(RouteError::MethodNotAllowed {
+            method: method.to_owned(),
+            allow,
+        });
+    }
+    id.parse()
+        .map(make)
+        .map_err(|reason| RouteError::BadProductId {
+            text: id.to_owned(),
+            reason,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> ProductId {
+        ProductId::new(n).unwrap()
+    }
+
+    #[test]
+    fn routes_requests() {
+        assert_eq!(route("GET", "/v1/prices/42"), Ok(Route::GetPrices(id(42))));
+        assert_eq!(route("HEAD", "/v1/prices/42"), Ok(Route::GetPrices(id(42))));
+        assert_eq!(
+            route("PUT", "/internal/v1/prices/7"),
+            Ok(Route::FillPrices(id(7)))
+        );
+        assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
+    }
+
+    #[test]
+    fn refuses_with_the_right_error() {
+        assert!(matches!(
+            route("GET", "/v1/prices/abc"),
+            Err(RouteError::BadProductId { .. })
+        ));
+        assert!(matches!(
+            route("GET", "/v1/prices/"),
+            Err(RouteError::BadProductId { .. })
+        ));
+        assert!(matches!(
+            route("GET", "/v1/prices/1/x"),
+            Err(RouteError::NotFound(_))
+        ));
+        assert!(matches!(route("GET", "/"), Err(RouteError::NotFound(_))));
+        assert_eq!(
+            route("POST", "/v1/prices/1"),
+            Err(RouteError::MethodNotAllowed {
+                method: "POST".into(),
+                allow: "GET, HEAD"
+            })
+        );
+        assert!(matches!(
+            route("GET", "/internal/v1/prices/1"),
+            Err(RouteError::MethodNotAllowed { allow: "PUT", .. })
+        ));
+        assert!(matches!(
+            route("DELETE", "/healthz"),
+            Err(RouteError::MethodNotAllowed { .. })
+        ));
+    }
+}

@@ -1,0 +1,76 @@
+//! The Worker's settings: public vars from `wrangler.toml`, secrets from `wrangler secret put`.
+
+use std::time::Duration;
+
+use pricefront_core::rest_proxy::ProxyApi;
+use worker::Env;
+
+/// Where the Worker reads and writes comparisons.
+pub enum CacheBackend {
+    /// The Workers KV namespace bound as `PRICES`.
+    Kv,
+    /// Redis at this host and port, over the sockets API.
+    Redis { host: String, port: u16 },
+}
+
+/// Everything the handlers need to know.
+pub struct Config {
+    pub cache: CacheBackend,
+    pub proxy_url: String,
+    pub proxy_api: ProxyApi,
+    pub proxy_basic_auth: Option<(String, String)>,
+    pub topic: String,
+    pub publish_timeout: Duration,
+    pub fill_token: Option<String>,
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Reads the settings, with the defaults of the local stack.
+    pub fn from_env(env: &Env) -> Self {
+        let cache = match var(env, "CACHE_BACKEND").as_deref() {
+            Some("redis") => CacheBackend::Redis {
+                host: var(env, "REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into()),
+                port: var(env, "REDIS_PORT")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(6390),
+            },
+            _ => CacheBackend::Kv,
+        };
+        let proxy_api = match var(env, "REST_PROXY_API").as_deref() {
+            Some("v3") => ProxyApi::V3 {
+                cluster_id: var(env, "KAFKA_CLUSTER_ID").unwrap_or_default(),
+            },
+            _ => ProxyApi::V2,
+        };
+        let proxy_basic_auth =
+            secret(env, "REST_PROXY_USERNAME").zip(secret(env, "REST_PROXY_PASSWORD"));
+        Self {
+            cache,
+            proxy_url: var(env, "REST_PROXY_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            proxy_api,
+            proxy_basic_auth,
+            topic: var(env, "REQUEST_TOPIC")
+                .unwrap_or_else(|| pricefront_core::REQUEST_TOPIC.into()),
+            publish_timeout: Duration::from_millis(
+                var(env, "PUBLISH_TIMEOUT_MS")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(2_000),
+            ),
+            fill_token: secret(env, "FILL_TOKEN"),
+        }
+    }
+}
