@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, starts the local stack (unless it already runs),
-# checks that the shared core builds for wasm32, runs every test, and stops what it started.
+# The whole test suite: installs what is missing, starts the local stack (unless it already runs) and
+# the edge Worker under wrangler dev (KV-backed and Redis-backed), checks that the shared core builds
+# for wasm32, runs every test, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,9 +11,22 @@ started_stack=false
 if ! dev/stack.sh status | grep -q "^kafka .*running"; then
   started_stack=true
 fi
-stop_stack() { if $started_stack; then dev/stack.sh down || true; fi; }
-trap stop_stack EXIT
+stop_all() {
+  scripts/edge-dev.sh stop kv || true
+  scripts/edge-dev.sh stop redis || true
+  if $started_stack; then dev/stack.sh down || true; fi
+}
+trap stop_all EXIT
 dev/stack.sh up
+
+echo "[test] building the edge Worker"
+scripts/build-edge.sh
+# A fresh token for the fill endpoint, passed as a local secret (never written to the repo).
+FILL_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+export FILL_TOKEN
+scripts/edge-dev.sh start kv 8787 --var "FILL_TOKEN:$FILL_TOKEN"
+scripts/edge-dev.sh start redis 8788 --var "FILL_TOKEN:$FILL_TOKEN" --var CACHE_BACKEND:redis
+export EDGE_KV_URL=http://127.0.0.1:8787 EDGE_REDIS_URL=http://127.0.0.1:8788
 
 echo "[test] the shared core builds for wasm32-unknown-unknown"
 cargo build --quiet -p pricefront-core --target wasm32-unknown-unknown
@@ -20,10 +34,11 @@ cargo build --quiet -p pricefront-core --target wasm32-unknown-unknown
 ignored=()
 if dev/stack.sh status | grep -q "^bridge .*running .*ready"; then
   ignored=(--include-ignored)
+  export REST_PROXY_UP=1
 else
   echo "[test] NOT RUN: the tests that publish through the Kafka REST proxy, because the proxy is not running:"
   dev/stack.sh status | grep "^bridge" | sed 's/^/[test]   /'
 fi
 
-echo "[test] cargo test (core, simulator, consumer)"
+echo "[test] cargo test (core, simulator, consumer, end to end)"
 cargo test -- --test-threads 3 "${ignored[@]}"

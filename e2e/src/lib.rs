@@ -1,0 +1,1 @@
+//! End-to-end tests live in `tests/`; they need the running stack (`scripts/test.sh` starts it).

@@ -1,0 +1,279 @@
+//! The edge Worker under `wrangler dev`, against the real Redis, Kafka and consumer.
+//! `scripts/test.sh` starts two Workers: one reading Workers KV (EDGE_KV_URL), one reading Redis
+//! (EDGE_REDIS_URL), both with FILL_TOKEN set, and both pointed at the REST proxy's address.
+
+use std::time::Duration;
+
+use pricefront_core::{Comparison, FreshnessPolicy, Money, Offer, ProductId, VendorOutcome};
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+
+fn edge(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the suite with scripts/test.sh (make test)")
+    })
+}
+
+fn token() -> String {
+    std::env::var("FILL_TOKEN").expect("FILL_TOKEN is not set: run the suite with scripts/test.sh")
+}
+
+fn product() -> ProductId {
+    ProductId::new(10_000_000 + rand_u64() % 1_000_000_000).unwrap()
+}
+
+fn rand_u64() -> u64 {
+    u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap())
+}
+
+fn now_ms() -> u64 {
+    pricefront_consumer::fanout::now_ms()
+}
+
+/// A comparison of `product` computed `age_ms` ago, fresh for 60 s and servable stale 10 min more.
+fn comparison(product: ProductId, age_ms: u64) -> Comparison {
+    let offer = |vendor: &str, minor| VendorOutcome::Answered {
+        offer: Offer {
+            vendor: vendor.into(),
+            price: Money {
+                minor_units: minor,
+                currency: "EUR".parse().unwrap(),
+            },
+            url: None,
+        },
+        guarantee_ms: 60_000,
+    };
+    let policy = FreshnessPolicy {
+        stale_grace_ms: 600_000,
+        ..FreshnessPolicy::default()
+    };
+    Comparison::aggregate(
+        product,
+        [offer("alpha", 1999), offer("bravo", 1499)],
+        now_ms() - age_ms,
+        &policy,
+    )
+}
+
+async fn fill(
+    client: &Client,
+    base: &str,
+    product: ProductId,
+    body: String,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client
+        .put(format!("{base}/internal/v1/prices/{product}"))
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
+    body
+}
+
+#[tokio::test]
+async fn health_answers() {
+    let response = Client::new()
+        .get(format!("{}/healthz", edge("EDGE_KV_URL")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_ids_paths_and_methods_get_the_right_problem() {
+    let client = Client::new();
+    let base = edge("EDGE_KV_URL");
+    for id in [
+        "abc",
+        "0",
+        "-1",
+        "007",
+        "1.5",
+        "18446744073709551616",
+        "%20",
+    ] {
+        let response = client
+            .get(format!("{base}/v1/prices/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 400).await;
+    }
+    for path in [
+        "/",
+        "/v1/prices",
+        "/v1/prices/1/x",
+        "/v2/prices/1",
+        "/internal",
+    ] {
+        assert_problem(
+            client.get(format!("{base}{path}")).send().await.unwrap(),
+            404,
+        )
+        .await;
+    }
+    let response = client
+        .post(format!("{base}/v1/prices/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
+    assert_problem(response, 405).await;
+    let response = client
+        .get(format!("{base}/internal/v1/prices/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "PUT");
+    assert_problem(response, 405).await;
+}
+
+#[tokio::test]
+async fn the_fill_endpoint_refuses_missing_or_wrong_tokens_and_bad_bodies() {
+    let client = Client::new();
+    let base = edge("EDGE_KV_URL");
+    let p = product();
+    let body = comparison(p, 0).to_json();
+    assert_problem(fill(&client, &base, p, body.clone(), None).await, 401).await;
+    assert_problem(
+        fill(&client, &base, p, body.clone(), Some("wrong")).await,
+        401,
+    )
+    .await;
+    assert_problem(
+        fill(&client, &base, p, "{".into(), Some(&token())).await,
+        400,
+    )
+    .await;
+    let other = comparison(product(), 0).to_json();
+    assert_problem(fill(&client, &base, p, other, Some(&token())).await, 400).await;
+    // Nothing was stored by the refused calls.
+    let response = client
+        .get(format!("{base}/v1/prices/{p}"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_filled_result_is_served_fresh_with_cache_headers_and_conditional_requests() {
+    for base in [edge("EDGE_KV_URL"), edge("EDGE_REDIS_URL")] {
+        let client = Client::new();
+        let p = product();
+        let stored = comparison(p, 0);
+        assert_eq!(
+            fill(&client, &base, p, stored.to_json(), Some(&token()))
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+
+        let response = client
+            .get(format!("{base}/v1/prices/{p}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{base}");
+        let cache_control = response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let max_age: u64 = cache_control
+            .strip_prefix("public, max-age=")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(max_age <= 60);
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["freshness"], "fresh");
+        assert_eq!(body["bestOffer"]["vendor"], "bravo");
+        assert_eq!(body["bestOffer"]["price"]["minorUnits"], 1499);
+
+        let response = client
+            .get(format!("{base}/v1/prices/{p}"))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    }
+}
+
+#[tokio::test]
+async fn a_stale_result_is_still_served_marked_stale() {
+    for base in [edge("EDGE_KV_URL"), edge("EDGE_REDIS_URL")] {
+        let client = Client::new();
+        let p = product();
+        let stale = comparison(p, 120_000);
+        assert_eq!(
+            fill(&client, &base, p, stale.to_json(), Some(&token()))
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+        let response = client
+            .get(format!("{base}/v1/prices/{p}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["freshness"], "stale");
+    }
+}
+
+#[tokio::test]
+async fn a_miss_with_the_rest_proxy_unreachable_is_a_quick_503_with_retry_after() {
+    if std::env::var("REST_PROXY_UP").is_ok() {
+        return; // covered by the miss-to-filled test when a proxy runs
+    }
+    let client = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("{}/v1/prices/{}", edge("EDGE_KV_URL"), product()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "2");
+    assert_problem(response, 503).await;
+}
+
+#[tokio::test]
+async fn a_result_the_consumer_stores_in_redis_is_served_by_the_redis_backed_edge() {
+    // The consumer and the edge agree on keys and format by construction: what one writes, the other serves.
+    let cache = pricefront_consumer::cache::RedisCache::connect(
+        &std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390/0".into()),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let p = product();
+    let stored = comparison(p, 0);
+    cache.put(&stored, now_ms()).await.unwrap();
+    let response = Client::new()
+        .get(format!("{}/v1/prices/{p}", edge("EDGE_REDIS_URL")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["computedAtMs"], stored.computed_at_ms);
+}
