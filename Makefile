@@ -1,7 +1,10 @@
 # pricefront: two commands on a fresh machine.
 #   make test   installs what is missing and runs the whole test suite against the real local stack
-#   make dev    (with the edge) runs the whole service locally
-.PHONY: test stack-up stack-down stack-status lint
+#   make dev    installs what is missing and runs the whole service locally (Ctrl-C stops it)
+dev:
+	scripts/dev.sh
+
+.PHONY: dev test stack-up stack-down stack-status lint
 
 test:
 	scripts/test.sh

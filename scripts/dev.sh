@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the whole service locally in the foreground: Kafka, the REST proxy (where it can be had), Redis,
+# the vendor simulator, the consumer and the edge Worker under wrangler dev on 127.0.0.1:8787.
+# Ctrl-C (or SIGTERM) stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/toolchain.sh
+dev/stack.sh up
+scripts/build-edge.sh
+cargo build --release -p vendor-sim -p pricefront-consumer
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  echo; echo "[dev] stopping"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  scripts/edge-dev.sh stop dev || true
+  dev/stack.sh down || true
+}
+trap stop_all INT TERM EXIT
+
+mkdir -p .run/logs
+target/release/vendor-sim --listen 127.0.0.1:9400 > .run/logs/vendor-sim.log 2>&1 &
+pids+=($!)
+target/release/pricefront-consumer --vendors config/vendors.toml > .run/logs/consumer.log 2>&1 &
+pids+=($!)
+FILL_TOKEN=${FILL_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+scripts/edge-dev.sh start dev 8787 --var "FILL_TOKEN:$FILL_TOKEN" --var "CACHE_BACKEND:${CACHE_BACKEND:-redis}"
+
+cat <<TXT
+
+[dev] pricefront runs on http://127.0.0.1:8787 (logs in .run/logs/). Try:
+    curl -i http://127.0.0.1:8787/v1/prices/42
+[dev] Ctrl-C stops everything.
+TXT
+wait "${pids[@]}"
