@@ -71,6 +71,33 @@ async fn fill(
     request.send().await.unwrap()
 }
 
+/// Fills `comparison` through the fill endpoint with the right token, expecting 204.
+async fn fill_ok(client: &Client, base: &str, comparison: &Comparison) {
+    let response = fill(
+        client,
+        base,
+        comparison.product_id,
+        comparison.to_json(),
+        Some(&token()),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT, "{base}");
+}
+
+/// `GET /v1/prices/{product}`, with an optional `If-None-Match`.
+async fn get_prices(
+    client: &Client,
+    base: &str,
+    product: ProductId,
+    if_none_match: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client.get(format!("{base}/v1/prices/{product}"));
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    request.send().await.unwrap()
+}
+
 async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status().as_u16(), status);
     assert_eq!(
@@ -162,11 +189,7 @@ async fn the_fill_endpoint_refuses_missing_or_wrong_tokens_and_bad_bodies() {
     let other = comparison(product(), 0).to_json();
     assert_problem(fill(&client, &base, p, other, Some(&token())).await, 400).await;
     // Nothing was stored by the refused calls.
-    let response = client
-        .get(format!("{base}/v1/prices/{p}"))
-        .send()
-        .await
-        .unwrap();
+    let response = get_prices(&client, &base, p, None).await;
     assert_ne!(response.status(), StatusCode::OK);
 }
 
@@ -175,19 +198,9 @@ async fn a_filled_result_is_served_fresh_with_cache_headers_and_conditional_requ
     for base in [edge("EDGE_KV_URL"), edge("EDGE_REDIS_URL")] {
         let client = Client::new();
         let p = product();
-        let stored = comparison(p, 0);
-        assert_eq!(
-            fill(&client, &base, p, stored.to_json(), Some(&token()))
-                .await
-                .status(),
-            StatusCode::NO_CONTENT
-        );
+        fill_ok(&client, &base, &comparison(p, 0)).await;
 
-        let response = client
-            .get(format!("{base}/v1/prices/{p}"))
-            .send()
-            .await
-            .unwrap();
+        let response = get_prices(&client, &base, p, None).await;
         assert_eq!(response.status(), StatusCode::OK, "{base}");
         let cache_control = response.headers()["cache-control"]
             .to_str()
@@ -205,12 +218,7 @@ async fn a_filled_result_is_served_fresh_with_cache_headers_and_conditional_requ
         assert_eq!(body["bestOffer"]["vendor"], "bravo");
         assert_eq!(body["bestOffer"]["price"]["minorUnits"], 1499);
 
-        let response = client
-            .get(format!("{base}/v1/prices/{p}"))
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
+        let response = get_prices(&client, &base, p, Some(&etag)).await;
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     }
 }
@@ -220,18 +228,8 @@ async fn a_stale_result_is_still_served_marked_stale() {
     for base in [edge("EDGE_KV_URL"), edge("EDGE_REDIS_URL")] {
         let client = Client::new();
         let p = product();
-        let stale = comparison(p, 120_000);
-        assert_eq!(
-            fill(&client, &base, p, stale.to_json(), Some(&token()))
-                .await
-                .status(),
-            StatusCode::NO_CONTENT
-        );
-        let response = client
-            .get(format!("{base}/v1/prices/{p}"))
-            .send()
-            .await
-            .unwrap();
+        fill_ok(&client, &base, &comparison(p, 120_000)).await;
+        let response = get_prices(&client, &base, p, None).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["freshness"], "stale");

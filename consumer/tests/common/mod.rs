@@ -140,15 +140,11 @@ impl TestEnv {
         &self,
         products: impl IntoIterator<Item = ProductId>,
     ) -> Vec<RecordPosition> {
-        let requests: Vec<_> = products.into_iter().map(new_request).collect();
-        futures::stream::iter(requests)
-            .map(|request| async move {
-                self.publish_raw(request.kafka_key().as_bytes(), request.to_json().as_bytes())
-                    .await
-            })
-            .buffer_unordered(64)
-            .collect()
-            .await
+        publish_each(products, 64, |request| async move {
+            self.publish_raw(request.kafka_key().as_bytes(), request.to_json().as_bytes())
+                .await
+        })
+        .await
     }
 
     /// Publishes a record with raw `key` and `value` bytes straight to Kafka.
@@ -171,28 +167,24 @@ impl TestEnv {
         &self,
         products: impl IntoIterator<Item = ProductId>,
     ) -> Vec<RecordPosition> {
-        let requests: Vec<_> = products.into_iter().map(new_request).collect();
-        futures::stream::iter(requests)
-            .map(|request| async move {
-                let call = ProxyApi::V2.produce_call(&self.topic, &request);
-                let response = self
-                    .http
-                    .post(format!("{}{}", bridge_url(), call.path))
-                    .header("content-type", call.content_type)
-                    .header("accept", call.accept)
-                    .body(call.body)
-                    .send()
-                    .await
-                    .expect("the Kafka REST proxy is not reachable at BRIDGE_URL");
-                let status = response.status().as_u16();
-                let bytes = response.bytes().await.unwrap();
-                ProxyApi::V2
-                    .parse_reply(status, &bytes)
-                    .expect("the REST proxy refused the record")
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await
+        publish_each(products, 16, |request| async move {
+            let call = ProxyApi::V2.produce_call(&self.topic, &request);
+            let response = self
+                .http
+                .post(format!("{}{}", bridge_url(), call.path))
+                .header("content-type", call.content_type)
+                .header("accept", call.accept)
+                .body(call.body)
+                .send()
+                .await
+                .expect("the Kafka REST proxy is not reachable at BRIDGE_URL");
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.unwrap();
+            ProxyApi::V2
+                .parse_reply(status, &bytes)
+                .expect("the REST proxy refused the record")
+        })
+        .await
     }
 
     /// Waits until every product has a stored result, polling Redis; panics after `limit`.
@@ -345,8 +337,25 @@ async fn create_topics(names: &[&str]) {
     }
 }
 
-fn new_request(product: ProductId) -> PriceRequest {
-    PriceRequest::new(product, uuid::Uuid::new_v4().to_string(), now_ms())
+/// Sends a new request for each product with `send`, `concurrency` at a time.
+async fn publish_each<F, Fut>(
+    products: impl IntoIterator<Item = ProductId>,
+    concurrency: usize,
+    send: F,
+) -> Vec<RecordPosition>
+where
+    F: Fn(PriceRequest) -> Fut,
+    Fut: std::future::Future<Output = RecordPosition>,
+{
+    let requests: Vec<_> = products
+        .into_iter()
+        .map(|p| PriceRequest::new(p, uuid::Uuid::new_v4().to_string(), now_ms()))
+        .collect();
+    futures::stream::iter(requests)
+        .map(send)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
 }
 
 /// Milliseconds since the Unix epoch.
