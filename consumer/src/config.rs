@@ -85,9 +85,41 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
 
+    /// Where to serve /metrics, /healthz and /readyz (port 0: any free port).
+    #[arg(long, env = "METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: std::net::SocketAddr,
+
+    /// The edge's base URL: when set, every result is also PUT to its fill endpoint, and offsets are
+    /// committed only once both Redis and the edge have it.
+    #[arg(long, env = "FILL_URL")]
+    pub fill_url: Option<String>,
+
+    /// The bearer token of the edge's fill endpoint (the Worker's FILL_TOKEN secret).
+    #[arg(
+        long,
+        env = "FILL_TOKEN",
+        hide_env_values = true,
+        requires = "fill_url"
+    )]
+    pub fill_token: Option<String>,
+
+    /// How messages of one partition are worked on: `concurrent` (many at once, the default) or
+    /// `sequential` (one at a time per partition, the classic way; for comparison in benchmarks).
+    #[arg(long, env = "PROCESSING_MODE", value_enum, default_value_t = ProcessingMode::Concurrent)]
+    pub mode: ProcessingMode,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// How messages of one partition are worked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProcessingMode {
+    /// Up to the in-flight window at once, whatever their partition.
+    Concurrent,
+    /// One message at a time per partition.
+    Sequential,
 }
 
 /// How logs are written.
@@ -141,5 +173,9 @@ mod tests {
         );
         assert_eq!(settings.max_in_flight, 256);
         assert!(Settings::try_parse_from(["c", "--max-in-flight", "0"]).is_err());
+        assert!(
+            Settings::try_parse_from(["c", "--fill-token", "t"]).is_err(),
+            "a token needs a URL"
+        );
     }
 }

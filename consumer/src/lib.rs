@@ -11,6 +11,8 @@
 //! - [`fetch`]: asking one vendor: timeout, retries with backoff, deadline, body cap.
 //! - [`fanout`]: asking every vendor at once and aggregating.
 //! - [`cache`]: the Redis cache.
+//! - [`fill`]: the second sink, the edge's fill endpoint.
+//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`offsets`]: which offsets may be committed while many messages are in flight.
 //! - [`dead_letter`]: where unparseable messages go.
 //! - [`pipeline`]: the consume loop and its graceful stop.
@@ -20,6 +22,8 @@ pub mod config;
 pub mod dead_letter;
 pub mod fanout;
 pub mod fetch;
+pub mod fill;
+pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod vendors;

@@ -8,7 +8,10 @@ use clap::Parser;
 use pricefront_consumer::cache::RedisCache;
 use pricefront_consumer::config::{LogFormat, Settings};
 use pricefront_consumer::fanout::Comparer;
-use pricefront_consumer::{pipeline, vendors};
+use pricefront_consumer::fill::FillSink;
+use pricefront_consumer::metrics::{serve, Metrics};
+use pricefront_consumer::pipeline::{self, Outputs};
+use pricefront_consumer::vendors;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -35,17 +38,44 @@ async fn main() -> anyhow::Result<()> {
         .user_agent(concat!("pricefront-consumer/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client")?;
+    let metrics = Metrics::new();
+    let fill = settings.fill_url.as_deref().map(|url| {
+        FillSink::new(
+            client.clone(),
+            url,
+            settings.fill_token.clone().unwrap_or_default(),
+        )
+    });
     let comparer = Comparer::new(
         client,
         vendors,
         settings.fetch_limits(),
         settings.freshness_policy(),
+        metrics.clone(),
     );
     let redis_timeout = Duration::from_millis(settings.redis_timeout_ms);
     let cache = RedisCache::connect(&settings.redis_url, redis_timeout)
         .await
         .with_context(|| format!("connecting to Redis at {}", settings.redis_url))?;
-    pipeline::run(&settings, comparer, cache, shutdown_signal()).await?;
+
+    let listen = settings.metrics_listen;
+    let server = tokio::spawn(serve(listen, metrics.clone(), cache.clone()));
+    let outputs = Outputs {
+        cache,
+        fill,
+        metrics,
+    };
+    tokio::select! {
+        result = pipeline::run(&settings, comparer, outputs, shutdown_signal()) => result?,
+        served = server => {
+            let reason = match served {
+                Ok(Err(error)) => error.to_string(),
+                Ok(Ok(())) => "it ended".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            anyhow::bail!("the metrics server on {listen} stopped: {reason}");
+        }
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,15 +17,19 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::cache::RedisCache;
-use crate::config::Settings;
+use crate::config::{ProcessingMode, Settings};
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::fanout::{now_ms, Comparer};
+use crate::fill::FillSink;
+use crate::metrics::{Metrics, PartitionLabel, Sink};
 use crate::offsets::{OffsetTracker, Ticket};
 
 /// Why the pipeline could not start or stop cleanly.
@@ -41,9 +46,27 @@ pub enum PipelineError {
 /// Keeps the offset tracker in step with partition assignments.
 struct PipelineContext {
     tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<Metrics>,
 }
 
-impl ClientContext for PipelineContext {}
+impl ClientContext for PipelineContext {
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                // librdkafka reports -1 for partitions it does not consume, and an internal -1 partition.
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    let label = PartitionLabel {
+                        partition: i64::from(*partition),
+                    };
+                    self.metrics
+                        .lag
+                        .get_or_create(&label)
+                        .set(stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -52,14 +75,30 @@ impl ConsumerContext for PipelineContext {
             for element in partitions.elements() {
                 tracker.revoke(element.partition());
             }
+            self.metrics.assigned_partitions.store(0, Ordering::Relaxed);
+            self.metrics.lag.clear();
             tracker_log("revoked", partitions);
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
+            self.metrics
+                .assigned_partitions
+                .store(partitions.count(), Ordering::Relaxed);
             tracker_log("assigned", partitions);
         }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                self.metrics.commits.inc();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "offset commit failed; it is retried with the next one")
+            }
+        };
     }
 }
 
@@ -81,9 +120,23 @@ struct Worker {
     tracker: Arc<Mutex<OffsetTracker>>,
     comparer: Comparer,
     cache: RedisCache,
+    fill: Option<FillSink>,
     dead_letters: DeadLetterQueue,
+    metrics: Arc<Metrics>,
     /// Comparisons under way, so that a product already in flight is not fanned out again.
     comparing: Mutex<HashMap<ProductId, Shared<BoxFuture<'static, ()>>>>,
+    /// In sequential mode, one lock per partition, taken in arrival order (tokio's mutex is fair).
+    partition_locks: Option<Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// What the pipeline writes to and reports with.
+pub struct Outputs {
+    /// The Redis cache.
+    pub cache: RedisCache,
+    /// The edge's fill endpoint, when configured.
+    pub fill: Option<FillSink>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs the consumer until `shutdown` completes, then lets in-flight work finish within the grace period
@@ -91,9 +144,14 @@ struct Worker {
 pub async fn run(
     settings: &Settings,
     comparer: Comparer,
-    cache: RedisCache,
+    outputs: Outputs,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), PipelineError> {
+    let Outputs {
+        cache,
+        fill,
+        metrics,
+    } = outputs;
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     let consumer: LoggingConsumer = kafka_config(settings)
         .set("group.id", &settings.group_id)
@@ -104,8 +162,10 @@ pub async fn run(
         )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
         .create_with_context(PipelineContext {
             tracker: tracker.clone(),
+            metrics: metrics.clone(),
         })?;
     consumer.subscribe(&[&settings.topic])?;
     let producer: FutureProducer = kafka_config(settings)
@@ -117,8 +177,11 @@ pub async fn run(
         tracker,
         comparer,
         cache,
+        fill,
         dead_letters: DeadLetterQueue::new(producer, settings.dead_letter_topic.clone()),
+        metrics,
         comparing: Mutex::default(),
+        partition_locks: (settings.mode == ProcessingMode::Sequential).then(Mutex::default),
     });
     tracing::info!(topic = %settings.topic, group = %settings.group_id, max_in_flight = settings.max_in_flight, "consuming");
 
@@ -146,6 +209,8 @@ pub async fn run(
                 continue;
             }
         };
+        worker.metrics.consumed.inc();
+        worker.metrics.in_flight.inc();
         let ticket = worker
             .tracker
             .lock()
@@ -209,6 +274,14 @@ impl Worker {
         key: Option<Vec<u8>>,
         payload: Option<Vec<u8>>,
     ) {
+        let partition_lock = self.partition_locks.as_ref().map(|locks| {
+            let mut locks = locks.lock().expect("partition locks");
+            locks.entry(ticket.partition).or_default().clone()
+        });
+        let _turn = match &partition_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         match PriceRequest::from_json(payload.as_deref().unwrap_or_default()) {
             Ok(request) => {
                 tracing::debug!(product = %request.product_id, request = %request.request_id, "request");
@@ -225,6 +298,7 @@ impl Worker {
                 };
                 tracing::warn!(partition = ticket.partition, offset = ticket.offset, %error, "dead-lettering a message");
                 retry_forever("dead-letter write", || self.dead_letters.send(&letter)).await;
+                self.metrics.dead_lettered.inc();
             }
         }
         self.finish(ticket);
@@ -248,7 +322,20 @@ impl Worker {
         if !fresh {
             let comparison = self.comparer.compare(product).await;
             tracing::info!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");
-            retry_forever("redis write", || self.cache.put(&comparison, now_ms())).await;
+            retry_forever("redis write", || async {
+                let result = self.cache.put(&comparison, now_ms()).await;
+                self.metrics.cache_write(Sink::Redis, result.is_ok());
+                result
+            })
+            .await;
+            if let Some(fill) = &self.fill {
+                retry_forever("edge fill", || async {
+                    let result = fill.put(&comparison).await;
+                    self.metrics.cache_write(Sink::Edge, result.is_ok());
+                    result
+                })
+                .await;
+            }
         }
         self.comparing
             .lock()
@@ -257,6 +344,8 @@ impl Worker {
     }
 
     fn finish(&self, ticket: Ticket) {
+        self.metrics.finished.inc();
+        self.metrics.in_flight.dec();
         let committable = self.tracker.lock().expect("tracker lock").finish(ticket);
         if let Some(offset) = committable {
             let mut offsets = TopicPartitionList::new();

@@ -32,6 +32,7 @@ async fn a_request_ends_as_a_stored_result_with_the_best_offer() {
 
     for result in env.wait_for_results(&products, WAIT).await {
         assert!(result.complete, "{result:?}");
+        assert!(result.failures.is_empty());
         assert_eq!(result.offers.len(), 3);
         let best = result.best_offer.as_ref().unwrap();
         assert_eq!(
@@ -300,4 +301,63 @@ fn committed_offsets(group: &str, topic: &str) -> BTreeMap<i32, i64> {
             _ => None,
         })
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_reports_metrics_and_readiness() {
+    let env = TestEnv::new(
+        "metrics",
+        profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
+        2_000,
+    )
+    .await;
+    let consumer = env.start_consumer("a", &[]);
+    let products: Vec<_> = (0..20).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+    env.wait_for_results(&products, WAIT).await;
+
+    let base = format!("http://127.0.0.1:{}", consumer.metrics_port);
+    let get = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    assert_eq!(get("/healthz").await.status(), 200);
+    assert_eq!(
+        get("/readyz").await.status(),
+        200,
+        "holds partitions and reaches Redis"
+    );
+    let text = get("/metrics").await.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+    };
+    assert_eq!(value("pricefront_messages_consumed_total"), 20.0);
+    assert_eq!(value("pricefront_messages_finished_total"), 20.0);
+    assert_eq!(value("pricefront_messages_in_flight"), 0.0);
+    assert_eq!(
+        value("pricefront_cache_writes_total{sink=\"redis\",outcome=\"ok\"}"),
+        20.0
+    );
+    assert_eq!(
+        value("pricefront_vendor_request_duration_seconds_count{vendor=\"alpha\"}"),
+        20.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_mode_still_finishes_everything() {
+    let env = TestEnv::new(
+        "sequential",
+        profiles([("alpha", vendor((5, 10), BodyShape::Flat))]),
+        2_000,
+    )
+    .await;
+    let _consumer = env.start_consumer("a", &["--mode", "sequential"]);
+    let products: Vec<_> = (0..30).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+    assert_eq!(env.wait_for_results(&products, WAIT).await.len(), 30);
 }

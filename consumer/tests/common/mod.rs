@@ -112,7 +112,8 @@ impl TestEnv {
     pub fn start_consumer(&self, label: &str, extra: &[&str]) -> ConsumerProcess {
         let log = self.dir.join(format!("consumer-{label}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pricefront-consumer"))
+        let metrics_port = free_port();
+        let child = Command::new(consumer_binary())
             .args([
                 "--brokers",
                 &brokers(),
@@ -125,13 +126,18 @@ impl TestEnv {
             .arg("--vendors")
             .arg(&self.vendors_file)
             .args(["--commit-interval-ms", "200"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
             .env("RUST_LOG", "info,rdkafka=warn")
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .spawn()
             .expect("starting the consumer");
-        ConsumerProcess { child, log }
+        ConsumerProcess {
+            child,
+            log,
+            metrics_port,
+        }
     }
 
     /// Publishes a request for each product straight to Kafka, keyed by the bare product id (the record
@@ -237,6 +243,8 @@ impl TestEnv {
 pub struct ConsumerProcess {
     pub child: Child,
     pub log: PathBuf,
+    /// Where it serves /metrics, /healthz and /readyz.
+    pub metrics_port: u16,
 }
 
 impl ConsumerProcess {
@@ -284,6 +292,31 @@ impl Drop for ConsumerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The consumer binary: Cargo's own path in the consumer's tests, the workspace target folder elsewhere.
+fn consumer_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_pricefront-consumer") {
+        return PathBuf::from(path);
+    }
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| repo_path("target"), PathBuf::from);
+    let binary = target.join("debug/pricefront-consumer");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p pricefront-consumer`",
+        binary.display()
+    );
+    binary
+}
+
+/// A port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A simulated vendor with the given latency range.

@@ -1,0 +1,75 @@
+//! The second sink: the edge's fill endpoint (`PUT {base}/internal/v1/prices/{id}` with a bearer
+//! token), so that the Worker's own cache (Workers KV) holds what Redis holds.
+
+use std::time::Duration;
+
+use pricefront_core::Comparison;
+use reqwest::Client;
+
+/// Why the edge did not take a result.
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    /// The edge could not be reached or did not answer in time.
+    #[error("the edge's fill endpoint is unreachable: {0}")]
+    Unreachable(String),
+    /// The edge answered with an error status.
+    #[error("the edge's fill endpoint answered {status}: {body}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body (a problem document).
+        body: String,
+    },
+}
+
+/// Sends finished comparisons to the edge.
+#[derive(Debug, Clone)]
+pub struct FillSink {
+    client: Client,
+    base_url: String,
+    token: String,
+}
+
+impl FillSink {
+    /// A sink for the edge at `base_url` (e.g. `https://prices.example.com`), authenticating with `token`.
+    pub fn new(client: Client, base_url: &str, token: String) -> Self {
+        Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    /// Stores `comparison` at the edge.
+    pub async fn put(&self, comparison: &Comparison) -> Result<(), FillError> {
+        let url = format!(
+            "{}/internal/v1/prices/{}",
+            self.base_url, comparison.product_id
+        );
+        let response = self
+            .client
+            .put(url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(comparison.to_json())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| FillError::Unreachable(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        Err(FillError::Refused {
+            status: status.as_u16(),
+            body,
+        })
+    }
+}

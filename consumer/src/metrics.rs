@@ -1,0 +1,255 @@
+//! The consumer's Prometheus metrics, and the small HTTP server that serves them with the health
+//! checks: `GET /metrics`, `GET /healthz` (the process runs), `GET /readyz` (it holds partitions and
+//! reaches Redis).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use pricefront_core::FailureKind;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::cache::RedisCache;
+
+/// A label naming a vendor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VendorLabel {
+    /// The vendor's configured name.
+    pub vendor: String,
+}
+
+/// Labels of a vendor error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VendorErrorLabels {
+    /// The vendor's configured name.
+    pub vendor: String,
+    /// The kind of failure.
+    pub kind: String,
+}
+
+/// Where a result was written.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Sink {
+    /// The Redis cache.
+    Redis,
+    /// The edge's fill endpoint.
+    Edge,
+}
+
+impl Sink {
+    fn label(self) -> &'static str {
+        match self {
+            Sink::Redis => "redis",
+            Sink::Edge => "edge",
+        }
+    }
+}
+
+/// Labels of a cache write.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// The sink: `redis` or `edge`.
+    pub sink: &'static str,
+    /// `ok` or `error` (an error is retried).
+    pub outcome: &'static str,
+}
+
+/// Labels of a partition's lag.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// The partition.
+    pub partition: i64,
+}
+
+/// The latency histogram of one vendor.
+type LatencyFamily = Family<VendorLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 5 ms to about 40 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// Every metric of the consumer.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Messages received from Kafka.
+    pub consumed: Counter,
+    /// Messages finished (result stored or dead-lettered) whose offsets may be committed.
+    pub finished: Counter,
+    /// Offset commits the broker acknowledged.
+    pub commits: Counter,
+    /// Messages being worked on.
+    pub in_flight: Gauge,
+    /// Messages sent to the dead-letter topic.
+    pub dead_lettered: Counter,
+    /// Vendor call latency, retries included.
+    pub vendor_latency: LatencyFamily,
+    /// Vendor failures by kind.
+    pub vendor_errors: Family<VendorErrorLabels, Counter>,
+    /// Cache writes per sink and outcome.
+    pub cache_writes: Family<WriteLabels, Counter>,
+    /// Consumer lag per partition, from librdkafka's statistics.
+    pub lag: Family<PartitionLabel, Gauge>,
+    /// Partitions currently assigned to this process.
+    pub assigned_partitions: AtomicUsize,
+}
+
+impl Metrics {
+    /// Every metric at zero.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            consumed: Counter::default(),
+            finished: Counter::default(),
+            commits: Counter::default(),
+            in_flight: Gauge::default(),
+            dead_lettered: Counter::default(),
+            vendor_latency: Family::new_with_constructor(latency_histogram),
+            vendor_errors: Family::default(),
+            cache_writes: Family::default(),
+            lag: Family::default(),
+            assigned_partitions: AtomicUsize::new(0),
+        })
+    }
+
+    /// Records a vendor failure.
+    pub fn vendor_failed(&self, vendor: &str, kind: FailureKind) {
+        let kind = serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.vendor_errors
+            .get_or_create(&VendorErrorLabels {
+                vendor: vendor.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Records a cache write.
+    pub fn cache_write(&self, sink: Sink, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.cache_writes
+            .get_or_create(&WriteLabels {
+                sink: sink.label(),
+                outcome,
+            })
+            .inc();
+    }
+
+    fn registry(self: &Arc<Self>) -> Registry {
+        let mut registry = Registry::with_prefix("pricefront");
+        registry.register(
+            "messages_consumed",
+            "Messages received from Kafka",
+            self.consumed.clone(),
+        );
+        registry.register(
+            "messages_finished",
+            "Messages finished, their offsets committable",
+            self.finished.clone(),
+        );
+        registry.register(
+            "offset_commits",
+            "Offset commits acknowledged by the broker",
+            self.commits.clone(),
+        );
+        registry.register(
+            "messages_in_flight",
+            "Messages being worked on",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "messages_dead_lettered",
+            "Messages sent to the dead-letter topic",
+            self.dead_lettered.clone(),
+        );
+        registry.register(
+            "vendor_request_duration_seconds",
+            "Vendor call latency, retries included",
+            self.vendor_latency.clone(),
+        );
+        registry.register(
+            "vendor_errors",
+            "Vendor failures by kind",
+            self.vendor_errors.clone(),
+        );
+        registry.register(
+            "cache_writes",
+            "Cache writes per sink and outcome",
+            self.cache_writes.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Messages behind the end of each partition",
+            self.lag.clone(),
+        );
+        registry
+    }
+}
+
+struct ServerState {
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    cache: RedisCache,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listen` until the process ends.
+pub async fn serve(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    cache: RedisCache,
+) -> std::io::Result<()> {
+    let state = Arc::new(ServerState {
+        registry: metrics.registry(),
+        metrics,
+        cache,
+    });
+    let app = Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, app).await
+}
+
+async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            String::new(),
+        ),
+    }
+}
+
+async fn ready(State(state): State<Arc<ServerState>>) -> (StatusCode, &'static str) {
+    if state.metrics.assigned_partitions.load(Ordering::Relaxed) == 0 {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no partitions assigned");
+    }
+    match tokio::time::timeout(Duration::from_secs(2), state.cache.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
+    }
+}
