@@ -24,10 +24,13 @@ trap stop_all INT TERM EXIT
 mkdir -p .run/logs
 target/release/vendor-sim --listen 127.0.0.1:9400 > .run/logs/vendor-sim.log 2>&1 &
 pids+=($!)
-target/release/pricefront-consumer --vendors config/vendors.toml > .run/logs/consumer.log 2>&1 &
-pids+=($!)
 FILL_TOKEN=${FILL_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
-scripts/edge-dev.sh start dev 8787 --var "FILL_TOKEN:$FILL_TOKEN" --var "CACHE_BACKEND:${CACHE_BACKEND:-redis}"
+export FILL_TOKEN
+scripts/edge-dev.sh start dev 8787 --var "FILL_TOKEN:$FILL_TOKEN" --var "CACHE_BACKEND:${CACHE_BACKEND:-kv}"
+# The consumer fills Redis and, through its fill endpoint, the Worker's KV.
+target/release/pricefront-consumer --vendors config/vendors.toml --fill-url http://127.0.0.1:8787 \
+  > .run/logs/consumer.log 2>&1 &
+pids+=($!)
 
 cat <<TXT
 

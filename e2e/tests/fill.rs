@@ -1,0 +1,57 @@
+//! The whole back half into the edge: a request on Kafka is compared by a real consumer, which stores
+//! the result in Redis and PUTs it to the KV-backed Worker's fill endpoint; the Worker then serves it.
+//! (The front half, the edge publishing through the REST proxy, needs a proxy: see the README.)
+
+#[path = "../../consumer/tests/common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use common::{profiles, vendor, TestEnv};
+use serde_json::Value;
+use vendor_sim::BodyShape;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_consumer_fills_is_served_by_the_kv_backed_edge() {
+    let edge = std::env::var("EDGE_KV_URL")
+        .expect("EDGE_KV_URL is not set: run the suite with scripts/test.sh");
+    let token = std::env::var("FILL_TOKEN")
+        .expect("FILL_TOKEN is not set: run the suite with scripts/test.sh");
+    let vendors = profiles([
+        ("alpha", vendor((5, 20), BodyShape::Nested)),
+        ("bravo", vendor((5, 20), BodyShape::Flat)),
+    ]);
+    let env = TestEnv::new("fill", vendors, 2_000).await;
+    let consumer = env.start_consumer("a", &["--fill-url", &edge, "--fill-token", &token]);
+    let product = env.product(1);
+    env.publish([product]).await;
+
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let body: Value = loop {
+        let response = client
+            .get(format!("{edge}/v1/prices/{product}"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break response.json().await.unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never served; consumer log:\n{}",
+            consumer.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let expected = env.expected_best(product, &["alpha", "bravo"]);
+    assert_eq!(
+        body["bestOffer"]["price"]["minorUnits"],
+        expected.minor_units
+    );
+    assert_eq!(body["freshness"], "fresh");
+    assert!(
+        env.cache.get(product).await.unwrap().is_some(),
+        "Redis has it too"
+    );
+}
