@@ -41,4 +41,5 @@ else
 fi
 
 echo "[test] cargo test (core, simulator, consumer, end to end)"
+cargo build --quiet -p pricefront-consumer  # the binary the end-to-end tests start
 cargo test -- --test-threads 3 "${ignored[@]}"

@@ -2,12 +2,9 @@
 //! the result in Redis and PUTs it to the KV-backed Worker's fill endpoint; the Worker then serves it.
 //! (The front half, the edge publishing through the REST proxy, needs a proxy: see the README.)
 
-#[path = "../../consumer/tests/common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
-use common::{profiles, vendor, TestEnv};
+use pricefront_harness::{profiles, vendor, TestEnv};
 use serde_json::Value;
 use vendor_sim::BodyShape;
 

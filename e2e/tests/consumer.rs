@@ -1,15 +1,14 @@
 //! The consumer against the real broker and the real Redis (and the real REST proxy, where it can be
 //! had), with simulated vendors.
-//! Start the stack first: `dev/stack.sh up` (`make test` does).
-
-mod common;
+//! Start the stack first: `dev/stack.sh up` (`make test` does). The consumer binary is the debug build
+//! (`cargo test` builds it) unless PRICEFRONT_CONSUMER_BIN names another.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{profiles, vendor, TestEnv};
 use pricefront_consumer::dead_letter::ERROR_HEADER;
 use pricefront_core::FailureKind;
+use pricefront_harness::{profiles, vendor, TestEnv};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
@@ -227,7 +226,7 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
 }
 
 /// How many partitions the consumer holds, from its last "partitions assigned" or "revoked" log line.
-fn assigned(consumer: &common::ConsumerProcess) -> usize {
+fn assigned(consumer: &pricefront_harness::ConsumerProcess) -> usize {
     let log = consumer.log_text();
     let last = log
         .lines()
@@ -248,7 +247,7 @@ struct Letter {
 /// Reads `count` messages of `topic` from the beginning.
 async fn read_all(topic: &str, count: usize) -> Vec<Letter> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", common::brokers())
+        .set("bootstrap.servers", pricefront_harness::brokers())
         .set("group.id", format!("{topic}-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -282,7 +281,7 @@ async fn read_all(topic: &str, count: usize) -> Vec<Letter> {
 /// The group's committed offset per partition of `topic`.
 fn committed_offsets(group: &str, topic: &str) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", common::brokers())
+        .set("bootstrap.servers", pricefront_harness::brokers())
         .set("group.id", group)
         .create()
         .unwrap();

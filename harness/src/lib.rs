@@ -1,10 +1,9 @@
-//! What the consumer's integration tests share: the real local stack (Kafka, Redis and, where it can be
+//! The harness that the consumer's integration tests, the end-to-end tests, the benchmarks and the
+//! drills share: the real local stack (Kafka, Redis and, where it can be
 //! had, the Strimzi Kafka Bridge, started by `dev/stack.sh up`), a simulator of vendors in the test process, and consumer processes.
 //!
 //! Each test gets its own topic, dead-letter topic, consumer group and range of product ids, so the tests
 //! can share one broker and one Redis.
-
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
