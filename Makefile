@@ -4,10 +4,14 @@
 dev:
 	scripts/dev.sh
 
-.PHONY: dev test stack-up stack-down stack-status lint
+.PHONY: dev test bench stack-up stack-down stack-status lint
 
 test:
 	scripts/test.sh
+
+# Benchmarks, side by side with their baselines; prints a table and rewrites BENCHMARKS.md.
+bench:
+	scripts/bench.sh
 
 stack-up:
 	dev/stack.sh up

@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/toolchain.sh
 
 started_stack=false
-if ! dev/stack.sh status | grep -q "^kafka .*running"; then
-  started_stack=true
-fi
+# (status read whole first: with pipefail, grep -q closing the pipe early would read as "not running")
+stack_status=$(dev/stack.sh status)
+[[ $stack_status == "kafka   running"* ]] || started_stack=true
 stop_all() {
   scripts/edge-dev.sh stop kv || true
   scripts/edge-dev.sh stop redis || true
@@ -32,7 +32,7 @@ echo "[test] the shared core builds for wasm32-unknown-unknown"
 cargo build --quiet -p pricefront-core --target wasm32-unknown-unknown
 
 ignored=()
-if dev/stack.sh status | grep -q "^bridge .*running .*ready"; then
+if [[ $(dev/stack.sh status) =~ (^|$'\n')bridge\ +running\ .*ready ]]; then
   ignored=(--include-ignored)
   export REST_PROXY_UP=1
 else

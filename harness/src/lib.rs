@@ -330,11 +330,13 @@ pub fn vendor(latency_ms: (u64, u64), shape: BodyShape) -> VendorProfile {
 
 /// Profiles from `(name, profile)` pairs.
 pub fn profiles(vendors: impl IntoIterator<Item = (&'static str, VendorProfile)>) -> Profiles {
+    profiles_of(vendors.into_iter().map(|(n, p)| (n.to_owned(), p)))
+}
+
+/// Profiles from `(name, profile)` pairs with owned names.
+pub fn profiles_of(vendors: impl IntoIterator<Item = (String, VendorProfile)>) -> Profiles {
     Profiles {
-        vendors: vendors
-            .into_iter()
-            .map(|(n, p)| (n.to_owned(), p))
-            .collect(),
+        vendors: vendors.into_iter().collect(),
     }
 }
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The benchmarks (`make bench`): installs what is missing, starts the local stack (unless it already
+# runs), builds the release consumer and the Worker, runs pricefront-bench (which prints its table and
+# rewrites BENCHMARKS.md), and stops what it started. Loads are bounded and on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/toolchain.sh
+if ! command -v wrk >/dev/null; then
+  echo "[bench] installing wrk"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+started_stack=false
+# (status read whole first: with pipefail, grep -q closing the pipe early would read as "not running")
+stack_status=$(dev/stack.sh status)
+[[ $stack_status == "kafka   running"* ]] || started_stack=true
+stop_stack() { if $started_stack; then dev/stack.sh down || true; fi; }
+trap stop_stack EXIT
+dev/stack.sh up
+scripts/build-edge.sh
+cargo build --release -p pricefront-consumer -p pricefront-bench
+PRICEFRONT_CONSUMER_BIN="$PWD/target/release/pricefront-consumer" target/release/pricefront-bench --write "$@"
