@@ -4,7 +4,7 @@
 dev:
 	scripts/dev.sh
 
-.PHONY: dev test bench stack-up stack-down stack-status lint
+.PHONY: dev test bench drills stack-up stack-down stack-status lint
 
 test:
 	scripts/test.sh
@@ -12,6 +12,10 @@ test:
 # Benchmarks, side by side with their baselines; prints a table and rewrites BENCHMARKS.md.
 bench:
 	scripts/bench.sh
+
+# Reliability drills: one fault under load each; prints a table and rewrites RELIABILITY.md.
+drills:
+	scripts/drills.sh
 
 stack-up:
 	dev/stack.sh up

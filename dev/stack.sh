@@ -22,6 +22,8 @@
 # KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), BRIDGE_HEAP_OPTS (-Xms64m -Xmx256m),
 # KAFKA_START_TIMEOUT (120), BRIDGE_START_TIMEOUT (60), REDIS_START_TIMEOUT (20) seconds,
 # BRIDGE_MAX_BLOCK_MS (10000), BRIDGE_DELIVERY_TIMEOUT_MS (30000): producer settings of the bridge.
+# REDIS_APPENDONLY (0): 1 starts Redis with --appendonly yes --appendfsync always (a restart keeps
+# its data; the Redis drill uses it).
 set -euo pipefail
 
 DEV_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -360,8 +362,11 @@ start_redis() {
   ! port_open "$REDIS_PORT" || die "redis: port $REDIS_PORT is already in use by another process"
   t0=$(now_ms)
   # foreground (not daemonized) so that the pid we record is redis itself; logs to stdout
+  # REDIS_APPENDONLY=1: persist every write (AOF, fsync always) so a restart keeps the data (drills)
+  local persistence=(--appendonly no)
+  [[ ${REDIS_APPENDONLY:-0} == 1 ]] && persistence=(--appendonly yes --appendfsync always)
   pid=$(launch redis "$LOGS_DIR/redis.log" redis-server --bind "$HOST" --port "$REDIS_PORT" \
-    --save '' --appendonly no --dir "$REDIS_DIR" --daemonize no --protected-mode yes \
+    --save '' "${persistence[@]}" --dir "$REDIS_DIR" --daemonize no --protected-mode yes \
     --logfile '')
   wait_ready redis "$REDIS_START_TIMEOUT" "$LOGS_DIR/redis.log" redis_ready_probe \
     || die "redis: did not become ready"

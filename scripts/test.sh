@@ -21,11 +21,12 @@ dev/stack.sh up
 
 echo "[test] building the edge Worker"
 scripts/build-edge.sh
-# A fresh token for the fill endpoint, passed as a local secret (never written to the repo).
-FILL_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-export FILL_TOKEN
-scripts/edge-dev.sh start kv 8787 --var "FILL_TOKEN:$FILL_TOKEN"
-scripts/edge-dev.sh start redis 8788 --var "FILL_TOKEN:$FILL_TOKEN" --var CACHE_BACKEND:redis
+# A fresh token for the fill endpoint, passed as a local secret (never written to the repo). The tests
+# get it as EDGE_FILL_TOKEN: FILL_TOKEN is also the consumer's own setting, and must not leak into it.
+EDGE_FILL_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+export EDGE_FILL_TOKEN
+scripts/edge-dev.sh start kv 8787 --var "FILL_TOKEN:$EDGE_FILL_TOKEN"
+scripts/edge-dev.sh start redis 8788 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var CACHE_BACKEND:redis
 export EDGE_KV_URL=http://127.0.0.1:8787 EDGE_REDIS_URL=http://127.0.0.1:8788
 
 echo "[test] the shared core builds for wasm32-unknown-unknown"
@@ -43,3 +44,9 @@ fi
 echo "[test] cargo test (core, simulator, consumer, end to end)"
 cargo build --quiet -p pricefront-consumer  # the binary the end-to-end tests start
 cargo test -- --test-threads 3 "${ignored[@]}"
+
+echo "[test] the reliability drills that fit in a few minutes (they restart Kafka and Redis: alone, one at a time)"
+FILL_TOKEN=$EDGE_FILL_TOKEN cargo test -p pricefront-drills -- --test-threads 1
+
+echo "[test] the Worker's real responses against openapi/edge.yaml (schemathesis)"
+FILL_TOKEN=$EDGE_FILL_TOKEN scripts/openapi-check.sh

@@ -1,6 +1,6 @@
 //! The edge Worker under `wrangler dev`, against the real Redis, Kafka and consumer.
 //! `scripts/test.sh` starts two Workers: one reading Workers KV (EDGE_KV_URL), one reading Redis
-//! (EDGE_REDIS_URL), both with FILL_TOKEN set, and both pointed at the REST proxy's address.
+//! (EDGE_REDIS_URL), both with the fill token in EDGE_FILL_TOKEN, and both pointed at the REST proxy's address.
 
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ fn edge(var: &str) -> String {
 }
 
 fn token() -> String {
-    std::env::var("FILL_TOKEN").expect("FILL_TOKEN is not set: run the suite with scripts/test.sh")
+    std::env::var("EDGE_FILL_TOKEN")
+        .expect("EDGE_FILL_TOKEN is not set: run the suite with scripts/test.sh")
 }
 
 fn product() -> ProductId {
@@ -167,6 +168,16 @@ async fn bad_ids_paths_and_methods_get_the_right_problem() {
         .unwrap();
     assert_eq!(response.headers()["allow"], "PUT");
     assert_problem(response, 405).await;
+    // A method the runtime does not know is still a wrong method, not a GET.
+    let query = reqwest::Method::from_bytes(b"QUERY").unwrap();
+    for path in ["/healthz", "/v1/prices/1"] {
+        let response = client
+            .request(query.clone(), format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 405).await;
+    }
 }
 
 #[tokio::test]

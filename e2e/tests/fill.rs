@@ -12,8 +12,8 @@ use vendor_sim::BodyShape;
 async fn a_result_the_consumer_fills_is_served_by_the_kv_backed_edge() {
     let edge = std::env::var("EDGE_KV_URL")
         .expect("EDGE_KV_URL is not set: run the suite with scripts/test.sh");
-    let token = std::env::var("FILL_TOKEN")
-        .expect("FILL_TOKEN is not set: run the suite with scripts/test.sh");
+    let token = std::env::var("EDGE_FILL_TOKEN")
+        .expect("EDGE_FILL_TOKEN is not set: run the suite with scripts/test.sh");
     let vendors = profiles([
         ("alpha", vendor((5, 20), BodyShape::Nested)),
         ("bravo", vendor((5, 20), BodyShape::Flat)),

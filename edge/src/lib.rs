@@ -19,7 +19,8 @@ use worker::{event, Context, Env, Request, Response, Result};
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = request.path();
-    let method = request.method().to_string();
+    // The raw method: the worker crate maps methods it does not know to GET.
+    let method = request.inner().method();
     let answer = match route(&method, &path) {
         Ok(Route::Health) => reply::json(200, &serde_json::json!({"status": "ok"})),
         Ok(Route::GetPrices(product)) => handlers::get_prices(&request, &env, ctx, product).await,

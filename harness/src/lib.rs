@@ -127,6 +127,10 @@ impl TestEnv {
             .args(["--commit-interval-ms", "200"])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
+            // The edge's settings in this environment (scripts/test.sh exports FILL_TOKEN for the Worker)
+            // are not this consumer's: it fills the edge only when a test says so in `extra`.
+            .env_remove("FILL_TOKEN")
+            .env_remove("FILL_URL")
             .env("RUST_LOG", "info,rdkafka=warn")
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
@@ -293,9 +297,10 @@ impl Drop for ConsumerProcess {
     }
 }
 
-/// The consumer binary: Cargo's own path in the consumer's tests, the workspace target folder elsewhere.
-fn consumer_binary() -> PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_pricefront-consumer") {
+/// The consumer binary: `PRICEFRONT_CONSUMER_BIN`, or the debug build in the workspace's target folder
+/// (which `cargo test` builds).
+pub fn consumer_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("PRICEFRONT_CONSUMER_BIN") {
         return PathBuf::from(path);
     }
     let target =

@@ -1,0 +1,86 @@
+//! Reliability drills: each one runs the real local stack (Kafka, Redis, consumer processes, simulated
+//! vendors, the edge Worker under `wrangler dev`), injects one fault under a bounded load, and reports
+//! what was lost and what was duplicated in a [`DrillReport`].
+//!
+//! | module | fault |
+//! | --- | --- |
+//! | [`kill_consumer`] | `kill -9` of one consumer of two |
+//! | [`kafka_restart`] | `dev/stack.sh restart kafka` |
+//! | [`redis_restart`] | `dev/stack.sh restart redis`, with Redis persistence on for the drill |
+//! | [`vendor_faults`] | every vendor turns to errors, hangs, malformed and oversized bodies |
+//! | [`edge_input`] | a battery of client mistakes against the edge Worker |
+//! | [`rest_proxy`] | stop and restart of the Kafka REST proxy (not run where there is none) |
+//!
+//! "Lost" is always a published request without a stored result at the end of the drill (Redis read
+//! directly). "Duplicated" is work done more than once, as each drill defines it in its notes.
+//!
+//! The drills restart shared services: run them alone (`cargo test -p pricefront-drills -- --test-threads
+//! 1`, or `pricefront-drills`), never beside other tests of the same stack.
+
+#![warn(missing_docs)]
+
+mod edge_cases;
+pub mod edge_input;
+pub mod kafka_restart;
+pub mod kill_consumer;
+pub mod redis_restart;
+pub mod report;
+pub mod rest_proxy;
+mod support;
+pub mod vendor_faults;
+mod wire;
+pub mod worker;
+
+use std::time::Duration;
+
+pub use report::{DrillReport, Machine, Verdict};
+
+/// Why a drill could not be run to its end (as opposed to a drill that ran and found a fault, which is a
+/// [`DrillReport`] with failures).
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    /// A setting the drill needs is missing from the environment.
+    #[error("{var} is not set: {hint}")]
+    MissingEnv {
+        /// The variable.
+        var: &'static str,
+        /// How to provide it.
+        hint: &'static str,
+    },
+    /// `dev/stack.sh` failed.
+    #[error("`dev/stack.sh {args}` failed ({status}); last output:\n{output}")]
+    Stack {
+        /// Its arguments.
+        args: String,
+        /// Its exit status.
+        status: String,
+        /// The end of its output.
+        output: String,
+    },
+    /// Something the drill waits for did not happen within its bound.
+    #[error("{what} did not happen within {limit:?}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// The bound.
+        limit: Duration,
+    },
+    /// The stack is not in the state the drill needs.
+    #[error("the stack is not ready for the drill: {0}")]
+    Precondition(String),
+    /// A Redis command failed where the drill cannot go on without it.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A Kafka call failed where the drill cannot go on without it.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// An HTTP call failed where the drill cannot go on without it.
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A local file or process failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The edge Worker could not be started or stopped.
+    #[error("the edge Worker: {0}")]
+    Worker(String),
+}

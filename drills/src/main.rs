@@ -1,0 +1,162 @@
+//! `pricefront-drills [--write]`: runs every reliability drill against the running local stack, one after
+//! the other, and prints a table; with `--write`, rewrites RELIABILITY.md with it.
+//!
+//! Needs the stack (`dev/stack.sh up`) and the consumer's debug build (`cargo build -p
+//! pricefront-consumer`). The edge drill uses the Worker at `EDGE_KV_URL` (token `FILL_TOKEN`) when both
+//! are set, and otherwise starts one under `wrangler dev` on `--edge-port` and stops it at the end.
+
+use std::future::Future;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use pricefront_drills::report::{reliability_document, table, utc_date};
+use pricefront_drills::worker::LocalWorker;
+use pricefront_drills::{
+    edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy, vendor_faults, DrillError,
+    DrillReport, Machine, Verdict,
+};
+
+/// Runs the reliability drills against the running local stack and prints what was lost and duplicated.
+#[derive(Debug, Parser)]
+#[command(name = "pricefront-drills", version, about)]
+struct Args {
+    /// Rewrite RELIABILITY.md (at the repository's root) with the results.
+    #[arg(long)]
+    write: bool,
+    /// Run only these drills (repeatable); not with --write.
+    #[arg(long, value_enum, conflicts_with = "write")]
+    only: Vec<Drill>,
+    /// The port of the Worker started for the edge drill when EDGE_KV_URL is not set.
+    #[arg(long, default_value_t = 8797)]
+    edge_port: u16,
+}
+
+/// The drills, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Drill {
+    Kill9,
+    Kafka,
+    Redis,
+    Vendors,
+    Edge,
+    RestProxy,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let edge = edge_input::Target::from_env().ok();
+    tokio::runtime::Runtime::new()
+        .context("starting the runtime")?
+        .block_on(run(args, edge))
+}
+
+async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()> {
+    let wanted = |drill: Drill| args.only.is_empty() || args.only.contains(&drill);
+    let mut reports = Vec::new();
+
+    if wanted(Drill::Kill9) {
+        reports.push(
+            attempt(
+                "kill -9 consumer",
+                kill_consumer::run(&kill_consumer::Plan::default()),
+            )
+            .await,
+        );
+    }
+    if wanted(Drill::Kafka) {
+        reports.push(
+            attempt(
+                "Kafka broker restart",
+                kafka_restart::run(&kafka_restart::Plan::default()),
+            )
+            .await,
+        );
+    }
+    if wanted(Drill::Redis) {
+        reports.push(
+            attempt(
+                "Redis restart",
+                redis_restart::run(&redis_restart::Plan::default()),
+            )
+            .await,
+        );
+    }
+    if wanted(Drill::Vendors) {
+        reports.push(
+            attempt(
+                "vendor faults",
+                vendor_faults::run(&vendor_faults::Plan::default()),
+            )
+            .await,
+        );
+    }
+    if wanted(Drill::Edge) {
+        reports.push(attempt("bad input at the edge", edge_drill(edge, args.edge_port)).await);
+    }
+    if wanted(Drill::RestProxy) {
+        reports.push(attempt("REST proxy stop/restart", rest_proxy::run()).await);
+    }
+
+    println!("\n{}", table(&reports));
+    if args.write {
+        let root = pricefront_harness::repo_path(".");
+        let path = root.canonicalize().unwrap_or(root).join("RELIABILITY.md");
+        let document = reliability_document(
+            &reports,
+            "cargo run -p pricefront-drills -- --write",
+            &utc_date(),
+            &Machine::current(),
+        );
+        std::fs::write(&path, document).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    let failed = reports
+        .iter()
+        .filter(|r| r.verdict() == Verdict::Failed)
+        .count();
+    anyhow::ensure!(failed == 0, "{failed} drills failed");
+    Ok(())
+}
+
+/// Runs one drill; a drill that could not run to its end is a failed report.
+async fn attempt(
+    name: &str,
+    drill: impl Future<Output = Result<DrillReport, DrillError>>,
+) -> DrillReport {
+    eprintln!("[drills] {name} ...");
+    let report = drill.await.unwrap_or_else(|error| {
+        let mut report = DrillReport {
+            name: name.into(),
+            fault: "-".into(),
+            ..DrillReport::default()
+        };
+        report.fail(format!("the drill could not run to its end: {error}"));
+        report
+    });
+    eprintln!("[drills] {}", report.details());
+    report
+}
+
+/// The edge drill, against the Worker of EDGE_KV_URL (`edge`) or one started for it.
+async fn edge_drill(
+    edge: Option<edge_input::Target>,
+    port: u16,
+) -> Result<DrillReport, DrillError> {
+    let plan = edge_input::Plan::default();
+    match edge {
+        Some(target) => edge_input::run(&target, &plan).await,
+        None => {
+            eprintln!(
+                "[drills] EDGE_KV_URL/FILL_TOKEN not set: starting a Worker on 127.0.0.1:{port}"
+            );
+            let worker = tokio::task::spawn_blocking(move || LocalWorker::start("drills", port))
+                .await
+                .map_err(|e| DrillError::Worker(e.to_string()))??;
+            let report = edge_input::run(&worker.target, &plan).await;
+            tokio::task::spawn_blocking(move || worker.stop())
+                .await
+                .map_err(|e| DrillError::Worker(e.to_string()))??;
+            report
+        }
+    }
+}

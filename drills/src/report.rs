@@ -1,0 +1,295 @@
+//! What a drill reports, and the table and document made of the reports.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The outcome of one drill.
+#[derive(Debug, Clone, Default)]
+pub struct DrillReport {
+    /// A short name (`kill -9 consumer`).
+    pub name: String,
+    /// The fault injected and the load it was injected under.
+    pub fault: String,
+    /// Requests sent (published to Kafka, or sent to the edge).
+    pub requests: u64,
+    /// Requests without the result they should have had at the end; `None` where it has no meaning.
+    pub lost: Option<u64>,
+    /// Work done more than once (each drill says what it counts in its notes); `None` where it has no
+    /// meaning.
+    pub duplicated: Option<u64>,
+    /// Invariants the drill found broken; empty when it passed.
+    pub failures: Vec<String>,
+    /// Why the drill was not run, when it was not.
+    pub not_run: Option<String>,
+    /// Figures and observations.
+    pub notes: Vec<String>,
+    /// How long the drill took.
+    pub elapsed: Duration,
+}
+
+/// The verdict of a drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It ran and every invariant held.
+    Passed,
+    /// It ran and some invariant broke.
+    Failed,
+    /// It could not be run here.
+    NotRun,
+}
+
+impl Verdict {
+    /// How the table shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Passed => "pass",
+            Verdict::Failed => "FAIL",
+            Verdict::NotRun => "not run",
+        }
+    }
+}
+
+impl DrillReport {
+    /// A report of a drill that was not run, and why.
+    pub fn not_run(name: &str, fault: &str, reason: String) -> Self {
+        Self {
+            name: name.into(),
+            fault: fault.into(),
+            not_run: Some(reason),
+            ..Self::default()
+        }
+    }
+
+    /// The verdict: not run, failed (any failure), or passed.
+    pub fn verdict(&self) -> Verdict {
+        if self.not_run.is_some() {
+            Verdict::NotRun
+        } else if self.failures.is_empty() {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        }
+    }
+
+    /// Records a broken invariant.
+    pub fn fail(&mut self, failure: impl Into<String>) {
+        self.failures.push(failure.into());
+    }
+
+    /// Records a note.
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// Fails the drill with `failure` unless `condition` holds.
+    pub fn check(&mut self, condition: bool, failure: impl Into<String>) {
+        if !condition {
+            self.fail(failure);
+        }
+    }
+
+    /// Every failure and note, one per line, for assertion messages.
+    pub fn details(&self) -> String {
+        let mut text = format!("{} ({}):", self.name, self.verdict().label());
+        for failure in &self.failures {
+            let _ = write!(text, "\n  FAILED: {failure}");
+        }
+        if let Some(reason) = &self.not_run {
+            let _ = write!(text, "\n  not run: {reason}");
+        }
+        for note in &self.notes {
+            let _ = write!(text, "\n  - {note}");
+        }
+        text
+    }
+}
+
+fn figure(value: Option<u64>) -> String {
+    value.map_or_else(|| "n/a".into(), |v| v.to_string())
+}
+
+/// The Markdown table of `reports`: one row per drill.
+pub fn table(reports: &[DrillReport]) -> String {
+    let mut text = String::from(
+        "| drill | fault, under load | requests | lost | duplicated | result | time |\n| --- | --- | ---: | ---: | ---: | --- | ---: |\n",
+    );
+    for r in reports {
+        let time = if r.verdict() == Verdict::NotRun {
+            "-".to_owned()
+        } else {
+            format!("{:.0} s", r.elapsed.as_secs_f64())
+        };
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.fault,
+            r.requests,
+            figure(r.lost),
+            figure(r.duplicated),
+            r.verdict().label(),
+            time
+        );
+    }
+    text
+}
+
+/// The notes, failures and reasons of every drill, as Markdown sections.
+pub fn details(reports: &[DrillReport]) -> String {
+    let mut text = String::new();
+    for r in reports {
+        let _ = writeln!(text, "### {}\n", r.name);
+        if let Some(reason) = &r.not_run {
+            let _ = writeln!(text, "- **Not run**: {reason}");
+        }
+        for failure in &r.failures {
+            let _ = writeln!(text, "- **FAILED**: {failure}");
+        }
+        for note in &r.notes {
+            let _ = writeln!(text, "- {note}");
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The machine the drills ran on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Logical CPUs available to the process.
+    pub cpus: usize,
+    /// Total memory in MiB (`MemTotal` of /proc/meminfo).
+    pub memory_mib: u64,
+    /// The CPU model, when /proc/cpuinfo names it.
+    pub cpu_model: Option<String>,
+    /// The kernel release.
+    pub kernel: Option<String>,
+}
+
+impl Machine {
+    /// Reads the machine's figures from the system (Linux).
+    pub fn current() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .and_then(|rest| rest.split_once(':'))
+                    .map(|(_, model)| model.trim().to_owned())
+            });
+        Self {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_mib: memory_kib / 1024,
+            cpu_model,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|k| k.trim().to_owned()),
+        }
+    }
+
+    /// One line: `2 CPUs (model), 23.5 GiB memory, Linux 6.1`.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} CPUs (nproc), {:.1} GiB memory",
+            self.cpus,
+            self.memory_mib as f64 / 1024.0
+        );
+        if let Some(model) = &self.cpu_model {
+            let _ = write!(text, ", {model}");
+        }
+        if let Some(kernel) = &self.kernel {
+            let _ = write!(text, ", Linux {kernel}");
+        }
+        text
+    }
+}
+
+/// Today's date in UTC (`YYYY-MM-DD`), from the system clock.
+pub fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// RELIABILITY.md: what the drills do, the command, the date, the machine, the table and the details.
+pub fn reliability_document(
+    reports: &[DrillReport],
+    command: &str,
+    date: &str,
+    machine: &Machine,
+) -> String {
+    format!(
+        "# Reliability drills\n\n\
+         Generated by `{command}` on {date}, on {machine}. Do not edit by hand: run the command again.\n\n\
+         Each drill runs the real local stack (Kafka 4.1 and Redis from `dev/stack.sh`, consumer processes,\n\
+         simulated vendors, the edge Worker under `wrangler dev`), injects one fault under a bounded load\n\
+         (on 127.0.0.1 only), and counts what follows. The consumers are the debug build\n\
+         (`cargo build -p pricefront-consumer`), as in the tests.\n\n\
+         - **lost**: published requests without a stored result in Redis at the end of the drill (Redis read\n\
+           directly, every product checked), after waiting a bounded time for the system to recover by itself;\n\
+         - **duplicated**: work done twice. For the drills with healthy vendors it is the extra fan-out rounds:\n\
+           vendor calls counted by the simulator beyond one round per product, divided by the number of vendors\n\
+           (a round cut short by the fault counts too); for the vendor-fault drill, whose retries make vendor\n\
+           calls no measure, it is the products the consumers logged as compared more than once.\n\n\
+         The same drills, with assertions on lost = 0 (and no 5xx from the Worker), run in the test suite:\n\
+         `cargo test -p pricefront-drills -- --test-threads 1` with the stack up and a Worker at `$EDGE_KV_URL`\n\
+         (`$FILL_TOKEN`). Tests never assert times; the times below are what this run took.\n\n\
+         {table}\n\
+         ## Details\n\n\
+         {details}",
+        machine = machine.describe(),
+        table = table(reports),
+        details = details(reports),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_gregorian() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+    }
+
+    #[test]
+    fn the_verdict_follows_failures_and_reasons() {
+        let mut report = DrillReport {
+            name: "x".into(),
+            ..DrillReport::default()
+        };
+        assert_eq!(report.verdict(), Verdict::Passed);
+        report.check(false, "broken");
+        assert_eq!(report.verdict(), Verdict::Failed);
+        let skipped = DrillReport::not_run("y", "f", "no proxy".into());
+        assert_eq!(skipped.verdict(), Verdict::NotRun);
+        let text = table(&[report, skipped]);
+        assert!(text.contains("| x |"), "{text}");
+        assert!(text.contains("| n/a | n/a | not run | - |"), "{text}");
+    }
+}

@@ -1,0 +1,78 @@
+//! The reliability drills as tests, with assertions on lost = 0 (and no 5xx from the Worker). They
+//! restart shared services: run them alone and one at a time, with the stack up and a Worker at
+//! `$EDGE_KV_URL` (token `$FILL_TOKEN`):
+//!
+//! ```sh
+//! cargo build -p pricefront-consumer
+//! cargo test -p pricefront-drills -- --test-threads 1
+//! ```
+
+use pricefront_drills::{
+    edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy, vendor_faults,
+    DrillReport, Verdict,
+};
+
+fn assert_passed(report: &DrillReport) {
+    println!("{}", report.details());
+    assert_eq!(report.lost.unwrap_or(0), 0, "{}", report.details());
+    assert_eq!(report.verdict(), Verdict::Passed, "{}", report.details());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_consumer_of_two_loses_nothing() {
+    let report = kill_consumer::run(&kill_consumer::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_broker_restart_loses_nothing_and_the_consumer_recovers() {
+    let report = kafka_restart::run(&kafka_restart::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_nothing() {
+    let report = redis_restart::run(&redis_restart::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_vendors_still_give_a_stored_result_for_every_request() {
+    let report = vendor_faults::run(&vendor_faults::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_at_the_edge_never_gets_a_5xx_and_always_a_problem() {
+    let hint = "start a Worker (scripts/edge-dev.sh start NAME PORT --var FILL_TOKEN:...) and set EDGE_KV_URL and FILL_TOKEN";
+    let token =
+        std::env::var("FILL_TOKEN").unwrap_or_else(|_| panic!("FILL_TOKEN is not set: {hint}"));
+    let base = std::env::var("EDGE_KV_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| panic!("EDGE_KV_URL is not set: {hint}"));
+    let target = edge_input::Target {
+        base,
+        token: token.to_owned(),
+    };
+    let report = edge_input::run(&target, &edge_input::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test]
+async fn the_rest_proxy_drill_says_why_it_is_not_run() {
+    let report = rest_proxy::run().await.expect("the drill could not run");
+    println!("{}", report.details());
+    assert_eq!(report.verdict(), Verdict::NotRun);
+    assert!(report.not_run.as_deref().is_some_and(|r| !r.is_empty()));
+}
