@@ -92,31 +92,15 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         );
     }
 
-    let results = support::wait_stored(&products, plan.limit).await?;
-    let lost = (products.len() - results.len()) as u64;
-    report.lost = Some(lost);
-    report.check(
-        lost == 0,
-        format!(
-            "{lost} requests without a stored result {:?} after the broker was back",
-            plan.limit
-        ),
-    );
-    if lost == 0 {
-        report.note(format!(
-            "every result was stored {} after the broker was ready again",
-            secs(back_at.elapsed())
-        ));
-    }
-    match support::exit_status(&mut consumer) {
-        Some(status) => report.fail(format!("the consumer exited: {status}")),
-        None => match support::wait_ready(&consumer, Duration::from_secs(60)).await {
-            Ok(_) => {
-                report.note("the same consumer process recovered by itself: /readyz 200 at the end")
-            }
-            Err(error) => report.fail(format!("the consumer did not become ready again: {error}")),
-        },
-    }
+    support::record_lost(
+        &mut report,
+        &products,
+        plan.limit,
+        "the broker was back",
+        back_at,
+    )
+    .await?;
+    support::check_recovered(&mut report, &mut consumer).await;
     report.note(format!(
         "consumer log: {} Kafka errors while consuming; partition assignments: {} (1 = only the one at start, no rebalance)",
         consumer.log_count("kafka error while consuming"),

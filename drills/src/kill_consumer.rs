@@ -6,7 +6,7 @@ use std::time::Duration;
 use pricefront_harness::TestEnv;
 use tokio::time::Instant;
 
-use crate::support::{self, secs};
+use crate::support;
 use crate::{DrillError, DrillReport};
 
 /// The load and the bounds of the drill.
@@ -73,22 +73,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         "the kill came after every result was stored: it tested nothing",
     );
 
-    let results = support::wait_stored(&products, plan.limit).await?;
-    let lost = (products.len() - results.len()) as u64;
-    report.lost = Some(lost);
-    report.check(
-        lost == 0,
-        format!(
-            "{lost} requests without a stored result after {:?}",
-            plan.limit
-        ),
-    );
-    if lost == 0 {
-        report.note(format!(
-            "the survivor stored the rest in {} after the kill (group session timeout included)",
-            secs(killed_at.elapsed())
-        ));
-    }
+    support::record_lost(&mut report, &products, plan.limit, "the kill", killed_at).await?;
     if let Some(status) = support::exit_status(&mut survivor) {
         report.fail(format!("the surviving consumer exited: {status}"));
     }

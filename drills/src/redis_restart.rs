@@ -183,31 +183,8 @@ async fn drill(plan: &Plan, report: &mut DrillReport) -> Result<(), DrillError> 
         format!("the restart lost stored results: {stored_before} before, {stored_after} after"),
     );
 
-    let results = support::wait_stored(&products, plan.limit).await?;
-    let lost = (products.len() - results.len()) as u64;
-    report.lost = Some(lost);
-    report.check(
-        lost == 0,
-        format!(
-            "{lost} published requests without a stored result {:?} after Redis was back",
-            plan.limit
-        ),
-    );
-    if lost == 0 {
-        report.note(format!(
-            "every result was stored {} after Redis was back",
-            secs(back_at.elapsed())
-        ));
-    }
-    match support::exit_status(&mut consumer) {
-        Some(status) => report.fail(format!("the consumer exited: {status}")),
-        None => match support::wait_ready(&consumer, Duration::from_secs(60)).await {
-            Ok(_) => {
-                report.note("the same consumer process recovered by itself: /readyz 200 at the end")
-            }
-            Err(error) => report.fail(format!("the consumer did not become ready again: {error}")),
-        },
-    }
+    support::record_lost(report, &products, plan.limit, "Redis was back", back_at).await?;
+    support::check_recovered(report, &mut consumer).await;
     report.note(format!(
         "consumer log: failed Redis writes retried: {}",
         consumer.log_count("redis write failed")

@@ -208,6 +208,47 @@ pub(crate) async fn wait_assigned(
 }
 
 /// Whether the consumer process still runs; its exit status otherwise.
+/// Waits (within `limit`) for every product's result, records how many are lost in `report`, and notes
+/// how long after `fault` (which ended at `since`) the last one was stored.
+pub(crate) async fn record_lost(
+    report: &mut crate::DrillReport,
+    products: &[ProductId],
+    limit: Duration,
+    fault: &str,
+    since: Instant,
+) -> Result<Vec<Comparison>, DrillError> {
+    let results = wait_stored(products, limit).await?;
+    let lost = (products.len() - results.len()) as u64;
+    report.lost = Some(lost);
+    report.check(
+        lost == 0,
+        format!("{lost} requests without a stored result {limit:?} after {fault}"),
+    );
+    if lost == 0 {
+        report.note(format!(
+            "every result was stored {} after {fault}",
+            secs(since.elapsed())
+        ));
+    }
+    Ok(results)
+}
+
+/// Checks that `consumer` outlived the fault and is ready again, by itself, within a minute.
+pub(crate) async fn check_recovered(
+    report: &mut crate::DrillReport,
+    consumer: &mut ConsumerProcess,
+) {
+    match exit_status(consumer) {
+        Some(status) => report.fail(format!("the consumer exited: {status}")),
+        None => match wait_ready(consumer, Duration::from_secs(60)).await {
+            Ok(_) => {
+                report.note("the same consumer process recovered by itself: /readyz 200 at the end")
+            }
+            Err(error) => report.fail(format!("the consumer did not become ready again: {error}")),
+        },
+    }
+}
+
 pub(crate) fn exit_status(consumer: &mut ConsumerProcess) -> Option<String> {
     match consumer.child.try_wait() {
         Ok(None) => None,
