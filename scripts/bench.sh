@@ -10,13 +10,9 @@ if ! command -v wrk >/dev/null; then
   echo "[bench] installing wrk"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-started_stack=false
-# (status read whole first: with pipefail, grep -q closing the pipe early would read as "not running")
-stack_status=$(dev/stack.sh status)
-[[ $stack_status == "kafka   running"* ]] || started_stack=true
-stop_stack() { if $started_stack; then dev/stack.sh down || true; fi; }
-trap stop_stack EXIT
-dev/stack.sh up
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+stack_up_for_this_run
 scripts/build-edge.sh
 cargo build --release -p pricefront-consumer -p pricefront-bench
 PRICEFRONT_CONSUMER_BIN="$PWD/target/release/pricefront-consumer" target/release/pricefront-bench --write "$@"

@@ -6,13 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/toolchain.sh
-started_stack=false
-# (status read whole first: with pipefail, grep -q closing the pipe early would read as "not running")
-stack_status=$(dev/stack.sh status)
-[[ $stack_status == "kafka   running"* ]] || started_stack=true
-stop_stack() { if $started_stack; then dev/stack.sh down || true; fi; }
-trap stop_stack EXIT
-dev/stack.sh up
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+stack_up_for_this_run
 scripts/build-edge.sh
 cargo build -p pricefront-consumer -p pricefront-drills
 target/debug/pricefront-drills --write "$@"

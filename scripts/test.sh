@@ -7,17 +7,15 @@ cd "$(dirname "$0")/.."
 
 scripts/toolchain.sh
 
-started_stack=false
-# (status read whole first: with pipefail, grep -q closing the pipe early would read as "not running")
-stack_status=$(dev/stack.sh status)
-[[ $stack_status == "kafka   running"* ]] || started_stack=true
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 stop_all() {
   scripts/edge-dev.sh stop kv || true
   scripts/edge-dev.sh stop redis || true
-  if $started_stack; then dev/stack.sh down || true; fi
+  stop_stack_if_started
 }
+stack_up_for_this_run
 trap stop_all EXIT
-dev/stack.sh up
 
 echo "[test] building the edge Worker"
 scripts/build-edge.sh

@@ -55,7 +55,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     let mut survivor = env.start_consumer("survivor", &flags);
     // Both must hold partitions before the work arrives, or the first would take it all.
     support::wait_assigned(&[&victim, &survivor], 3, Duration::from_secs(120)).await?;
-    let victim_partitions = support::assigned(&victim);
+    let victim_partitions = victim.assigned_partitions();
 
     let products = support::products(&env, plan.products);
     env.publish(products.iter().copied()).await;

@@ -172,19 +172,6 @@ pub(crate) fn compared_twice(counts: &HashMap<String, u32>) -> u64 {
     counts.values().filter(|&&n| n > 1).count() as u64
 }
 
-/// How many partitions `consumer` holds, from its last "partitions assigned" or "revoked" log line.
-pub(crate) fn assigned(consumer: &ConsumerProcess) -> usize {
-    let log = consumer.log_text();
-    let last = log
-        .lines()
-        .rfind(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
-    last.filter(|l| l.contains("assigned"))
-        .and_then(|l| l.split("count=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Waits until `consumers` all hold partitions, `total` between them.
 pub(crate) async fn wait_assigned(
     consumers: &[&ConsumerProcess],
@@ -193,7 +180,7 @@ pub(crate) async fn wait_assigned(
 ) -> Result<(), DrillError> {
     let deadline = Instant::now() + limit;
     loop {
-        let counts: Vec<usize> = consumers.iter().map(|c| assigned(c)).collect();
+        let counts: Vec<usize> = consumers.iter().map(|c| c.assigned_partitions()).collect();
         if counts.iter().all(|&n| n > 0) && counts.iter().sum::<usize>() == total {
             return Ok(());
         }

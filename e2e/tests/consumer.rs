@@ -204,7 +204,7 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
     let deadline = tokio::time::Instant::now() + WAIT;
     while !(one.log_count("partitions assigned") > 0
         && two.log_count("partitions assigned") > 0
-        && assigned(&one) + assigned(&two) == 3)
+        && one.assigned_partitions() + two.assigned_partitions() == 3)
     {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -223,19 +223,6 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
         "one compared {by_one}, two compared {by_two}"
     );
     assert!(by_one + by_two >= products.len());
-}
-
-/// How many partitions the consumer holds, from its last "partitions assigned" or "revoked" log line.
-fn assigned(consumer: &pricefront_harness::ConsumerProcess) -> usize {
-    let log = consumer.log_text();
-    let last = log
-        .lines()
-        .rfind(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
-    last.filter(|l| l.contains("assigned"))
-        .and_then(|l| l.split("count=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 struct Letter {

@@ -281,6 +281,19 @@ impl ConsumerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How many partitions the process holds, from its last "partitions assigned" or "revoked" log line.
+    pub fn assigned_partitions(&self) -> usize {
+        let log = self.log_text();
+        let last = log
+            .lines()
+            .rfind(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
+        last.filter(|l| l.contains("assigned"))
+            .and_then(|l| l.split("count=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// How many log lines contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log_text()
