@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Local dev stack: Kafka 4.1 (single KRaft node), the Strimzi Kafka Bridge (REST proxy), Redis.
+# Local dev stack: Kafka 4.1 (single KRaft node), the Strimzi Kafka Bridge 1.1.0 (REST proxy), Redis.
 #
-# The bridge comes from Maven Central (dev/bridge/pom.xml) or from an unpacked Strimzi release in
-# STRIMZI_BRIDGE_HOME. When neither can be had, `up` says so (status: unavailable, with the exact
-# error) and starts the rest: nothing else stands in for it.
+# The bridge is the release tarball in ../shared/vendor/strimzi-kafka-bridge/ (checked against its
+# SHA256SUMS and unpacked into the state folder), or an unpacked release in STRIMZI_BRIDGE_HOME. It
+# needs Java 21+ (BRIDGE_JAVA_HOME, or the first JDK 21+ found); Kafka runs on the default Java.
+# When the bridge cannot be had or started, `up` fails and says why: nothing stands in for it.
 #
 #   dev/stack.sh install                 install what is missing (redis, JDK/Maven, jars)
 #   dev/stack.sh up                      install, then start everything and wait until ready
@@ -18,7 +19,8 @@
 #   dev/stack.sh env                     print export lines for clients
 #
 # Environment (defaults): PF_STATE_DIR (<repo>/.run), KAFKA_PORT (9092),
-# KAFKA_CONTROLLER_PORT (9093), BRIDGE_PORT (8080), REDIS_PORT (6390),
+# KAFKA_CONTROLLER_PORT (9093), BRIDGE_PORT (8080), BRIDGE_MANAGEMENT_PORT (8081), REDIS_PORT (6390),
+# PF_SHARED_DIR (<repo>/../shared), STRIMZI_BRIDGE_HOME (unset), BRIDGE_JAVA_HOME (a JDK 21+),
 # KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), BRIDGE_HEAP_OPTS (-Xms64m -Xmx256m),
 # KAFKA_START_TIMEOUT (120), BRIDGE_START_TIMEOUT (60), REDIS_START_TIMEOUT (20) seconds,
 # BRIDGE_MAX_BLOCK_MS (10000), BRIDGE_DELIVERY_TIMEOUT_MS (30000): producer settings of the bridge.
@@ -36,6 +38,10 @@ STATE_DIR="$(realpath -m -- "${PF_STATE_DIR:-$REPO_ROOT/.run}")"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 BRIDGE_PORT="${BRIDGE_PORT:-8080}"
+BRIDGE_MANAGEMENT_PORT="${BRIDGE_MANAGEMENT_PORT:-8081}"
+BRIDGE_VERSION=1.1.0
+SHARED_DIR="$(realpath -m -- "${PF_SHARED_DIR:-$REPO_ROOT/../shared}")"
+BRIDGE_VENDOR_DIR="$SHARED_DIR/vendor/strimzi-kafka-bridge"
 REDIS_PORT="${REDIS_PORT:-6390}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 BRIDGE_HEAP_OPTS="${BRIDGE_HEAP_OPTS:--Xms64m -Xmx256m}"
@@ -55,8 +61,7 @@ JARS_DIR="$STATE_DIR/jars"
 KAFKA_DATA="$STATE_DIR/kafka-data"
 REDIS_DIR="$STATE_DIR/redis"
 KAFKA_JARS="$JARS_DIR/kafka"
-BRIDGE_JARS="$JARS_DIR/bridge"
-BRIDGE_UNAVAILABLE="$STATE_DIR/bridge.unavailable"
+BRIDGE_DIST="$STATE_DIR/kafka-bridge-$BRIDGE_VERSION"
 COMPONENTS=(kafka bridge redis)
 
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
@@ -122,24 +127,50 @@ install_jars() {
   log "$name: $(find "$dest" -name '*.jar' | wc -l) jars in $(elapsed_s "$t0")s"
 }
 
-# install_bridge: the bridge's jars from STRIMZI_BRIDGE_HOME/libs or Maven Central. Never fatal:
-# when it cannot be had, the reason is kept in $BRIDGE_UNAVAILABLE for `start` and `status`.
+# bridge_home: where the bridge's release layout (bin/, config/, libs/) is.
+bridge_home() { printf '%s\n' "${STRIMZI_BRIDGE_HOME:-$BRIDGE_DIST}"; }
+
+# install_bridge: unpack the vendored release (checked against SHA256SUMS) unless STRIMZI_BRIDGE_HOME
+# names one, or it is unpacked already. Fails with the reason when it cannot be had.
 install_bridge() {
-  rm -f -- "$BRIDGE_UNAVAILABLE"
+  local tarball="$BRIDGE_VENDOR_DIR/kafka-bridge-$BRIDGE_VERSION.tar.gz" want got
   if [[ -n ${STRIMZI_BRIDGE_HOME:-} ]]; then
-    [[ -d $STRIMZI_BRIDGE_HOME/libs ]] && return 0
-    echo "STRIMZI_BRIDGE_HOME=$STRIMZI_BRIDGE_HOME has no libs/ folder" > "$BRIDGE_UNAVAILABLE"
-  elif ! (MVN_EXTRA=-U install_jars bridge "$DEV_DIR/bridge/pom.xml" "$BRIDGE_JARS") 2>/dev/null; then
-    grep -m1 -oE "(Could not find artifact|Failure to find|Could not resolve)[^[]*" "$LOGS_DIR/mvn-bridge.log" \
-      > "$BRIDGE_UNAVAILABLE" || echo "Maven could not resolve dev/bridge/pom.xml" > "$BRIDGE_UNAVAILABLE"
+    [[ -d $STRIMZI_BRIDGE_HOME/libs ]] || die "bridge: STRIMZI_BRIDGE_HOME=$STRIMZI_BRIDGE_HOME has no libs/ folder"
+    return 0
   fi
-  if [[ -f $BRIDGE_UNAVAILABLE ]]; then
-    warn "bridge: the Strimzi Kafka Bridge cannot be had here: $(cat "$BRIDGE_UNAVAILABLE")"
-  fi
+  [[ -f $BRIDGE_DIST/.unpacked ]] && return 0
+  [[ -f $tarball ]] || die "bridge: $tarball is missing: the Strimzi Kafka Bridge $BRIDGE_VERSION release is expected in $BRIDGE_VENDOR_DIR (PF_SHARED_DIR), or an unpacked release in STRIMZI_BRIDGE_HOME"
+  want=$(awk -v f="kafka-bridge-$BRIDGE_VERSION.tar.gz" '$2 == f { print $1 }' "$BRIDGE_VENDOR_DIR/SHA256SUMS" 2>/dev/null)
+  [[ -n $want ]] || die "bridge: no checksum for kafka-bridge-$BRIDGE_VERSION.tar.gz in $BRIDGE_VENDOR_DIR/SHA256SUMS"
+  got=$(sha256sum -- "$tarball" | cut -d' ' -f1)
+  [[ $got == "$want" ]] || die "bridge: $tarball has sha256 $got, SHA256SUMS says $want"
+  rm -rf -- "$BRIDGE_DIST"
+  tar -xzf "$tarball" -C "$STATE_DIR" || die "bridge: cannot unpack $tarball"
+  [[ -d $BRIDGE_DIST/libs ]] || die "bridge: $tarball has no kafka-bridge-$BRIDGE_VERSION/libs/"
+  touch "$BRIDGE_DIST/.unpacked"
+  log "bridge: unpacked Strimzi Kafka Bridge $BRIDGE_VERSION into $BRIDGE_DIST (sha256 checked)"
 }
 
-bridge_classpath() {
-  if [[ -n ${STRIMZI_BRIDGE_HOME:-} ]]; then echo "$STRIMZI_BRIDGE_HOME/libs/*"; else echo "$BRIDGE_JARS/*"; fi
+# java_major JAVA: the feature version of that java (17, 21, 25, ...), or nothing.
+java_major() {
+  "$1" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ { print $2; exit }'
+}
+
+# bridge_java: a java of version 21 or newer, for the bridge alone: BRIDGE_JAVA_HOME, else JAVA_HOME,
+# the java on PATH, then the JDKs under /usr/lib/jvm, first that is new enough.
+bridge_java() {
+  local candidate major
+  if [[ -n ${BRIDGE_JAVA_HOME:-} ]]; then
+    major=$(java_major "$BRIDGE_JAVA_HOME/bin/java")
+    (( ${major:-0} >= 21 )) || die "bridge: BRIDGE_JAVA_HOME=$BRIDGE_JAVA_HOME is Java ${major:-?}; the bridge needs 21 or newer"
+    printf '%s\n' "$BRIDGE_JAVA_HOME/bin/java"; return 0
+  fi
+  for candidate in "$JAVA" /usr/lib/jvm/*/bin/java; do
+    [[ -x $candidate ]] || command -v "$candidate" >/dev/null || continue
+    major=$(java_major "$candidate")
+    if (( ${major:-0} >= 21 )); then printf '%s\n' "$candidate"; return 0; fi
+  done
+  die "bridge: the Strimzi Kafka Bridge $BRIDGE_VERSION needs Java 21 or newer, and none was found (tried $JAVA and /usr/lib/jvm/*): install a JDK 21+ and set BRIDGE_JAVA_HOME"
 }
 
 cmd_install() {
@@ -307,13 +338,15 @@ kafka.producer.request.timeout.ms=$req
 kafka.producer.delivery.timeout.ms=$BRIDGE_DELIVERY_TIMEOUT_MS
 http.host=$HOST
 http.port=$BRIDGE_PORT
-http.threads=64
+http.management.port=$BRIDGE_MANAGEMENT_PORT
+http.consumer.enabled=false
+http.producer.enabled=true
 EOF
 }
 
 bridge_ready_probe() {
   local code
-  code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$HOST:$BRIDGE_PORT/ready") || return 1
+  code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$HOST:$BRIDGE_MANAGEMENT_PORT/ready") || return 1
   [[ $code == 2?? ]]
 }
 
@@ -326,19 +359,21 @@ start_bridge() {
     return 0
   fi
   clear_stale_pidfile bridge
-  ! port_open "$BRIDGE_PORT" || die "bridge: port $BRIDGE_PORT is already in use by another process"
-  if [[ -f $BRIDGE_UNAVAILABLE ]]; then
-    warn "bridge: not started: $(cat "$BRIDGE_UNAVAILABLE")"
-    return 0
-  fi
+  local p java
+  for p in "$BRIDGE_PORT" "$BRIDGE_MANAGEMENT_PORT"; do
+    ! port_open "$p" || die "bridge: port $p is already in use by another process"
+  done
+  java=$(bridge_java)
   t0=$(now_ms)
   write_bridge_config
   # shellcheck disable=SC2086  # BRIDGE_HEAP_OPTS is a list of JVM flags
-  pid=$(launch bridge "$LOGS_DIR/bridge.log" "$JAVA" $BRIDGE_HEAP_OPTS -XX:+UseSerialGC \
+  pid=$(launch bridge "$LOGS_DIR/bridge.log" "$java" $BRIDGE_HEAP_OPTS -XX:+UseSerialGC \
     -Djava.awt.headless=true -Dpf.stack.component=bridge \
-    -cp "$(bridge_classpath)" io.strimzi.kafka.bridge.Application \
+    -Dlog4j2.configurationFile="file:$(bridge_home)/config/log4j2.properties" \
+    -Dvertx.cacheDirBase="$STATE_DIR/vertx-cache" \
+    -cp "$(bridge_home)/libs/*" io.strimzi.kafka.bridge.Application \
     --config-file="$CONF_DIR/bridge.properties")
-  log "bridge: started pid $pid, waiting for http://$HOST:$BRIDGE_PORT/ready ..."
+  log "bridge: started pid $pid on Java $(java_major "$java"), waiting for http://$HOST:$BRIDGE_MANAGEMENT_PORT/ready ..."
   wait_ready bridge "$BRIDGE_START_TIMEOUT" "$LOGS_DIR/bridge.log" bridge_ready_probe \
     || die "bridge: did not become ready"
   log "bridge: ready in $(elapsed_s "$t0")s"
@@ -396,12 +431,10 @@ status_line() {
   if pid=$(component_pid "$name"); then
     case "$name" in
       kafka) kafka_port_probe && state=ready || state=starting; detail="$HOST:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)" ;;
-      bridge) bridge_ready_probe && state=ready || state=not-ready; detail="http://$HOST:$BRIDGE_PORT" ;;
+      bridge) bridge_ready_probe && state=ready || state=not-ready; detail="http://$HOST:$BRIDGE_PORT (management :$BRIDGE_MANAGEMENT_PORT)" ;;
       redis) redis_ready_probe && state=ready || state=not-ready; detail="$HOST:$REDIS_PORT" ;;
     esac
     printf '%-7s running  pid=%-8s %-9s %s\n' "$name" "$pid" "$state" "$detail"
-  elif [[ $name == bridge && -f $BRIDGE_UNAVAILABLE ]]; then
-    printf '%-7s unavailable: %s\n' "$name" "$(cat "$BRIDGE_UNAVAILABLE")"
   elif [[ -e $(pidfile_of "$name") ]]; then
     printf '%-7s stopped  (stale pid file)\n' "$name"
   else
@@ -440,6 +473,7 @@ cmd_env() {
 export PF_STATE_DIR='$STATE_DIR'
 export KAFKA_BOOTSTRAP_SERVERS='$HOST:$KAFKA_PORT'
 export KAFKA_BRIDGE_URL='http://$HOST:$BRIDGE_PORT'
+export KAFKA_BRIDGE_MANAGEMENT_URL='http://$HOST:$BRIDGE_MANAGEMENT_PORT'
 export REDIS_URL='redis://$HOST:$REDIS_PORT'
 EOF
 }
