@@ -10,6 +10,8 @@
 //! - [`comparison`]: the comparison result (offers, best offer, failures) and how it is aggregated.
 //! - [`freshness`]: the windows a result is fresh and stale for, and the fresh / stale / missing decision.
 //! - [`cache_key`]: the versioned cache key scheme shared by Redis and Workers KV.
+//! - [`newest_wins`]: a cache keeps the newer of two results of one product (and the Redis script that
+//!   applies that rule atomically).
 //! - [`rest_proxy`]: the bodies of the Kafka REST proxy produce APIs (v2 and v3).
 //! - [`route`], [`problem`], [`edge_rules`]: the edge's routes, its RFC 9457 errors, and its decisions
 //!   on a read (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
@@ -22,6 +24,7 @@ pub mod comparison;
 pub mod edge_rules;
 pub mod freshness;
 pub mod money;
+pub mod newest_wins;
 pub mod problem;
 pub mod product_id;
 pub mod request;
