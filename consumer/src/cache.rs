@@ -1,19 +1,38 @@
 //! The Redis cache the consumer fills (and checks, so as not to fan out for a product that is fresh).
+//!
+//! A write never replaces a newer result of the same product: it runs the shared core's
+//! [`REDIS_SET_IF_NEWER`] script, which applies the rule of [`pricefront_core::newest_wins`] atomically
+//! on the server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use pricefront_core::newest_wins::REDIS_SET_IF_NEWER;
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
 
 /// A Redis failure.
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
 pub struct CacheError(#[from] redis::RedisError);
 
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The comparison is now the stored one.
+    Stored,
+    /// Redis holds a result of the product computed later: that one was kept, this one dropped.
+    KeptNewer,
+    /// The comparison was already past its stale-until: there was nothing to store.
+    Expired,
+}
+
 /// The comparison cache in Redis, one key per product ([`cache_key`]), expiring at stale-until.
 #[derive(Clone)]
 pub struct RedisCache {
     connection: ConnectionManager,
+    set_if_newer: Arc<Script>,
 }
 
 impl RedisCache {
@@ -26,7 +45,10 @@ impl RedisCache {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
         let connection = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection,
+            set_if_newer: Arc::new(Script::new(REDIS_SET_IF_NEWER)),
+        })
     }
 
     /// The cached comparison of `product`, if any. An entry that does not parse counts as none.
@@ -45,22 +67,43 @@ impl RedisCache {
         }))
     }
 
-    /// Stores `comparison` until its stale-until (`SET key value PX ms`). A comparison already past
-    /// stale-until at `now_ms` is not stored.
+    /// Stores `comparison` until its stale-until, unless Redis holds a result of the product computed
+    /// later ([`RedisCache::put_with_outcome`], without saying which happened).
     pub async fn put(&self, comparison: &Comparison, now_ms: UnixMillis) -> Result<(), CacheError> {
+        self.put_with_outcome(comparison, now_ms).await.map(drop)
+    }
+
+    /// Stores `comparison` until its stale-until (`SET key value PX ms`, in [`REDIS_SET_IF_NEWER`]),
+    /// unless the stored result has a greater `computedAtMs`; an equal one is replaced. A comparison
+    /// already past stale-until at `now_ms` is not stored.
+    pub async fn put_with_outcome(
+        &self,
+        comparison: &Comparison,
+        now_ms: UnixMillis,
+    ) -> Result<PutOutcome, CacheError> {
         let ttl_ms = comparison.stale_until_ms.saturating_sub(now_ms);
         if ttl_ms == 0 {
-            return Ok(());
+            return Ok(PutOutcome::Expired);
         }
         let mut connection = self.connection.clone();
-        redis::cmd("SET")
-            .arg(cache_key(comparison.product_id))
+        let stored: i64 = self
+            .set_if_newer
+            .key(cache_key(comparison.product_id))
             .arg(comparison.to_json())
-            .arg("PX")
+            .arg(comparison.computed_at_ms)
             .arg(ttl_ms)
-            .query_async::<()>(&mut connection)
+            .invoke_async(&mut connection)
             .await?;
-        Ok(())
+        if stored == 1 {
+            Ok(PutOutcome::Stored)
+        } else {
+            tracing::info!(
+                product = %comparison.product_id,
+                computed_at_ms = comparison.computed_at_ms,
+                "Redis holds a newer result of the product: kept it"
+            );
+            Ok(PutOutcome::KeptNewer)
+        }
     }
 
     /// Checks that Redis answers.
