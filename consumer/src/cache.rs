@@ -2,11 +2,13 @@
 //!
 //! A write never replaces a newer result of the same product: it runs the shared core's
 //! [`REDIS_SET_IF_NEWER`] script, which applies the rule of [`pricefront_core::newest_wins`] atomically
-//! on the server.
+//! on the server. The connection is made lazily, so a consumer can start while Redis is away
+//! ([`RedisCache::connect_lazily`], [`RedisCache::wait_until_reachable`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use pricefront_core::newest_wins::REDIS_SET_IF_NEWER;
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -36,19 +38,47 @@ pub struct RedisCache {
 }
 
 impl RedisCache {
-    /// Connects to `url` (`redis://host:port/db`). The connection reconnects by itself after failures;
-    /// each command gives up after `timeout`.
+    /// Connects to `url` (`redis://host:port/db`) and fails if Redis does not answer now. The connection
+    /// reconnects by itself after failures; each command gives up after `timeout`.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, CacheError> {
+        let cache = Self::connect_lazily(url, timeout)?;
+        cache.ping().await?;
+        Ok(cache)
+    }
+
+    /// Like [`RedisCache::connect`], but without waiting for Redis: only a malformed `url` fails. The
+    /// first command connects; until Redis answers, every command fails (and tries again to connect).
+    pub fn connect_lazily(url: &str, timeout: Duration) -> Result<Self, CacheError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             connection,
             set_if_newer: Arc::new(Script::new(REDIS_SET_IF_NEWER)),
         })
+    }
+
+    /// Pings Redis until it answers, with capped, jittered exponential backoff, logging each failure.
+    /// Run it in the background after [`RedisCache::connect_lazily`] to connect as soon as Redis is up.
+    pub async fn wait_until_reachable(&self) {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times();
+        let reached = (|| self.ping())
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .notify(|error, delay| {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "Redis is not reachable yet");
+            })
+            .await;
+        if reached.is_ok() {
+            tracing::info!("Redis reachable");
+        }
     }
 
     /// The cached comparison of `product`, if any. An entry that does not parse counts as none.

@@ -54,9 +54,14 @@ async fn main() -> anyhow::Result<()> {
         metrics.clone(),
     );
     let redis_timeout = Duration::from_millis(settings.redis_timeout_ms);
-    let cache = RedisCache::connect(&settings.redis_url, redis_timeout)
-        .await
-        .with_context(|| format!("connecting to Redis at {}", settings.redis_url))?;
+    // Redis may be away for a while at start: the process runs, not ready, and connects when it can;
+    // writes wait for it as they do in an outage later on.
+    let cache = RedisCache::connect_lazily(&settings.redis_url, redis_timeout)
+        .with_context(|| format!("the Redis URL {}", settings.redis_url))?;
+    tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.wait_until_reachable().await }
+    });
 
     let listen = settings.metrics_listen;
     let server = tokio::spawn(serve(listen, metrics.clone(), cache.clone()));
