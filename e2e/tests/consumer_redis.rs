@@ -1,0 +1,232 @@
+//! The consumer and its Redis: the newer of two results is the one kept, and a consumer started while
+//! Redis is down waits for it instead of exiting.
+//! Start the stack first: `dev/stack.sh up` (`make test` does). The consumer binary is the debug build
+//! (`cargo test` builds it) unless PRICEFRONT_CONSUMER_BIN names another.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pricefront_consumer::cache::{PutOutcome, RedisCache};
+use pricefront_consumer::fanout::now_ms;
+use pricefront_core::{
+    Comparison, FailureKind, FreshnessPolicy, ProductId, UnixMillis, VendorFailure,
+};
+use pricefront_harness::private_redis::PrivateRedis;
+use pricefront_harness::{
+    brokers, consumer_binary, profiles, redis_url, vendor, ConsumerProcess, TestEnv,
+};
+use vendor_sim::BodyShape;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A comparison of `product` computed at `computed_at_ms`, told apart from others by `note`.
+fn comparison(product: ProductId, computed_at_ms: UnixMillis, note: &str) -> Comparison {
+    let mut comparison =
+        Comparison::aggregate(product, [], computed_at_ms, &FreshnessPolicy::default());
+    comparison.failures.push(VendorFailure {
+        vendor: "alpha".into(),
+        kind: FailureKind::Timeout,
+        detail: note.into(),
+        attempts: 1,
+    });
+    comparison
+}
+
+/// A product id no other test uses.
+fn unused_product() -> ProductId {
+    ProductId::new(2_000_000_000 + rand_suffix()).unwrap()
+}
+
+fn rand_suffix() -> u64 {
+    u64::from(uuid::Uuid::new_v4().as_fields().0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_result_never_replaces_a_newer_one_in_redis() {
+    let cache = RedisCache::connect(&redis_url(), Duration::from_secs(5))
+        .await
+        .expect("Redis is not reachable: start the stack with `dev/stack.sh up`");
+    let product = unused_product();
+    let now = now_ms();
+    let newer = comparison(product, now, "newer");
+    let older = comparison(product, now - 1_000, "older");
+
+    assert_eq!(
+        cache.put_with_outcome(&newer, now_ms()).await.unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        cache.put_with_outcome(&older, now_ms()).await.unwrap(),
+        PutOutcome::KeptNewer
+    );
+    // The plain `put` keeps the newer one too.
+    cache.put(&older, now_ms()).await.unwrap();
+    assert_eq!(
+        cache.get(product).await.unwrap().as_ref(),
+        Some(&newer),
+        "the older result replaced the newer one"
+    );
+
+    let same_time = comparison(product, now, "same time, written later");
+    assert_eq!(
+        cache.put_with_outcome(&same_time, now_ms()).await.unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        cache.get(product).await.unwrap().as_ref(),
+        Some(&same_time),
+        "a result computed at the same time replaces (a retried write is idempotent)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_started_while_redis_is_down_waits_for_it_then_stores_results() {
+    let env = TestEnv::new(
+        "redis-late",
+        profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
+        2_000,
+    )
+    .await;
+    // A Redis of this test's own, on a port of its own, down until the consumer runs.
+    let mut redis = PrivateRedis::start().await;
+    redis.stop();
+    let private_redis_url = redis.url();
+    let consumer = start_consumer_with_redis(&env, "a", &private_redis_url);
+    let readyz = format!("http://127.0.0.1:{}/readyz", consumer.metrics_port);
+
+    // Running, holding partitions, and not ready, because Redis is not there.
+    let (status, body) = wait_for(&consumer, "it holds partitions", || async {
+        if consumer.assigned_partitions() == 0 {
+            return None;
+        }
+        readiness(&readyz).await
+    })
+    .await;
+    assert_eq!(status, 503, "not ready while Redis is down: {body}");
+    assert!(body.contains("redis"), "{body}");
+
+    // Requests that arrive while Redis is down wait for it.
+    let products: Vec<_> = (0..3).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+    let metrics = format!("http://127.0.0.1:{}/metrics", consumer.metrics_port);
+    wait_for(&consumer, "it consumed the requests", || async {
+        let text = reqwest::get(&metrics).await.ok()?.text().await.ok()?;
+        let consumed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pricefront_messages_consumed_total "))?;
+        (consumed.trim().parse::<f64>().ok()? >= products.len() as f64).then_some(())
+    })
+    .await;
+
+    redis.restart().await;
+    wait_for(&consumer, "it is ready once Redis is up", || async {
+        readiness(&readyz)
+            .await
+            .filter(|(status, _)| *status == 200)
+    })
+    .await;
+    let private_cache = RedisCache::connect(&private_redis_url, Duration::from_secs(5))
+        .await
+        .expect("the private Redis answers");
+    let stored = wait_for(
+        &consumer,
+        "every request ends as a stored result",
+        || async {
+            let mut stored = Vec::new();
+            for product in &products {
+                stored.push(private_cache.get(*product).await.ok()??);
+            }
+            Some(stored)
+        },
+    )
+    .await;
+    for result in stored {
+        assert!(result.complete, "{result:?}");
+        assert_eq!(
+            result.best_offer.unwrap().price,
+            env.expected_best(result.product_id, &["alpha"])
+        );
+    }
+}
+
+/// `/readyz`'s status and body, or `None` while it does not answer.
+async fn readiness(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.unwrap_or_default()))
+}
+
+/// Polls `probe` until it gives a value, failing if the consumer exits or after [`WAIT`].
+async fn wait_for<T, F, Fut>(consumer: &ConsumerProcess, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            !has_exited(consumer.child.id()),
+            "the consumer exited before {what}; log:\n{}",
+            consumer.log_text()
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for: {what}; log:\n{}",
+            consumer.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether child process `pid` has exited (it is gone, or waits to be reaped).
+fn has_exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// Starts a consumer of `env`'s topics and group that uses the Redis at `redis`.
+///
+/// The harness's `start_consumer` always passes the shared Redis, and clap refuses a second
+/// `--redis-url`, so this builds the command itself.
+fn start_consumer_with_redis(env: &TestEnv, label: &str, redis: &str) -> ConsumerProcess {
+    let log = env.dir.join(format!("consumer-{label}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let metrics_port = free_port();
+    let child = Command::new(consumer_binary())
+        .args(["--brokers", &brokers(), "--topic", &env.topic])
+        .args(["--dead-letter-topic", &env.dead_letter_topic])
+        .args(["--group-id", &env.group, "--redis-url", redis])
+        .arg("--vendors")
+        .arg(&env.vendors_file)
+        .args(["--commit-interval-ms", "200"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .env_remove("FILL_TOKEN")
+        .env_remove("FILL_URL")
+        .env("RUST_LOG", "info,rdkafka=warn")
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("starting the consumer");
+    ConsumerProcess {
+        child,
+        log,
+        metrics_port,
+    }
+}
+
+/// A port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
