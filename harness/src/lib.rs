@@ -5,6 +5,11 @@
 //! Each test gets its own topic, dead-letter topic, consumer group and range of product ids, so the tests
 //! can share one broker and one Redis.
 
+pub mod edge;
+pub mod private_redis;
+pub mod topic;
+pub mod worker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -95,10 +100,7 @@ impl TestEnv {
             vendors_file,
             cache,
             http: reqwest::Client::new(),
-            producer: ClientConfig::new()
-                .set("bootstrap.servers", brokers())
-                .create()
-                .unwrap(),
+            producer: direct_producer().unwrap(),
         }
     }
 
@@ -149,9 +151,23 @@ impl TestEnv {
         &self,
         products: impl IntoIterator<Item = ProductId>,
     ) -> Vec<RecordPosition> {
+        self.publish_placed(products)
+            .await
+            .into_iter()
+            .map(|(_, position)| position)
+            .collect()
+    }
+
+    /// Like [`TestEnv::publish`], with the product each record is for (to know its partition).
+    pub async fn publish_placed(
+        &self,
+        products: impl IntoIterator<Item = ProductId>,
+    ) -> Vec<(ProductId, RecordPosition)> {
         publish_each(products, 64, |request| async move {
-            self.publish_raw(request.kafka_key().as_bytes(), request.to_json().as_bytes())
-                .await
+            let position = self
+                .publish_raw(request.kafka_key().as_bytes(), request.to_json().as_bytes())
+                .await;
+            (request.product_id, position)
         })
         .await
     }
@@ -177,23 +193,34 @@ impl TestEnv {
         products: impl IntoIterator<Item = ProductId>,
     ) -> Vec<RecordPosition> {
         publish_each(products, 16, |request| async move {
-            let call = ProxyApi::V2.produce_call(&self.topic, &request);
-            let response = self
-                .http
-                .post(format!("{}{}", bridge_url(), call.path))
-                .header("content-type", call.content_type)
-                .header("accept", call.accept)
-                .body(call.body)
-                .send()
+            self.publish_request_via_rest_proxy(&request)
                 .await
-                .expect("the Kafka REST proxy is not reachable at BRIDGE_URL");
-            let status = response.status().as_u16();
-            let bytes = response.bytes().await.unwrap();
-            ProxyApi::V2
-                .parse_reply(status, &bytes)
                 .expect("the REST proxy refused the record")
         })
         .await
+    }
+
+    /// Publishes `request` through the Kafka REST proxy (v2) with the body the edge sends; where the
+    /// proxy says it landed.
+    pub async fn publish_request_via_rest_proxy(
+        &self,
+        request: &PriceRequest,
+    ) -> Result<RecordPosition, String> {
+        let call = ProxyApi::V2.produce_call(&self.topic, request);
+        let response = self
+            .http
+            .post(format!("{}{}", bridge_url(), call.path))
+            .header("content-type", call.content_type)
+            .header("accept", call.accept)
+            .body(call.body)
+            .send()
+            .await
+            .map_err(|e| format!("the Kafka REST proxy is not reachable at BRIDGE_URL: {e}"))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        ProxyApi::V2
+            .parse_reply(status, &bytes)
+            .map_err(|e| e.to_string())
     }
 
     /// Waits until every product has a stored result, polling Redis; panics after `limit`.
@@ -294,6 +321,23 @@ impl ConsumerProcess {
             .unwrap_or(0)
     }
 
+    /// The partitions the process holds, from its last "partitions assigned" or "revoked" log line.
+    pub fn assigned_partition_list(&self) -> Vec<i32> {
+        let log = self.log_text();
+        let last = log
+            .lines()
+            .rfind(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
+        last.filter(|l| l.contains("assigned"))
+            .and_then(|l| l.split("partitions=[").nth(1))
+            .and_then(|rest| rest.split(']').next())
+            .map(|list| {
+                list.split(',')
+                    .filter_map(|p| p.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// How many log lines contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log_text()
@@ -389,15 +433,24 @@ async fn create_topics(names: &[&str]) {
     }
 }
 
+/// A producer that writes straight to Kafka and partitions keys as the Java clients (and so the REST
+/// proxy) do: murmur2, so that a record of one product lands in the same partition either way.
+pub fn direct_producer() -> rdkafka::error::KafkaResult<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("partitioner", "murmur2_random")
+        .create()
+}
+
 /// Sends a new request for each product with `send`, `concurrency` at a time.
-async fn publish_each<F, Fut>(
+async fn publish_each<F, Fut, T>(
     products: impl IntoIterator<Item = ProductId>,
     concurrency: usize,
     send: F,
-) -> Vec<RecordPosition>
+) -> Vec<T>
 where
     F: Fn(PriceRequest) -> Fut,
-    Fut: std::future::Future<Output = RecordPosition>,
+    Fut: std::future::Future<Output = T>,
 {
     let requests: Vec<_> = products
         .into_iter()
@@ -408,6 +461,28 @@ where
         .buffer_unordered(concurrency)
         .collect()
         .await
+}
+
+/// A complete comparison of `product` computed now: two EUR offers (alpha 19.99, bravo 14.99, the best),
+/// each guaranteed for an hour. What tests, benchmarks and drills fill an edge with.
+pub fn sample_comparison(product: ProductId) -> Comparison {
+    let answered = |vendor: &str, minor_units| pricefront_core::VendorOutcome::Answered {
+        offer: pricefront_core::Offer {
+            vendor: vendor.into(),
+            price: Money {
+                minor_units,
+                currency: "EUR".parse().expect("EUR is a currency"),
+            },
+            url: None,
+        },
+        guarantee_ms: 3_600_000,
+    };
+    Comparison::aggregate(
+        product,
+        [answered("alpha", 1999), answered("bravo", 1499)],
+        now_ms(),
+        &pricefront_core::FreshnessPolicy::default(),
+    )
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,0 +1,100 @@
+//! A Redis of one test's own, on a free port, that the test may stop and start again to drill an outage,
+//! without touching the shared Redis of the stack. It needs `redis-server` on the PATH.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How long a starting `redis-server` may take to answer `PING`.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+/// A `redis-server` process started by a test (no persistence), killed when dropped.
+pub struct PrivateRedis {
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts a `redis-server` on a free port of 127.0.0.1 and waits until it answers.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::env::temp_dir().join(format!("pricefront-private-redis-{port}.log"));
+        let mut redis = Self {
+            port,
+            log,
+            child: None,
+        };
+        redis.spawn().await;
+        redis
+    }
+
+    /// Its URL, `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (SIGKILL): an outage. Its data is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty), and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).expect("creating the private Redis log");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::from(log.try_clone().expect("the log file")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starting redis-server: is it on the PATH? (`apt-get install redis-server`)");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + START_LIMIT;
+        while !self.answers() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the private redis-server on port {} did not answer within {START_LIMIT:?}: {}",
+                self.port,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether it answers `PING` right now.
+    pub fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,98 @@
+//! An edge Worker under `wrangler dev`, started by a test, benchmark or drill with its own settings
+//! (`scripts/edge-dev.sh`, with the already built Worker) and stopped when dropped.
+
+use std::process::{Command, Stdio};
+
+use crate::edge::Edge;
+use crate::repo_path;
+
+/// Why a Worker could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("scripts/edge-dev.sh {action} {name} failed: {detail}")]
+pub struct WorkerError {
+    action: &'static str,
+    name: String,
+    detail: String,
+}
+
+/// A Worker this process started; stopped on drop.
+#[derive(Debug)]
+pub struct LocalWorker {
+    name: String,
+    /// Its base URL.
+    pub base: String,
+    /// The fill token it was started with.
+    pub token: String,
+}
+
+impl LocalWorker {
+    /// Starts the Worker named `name` on 127.0.0.1:`port` with a fresh random fill token and the given
+    /// `vars` (`NAME`, `value`), and waits until it answers (the script waits up to 180 s). Blocking.
+    pub fn start(name: &str, port: u16, vars: &[(&str, &str)]) -> Result<Self, WorkerError> {
+        let error = |detail: String| WorkerError {
+            action: "start",
+            name: name.to_owned(),
+            detail,
+        };
+        let token = random_token().map_err(|e| error(e.to_string()))?;
+        let mut command = Command::new(repo_path("scripts/edge-dev.sh"));
+        command.args(["start", name, &port.to_string()]);
+        command.arg("--var").arg(format!("FILL_TOKEN:{token}"));
+        for (key, value) in vars {
+            command.arg("--var").arg(format!("{key}:{value}"));
+        }
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| error(e.to_string()))?;
+        if !output.status.success() {
+            return Err(error(format!(
+                "{}: {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            base: format!("http://127.0.0.1:{port}"),
+            token,
+        })
+    }
+
+    /// A client of this Worker.
+    pub fn edge(&self) -> Edge {
+        Edge::at(self.base.clone())
+    }
+
+    /// Stops the Worker.
+    pub fn stop(&self) -> Result<(), WorkerError> {
+        let status = Command::new(repo_path("scripts/edge-dev.sh"))
+            .args(["stop", &self.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        match status {
+            Ok(status) if status.success() => Ok(()),
+            other => Err(WorkerError {
+                action: "stop",
+                name: self.name.clone(),
+                detail: format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+impl Drop for LocalWorker {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// 16 random bytes from the kernel, in hex.
+fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
