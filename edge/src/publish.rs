@@ -1,5 +1,9 @@
 //! Publishing a request through the Kafka REST proxy, with a bounded wait, and at most once per product
-//! per few seconds from this location (the Cache API remembers recent publishes).
+//! per few seconds: within an isolate, a map claimed before the first await makes a burst of concurrent
+//! reads publish once; across the isolates of a location, the Cache API remembers recent publishes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -12,6 +16,34 @@ use crate::config::Config;
 /// How long a publish of one product suppresses the next at this location.
 const COALESCE_SECS: u32 = 5;
 
+/// Above this many claims, expired ones are dropped (the map stays small under a flood of ids).
+const MAX_CLAIMS: usize = 10_000;
+
+thread_local! {
+    /// This isolate's recent publishes: product → until when (ms) it suppresses another.
+    static CLAIMS: RefCell<HashMap<ProductId, UnixMillis>> = RefCell::new(HashMap::new());
+}
+
+/// Claims the publish of `product` in this isolate, unless a claim is still running. Synchronous, so
+/// that of a burst of concurrent reads exactly one wins (an isolate runs one thing at a time).
+fn claim(product: ProductId, now_ms: UnixMillis) -> bool {
+    CLAIMS.with_borrow_mut(|claims| {
+        if claims.get(&product).is_some_and(|&until| until > now_ms) {
+            return false;
+        }
+        if claims.len() >= MAX_CLAIMS {
+            claims.retain(|_, until| *until > now_ms);
+        }
+        claims.insert(product, now_ms + u64::from(COALESCE_SECS) * 1000);
+        true
+    })
+}
+
+/// Gives the claim back after a failed publish, so that the next read tries again.
+fn release(product: ProductId) {
+    CLAIMS.with_borrow_mut(|claims| claims.remove(&product));
+}
+
 /// Publishes a request for `product` unless one was published here in the last few seconds.
 /// The error is a human-readable reason, for logs and the 503's detail.
 pub async fn publish_coalesced(
@@ -19,12 +51,18 @@ pub async fn publish_coalesced(
     product: ProductId,
     now_ms: UnixMillis,
 ) -> Result<(), String> {
+    if !claim(product, now_ms) {
+        return Ok(());
+    }
     let cache = Cache::default();
     let marker = format!("https://pricefront.internal/published/{product}");
     if let Ok(Some(_)) = cache.get(marker.as_str(), false).await {
         return Ok(());
     }
-    publish(config, product, now_ms).await?;
+    if let Err(error) = publish(config, product, now_ms).await {
+        release(product);
+        return Err(error);
+    }
     if let Ok(mut response) = Response::ok("published") {
         let _ = response
             .headers_mut()
