@@ -81,6 +81,29 @@ fn env(service: &Value, name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} is not set in {service}"))
 }
 
+/// A setting of the bridge's properties file, mounted from the repository as the image's custom-config.
+fn bridge_property(compose: &Value, key: &str) -> String {
+    let bridge = service(compose, "bridge");
+    let mount = bridge["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .find(|v| v.ends_with(":/opt/strimzi/custom-config:ro"))
+        .unwrap_or_else(|| panic!("the bridge mounts no custom-config: {bridge}"));
+    let folder = mount.split(':').next().unwrap();
+    let path = repo().join(folder).join("application.properties");
+    let properties = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    properties
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(key)?.trim_start().strip_prefix('='))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("{key} is not set in {}", path.display()))
+}
+
 /// A command (or health check) as one line of text, whether written as a list or as a string.
 fn command_text(value: &Value) -> String {
     match value {
@@ -357,16 +380,16 @@ fn ports_and_addresses_agree() {
         bootstrap
     );
     assert_eq!(
-        env(
-            service(&compose, "bridge"),
-            "KAFKA_BRIDGE_BOOTSTRAP_SERVERS"
-        ),
+        bridge_property(&compose, "kafka.bootstrap.servers"),
         bootstrap
     );
     let init = command_text(&service(&compose, "kafka-init")["command"]);
-    assert!(flag_values(&init, "--bootstrap-server")
-        .iter()
-        .all(|b| *b == bootstrap));
+    let init_bootstraps = flag_values(&init, "--bootstrap-server");
+    assert!(
+        !init_bootstraps.is_empty(),
+        "kafka-init names no --bootstrap-server"
+    );
+    assert!(init_bootstraps.iter().all(|b| *b == bootstrap));
     // ... and the host's listener is published where it says it is.
     let host_listener = listener(&advertised, "HOST");
     let (_, host_port_number) = host_port(&host_listener);
@@ -430,11 +453,20 @@ fn ports_and_addresses_agree() {
 
     // The REST proxy: the bridge's HTTP port, its health check, and the edge's REST_PROXY_URL.
     let bridge = service(&compose, "bridge");
-    let bridge_port: u16 = env(bridge, "KAFKA_BRIDGE_HTTP_PORT").parse().unwrap();
+    assert_eq!(text(&bridge["image"]), "quay.io/strimzi/kafka-bridge:1.1.0");
+    let bridge_port: u16 = bridge_property(&compose, "http.port").parse().unwrap();
+    let management_port: u16 = bridge_property(&compose, "http.management.port")
+        .parse()
+        .unwrap();
     assert_eq!(bridge_port, 8080);
-    assert!(healthcheck(bridge)
-        .unwrap()
-        .contains(&format!("/dev/tcp/127.0.0.1/{bridge_port}")));
+    assert_eq!(bridge_property(&compose, "http.host"), "0.0.0.0");
+    assert_eq!(bridge_property(&compose, "http.producer.enabled"), "true");
+    let bridge_health = healthcheck(bridge).unwrap();
+    assert!(
+        bridge_health.contains(&format!("/dev/tcp/127.0.0.1/{management_port}"))
+            && bridge_health.contains("GET /ready"),
+        "the bridge's readiness is on its management port: {bridge_health}"
+    );
     assert!(container_ports(bridge).contains(&bridge_port));
     assert_eq!(
         host_port(&vars["REST_PROXY_URL"]),
@@ -590,7 +622,7 @@ fn the_start_order_waits_on_health_checks() {
             "edge must wait for {callee}"
         );
     }
-    let bridge_kafka = host_port(&env(&services["bridge"], "KAFKA_BRIDGE_BOOTSTRAP_SERVERS")).0;
+    let bridge_kafka = host_port(&bridge_property(&compose, "kafka.bootstrap.servers")).0;
     assert!(depends("bridge").contains(&bridge_kafka));
 }
 

@@ -1,5 +1,5 @@
-//! The consumer against the real broker and the real Redis (and the real REST proxy, where it can be
-//! had), with simulated vendors.
+//! The consumer against the real broker, the real Kafka REST proxy and the real Redis, with simulated
+//! vendors.
 //! Start the stack first: `dev/stack.sh up` (`make test` does). The consumer binary is the debug build
 //! (`cargo test` builds it) unless PRICEFRONT_CONSUMER_BIN names another.
 
@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use pricefront_consumer::dead_letter::ERROR_HEADER;
 use pricefront_core::FailureKind;
+use pricefront_harness::topic::read_to_end;
 use pricefront_harness::{profiles, vendor, TestEnv};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use vendor_sim::{BodyShape, VendorProfile};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -48,7 +48,6 @@ async fn a_request_ends_as_a_stored_result_with_the_best_offer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Kafka REST proxy (Strimzi Kafka Bridge) at BRIDGE_URL; make test runs it when the bridge is up"]
 async fn a_request_published_through_the_rest_proxy_ends_as_a_stored_result() {
     let env = TestEnv::new(
         "rest-proxy",
@@ -135,21 +134,29 @@ async fn a_poison_message_lands_in_the_dead_letter_topic_and_the_partition_goes_
     assert_eq!(poison.partition, good.partition);
     env.wait_for_results(&[product], WAIT).await;
 
-    let letters = read_all(&env.dead_letter_topic, 1).await;
-    let letter = &letters[0];
-    assert_eq!(letter.key, key.as_bytes());
-    assert_eq!(letter.payload, b"{\"v\":1,\"productId\":\"-3\"");
-    assert!(
-        letter.error.contains("not a versioned JSON message"),
-        "{}",
-        letter.error
-    );
-
     // SIGTERM: a graceful stop that exits 0 and commits past the poison and the good request.
     assert_eq!(consumer.terminate(), 0, "{}", consumer.log_text());
     assert!(consumer.log_text().contains("stopped"));
     let committed = committed_offsets(&env.group, &env.topic);
     assert_eq!(committed[&good.partition], good.offset + 1);
+
+    // Everything the consumer wrote to the dead-letter topic, to its end: the poison, once, and nothing else.
+    let topic = env.dead_letter_topic.clone();
+    let letters = tokio::task::spawn_blocking(move || {
+        read_to_end(&pricefront_harness::brokers(), &topic, WAIT)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.key.as_deref(), Some(key.as_bytes()));
+    assert_eq!(
+        letter.value.as_deref(),
+        Some(&b"{\"v\":1,\"productId\":\"-3\""[..])
+    );
+    let error = letter.header(ERROR_HEADER).unwrap_or_default();
+    assert!(error.contains("not a versioned JSON message"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,46 +230,6 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
         "one compared {by_one}, two compared {by_two}"
     );
     assert!(by_one + by_two >= products.len());
-}
-
-struct Letter {
-    key: Vec<u8>,
-    payload: Vec<u8>,
-    error: String,
-}
-
-/// Reads `count` messages of `topic` from the beginning.
-async fn read_all(topic: &str, count: usize) -> Vec<Letter> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", pricefront_harness::brokers())
-        .set("group.id", format!("{topic}-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut letters = Vec::new();
-    let deadline = std::time::Instant::now() + WAIT;
-    while letters.len() < count && std::time::Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
-            let message = message.unwrap();
-            let error = message
-                .headers()
-                .and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == ERROR_HEADER)
-                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
-                })
-                .unwrap_or_default();
-            letters.push(Letter {
-                key: message.key().unwrap_or_default().to_vec(),
-                payload: message.payload().unwrap_or_default().to_vec(),
-                error,
-            });
-        }
-    }
-    assert_eq!(letters.len(), count, "messages in {topic}");
-    letters
 }
 
 /// The group's committed offset per partition of `topic`.

@@ -199,9 +199,9 @@ async fn the_fill_endpoint_refuses_missing_or_wrong_tokens_and_bad_bodies() {
     .await;
     let other = comparison(product(), 0).to_json();
     assert_problem(fill(&client, &base, p, other, Some(&token())).await, 400).await;
-    // Nothing was stored by the refused calls.
+    // Nothing was stored by the refused calls: the product is a miss, queued.
     let response = get_prices(&client, &base, p, None).await;
-    assert_ne!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
@@ -222,7 +222,8 @@ async fn a_filled_result_is_served_fresh_with_cache_headers_and_conditional_requ
             .unwrap()
             .parse()
             .unwrap();
-        assert!(max_age <= 60);
+        // Fresh for 60 s from a result computed just now: the edge gives what is left of the 60 s.
+        assert!((45..=60).contains(&max_age), "max-age={max_age}");
         let etag = response.headers()["etag"].to_str().unwrap().to_owned();
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["freshness"], "fresh");
@@ -248,26 +249,9 @@ async fn a_stale_result_is_still_served_marked_stale() {
 }
 
 #[tokio::test]
-async fn a_miss_with_the_rest_proxy_unreachable_is_a_quick_503_with_retry_after() {
-    if std::env::var("REST_PROXY_UP").is_ok() {
-        return; // covered by the miss-to-filled test when a proxy runs
-    }
-    let client = Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let response = client
-        .get(format!("{}/v1/prices/{}", edge("EDGE_KV_URL"), product()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["retry-after"], "2");
-    assert_problem(response, 503).await;
-}
-
-#[tokio::test]
-async fn a_result_the_consumer_stores_in_redis_is_served_by_the_redis_backed_edge() {
-    // The consumer and the edge agree on keys and format by construction: what one writes, the other serves.
+async fn a_result_written_by_the_consumers_redis_cache_is_served_by_the_redis_backed_edge() {
+    // The consumer's cache code and the edge agree on keys and format: what one writes, the other serves.
+    // (The consumer process itself filling Redis for the edge: e2e/tests/miss_path.rs.)
     let cache = pricefront_consumer::cache::RedisCache::connect(
         &std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390/0".into()),
         Duration::from_secs(5),

@@ -1,0 +1,198 @@
+//! The whole miss path against the running service: the edge Workers under `wrangler dev`, the Strimzi
+//! Kafka Bridge, Kafka, and the service's consumer (started by `scripts/test.sh` on the edge's topic,
+//! with the five simulated vendors of `vendor-sim` and a fill to the KV-backed Worker).
+//!
+//! Records are counted in the edge's topic by key: each test uses product ids no other test uses.
+
+use std::time::Duration;
+
+use pricefront_core::{Comparison, FreshnessPolicy, Money, Offer, ProductId, VendorOutcome};
+use pricefront_harness::edge::{unused_product, Edge};
+use pricefront_harness::topic::records_with_key;
+use pricefront_harness::{brokers, now_ms};
+use serde_json::Value;
+use vendor_sim::{expected_price, Profiles};
+
+/// How long a queued product may take to be served (vendors answer within 150 ms; the rest is margin).
+const SERVED_WITHIN: Duration = Duration::from_secs(60);
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+fn edge_topic() -> String {
+    std::env::var("EDGE_TOPIC").unwrap_or_else(|_| pricefront_core::REQUEST_TOPIC.into())
+}
+
+fn fill_token() -> String {
+    std::env::var("EDGE_FILL_TOKEN").expect("EDGE_FILL_TOKEN is not set: run scripts/test.sh")
+}
+
+/// The records the edge published for `product`.
+async fn published(product: ProductId) -> usize {
+    let topic = edge_topic();
+    tokio::task::spawn_blocking(move || {
+        records_with_key(&brokers(), &topic, product.to_string().as_bytes())
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .len()
+}
+
+/// Waits (bounded) until at least one record of `product` is in the topic; how many there are then.
+async fn wait_published(product: ProductId) -> usize {
+    for _ in 0..100 {
+        let count = published(product).await;
+        if count > 0 {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    0
+}
+
+/// The best price the service's five simulated vendors give for `product`.
+fn expected_best(product: ProductId) -> Money {
+    let profiles = Profiles::five_healthy();
+    profiles
+        .vendors
+        .iter()
+        .map(|(name, profile)| expected_price(name, product, profile.currency.parse().unwrap()))
+        .min_by_key(|m| m.minor_units)
+        .unwrap()
+}
+
+async fn a_miss_is_queued_then_served(edge: &Edge) {
+    let product = unused_product();
+    let response = edge.get_prices(product, None).await.unwrap();
+    assert_eq!(response.status(), 202, "{}", edge.base);
+    assert_eq!(
+        response.headers()["location"],
+        format!("/v1/prices/{product}").as_str()
+    );
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+
+    let served: Value = edge
+        .poll_until_served(product, POLL_EVERY, SERVED_WITHIN)
+        .await
+        .unwrap();
+    assert_eq!(served["freshness"], "fresh");
+    assert_eq!(served["productId"], product.to_string());
+    assert_eq!(served["complete"], true, "{served}");
+    let best = expected_best(product);
+    assert_eq!(served["bestOffer"]["price"]["minorUnits"], best.minor_units);
+    assert_eq!(
+        served["bestOffer"]["price"]["currency"],
+        best.currency.to_string()
+    );
+    assert_eq!(served["offers"].as_array().unwrap().len(), 5);
+    assert_eq!(published(product).await, 1, "one miss, one record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_is_queued_then_served_with_the_best_offer_by_the_kv_backed_edge() {
+    a_miss_is_queued_then_served(&Edge::from_env("EDGE_KV_URL").unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_is_queued_then_served_with_the_best_offer_by_the_redis_backed_edge() {
+    a_miss_is_queued_then_served(&Edge::from_env("EDGE_REDIS_URL").unwrap()).await;
+}
+
+/// A comparison of `product` computed `age_ms` ago, fresh for 60 s and servable stale 10 min more.
+fn aged_comparison(product: ProductId, age_ms: u64) -> Comparison {
+    let outcome = VendorOutcome::Answered {
+        offer: Offer {
+            vendor: "alpha".into(),
+            price: Money {
+                minor_units: 1999,
+                currency: "EUR".parse().unwrap(),
+            },
+            url: None,
+        },
+        guarantee_ms: 60_000,
+    };
+    let policy = FreshnessPolicy {
+        stale_grace_ms: 600_000,
+        ..FreshnessPolicy::default()
+    };
+    Comparison::aggregate(product, [outcome], now_ms() - age_ms, &policy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_hit_is_served_and_publishes_exactly_one_refresh() {
+    let edge = Edge::from_env("EDGE_KV_URL").unwrap();
+    let product = unused_product();
+    let stale = aged_comparison(product, 120_000);
+    assert_eq!(edge.fill(&stale, &fill_token()).await.unwrap(), 204);
+
+    for _ in 0..6 {
+        let response = edge.get_prices(product, None).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        if body["freshness"] == "fresh" {
+            break; // the refresh already landed
+        }
+        assert_eq!(body["computedAtMs"], stale.computed_at_ms);
+    }
+    assert_eq!(wait_published(product).await, 1);
+    // The refresh lands: the consumer's newer result replaces the stale one.
+    let deadline = tokio::time::Instant::now() + SERVED_WITHIN;
+    loop {
+        let body: Value = edge
+            .get_prices(product, None)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["freshness"] == "fresh" {
+            assert!(body["computedAtMs"].as_u64().unwrap() > stale.computed_at_ms);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refresh of {product} never landed"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    assert_eq!(published(product).await, 1, "exactly one refresh published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_misses_of_one_product_publishes_once() {
+    let edge = Edge::from_env("EDGE_KV_URL").unwrap();
+    let product = unused_product();
+    let reads = (0..20).map(|_| {
+        let edge = edge.clone();
+        async move { edge.get_prices(product, None).await.unwrap().status() }
+    });
+    for status in futures::future::join_all(reads).await {
+        assert!(status == 202 || status == 200, "{status}");
+    }
+    assert_eq!(wait_published(product).await, 1);
+    edge.poll_until_served(product, POLL_EVERY, SERVED_WITHIN)
+        .await
+        .unwrap();
+    assert_eq!(published(product).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_with_the_rest_proxy_unreachable_is_a_503_with_retry_after_and_publishes_nothing() {
+    // A Worker like the others but pointed at a closed port (scripts/test.sh starts it).
+    let edge = Edge::from_env("EDGE_NO_PROXY_URL").unwrap();
+    let product = unused_product();
+    let response = edge.get_prices(product, None).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(response.headers()["retry-after"], "2");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], 503);
+    assert_eq!(published(product).await, 0);
+}
