@@ -3,6 +3,9 @@
 //! product and 8 MiB bodies), several rounds of it at once. Every answer must be a 4xx (never a 5xx) in
 //! `application/problem+json` whose `status` is the HTTP status, and the one the route calls for.
 //!
+//! "Lost" is a result stored before the battery that is no longer served, unchanged, after it: none of
+//! the mistakes may overwrite or remove it.
+//!
 //! A dozen requests that break HTTP itself (unknown method tokens, CONNECT, absolute-form targets, a
 //! 200 KiB header, broken bodies) are also sent, once each. The runtime (`wrangler dev` / workerd) answers
 //! them before any Worker code runs; their answers are reported apart, as the runtime's, and do not decide
@@ -95,6 +98,18 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<DrillReport, DrillError
     let product = ProductId::new(unique).expect("a positive id");
     let other = ProductId::new(unique + 1).expect("a positive id");
     let cases = edge_cases::worker_cases(product, other, &target.token, now);
+    // What the battery must not lose: a good result of `product`, stored before it.
+    let edge = pricefront_harness::edge::Edge::at(target.base.clone());
+    let kept = edge_cases::comparison(product, now);
+    let filled = edge
+        .fill(&kept, &target.token)
+        .await
+        .map_err(|e| DrillError::Precondition(e.to_string()))?;
+    if filled != 204 {
+        return Err(DrillError::Precondition(format!(
+            "the Worker refused a good fill before the battery: {filled}"
+        )));
+    }
     let protocol = edge_cases::protocol_cases();
     let mut report = DrillReport {
         name: "bad input at the edge".into(),
@@ -213,6 +228,18 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<DrillReport, DrillError
     report.check(
         matches!(health, Ok(200)),
         format!("the Worker's /healthz after the battery: {health:?}"),
+    );
+    let served = edge
+        .get_prices(product, None)
+        .await
+        .map_err(|e| DrillError::Precondition(e.to_string()))?;
+    let status = served.status().as_u16();
+    let body: serde_json::Value = served.json().await.unwrap_or_default();
+    let intact = status == 200 && body["computedAtMs"] == kept.computed_at_ms;
+    report.lost = Some(u64::from(!intact));
+    report.check(
+        intact,
+        format!("the result stored before the battery is gone or changed: {status} {body}"),
     );
     report.elapsed = started.elapsed();
     Ok(report)

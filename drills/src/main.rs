@@ -15,6 +15,7 @@ use pricefront_drills::{
     edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy, vendor_faults, DrillError,
     DrillReport, Machine, Verdict,
 };
+use pricefront_harness::edge::Edge;
 
 /// Runs the reliability drills against the running local stack and prints what was lost and duplicated.
 #[derive(Debug, Parser)]
@@ -90,11 +91,36 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
             .await,
         );
     }
-    if wanted(Drill::Edge) {
-        reports.push(attempt("bad input at the edge", edge_drill(edge, args.edge_port)).await);
-    }
-    if wanted(Drill::RestProxy) {
-        reports.push(attempt("REST proxy stop/restart", rest_proxy::run()).await);
+    if wanted(Drill::Edge) || wanted(Drill::RestProxy) {
+        let (target, started) = match edge {
+            Some(target) => (target, None),
+            None => {
+                eprintln!(
+                    "[drills] EDGE_KV_URL/FILL_TOKEN not set: starting a Worker on 127.0.0.1:{}",
+                    args.edge_port
+                );
+                let port = args.edge_port;
+                let worker =
+                    tokio::task::spawn_blocking(move || LocalWorker::start("drills", port))
+                        .await
+                        .context("starting the Worker")??;
+                (worker.target.clone(), Some(worker))
+            }
+        };
+        if wanted(Drill::Edge) {
+            let plan = edge_input::Plan::default();
+            reports.push(attempt("bad input at the edge", edge_input::run(&target, &plan)).await);
+        }
+        if wanted(Drill::RestProxy) {
+            let edge = Edge::at(target.base.clone());
+            let plan = rest_proxy::Plan::default();
+            reports.push(attempt("REST proxy stop/restart", rest_proxy::run(&edge, &plan)).await);
+        }
+        if let Some(worker) = started {
+            tokio::task::spawn_blocking(move || worker.stop())
+                .await
+                .context("stopping the Worker")??;
+        }
     }
 
     println!("\n{}", table(&reports));
@@ -135,28 +161,4 @@ async fn attempt(
     });
     eprintln!("[drills] {}", report.details());
     report
-}
-
-/// The edge drill, against the Worker of EDGE_KV_URL (`edge`) or one started for it.
-async fn edge_drill(
-    edge: Option<edge_input::Target>,
-    port: u16,
-) -> Result<DrillReport, DrillError> {
-    let plan = edge_input::Plan::default();
-    match edge {
-        Some(target) => edge_input::run(&target, &plan).await,
-        None => {
-            eprintln!(
-                "[drills] EDGE_KV_URL/FILL_TOKEN not set: starting a Worker on 127.0.0.1:{port}"
-            );
-            let worker = tokio::task::spawn_blocking(move || LocalWorker::start("drills", port))
-                .await
-                .map_err(|e| DrillError::Worker(e.to_string()))??;
-            let report = edge_input::run(&worker.target, &plan).await;
-            tokio::task::spawn_blocking(move || worker.stop())
-                .await
-                .map_err(|e| DrillError::Worker(e.to_string()))??;
-            report
-        }
-    }
 }

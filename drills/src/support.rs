@@ -194,7 +194,23 @@ pub(crate) async fn wait_assigned(
     }
 }
 
-/// Whether the consumer process still runs; its exit status otherwise.
+/// Waits (within `limit`, polling every 100 ms) until any of the first 500 of `products` has a stored
+/// result; false when none had one in time or `products` is empty.
+pub(crate) async fn wait_any_stored(
+    products: &[ProductId],
+    limit: Duration,
+) -> Result<bool, DrillError> {
+    let deadline = Instant::now() + limit;
+    let sample = &products[..products.len().min(500)];
+    while !sample.is_empty() && Instant::now() < deadline {
+        if !stored(sample).await?.is_empty() {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
+}
+
 /// Waits (within `limit`) for every product's result, records how many are lost in `report`, and notes
 /// how long after `fault` (which ended at `since`) the last one was stored.
 pub(crate) async fn record_lost(
@@ -236,6 +252,7 @@ pub(crate) async fn check_recovered(
     }
 }
 
+/// Whether the consumer process still runs (`None`); its exit status otherwise.
 pub(crate) fn exit_status(consumer: &mut ConsumerProcess) -> Option<String> {
     match consumer.child.try_wait() {
         Ok(None) => None,

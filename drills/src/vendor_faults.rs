@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pricefront_core::Comparison;
+use pricefront_core::{Comparison, FailureKind};
 use pricefront_harness::{profiles, vendor, TestEnv};
 use tokio::time::Instant;
 use vendor_sim::{expected_price, BodyShape, VendorProfile};
@@ -211,7 +211,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         None => report.note("the consumer's memory could not be read"),
     }
 
-    check_results(&results, &mut report);
+    check_results(&results, &env, &mut report);
     let twice = support::compared_twice(&support::compared_counts(&[&consumer]));
     report.duplicated = Some(twice);
     let calls: u64 = env.simulator.request_counts().values().sum();
@@ -225,8 +225,9 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
 }
 
 /// Checks every stored result: one outcome per vendor, partial exactly when a vendor failed, and every
-/// offer at the price the simulator gives.
-fn check_results(results: &[Comparison], report: &mut DrillReport) {
+/// offer at the price the simulator gives in the vendor's configured currency. Checks that the faults
+/// happened: partial results exist, and every injected kind is among the failures.
+fn check_results(results: &[Comparison], env: &TestEnv, report: &mut DrillReport) {
     let (mut complete, mut partial, mut empty, mut wrong) = (0, 0, 0, 0);
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     for result in results {
@@ -238,7 +239,14 @@ fn check_results(results: &[Comparison], report: &mut DrillReport) {
             *kinds.entry(kind).or_default() += 1;
         }
         let prices_right = result.offers.iter().all(|offer| {
-            offer.price == expected_price(&offer.vendor, result.product_id, offer.price.currency)
+            let currency = env
+                .profiles
+                .vendors
+                .get(&offer.vendor)
+                .and_then(|profile| profile.currency.parse().ok());
+            currency.is_some_and(|currency| {
+                offer.price == expected_price(&offer.vendor, result.product_id, currency)
+            })
         });
         if result.offers.len() + result.failures.len() != VENDORS.len()
             || result.complete != result.failures.is_empty()
@@ -262,4 +270,23 @@ fn check_results(results: &[Comparison], report: &mut DrillReport) {
             "{wrong} stored results inconsistent (outcomes per vendor, completeness or prices)"
         ),
     );
+    report.check(
+        partial > 0,
+        "no partial result: the faults did not reach the consumer",
+    );
+    for injected in [
+        FailureKind::Timeout,
+        FailureKind::HttpStatus,
+        FailureKind::MalformedBody,
+        FailureKind::TooLarge,
+    ] {
+        let seen = results
+            .iter()
+            .flat_map(|r| &r.failures)
+            .any(|f| f.kind == injected);
+        report.check(
+            seen,
+            format!("no {injected:?} failure among the results: that fault was never injected"),
+        );
+    }
 }
