@@ -1,14 +1,18 @@
-//! `pricefront-bench`: the benchmarks of issue 5, against the real local stack (`dev/stack.sh up`), each
+//! `pricefront-bench`: the benchmarks, against the real local stack (`dev/stack.sh up`), each
 //! beside its baseline in the same run. Prints a table; `--write` also rewrites BENCHMARKS.md.
 //!
 //! 1. Fill throughput: comparisons per second of the consumer (release build) with its in-flight window,
 //!    against the same consumer one message at a time per partition (`--mode sequential`), and against
 //!    the latency-bound ideal (window / vendor latency). Peak memory of the consumer.
 //! 2. Edge hit path: wrk against the Worker under `wrangler dev`, a cached product against `/healthz`.
-//! 3. Miss to filled and 4. publish path: they need the Kafka REST proxy, which cannot be had here.
+//! 3. Miss to filled: from the edge's 202 to its first 200, through the Strimzi Kafka Bridge, Kafka, the
+//!    consumer, vendors at a fixed latency and both sinks, beside that vendor latency.
+//! 4. Publish path: distinct misses per second through the edge and the bridge, beside the hit path of the
+//!    same Worker under the same load loop; every accepted publish counted in the topic.
 
 mod edge;
 mod fill;
+mod miss;
 mod report;
 
 use clap::Parser;
@@ -41,6 +45,15 @@ pub struct Args {
     /// wrk connections.
     #[arg(long, default_value_t = 16)]
     edge_connections: u32,
+    /// Distinct products missed in the miss-to-filled benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    miss_products: u64,
+    /// Misses per second in the miss-to-filled benchmark.
+    #[arg(long, default_value_t = 20)]
+    miss_rate: u32,
+    /// How often a client polls after its 202, in ms.
+    #[arg(long, default_value_t = 10)]
+    miss_poll_ms: u64,
     /// Rewrite BENCHMARKS.md with the results.
     #[arg(long)]
     write: bool,
@@ -52,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let mut sections = Vec::new();
     sections.push(fill::run(&args).await?);
     sections.push(edge::run(&args).await?);
-    sections.push(report::not_measured());
+    sections.extend(miss::run(&args).await?);
     let text = report::render(&args, &sections);
     println!("{text}");
     if args.write {

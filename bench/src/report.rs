@@ -12,19 +12,6 @@ pub struct Section {
     pub notes: Vec<String>,
 }
 
-/// The benchmarks that need a REST proxy.
-pub fn not_measured() -> Section {
-    Section {
-        title: "3. Miss to filled, 4. Publish path".into(),
-        table: Vec::new(),
-        notes: vec![
-            "Not measured: both go through the Kafka REST proxy, and none can be had on this machine \
-             (`Could not find artifact io.strimzi:kafka-bridge:jar:0.33.1 in central`; see README)."
-                .into(),
-        ],
-    }
-}
-
 /// The whole report as markdown.
 pub fn render(args: &Args, sections: &[Section]) -> String {
     let mut out = vec![
