@@ -10,6 +10,8 @@ pub mod private_redis;
 pub mod topic;
 pub mod worker;
 
+pub mod private_redis;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
