@@ -10,8 +10,6 @@ pub mod private_redis;
 pub mod topic;
 pub mod worker;
 
-pub mod private_redis;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
