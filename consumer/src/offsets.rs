@@ -6,6 +6,7 @@
 //! so that a message finishing after its partition was revoked cannot move the new owner's offsets.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
 
 /// A message being worked on: what to report when it finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +86,20 @@ impl OffsetTracker {
     }
 }
 
+/// Finishes `ticket` in the shared `tracker` and hands the partition's new committable offset, when it
+/// moved forward, to `store` (which stores it with the Kafka consumer). `store` runs under the tracker's
+/// lock, so offsets are stored in the order they were computed: a stored offset never goes backwards.
+pub fn finish_and_store(
+    tracker: &Mutex<OffsetTracker>,
+    ticket: Ticket,
+    store: impl FnOnce(i32, i64),
+) {
+    let mut tracker = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(offset) = tracker.finish(ticket) {
+        store(ticket.partition, offset);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +141,48 @@ mod tests {
             "3 of the new generation is unfinished"
         );
         assert_eq!(t.finish(new), Some(5));
+    }
+
+    #[test]
+    fn stored_offsets_never_go_backwards_when_two_tasks_finish_at_once() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let tracker = &Mutex::new(OffsetTracker::default());
+        let (first, second) = {
+            let mut t = tracker.lock().unwrap();
+            (t.begin(0, 11), t.begin(0, 12))
+        };
+        let stored = &Mutex::new(Vec::new());
+        let (computed_tx, computed_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            // Task A finishes 11 (committable 12) and is slow to store it.
+            scope.spawn(move || {
+                finish_and_store(tracker, first, |_, offset| {
+                    computed_tx.send(()).unwrap();
+                    let _ = release_rx.recv_timeout(Duration::from_secs(10));
+                    stored.lock().unwrap().push(offset);
+                })
+            });
+            computed_rx.recv().unwrap();
+            // Task B finishes 12 (committable 13) meanwhile.
+            let (done_tx, done_rx) = mpsc::channel();
+            scope.spawn(move || {
+                finish_and_store(tracker, second, |_, offset| {
+                    stored.lock().unwrap().push(offset);
+                });
+                let _ = done_tx.send(());
+            });
+            // Give B its chance to overtake A (it must not be able to), then let A store.
+            let _ = done_rx.recv_timeout(Duration::from_millis(300));
+            release_tx.send(()).unwrap();
+        });
+        let stored = stored.lock().unwrap().clone();
+        assert!(
+            stored.windows(2).all(|w| w[0] < w[1]),
+            "stored offsets went backwards: {stored:?}"
+        );
+        assert_eq!(stored.last(), Some(&13));
     }
 
     proptest! {
