@@ -22,6 +22,20 @@ pub enum FillError {
     },
 }
 
+impl FillError {
+    /// Whether the edge refused as misconfigured (400: a body it cannot read, a version mismatch;
+    /// 401/403: a wrong token), which retrying soon cannot fix; anything else is transient.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(
+            self,
+            FillError::Refused {
+                status: 400 | 401 | 403,
+                ..
+            }
+        )
+    }
+}
+
 /// Sends finished comparisons to the edge.
 #[derive(Debug, Clone)]
 pub struct FillSink {
@@ -71,5 +85,25 @@ impl FillSink {
             status: status.as_u16(),
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_token_or_body_is_a_misconfiguration_and_the_rest_is_transient() {
+        let refused = |status| FillError::Refused {
+            status,
+            body: String::new(),
+        };
+        for status in [400, 401, 403] {
+            assert!(refused(status).is_misconfiguration(), "{status}");
+        }
+        for status in [404, 429, 500, 503] {
+            assert!(!refused(status).is_misconfiguration(), "{status}");
+        }
+        assert!(!FillError::Unreachable("refused".into()).is_misconfiguration());
     }
 }
