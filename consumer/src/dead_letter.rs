@@ -45,6 +45,25 @@ impl DeadLetterQueue {
         Self { producer, topic }
     }
 
+    /// Writes `letter`, retrying with capped, jittered exponential backoff until the broker has it: its
+    /// offset is committed only after.
+    pub async fn send_until_delivered(&self, letter: &DeadLetter<'_>) {
+        use backon::{ExponentialBuilder, Retryable};
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times();
+        let delivered = (|| self.send(letter))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .notify(|error, delay| {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "dead-letter write failed")
+            })
+            .await;
+        debug_assert!(delivered.is_ok(), "retries never run out");
+    }
+
     /// Writes `letter` and waits until the broker has it.
     pub async fn send(&self, letter: &DeadLetter<'_>) -> Result<(), rdkafka::error::KafkaError> {
         let partition = letter.partition.to_string();
