@@ -9,7 +9,7 @@
 //! | [`redis_restart`] | `dev/stack.sh restart redis`, with Redis persistence on for the drill |
 //! | [`vendor_faults`] | every vendor turns to errors, hangs, malformed and oversized bodies |
 //! | [`edge_input`] | a battery of client mistakes against the edge Worker |
-//! | [`rest_proxy`] | stop and restart of the Kafka REST proxy (not run where there is none) |
+//! | [`rest_proxy`] | stop and restart of the Kafka REST proxy (the Strimzi Kafka Bridge) under misses |
 //!
 //! "Lost" is always a published request without a stored result at the end of the drill (Redis read
 //! directly). "Duplicated" is work done more than once, as each drill defines it in its notes.
@@ -29,7 +29,6 @@ pub mod rest_proxy;
 mod support;
 pub mod vendor_faults;
 mod wire;
-pub mod worker;
 
 use std::time::Duration;
 
@@ -80,7 +79,4 @@ pub enum DrillError {
     /// A local file or process failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    /// The edge Worker could not be started or stopped.
-    #[error("the edge Worker: {0}")]
-    Worker(String),
 }

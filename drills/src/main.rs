@@ -10,12 +10,12 @@ use std::future::Future;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use pricefront_drills::report::{reliability_document, table, utc_date};
-use pricefront_drills::worker::LocalWorker;
 use pricefront_drills::{
     edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy, vendor_faults, DrillError,
     DrillReport, Machine, Verdict,
 };
 use pricefront_harness::edge::Edge;
+use pricefront_harness::worker::LocalWorker;
 
 /// Runs the reliability drills against the running local stack and prints what was lost and duplicated.
 #[derive(Debug, Parser)]
@@ -101,10 +101,14 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
                 );
                 let port = args.edge_port;
                 let worker =
-                    tokio::task::spawn_blocking(move || LocalWorker::start("drills", port))
+                    tokio::task::spawn_blocking(move || LocalWorker::start("drills", port, &[]))
                         .await
                         .context("starting the Worker")??;
-                (worker.target.clone(), Some(worker))
+                let target = edge_input::Target {
+                    base: worker.base.clone(),
+                    token: worker.token.clone(),
+                };
+                (target, Some(worker))
             }
         };
         if wanted(Drill::Edge) {
