@@ -11,7 +11,7 @@ use crate::fetch::FetchLimits;
 /// Consumes price-compare requests from Kafka, asks every configured vendor concurrently, and stores
 /// the aggregated comparison in Redis. Offsets are committed only once results are stored.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "pricefront-consumer", version, about, long_about = None)]
+#[command(name = "pricefront-consumer", version, about, long_about = None, args_override_self = true)]
 pub struct Settings {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
@@ -33,9 +33,20 @@ pub struct Settings {
     )]
     pub group_id: String,
 
-    /// Extra librdkafka settings, as KEY=VALUE, repeatable (e.g. security.protocol=SASL_SSL).
+    /// Extra librdkafka settings for both Kafka clients (the consumer and the dead-letter producer), as
+    /// KEY=VALUE, repeatable (e.g. security.protocol=SASL_SSL). A known consumer-only key (e.g.
+    /// max.poll.interval.ms) reaches only the consumer, a known producer-only one (e.g. linger.ms) only
+    /// the producer.
     #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
     pub kafka_options: Vec<(String, String)>,
+
+    /// Extra librdkafka settings for the consumer only, as KEY=VALUE, repeatable.
+    #[arg(long = "consumer-option", env = "KAFKA_CONSUMER_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
+    pub consumer_options: Vec<(String, String)>,
+
+    /// Extra librdkafka settings for the dead-letter producer only, as KEY=VALUE, repeatable.
+    #[arg(long = "producer-option", env = "KAFKA_PRODUCER_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
+    pub producer_options: Vec<(String, String)>,
 
     /// The Redis cache (`redis://host:port/db`).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6390/0")]
@@ -137,6 +148,16 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 }
 
 impl Settings {
+    /// Settings from command-line flags (the first item is the program name), as `--help` lists them;
+    /// for running the pipeline in-process.
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_parse_from(flags)
+    }
+
     /// The limits of every vendor call.
     pub fn fetch_limits(&self) -> FetchLimits {
         FetchLimits {

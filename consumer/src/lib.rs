@@ -12,12 +12,17 @@
 //! - [`fanout`]: asking every vendor at once and aggregating.
 //! - [`cache`]: the Redis cache.
 //! - [`fill`]: the second sink, the edge's fill endpoint.
+//! - [`sinks`]: storing a result in every configured sink, independently, with classified retries.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`offsets`]: which offsets may be committed while many messages are in flight.
-//! - [`dead_letter`]: where unparseable messages go.
+//! - [`dead_letter`]: where unparseable messages (and messages whose work panicked) go.
+//! - [`clients`]: the Kafka clients' settings, each client only its own.
+//! - [`worker`]: what happens to one message: a result in every sink, once per product at a time.
+//! - [`window`]: the in-flight window; paused partitions and held messages while it is full.
 //! - [`pipeline`]: the consume loop and its graceful stop.
 
 pub mod cache;
+pub mod clients;
 pub mod config;
 pub mod dead_letter;
 pub mod fanout;
@@ -26,6 +31,9 @@ pub mod fill;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod sinks;
 pub mod vendors;
+pub mod window;
+pub mod worker;
 
 pub use config::Settings;

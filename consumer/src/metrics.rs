@@ -1,9 +1,8 @@
 //! The consumer's Prometheus metrics, and the small HTTP server that serves them with the health
-//! checks: `GET /metrics`, `GET /healthz` (the process runs), `GET /readyz` (it holds partitions and
-//! reaches Redis).
+//! checks: `GET /metrics`, `GET /healthz` (the process runs), `GET /readyz` (it holds partitions,
+//! reaches Redis, and no sink refuses its writes as misconfigured).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +47,8 @@ pub enum Sink {
 }
 
 impl Sink {
-    fn label(self) -> &'static str {
+    /// The sink's label value: `redis` or `edge`.
+    pub fn label(self) -> &'static str {
         match self {
             Sink::Redis => "redis",
             Sink::Edge => "edge",
@@ -70,6 +70,20 @@ pub struct WriteLabels {
 pub struct PartitionLabel {
     /// The partition.
     pub partition: i64,
+}
+
+/// Labels of a rebalance event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RebalanceLabel {
+    /// `assign` or `revoke` (a revoke includes partitions lost after leaving the group).
+    pub event: &'static str,
+}
+
+/// Labels naming a sink.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    /// The sink: `redis` or `edge`.
+    pub sink: &'static str,
 }
 
 /// The latency histogram of one vendor.
@@ -102,7 +116,13 @@ pub struct Metrics {
     /// Consumer lag per partition, from librdkafka's statistics.
     pub lag: Family<PartitionLabel, Gauge>,
     /// Partitions currently assigned to this process.
-    pub assigned_partitions: AtomicUsize,
+    pub assigned_partitions: Gauge,
+    /// Rebalance events (assignments and revocations) this process went through.
+    pub rebalances: Family<RebalanceLabel, Counter>,
+    /// Partitions paused because the in-flight window is full (the consumer keeps polling).
+    pub paused_partitions: Gauge,
+    /// 1 while a sink refuses writes as a configuration or version error (e.g. the edge answers 401).
+    pub sink_misconfigured: Family<SinkLabel, Gauge>,
 }
 
 impl Metrics {
@@ -118,7 +138,10 @@ impl Metrics {
             vendor_errors: Family::default(),
             cache_writes: Family::default(),
             lag: Family::default(),
-            assigned_partitions: AtomicUsize::new(0),
+            assigned_partitions: Gauge::default(),
+            rebalances: Family::default(),
+            paused_partitions: Gauge::default(),
+            sink_misconfigured: Family::default(),
         })
     }
 
@@ -145,6 +168,33 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// Records a rebalance event: `assign` or `revoke`.
+    pub fn rebalanced(&self, event: &'static str) {
+        self.rebalances
+            .get_or_create(&RebalanceLabel { event })
+            .inc();
+    }
+
+    /// Records whether `sink` refuses writes as misconfigured.
+    pub fn set_misconfigured(&self, sink: Sink, misconfigured: bool) {
+        self.sink_misconfigured
+            .get_or_create(&SinkLabel { sink: sink.label() })
+            .set(i64::from(misconfigured));
+    }
+
+    /// The sinks refusing writes as misconfigured right now.
+    pub fn misconfigured_sinks(&self) -> Vec<&'static str> {
+        [Sink::Redis, Sink::Edge]
+            .into_iter()
+            .map(Sink::label)
+            .filter(|&sink| {
+                self.sink_misconfigured
+                    .get(&SinkLabel { sink })
+                    .is_some_and(|gauge| gauge.get() > 0)
+            })
+            .collect()
     }
 
     fn registry(self: &Arc<Self>) -> Registry {
@@ -193,6 +243,26 @@ impl Metrics {
             "consumer_lag",
             "Messages behind the end of each partition",
             self.lag.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Partitions currently assigned to this process",
+            self.assigned_partitions.clone(),
+        );
+        registry.register(
+            "rebalances",
+            "Rebalance events: partitions assigned or revoked",
+            self.rebalances.clone(),
+        );
+        registry.register(
+            "paused_partitions",
+            "Partitions paused while the in-flight window is full",
+            self.paused_partitions.clone(),
+        );
+        registry.register(
+            "sink_misconfigured",
+            "1 while a sink refuses writes as a configuration or version error",
+            self.sink_misconfigured.clone(),
         );
         registry
     }
@@ -245,8 +315,14 @@ async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<Arc<ServerState>>) -> (StatusCode, &'static str) {
-    if state.metrics.assigned_partitions.load(Ordering::Relaxed) == 0 {
+    if state.metrics.assigned_partitions.get() == 0 {
         return (StatusCode::SERVICE_UNAVAILABLE, "no partitions assigned");
+    }
+    if !state.metrics.misconfigured_sinks().is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a sink refuses writes as misconfigured: check the fill URL, FILL_TOKEN and versions",
+        );
     }
     match tokio::time::timeout(Duration::from_secs(2), state.cache.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),

@@ -1,5 +1,5 @@
 //! The consume loop: many messages in flight at once, results stored before offsets are committed,
-//! unparseable messages dead-lettered, and a graceful stop.
+//! polling that never stops while the window is full, and a graceful stop.
 //!
 //! Shaped after rdkafka's `at_least_once.rs` and `asynchronous_processing.rs` examples: offsets are stored
 //! explicitly (`enable.auto.offset.store=false`) and committed by librdkafka in the background, but only
@@ -7,30 +7,28 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, FutureExt, Shared};
-use pricefront_core::{Freshness, PriceRequest, ProductId};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::Semaphore;
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::cache::RedisCache;
+use crate::clients::{consumer_config, dead_letter_producer_config};
 use crate::config::{ProcessingMode, Settings};
-use crate::dead_letter::{DeadLetter, DeadLetterQueue};
-use crate::fanout::{now_ms, Comparer};
+use crate::dead_letter::DeadLetterQueue;
 use crate::fill::FillSink;
-use crate::metrics::{Metrics, PartitionLabel, Sink};
-use crate::offsets::{OffsetTracker, Ticket};
+use crate::metrics::{Metrics, PartitionLabel};
+use crate::offsets::OffsetTracker;
+use crate::sinks::Sinks;
+use crate::window::{Backlog, Received, PAUSE_WHEN_FULL_FOR};
+pub use crate::worker::Compare;
+use crate::worker::Worker;
 
 /// Why the pipeline could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +42,7 @@ pub enum PipelineError {
 }
 
 /// Keeps the offset tracker in step with partition assignments.
-struct PipelineContext {
+pub(crate) struct PipelineContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     metrics: Arc<Metrics>,
 }
@@ -71,11 +69,12 @@ impl ClientContext for PipelineContext {
 impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            let mut tracker = self.tracker.lock().expect("tracker lock");
+            let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
             for element in partitions.elements() {
                 tracker.revoke(element.partition());
             }
-            self.metrics.assigned_partitions.store(0, Ordering::Relaxed);
+            self.metrics.assigned_partitions.set(0);
+            self.metrics.rebalanced("revoke");
             self.metrics.lag.clear();
             tracker_log("revoked", partitions);
         }
@@ -85,7 +84,8 @@ impl ConsumerContext for PipelineContext {
         if let Rebalance::Assign(partitions) = rebalance {
             self.metrics
                 .assigned_partitions
-                .store(partitions.count(), Ordering::Relaxed);
+                .set(partitions.count() as i64);
+            self.metrics.rebalanced("assign");
             tracker_log("assigned", partitions);
         }
     }
@@ -111,23 +111,8 @@ fn tracker_log(what: &str, partitions: &TopicPartitionList) {
     tracing::info!(count = list.len(), partitions = ?list, "partitions {what}");
 }
 
-type LoggingConsumer = StreamConsumer<PipelineContext>;
-
-/// What every in-flight message needs.
-struct Worker {
-    topic: String,
-    consumer: Arc<LoggingConsumer>,
-    tracker: Arc<Mutex<OffsetTracker>>,
-    comparer: Comparer,
-    cache: RedisCache,
-    fill: Option<FillSink>,
-    dead_letters: DeadLetterQueue,
-    metrics: Arc<Metrics>,
-    /// Comparisons under way, so that a product already in flight is not fanned out again.
-    comparing: Mutex<HashMap<ProductId, Shared<BoxFuture<'static, ()>>>>,
-    /// In sequential mode, one lock per partition, taken in arrival order (tokio's mutex is fair).
-    partition_locks: Option<Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>>,
-}
+/// The Kafka consumer of the pipeline.
+pub(crate) type LoggingConsumer = StreamConsumer<PipelineContext>;
 
 /// What the pipeline writes to and reports with.
 pub struct Outputs {
@@ -143,7 +128,7 @@ pub struct Outputs {
 /// and commits what is done.
 pub async fn run(
     settings: &Settings,
-    comparer: Comparer,
+    comparer: impl Compare,
     outputs: Outputs,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), PipelineError> {
@@ -153,76 +138,75 @@ pub async fn run(
         metrics,
     } = outputs;
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
-    let consumer: LoggingConsumer = kafka_config(settings)
-        .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "true")
-        .set(
-            "auto.commit.interval.ms",
-            settings.commit_interval_ms.to_string(),
-        )
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        .create_with_context(PipelineContext {
+    let consumer: LoggingConsumer =
+        consumer_config(settings).create_with_context(PipelineContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
         })?;
     consumer.subscribe(&[&settings.topic])?;
-    let producer: FutureProducer = kafka_config(settings)
-        .set("enable.idempotence", "true")
-        .create()?;
+    let producer: FutureProducer = dead_letter_producer_config(settings).create()?;
     let worker = Arc::new(Worker {
         topic: settings.topic.clone(),
         consumer: Arc::new(consumer),
         tracker,
-        comparer,
-        cache,
-        fill,
+        comparer: Box::new(comparer),
+        sinks: Sinks::new(cache, fill, metrics.clone()),
         dead_letters: DeadLetterQueue::new(producer, settings.dead_letter_topic.clone()),
         metrics,
         comparing: Mutex::default(),
-        partition_locks: (settings.mode == ProcessingMode::Sequential).then(Mutex::default),
+        partition_locks: (settings.mode == ProcessingMode::Sequential)
+            .then(|| Mutex::new(HashMap::new())),
     });
     tracing::info!(topic = %settings.topic, group = %settings.group_id, max_in_flight = settings.max_in_flight, "consuming");
 
     let window = Arc::new(Semaphore::new(settings.max_in_flight as usize));
+    let mut backlog = Backlog::new(settings.topic.clone(), worker.metrics.clone());
     let mut tasks = JoinSet::new();
+    let consumer = worker.consumer.clone();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            permit = window.clone().acquire_owned() => permit.expect("the window is never closed"),
-        };
-        let message = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            message = worker.consumer.recv() => message,
-        };
         while let Some(result) = tasks.try_join_next() {
             report_task_end(result);
         }
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, "kafka error while consuming");
-                continue;
+        if backlog.is_empty() {
+            let message = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                message = consumer.recv() => message,
+            };
+            match message {
+                Ok(message) => {
+                    let message = Received::of(&message);
+                    match window.clone().try_acquire_owned() {
+                        Ok(permit) => start(&worker, &mut tasks, message, permit),
+                        Err(_) => backlog.hold(consumer.as_ref(), message),
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "kafka error while consuming"),
             }
-        };
-        worker.metrics.consumed.inc();
-        worker.metrics.in_flight.inc();
-        let ticket = worker
-            .tracker
-            .lock()
-            .expect("tracker lock")
-            .begin(message.partition(), message.offset());
-        let key = message.key().map(<[u8]>::to_vec);
-        let payload = message.payload().map(<[u8]>::to_vec);
-        let worker = worker.clone();
-        tasks.spawn(async move {
-            worker.handle(ticket, key, payload).await;
-            drop(permit);
-        });
+            continue;
+        }
+        // The window is full and messages wait: wait for a permit, pausing the partitions if that takes
+        // a while, and keep polling meanwhile so that the group keeps this member.
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = window.clone().acquire_owned() => {
+                let permit = permit.expect("the window is never closed");
+                if let Some(message) = backlog.next(consumer.as_ref()) {
+                    if is_assigned(consumer.as_ref(), message.partition) {
+                        start(&worker, &mut tasks, message, permit);
+                    }
+                }
+            }
+            () = tokio::time::sleep(PAUSE_WHEN_FULL_FOR), if !backlog.is_paused() => {
+                backlog.pause_assigned(consumer.as_ref());
+            }
+            message = consumer.recv(), if backlog.is_paused() => match message {
+                Ok(message) => backlog.hold(consumer.as_ref(), Received::of(&message)),
+                Err(error) => tracing::warn!(%error, "kafka error while consuming"),
+            },
+        }
     }
 
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
@@ -249,147 +233,39 @@ pub async fn run(
     Ok(())
 }
 
+/// Starts working on `message`, holding `permit` until it is done.
+fn start(
+    worker: &Arc<Worker>,
+    tasks: &mut JoinSet<()>,
+    message: Received,
+    permit: OwnedSemaphorePermit,
+) {
+    worker.metrics.consumed.inc();
+    worker.metrics.in_flight.inc();
+    let ticket = worker
+        .tracker
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .begin(message.partition, message.offset);
+    let worker = worker.clone();
+    tasks.spawn(async move {
+        worker.handle(ticket, message.key, message.payload).await;
+        drop(permit);
+    });
+}
+
+/// Whether `partition` is still assigned: a message held while its partition was revoked is dropped (its
+/// new owner consumes it).
+fn is_assigned(consumer: &LoggingConsumer, partition: i32) -> bool {
+    consumer.assignment().map_or(true, |list| {
+        list.elements().iter().any(|e| e.partition() == partition)
+    })
+}
+
 fn report_task_end(result: Result<(), tokio::task::JoinError>) {
     if let Err(error) = result {
         if error.is_panic() {
-            tracing::error!(%error, "a message task panicked; its offset stays uncommitted");
+            tracing::error!(%error, "a message task panicked outside its guard");
         }
     }
-}
-
-/// The client settings shared by the consumer and the dead-letter producer.
-fn kafka_config(settings: &Settings) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &settings.brokers);
-    for (key, value) in &settings.kafka_options {
-        config.set(key, value);
-    }
-    config
-}
-
-impl Worker {
-    async fn handle(
-        self: Arc<Self>,
-        ticket: Ticket,
-        key: Option<Vec<u8>>,
-        payload: Option<Vec<u8>>,
-    ) {
-        let partition_lock = self.partition_locks.as_ref().map(|locks| {
-            let mut locks = locks.lock().expect("partition locks");
-            locks.entry(ticket.partition).or_default().clone()
-        });
-        let _turn = match &partition_lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        match PriceRequest::from_json(payload.as_deref().unwrap_or_default()) {
-            Ok(request) => {
-                tracing::debug!(product = %request.product_id, request = %request.request_id, "request");
-                self.clone().compare_once(request.product_id).await;
-            }
-            Err(error) => {
-                let letter = DeadLetter {
-                    topic: &self.topic,
-                    partition: ticket.partition,
-                    offset: ticket.offset,
-                    key: key.as_deref(),
-                    payload: payload.as_deref(),
-                    error: error.to_string(),
-                };
-                tracing::warn!(partition = ticket.partition, offset = ticket.offset, %error, "dead-lettering a message");
-                retry_forever("dead-letter write", || self.dead_letters.send(&letter)).await;
-                self.metrics.dead_lettered.inc();
-            }
-        }
-        self.finish(ticket);
-    }
-
-    /// Waits for a comparison of `product` already under way, or makes one.
-    async fn compare_once(self: Arc<Self>, product: ProductId) {
-        let comparison = {
-            let mut comparing = self.comparing.lock().expect("comparing lock");
-            comparing
-                .entry(product)
-                .or_insert_with(|| self.clone().refresh(product).boxed().shared())
-                .clone()
-        };
-        comparison.await;
-    }
-
-    /// Compares `product` unless Redis already holds a fresh result, and stores the result.
-    async fn refresh(self: Arc<Self>, product: ProductId) {
-        let fresh = matches!(self.cache.get(product).await, Ok(Some(c)) if c.freshness(now_ms()) == Freshness::Fresh);
-        if !fresh {
-            let comparison = self.comparer.compare(product).await;
-            tracing::info!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");
-            retry_forever("redis write", || async {
-                let result = self.cache.put(&comparison, now_ms()).await;
-                self.metrics.cache_write(Sink::Redis, result.is_ok());
-                result
-            })
-            .await;
-            if let Some(fill) = &self.fill {
-                retry_forever("edge fill", || async {
-                    let result = fill.put(&comparison).await;
-                    self.metrics.cache_write(Sink::Edge, result.is_ok());
-                    result
-                })
-                .await;
-            }
-        }
-        self.comparing
-            .lock()
-            .expect("comparing lock")
-            .remove(&product);
-    }
-
-    fn finish(&self, ticket: Ticket) {
-        self.metrics.finished.inc();
-        self.metrics.in_flight.dec();
-        let committable = self.tracker.lock().expect("tracker lock").finish(ticket);
-        if let Some(offset) = committable {
-            let mut offsets = TopicPartitionList::new();
-            if let Err(error) = offsets
-                .add_partition_offset(&self.topic, ticket.partition, Offset::Offset(offset))
-                .and_then(|()| self.consumer.store_offsets(&offsets))
-            {
-                // The partition was revoked meanwhile: its new owner consumes the message again.
-                tracing::debug!(%error, partition = ticket.partition, "offset not stored");
-            }
-        }
-    }
-
-    fn commit_finished(&self) -> Result<(), rdkafka::error::KafkaError> {
-        let committable = self.tracker.lock().expect("tracker lock").committable();
-        if committable.is_empty() {
-            return Ok(());
-        }
-        let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in committable {
-            offsets.add_partition_offset(&self.topic, partition, Offset::Offset(offset))?;
-        }
-        self.consumer.commit(&offsets, CommitMode::Sync)
-    }
-}
-
-/// Retries `operation` with capped, jittered exponential backoff until it succeeds: used for writes whose
-/// loss is not an option (the offset is only committed after them).
-async fn retry_forever<T, E, F, Fut>(what: &str, operation: F) -> T
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    use backon::{ExponentialBuilder, Retryable};
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times();
-    operation
-        .retry(backoff)
-        .sleep(tokio::time::sleep)
-        .notify(|error, delay| tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} failed"))
-        .await
-        .unwrap_or_else(|_| unreachable!("retries never run out"))
 }

@@ -1,0 +1,192 @@
+//! The Kafka clients' settings: each client gets only its own.
+//!
+//! The consumer and the dead-letter producer share the connection settings (`--kafka-option`: security,
+//! timeouts of the connection, ...). A setting that only one kind of client reads goes only to that
+//! client: given with `--consumer-option` / `--producer-option`, or with `--kafka-option` when its key is
+//! a known consumer-only or producer-only librdkafka property (e.g. `max.poll.interval.ms`). Otherwise
+//! librdkafka warns about each (`CONFWARN ... consumer property ... ignored by this producer`).
+
+use rdkafka::config::ClientConfig;
+
+use crate::config::Settings;
+
+/// librdkafka properties only a consumer reads (its `CONFIGURATION.md`, marked `C`).
+pub const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+];
+
+/// librdkafka properties only a producer reads (its `CONFIGURATION.md`, marked `P`).
+pub const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "retry.backoff.ms",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queuing.strategy",
+    "produce.offset.report",
+    "partitioner",
+];
+
+/// Which clients a `--kafka-option` key goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Both the consumer and the producer.
+    Both,
+    /// Only the consumer.
+    Consumer,
+    /// Only the producer.
+    Producer,
+}
+
+/// Which clients read the librdkafka property `key`.
+pub fn audience(key: &str) -> Audience {
+    if CONSUMER_ONLY.contains(&key) {
+        Audience::Consumer
+    } else if PRODUCER_ONLY.contains(&key) {
+        Audience::Producer
+    } else {
+        Audience::Both
+    }
+}
+
+/// The consumer's client settings: the shared ones, the consumer's own, and how it commits.
+pub fn consumer_config(settings: &Settings) -> ClientConfig {
+    let mut config = shared_config(settings, Audience::Consumer);
+    config
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "true")
+        .set(
+            "auto.commit.interval.ms",
+            settings.commit_interval_ms.to_string(),
+        )
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000");
+    for (key, value) in &settings.consumer_options {
+        config.set(key, value);
+    }
+    config
+}
+
+/// The dead-letter producer's client settings: the shared ones and the producer's own.
+pub fn dead_letter_producer_config(settings: &Settings) -> ClientConfig {
+    let mut config = shared_config(settings, Audience::Producer);
+    config.set("enable.idempotence", "true");
+    for (key, value) in &settings.producer_options {
+        config.set(key, value);
+    }
+    config
+}
+
+/// The bootstrap servers and the `--kafka-option`s that `client` reads.
+fn shared_config(settings: &Settings, client: Audience) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (key, value) in &settings.kafka_options {
+        let audience = audience(key);
+        if audience == Audience::Both || audience == client {
+            config.set(key, value);
+        }
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dead_letter_producer_gets_no_consumer_only_options() {
+        let settings = Settings::from_flags([
+            "c",
+            "--kafka-option",
+            "max.poll.interval.ms=7000",
+            "--kafka-option",
+            "session.timeout.ms=6000",
+            "--kafka-option",
+            "security.protocol=plaintext",
+        ])
+        .unwrap();
+        let producer = dead_letter_producer_config(&settings);
+        assert_eq!(producer.get("max.poll.interval.ms"), None);
+        assert_eq!(producer.get("session.timeout.ms"), None);
+        assert_eq!(producer.get("security.protocol"), Some("plaintext"));
+        let consumer = consumer_config(&settings);
+        assert_eq!(consumer.get("max.poll.interval.ms"), Some("7000"));
+        assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(consumer.get("security.protocol"), Some("plaintext"));
+    }
+
+    #[test]
+    fn client_specific_options_reach_only_their_client() {
+        let settings = Settings::from_flags([
+            "c",
+            "--kafka-option",
+            "linger.ms=5",
+            "--consumer-option",
+            "fetch.min.bytes=10",
+            "--producer-option",
+            "compression.type=lz4",
+        ])
+        .unwrap();
+        let (consumer, producer) = (
+            consumer_config(&settings),
+            dead_letter_producer_config(&settings),
+        );
+        assert_eq!(consumer.get("linger.ms"), None, "producer-only");
+        assert_eq!(producer.get("linger.ms"), Some("5"));
+        assert_eq!(consumer.get("fetch.min.bytes"), Some("10"));
+        assert_eq!(producer.get("fetch.min.bytes"), None);
+        assert_eq!(producer.get("compression.type"), Some("lz4"));
+        assert_eq!(consumer.get("compression.type"), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! The in-flight window and what happens when it is full: the consumer keeps polling Kafka (or
+//! `max.poll.interval.ms` passes and the group expels it), with the assigned partitions paused so that
+//! nothing new arrives, and holds the messages it still receives, in arrival order, until permits free.
+//!
+//! Pausing makes librdkafka drop what it prefetched and fetch again, on resume, from just after the last
+//! message it handed out; every message handed out is either started or held here, so none is skipped.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::TopicPartitionList;
+
+use crate::metrics::Metrics;
+
+/// How long a full window waits for a permit before the partitions are paused (so that a window that is
+/// full only for moments costs no refetching).
+pub const PAUSE_WHEN_FULL_FOR: Duration = Duration::from_millis(500);
+
+/// A message received from Kafka, not yet started.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its payload.
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Received {
+    /// A copy of `message`.
+    pub fn of(message: &impl rdkafka::Message) -> Self {
+        Self {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// Messages waiting for a permit, and the partitions paused meanwhile.
+pub struct Backlog {
+    topic: String,
+    held: VecDeque<Received>,
+    paused: bool,
+    paused_partitions: BTreeSet<i32>,
+    metrics: Arc<Metrics>,
+}
+
+impl Backlog {
+    /// An empty backlog for `topic`.
+    pub fn new(topic: String, metrics: Arc<Metrics>) -> Self {
+        Self {
+            topic,
+            held: VecDeque::new(),
+            paused: false,
+            paused_partitions: BTreeSet::new(),
+            metrics,
+        }
+    }
+
+    /// Whether no message waits.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Whether the partitions are paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Holds `message` until a permit frees. While paused, its partition is paused (again: it may have
+    /// been assigned since) so that nothing more of it arrives.
+    pub fn hold<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>, message: Received) {
+        if self.is_paused() {
+            self.pause(consumer, &[message.partition]);
+        }
+        self.held.push_back(message);
+    }
+
+    /// The message waiting longest; resumes the partitions when it was the last.
+    pub fn next<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>) -> Option<Received> {
+        let message = self.held.pop_front();
+        if self.held.is_empty() && self.is_paused() {
+            let mut partitions = TopicPartitionList::new();
+            for &partition in &self.paused_partitions {
+                partitions.add_partition(&self.topic, partition);
+            }
+            if let Err(error) = consumer.resume(&partitions) {
+                tracing::warn!(%error, "resuming the partitions failed");
+            }
+            tracing::info!(partitions = ?self.paused_partitions, "the window has room again: partitions resumed");
+            self.paused = false;
+            self.paused_partitions.clear();
+            self.metrics.paused_partitions.set(0);
+        }
+        message
+    }
+
+    /// Pauses every assigned partition: the window has been full for [`PAUSE_WHEN_FULL_FOR`].
+    pub fn pause_assigned<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>) {
+        let assigned: Vec<i32> = match consumer.assignment() {
+            Ok(list) => list.elements().iter().map(|e| e.partition()).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "reading the assignment failed");
+                Vec::new()
+            }
+        };
+        self.pause(consumer, &assigned);
+        tracing::info!(partitions = ?self.paused_partitions, "the in-flight window is full: partitions paused, polling goes on");
+    }
+
+    fn pause<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>, partitions: &[i32]) {
+        let mut list = TopicPartitionList::new();
+        for &partition in partitions {
+            list.add_partition(&self.topic, partition);
+        }
+        if let Err(error) = consumer.pause(&list) {
+            tracing::warn!(%error, "pausing partitions failed");
+        }
+        // Paused even when nothing is assigned, so that a partition assigned meanwhile is paused too.
+        self.paused = true;
+        self.paused_partitions.extend(partitions);
+        self.metrics
+            .paused_partitions
+            .set(self.paused_partitions.len() as i64);
+    }
+}

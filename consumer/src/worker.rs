@@ -1,0 +1,207 @@
+//! What happens to one message: parse it, make sure every sink holds a result of its product at least as
+//! new as the request (fanning out to the vendors only when needed, once per product at a time), or
+//! dead-letter it; then mark its offset finished.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use pricefront_core::{Comparison, Freshness, PriceRequest, ProductId, UnixMillis};
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::dead_letter::{DeadLetter, DeadLetterQueue};
+use crate::fanout::{now_ms, Comparer};
+use crate::metrics::Metrics;
+use crate::offsets::{finish_and_store, OffsetTracker, Ticket};
+use crate::pipeline::LoggingConsumer;
+use crate::sinks::Sinks;
+
+/// Compares one product: [`Comparer`] in production; tests may wrap it (e.g. to inject a panic).
+pub trait Compare: Send + Sync + 'static {
+    /// Asks the vendors about `product` and aggregates their answers.
+    fn compare(&self, product: ProductId) -> BoxFuture<'_, Comparison>;
+}
+
+impl Compare for Comparer {
+    fn compare(&self, product: ProductId) -> BoxFuture<'_, Comparison> {
+        Comparer::compare(self, product).boxed()
+    }
+}
+
+/// One comparison of a product under way, shared by every message of it that arrives meanwhile: the
+/// `computedAtMs` of the result every sink now holds, or why it failed (it panicked).
+type Flight = Shared<BoxFuture<'static, Result<UnixMillis, String>>>;
+
+/// What every in-flight message needs.
+pub(crate) struct Worker {
+    pub(crate) topic: String,
+    pub(crate) consumer: Arc<LoggingConsumer>,
+    pub(crate) tracker: Arc<Mutex<OffsetTracker>>,
+    pub(crate) comparer: Box<dyn Compare>,
+    pub(crate) sinks: Sinks,
+    pub(crate) dead_letters: DeadLetterQueue,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Comparisons under way, so that a product already in flight is not fanned out again.
+    pub(crate) comparing: Mutex<HashMap<ProductId, Flight>>,
+    /// In sequential mode, one lock per partition, taken in arrival order (tokio's mutex is fair).
+    pub(crate) partition_locks: Option<Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Worker {
+    /// Works on one message until it is done (its result in every sink, or dead-lettered), then marks
+    /// its offset finished. A panic while working on it dead-letters it with the reason.
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        ticket: Ticket,
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+    ) {
+        let partition_lock = self.partition_locks.as_ref().map(|locks| {
+            let mut locks = locks.lock().unwrap_or_else(PoisonError::into_inner);
+            locks.entry(ticket.partition).or_default().clone()
+        });
+        let _turn = match &partition_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let failure = match PriceRequest::from_json(payload.as_deref().unwrap_or_default()) {
+            Ok(request) => {
+                tracing::debug!(product = %request.product_id, request = %request.request_id, "request");
+                AssertUnwindSafe(self.clone().fulfil(&request))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
+                    .err()
+            }
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(error) = failure {
+            let letter = DeadLetter {
+                topic: &self.topic,
+                partition: ticket.partition,
+                offset: ticket.offset,
+                key: key.as_deref(),
+                payload: payload.as_deref(),
+                error,
+            };
+            tracing::warn!(partition = ticket.partition, offset = ticket.offset, error = %letter.error, "dead-lettering a message");
+            self.dead_letters.send_until_delivered(&letter).await;
+            self.metrics.dead_lettered.inc();
+        }
+        self.finish(ticket);
+    }
+
+    /// Makes sure every sink holds a result of the request's product at least as new as the request.
+    async fn fulfil(self: Arc<Self>, request: &PriceRequest) -> Result<(), String> {
+        // A flight that started before this request may end with an older result than it: then one
+        // more flight, which fans out unless a newer result arrived meanwhile.
+        for attempt in 0..2 {
+            let flight = self.flight(request.product_id, request.requested_at_ms);
+            let computed_at_ms = flight.await?;
+            if computed_at_ms >= request.requested_at_ms || attempt == 1 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The flight of `product` under way, or a new one. A flight runs as its own task, so that a panic
+    /// in it ends as an error for each of its messages and never poisons the product's entry.
+    fn flight(self: &Arc<Self>, product: ProductId, requested_at_ms: UnixMillis) -> Flight {
+        let mut comparing = self
+            .comparing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        comparing
+            .entry(product)
+            .or_insert_with(|| {
+                let work = tokio::spawn(self.clone().refresh(product, requested_at_ms));
+                let worker = self.clone();
+                async move {
+                    let outcome = work.await;
+                    worker
+                        .comparing
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&product);
+                    outcome.map_err(|error| match error.try_into_panic() {
+                        Ok(panic) => panicked(panic.as_ref()),
+                        Err(error) => format!("the comparison was cancelled: {error}"),
+                    })
+                }
+                .boxed()
+                .shared()
+            })
+            .clone()
+    }
+
+    /// Makes every sink hold a result of `product` at least as new as `requested_at_ms`: the one Redis
+    /// holds when it is fresh and that new (then only the edge is filled with it: a consumer that
+    /// stored it in Redis may have died before the edge took it), else a new comparison. Returns the
+    /// stored result's `computedAtMs`.
+    async fn refresh(
+        self: Arc<Self>,
+        product: ProductId,
+        requested_at_ms: UnixMillis,
+    ) -> UnixMillis {
+        if let Ok(Some(cached)) = self.sinks.cache.get(product).await {
+            if cached.freshness(now_ms()) == Freshness::Fresh
+                && cached.computed_at_ms >= requested_at_ms
+            {
+                self.sinks.fill_edge(&cached).await;
+                return cached.computed_at_ms;
+            }
+        }
+        let comparison = self.comparer.compare(product).await;
+        tracing::info!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");
+        self.sinks.store(&comparison).await;
+        comparison.computed_at_ms
+    }
+
+    /// Marks the ticket's message finished, and stores the partition's committable offset when it moved.
+    pub(crate) fn finish(&self, ticket: Ticket) {
+        self.metrics.finished.inc();
+        self.metrics.in_flight.dec();
+        finish_and_store(&self.tracker, ticket, |partition, offset| {
+            let mut offsets = TopicPartitionList::new();
+            if let Err(error) = offsets
+                .add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                .and_then(|()| self.consumer.store_offsets(&offsets))
+            {
+                // The partition was revoked meanwhile: its new owner consumes the message again.
+                tracing::debug!(%error, partition, "offset not stored");
+            }
+        });
+    }
+
+    /// Commits every partition's committable offset now (at the end of a graceful stop).
+    pub(crate) fn commit_finished(&self) -> Result<(), rdkafka::error::KafkaError> {
+        let committable = self
+            .tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .committable();
+        if committable.is_empty() {
+            return Ok(());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in committable {
+            offsets.add_partition_offset(&self.topic, partition, Offset::Offset(offset))?;
+        }
+        self.consumer
+            .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+    }
+}
+
+/// The dead-letter reason of a panic, with its message.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    tracing::error!(%message, "working on a message panicked: it is dead-lettered");
+    format!("the comparison panicked: {message}")
+}
