@@ -1,0 +1,472 @@
+//! The consumer's sinks against the real stack: the rule that an offset is committed only once every
+//! configured sink (Redis and the edge's fill endpoint) holds a result as new as the request, a stuck
+//! sink that must not cost the consumer its group membership, a fill endpoint refusing as misconfigured,
+//! and a panicking comparison that must not pin its partition.
+//!
+//! Needs the stack (`dev/stack.sh up`), `redis-server` on the PATH (for a private Redis to take down),
+//! and for the edge tests a KV-backed Worker: its URL in `EDGE_KV_URL`, its fill token in
+//! `EDGE_FILL_TOKEN`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pricefront_consumer::cache::RedisCache;
+use pricefront_consumer::dead_letter::ERROR_HEADER;
+use pricefront_consumer::fanout::Comparer;
+use pricefront_consumer::metrics::Metrics;
+use pricefront_consumer::pipeline::{self, Compare, Outputs};
+use pricefront_consumer::{vendors, Settings};
+use pricefront_core::{Comparison, ProductId};
+use pricefront_harness::edge::Edge;
+use pricefront_harness::private_redis::PrivateRedis;
+use pricefront_harness::topic::read_to_end;
+use pricefront_harness::{brokers, profiles, redis_url, vendor, ConsumerProcess, TestEnv};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use vendor_sim::BodyShape;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Group timeouts short enough that a killed consumer's partitions move on within seconds.
+const SHORT_SESSION: [&str; 4] = [
+    "--kafka-option",
+    "session.timeout.ms=6000",
+    "--kafka-option",
+    "heartbeat.interval.ms=1000",
+];
+
+fn kv_edge() -> (Edge, String) {
+    let edge = Edge::from_env("EDGE_KV_URL")
+        .expect("EDGE_KV_URL is not set: run the suite with scripts/test.sh");
+    let token = std::env::var("EDGE_FILL_TOKEN")
+        .expect("EDGE_FILL_TOKEN is not set: run the suite with scripts/test.sh");
+    (edge, token)
+}
+
+/// The value of the sample `name` (with its labels, as written in the exposition) on the consumer's
+/// `/metrics`, if present.
+async fn metric(consumer: &ConsumerProcess, name: &str) -> Option<f64> {
+    let url = format!("http://127.0.0.1:{}/metrics", consumer.metrics_port);
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until `metric(name)` satisfies `check`, at most `WAIT`.
+async fn wait_for_metric(consumer: &ConsumerProcess, name: &str, check: impl Fn(f64) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let value = metric(consumer, name).await;
+        if value.is_some_and(&check) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} is {value:?} after {WAIT:?}; log:\n{}",
+            consumer.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads `product` from the edge until it is served (200), at most `limit`.
+async fn served_by(edge: &Edge, product: ProductId, limit: Duration) -> Option<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(response) = edge.get_prices(product, None).await {
+            if response.status() == 200 {
+                return response.json().await.ok();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_redis_holds_but_the_edge_refused_reaches_the_kv_edge_after_a_takeover() {
+    let (edge, token) = kv_edge();
+    let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
+    let env = TestEnv::new("fill-takeover", vendors, 2_000).await;
+    let refused: Vec<&str> = SHORT_SESSION
+        .iter()
+        .copied()
+        .chain([
+            "--fill-url",
+            &edge.base,
+            "--fill-token",
+            "not-the-fill-token",
+        ])
+        .collect();
+    let mut first = env.start_consumer("refused", &refused);
+    let product = env.product(1);
+    env.publish([product]).await;
+
+    // Redis got the result; the edge refused it.
+    let stored = env.wait_for_results(&[product], WAIT).await.remove(0);
+    wait_for_metric(
+        &first,
+        "pricefront_cache_writes_total{sink=\"edge\",outcome=\"error\"}",
+        |n| n >= 1.0,
+    )
+    .await;
+    first.kill_9();
+    let asked_before_takeover: u64 = env.simulator.request_counts().values().sum();
+
+    let working: Vec<&str> = SHORT_SESSION
+        .iter()
+        .copied()
+        .chain(["--fill-url", &edge.base, "--fill-token", &token])
+        .collect();
+    let second = env.start_consumer("takeover", &working);
+    // Read the edge only once the takeover holds the partitions: a miss publishes a request to the
+    // stack's own topic, whose consumers may fill a newer result meanwhile.
+    wait_for_metric(&second, "pricefront_assigned_partitions", |n| n == 3.0).await;
+    let body = served_by(&edge, product, WAIT).await.unwrap_or_else(|| {
+        panic!(
+            "the KV-backed edge never served {product} although Redis holds it; takeover log:\n{}",
+            second.log_text()
+        )
+    });
+    assert!(
+        body["computedAtMs"]
+            .as_u64()
+            .is_some_and(|at| at >= stored.computed_at_ms),
+        "the edge got the result Redis holds (or a newer one): {body}"
+    );
+    let asked: u64 = env.simulator.request_counts().values().sum();
+    assert_eq!(
+        asked, asked_before_takeover,
+        "the fresh Redis result was filled without a new fan-out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_endpoint_refusing_the_token_is_reported_as_misconfigured_and_not_ready() {
+    let (edge, _) = kv_edge();
+    let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
+    let env = TestEnv::new("fill-refused", vendors, 2_000).await;
+    let consumer = env.start_consumer(
+        "refused",
+        &[
+            "--fill-url",
+            &edge.base,
+            "--fill-token",
+            "not-the-fill-token",
+        ],
+    );
+    let product = env.product(1);
+    env.publish([product]).await;
+    env.wait_for_results(&[product], WAIT).await;
+    wait_for_metric(
+        &consumer,
+        "pricefront_sink_misconfigured{sink=\"edge\"}",
+        |v| v == 1.0,
+    )
+    .await;
+    let ready = reqwest::get(format!("http://127.0.0.1:{}/readyz", consumer.metrics_port))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the edge refuses");
+    assert!(
+        consumer.log_text().contains("ERROR"),
+        "said loudly: {}",
+        consumer.log_text()
+    );
+    // It does not spin on a refusal that retrying cannot fix.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let refusals = metric(
+        &consumer,
+        "pricefront_cache_writes_total{sink=\"edge\",outcome=\"error\"}",
+    )
+    .await
+    .unwrap_or_default();
+    assert!(
+        refusals <= 2.0,
+        "{refusals} refused fills: a configuration error is retried slowly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_longer_than_the_max_poll_interval_costs_no_rebalance_and_loses_nothing() {
+    let mut redis = PrivateRedis::start().await;
+    let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
+    let env = TestEnv::new("redis-outage", vendors, 2_000).await;
+    let max_poll_ms: u64 = 6_000;
+    let max_poll = format!("max.poll.interval.ms={max_poll_ms}");
+    let redis_flag = redis.url();
+    let consumer = env.start_consumer(
+        "a",
+        &[
+            "--redis-url",
+            &redis_flag,
+            "--redis-timeout-ms",
+            "300",
+            "--max-in-flight",
+            "8",
+            "--kafka-option",
+            &max_poll,
+            "--kafka-option",
+            "session.timeout.ms=6000",
+            "--kafka-option",
+            "heartbeat.interval.ms=1000",
+        ],
+    );
+    wait_for_metric(&consumer, "pricefront_assigned_partitions", |n| n == 3.0).await;
+
+    redis.stop();
+    let products: Vec<_> = (0..200).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+    // The window fills up with messages whose results cannot be stored...
+    wait_for_metric(&consumer, "pricefront_messages_in_flight", |n| n >= 8.0).await;
+    // ...and stays full for longer than the max poll interval.
+    tokio::time::sleep(Duration::from_millis(2 * max_poll_ms + 2_000)).await;
+    redis.restart().await;
+
+    let cache = RedisCache::connect(&redis.url(), Duration::from_secs(5))
+        .await
+        .expect("the private Redis answers");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut stored = 0;
+        for &product in &products {
+            if cache.get(product).await.ok().flatten().is_some() {
+                stored += 1;
+            }
+        }
+        if stored == products.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lost {} of {} after Redis returned; log:\n{}",
+            products.len() - stored,
+            products.len(),
+            consumer.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let revoked = metric(&consumer, "pricefront_rebalances_total{event=\"revoke\"}").await;
+    let assigned = metric(&consumer, "pricefront_rebalances_total{event=\"assign\"}").await;
+    assert_eq!(
+        (revoked.unwrap_or(0.0), assigned),
+        (0.0, Some(1.0)),
+        "the consumer left its group (revoked, assigned); log:\n{}",
+        consumer.log_text()
+    );
+    assert_eq!(
+        metric(&consumer, "pricefront_assigned_partitions").await,
+        Some(3.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_does_not_hold_back_the_edge_fill() {
+    let (edge, token) = kv_edge();
+    let mut redis = PrivateRedis::start().await;
+    let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
+    let env = TestEnv::new("fill-redis-down", vendors, 2_000).await;
+    let redis_flag = redis.url();
+    let consumer = env.start_consumer(
+        "a",
+        &[
+            "--redis-url",
+            &redis_flag,
+            "--redis-timeout-ms",
+            "300",
+            "--fill-url",
+            &edge.base,
+            "--fill-token",
+            &token,
+        ],
+    );
+    wait_for_metric(&consumer, "pricefront_assigned_partitions", |n| n == 3.0).await;
+    redis.stop();
+    let product = env.product(1);
+    env.publish([product]).await;
+    let served = served_by(&edge, product, WAIT).await;
+    assert!(
+        !redis.answers(),
+        "Redis stayed down while the edge was filled"
+    );
+    assert!(
+        served.is_some(),
+        "the edge never got {product} while Redis was down; log:\n{}",
+        consumer.log_text()
+    );
+    redis.restart().await;
+}
+
+/// A comparer that panics for one product while `panicking` is set.
+struct PanicsFor {
+    inner: Comparer,
+    product: ProductId,
+    panicking: Arc<AtomicBool>,
+}
+
+impl Compare for PanicsFor {
+    fn compare(&self, product: ProductId) -> Pin<Box<dyn Future<Output = Comparison> + Send + '_>> {
+        if product == self.product && self.panicking.load(Ordering::SeqCst) {
+            return Box::pin(async move { panic!("injected: comparing {product} panics") });
+        }
+        Compare::compare(&self.inner, product)
+    }
+}
+
+/// The group's committed offset per partition of `topic`.
+fn committed_offsets(group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..3 {
+        partitions.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every partition's end offset of `topic`.
+fn end_offsets(topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    (0..3)
+        .filter_map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            (high > 0).then_some((p, high))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_comparison_is_dead_lettered_and_frees_its_product_and_partition() {
+    let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
+    let env = TestEnv::new("panic", vendors, 2_000).await;
+    let settings = settings_for(&env);
+    let metrics = Metrics::new();
+    let client = reqwest::Client::new();
+    let comparer = Comparer::new(
+        client,
+        vendors::load(&env.vendors_file).unwrap(),
+        settings.fetch_limits(),
+        settings.freshness_policy(),
+        metrics.clone(),
+    );
+    let panicking = Arc::new(AtomicBool::new(true));
+    let doomed = env.product(0);
+    let comparer = PanicsFor {
+        inner: comparer,
+        product: doomed,
+        panicking: panicking.clone(),
+    };
+    let outputs = Outputs {
+        cache: env.cache.clone(),
+        fill: None,
+        metrics,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consuming = pipeline::run(&settings, comparer, outputs, async {
+        let _ = stopped.await;
+    });
+    let checks = async {
+        let others: Vec<_> = (1..20).map(|n| env.product(n)).collect();
+        env.publish([doomed]).await;
+        env.publish([doomed]).await;
+        env.publish(others.iter().copied()).await;
+        env.wait_for_results(&others, WAIT).await;
+
+        // Both messages of the panicking product end as dead letters with the reason.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let key = doomed.to_string();
+        loop {
+            let letters: Vec<_> = read_to_end(&brokers(), &env.dead_letter_topic, WAIT)
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.key.as_deref() == Some(key.as_bytes()))
+                .collect();
+            if letters.len() == 2 {
+                for letter in &letters {
+                    let reason = letter.header(ERROR_HEADER).unwrap_or_default();
+                    assert!(reason.contains("panicked"), "{reason}");
+                }
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of 2 messages of the panicking product dead-lettered",
+                letters.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+
+        // The product is free again: once it stops panicking it gets a result.
+        panicking.store(false, Ordering::SeqCst);
+        env.publish([doomed]).await;
+        env.wait_for_results(&[doomed], WAIT).await;
+
+        // And every partition's offset is committed to its end.
+        let ends = end_offsets(&env.topic);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let committed = committed_offsets(&env.group, &env.topic);
+            if committed == ends {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "committed {committed:?}, ends {ends:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let _ = stop.send(());
+    };
+    let (stopped_cleanly, ()) = tokio::join!(consuming, checks);
+    stopped_cleanly.unwrap();
+}
+
+/// The in-process consumer's settings for a test's topics.
+fn settings_for(env: &TestEnv) -> Settings {
+    let vendors_file = env.vendors_file.to_str().unwrap().to_owned();
+    Settings::from_flags([
+        "pricefront-consumer",
+        "--brokers",
+        &brokers(),
+        "--topic",
+        &env.topic,
+        "--dead-letter-topic",
+        &env.dead_letter_topic,
+        "--group-id",
+        &env.group,
+        "--redis-url",
+        &redis_url(),
+        "--vendors",
+        &vendors_file,
+        "--commit-interval-ms",
+        "200",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ])
+    .unwrap()
+}
