@@ -36,20 +36,104 @@ pub fn decide_read(cached: Option<&Comparison>, now_ms: UnixMillis) -> ReadDecis
     }
 }
 
-/// The strong entity tag of a stored result: one result per product and computation time.
-pub fn etag(comparison: &Comparison) -> String {
+/// The strong entity tag of a served result. The body says `"freshness":"fresh"` or `"stale"`, so the
+/// tag names the freshness too: one tag per product, computation time and freshness, hence one tag per
+/// body (RFC 9110 §8.8.3: a strong tag changes whenever the representation's bytes do).
+pub fn etag(comparison: &Comparison, freshness: Freshness) -> String {
+    let served_as = match freshness {
+        Freshness::Fresh => "fresh",
+        Freshness::Stale => "stale",
+        Freshness::Missing => "missing",
+    };
     format!(
-        "\"{}-{}\"",
+        "\"{}-{}-{served_as}\"",
         comparison.product_id, comparison.computed_at_ms
     )
 }
 
-/// Whether an `If-None-Match` header value matches `etag` (a list, weak tags or `*`).
+/// One entity tag of a conditional header (RFC 9110 §8.8.3): `W/` when weak, and the opaque tag
+/// between its double quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityTag<'a> {
+    /// Whether the tag is weak (`W/"..."`).
+    pub weak: bool,
+    /// The characters between the double quotes.
+    pub opaque: &'a str,
+}
+
+/// An `If-None-Match` field value (RFC 9110 §13.1.2): `*` alone, or a list of entity tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfNoneMatch<'a> {
+    /// `*`: any current representation.
+    Any,
+    /// The listed entity tags (possibly none: an empty list).
+    Tags(Vec<EntityTag<'a>>),
+}
+
+/// Why a field value is not an `If-None-Match` per its grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an If-None-Match value (`*`, or a comma-separated list of entity tags): {0}")]
+pub struct InvalidIfNoneMatch(&'static str);
+
+/// Optional whitespace (RFC 9110 §5.6.3).
+const OWS: [char; 2] = [' ', '\t'];
+
+/// Parses an `If-None-Match` value: `"*" / #entity-tag`. A comma inside an opaque tag belongs to the
+/// tag (`"a,b"` is one tag), `*` is only valid alone, `W/` is case-sensitive, and empty list elements
+/// are skipped (RFC 9110 §5.6.1).
+pub fn parse_if_none_match(value: &str) -> Result<IfNoneMatch<'_>, InvalidIfNoneMatch> {
+    if value.trim_matches(OWS) == "*" {
+        return Ok(IfNoneMatch::Any);
+    }
+    let mut tags = Vec::new();
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(|c| OWS.contains(&c) || c == ',');
+        if rest.is_empty() {
+            return Ok(IfNoneMatch::Tags(tags));
+        }
+        let (weak, quoted) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
+        };
+        let inside = quoted.strip_prefix('"').ok_or(InvalidIfNoneMatch(
+            "an entity tag starts with a double quote",
+        ))?;
+        let end = inside
+            .find('"')
+            .ok_or(InvalidIfNoneMatch("an entity tag ends with a double quote"))?;
+        let opaque = &inside[..end];
+        // etagc = %x21 / %x23-7E / obs-text: visible characters but the double quote, no whitespace.
+        if opaque
+            .chars()
+            .any(|c| c.is_ascii() && !c.is_ascii_graphic())
+        {
+            return Err(InvalidIfNoneMatch(
+                "an entity tag holds whitespace or a control character",
+            ));
+        }
+        tags.push(EntityTag { weak, opaque });
+        rest = inside[end + 1..].trim_start_matches(OWS);
+        if !rest.is_empty() && !rest.starts_with(',') {
+            return Err(InvalidIfNoneMatch("entity tags are separated by commas"));
+        }
+    }
+}
+
+/// Whether an `If-None-Match` value matches `etag` (ours, strong and quoted) for a current
+/// representation: `*`, or a listed tag equal to it under the weak comparison (RFC 9110 §8.8.3.2: the
+/// opaque tags are equal, weak or not). A value that does not parse never matches: the request is then
+/// answered as if unconditional.
 pub fn if_none_match(header: &str, etag: &str) -> bool {
-    header
-        .split(',')
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == etag)
+    let ours = etag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(etag);
+    match parse_if_none_match(header) {
+        Ok(IfNoneMatch::Any) => true,
+        Ok(IfNoneMatch::Tags(tags)) => tags.iter().any(|tag| tag.opaque == ours),
+        Err(_) => false,
+    }
 }
 
 /// The KV expiration TTL, in seconds, for a result that expires at `stale_until_ms`: rounded up, and
@@ -111,13 +195,46 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Whether an `Authorization` header carries `Bearer {token}`.
+/// Whether an `Authorization` header carries `Bearer {token}`. The scheme is case-insensitive (RFC 9110
+/// §11.1: `bearer`, `BEARER` are the same scheme); the token is compared exactly, in constant time.
 pub fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
-    match authorization.and_then(|h| h.strip_prefix("Bearer ")) {
-        Some(given) => {
-            !token.is_empty() && constant_time_eq(given.trim().as_bytes(), token.as_bytes())
-        }
-        None => false,
+    let Some((scheme, credentials)) =
+        authorization.and_then(|h| h.trim_matches(OWS).split_once(' '))
+    else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("Bearer")
+        && !token.is_empty()
+        && constant_time_eq(
+            credentials.trim_start_matches(' ').as_bytes(),
+            token.as_bytes(),
+        )
+}
+
+/// The challenge every 401 of the edge carries in `WWW-Authenticate` (RFC 9110 §11.6.1).
+pub const BEARER_CHALLENGE: &str = "Bearer";
+
+/// What the fill endpoint does with a request's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillAuthorization {
+    /// The bearer token is the configured one: go on.
+    Allowed,
+    /// No valid bearer token: 401 with [`BEARER_CHALLENGE`].
+    Unauthorized,
+    /// The Worker has no `FILL_TOKEN`: a server misconfiguration (500), which no client can fix.
+    NotConfigured,
+}
+
+/// Decides a fill request from the configured token (`None` or empty: not configured) and the
+/// request's `Authorization` header.
+pub fn authorize_fill(
+    configured_token: Option<&str>,
+    authorization: Option<&str>,
+) -> FillAuthorization {
+    match configured_token.filter(|t| !t.is_empty()) {
+        None => FillAuthorization::NotConfigured,
+        Some(token) if bearer_matches(authorization, token) => FillAuthorization::Allowed,
+        Some(_) => FillAuthorization::Unauthorized,
     }
 }
 
@@ -170,12 +287,115 @@ mod tests {
 
     #[test]
     fn etags_and_conditional_requests() {
-        let tag = etag(&comparison(7));
-        assert_eq!(tag, "\"5-7\"");
-        assert!(if_none_match("\"5-7\"", &tag));
-        assert!(if_none_match("\"x\", W/\"5-7\"", &tag));
+        let tag = etag(&comparison(7), Freshness::Fresh);
+        assert_eq!(tag, "\"5-7-fresh\"");
+        assert!(if_none_match("\"5-7-fresh\"", &tag));
+        assert!(if_none_match("\"x\", W/\"5-7-fresh\"", &tag));
         assert!(if_none_match("*", &tag));
-        assert!(!if_none_match("\"5-8\"", &tag));
+        assert!(!if_none_match("\"5-8-fresh\"", &tag));
+    }
+
+    #[test]
+    fn the_etag_changes_with_the_served_freshness() {
+        let c = comparison(7);
+        let fresh = etag(&c, Freshness::Fresh);
+        let stale = etag(&c, Freshness::Stale);
+        assert_ne!(fresh, stale);
+        assert_eq!(stale, "\"5-7-stale\"");
+        assert!(!if_none_match(&fresh, &stale));
+        assert!(!if_none_match(&stale, &fresh));
+        // And with the computation, as before.
+        assert_ne!(fresh, etag(&comparison(8), Freshness::Fresh));
+    }
+
+    #[test]
+    fn if_none_match_values_parse_into_tags() {
+        assert_eq!(parse_if_none_match(" * "), Ok(IfNoneMatch::Any));
+        assert_eq!(
+            parse_if_none_match("W/\"a,b\" , \"c\""),
+            Ok(IfNoneMatch::Tags(vec![
+                EntityTag {
+                    weak: true,
+                    opaque: "a,b"
+                },
+                EntityTag {
+                    weak: false,
+                    opaque: "c"
+                },
+            ]))
+        );
+        assert_eq!(parse_if_none_match(""), Ok(IfNoneMatch::Tags(vec![])));
+        assert_eq!(
+            parse_if_none_match("\"\""),
+            Ok(IfNoneMatch::Tags(vec![EntityTag {
+                weak: false,
+                opaque: ""
+            }]))
+        );
+        assert!(parse_if_none_match("*, \"a\"").is_err());
+        assert!(parse_if_none_match("\"a b\"").is_err());
+    }
+
+    #[test]
+    fn a_fill_without_a_configured_token_is_a_misconfiguration() {
+        assert_eq!(
+            authorize_fill(None, Some("Bearer x")),
+            FillAuthorization::NotConfigured
+        );
+        assert_eq!(
+            authorize_fill(Some(""), None),
+            FillAuthorization::NotConfigured
+        );
+        assert_eq!(
+            authorize_fill(Some("s3cret"), Some("bearer s3cret")),
+            FillAuthorization::Allowed
+        );
+        assert_eq!(
+            authorize_fill(Some("s3cret"), Some("Bearer nope")),
+            FillAuthorization::Unauthorized
+        );
+        assert_eq!(
+            authorize_fill(Some("s3cret"), None),
+            FillAuthorization::Unauthorized
+        );
+    }
+
+    #[test]
+    fn if_none_match_follows_the_grammar() {
+        let tag = "\"5-7\"";
+        // A list, with optional whitespace and empty elements.
+        assert!(if_none_match(" \"a\" ,, \"5-7\" ", tag));
+        // Weak tags match under the weak comparison that If-None-Match uses.
+        assert!(if_none_match("W/\"5-7\"", tag));
+        assert!(if_none_match("W/\"x\", W/\"5-7\"", tag));
+        // Commas inside an opaque tag do not split it: one tag `"x,*,y"` is not `*`.
+        assert!(!if_none_match("\"x,*,y\"", tag));
+        assert!(!if_none_match("\"x, *\"", tag));
+        assert!(if_none_match("\"a,b\", \"5-7\"", tag));
+        // `"a, "` then junk: not a list that holds our tag.
+        assert!(!if_none_match("\"a, \"5-7\"", tag));
+        // `*` only alone; in a list it makes the field invalid, and an invalid field never matches.
+        assert!(if_none_match("*", tag));
+        assert!(if_none_match(" * ", tag));
+        assert!(!if_none_match("*, \"x\"", tag));
+        assert!(!if_none_match("\"x\", *", tag));
+        // Not entity tags: unquoted, lower-case `w/`, unterminated, junk after a tag.
+        assert!(!if_none_match("5-7", tag));
+        assert!(!if_none_match("w/\"5-7\"", tag));
+        assert!(!if_none_match("\"5-7", tag));
+        assert!(!if_none_match("\"5-7\"x", tag));
+        assert!(!if_none_match("", tag));
+        assert!(!if_none_match("\"5-\"", tag));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert!(bearer_matches(Some("bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some("BEARER s3cret"), "s3cret"));
+        assert!(bearer_matches(Some("Bearer   s3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("Bearers3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("bearer"), "s3cret"));
+        assert!(!bearer_matches(Some("Bearer s3cret x"), "s3cret"));
     }
 
     #[test]

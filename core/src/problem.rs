@@ -32,6 +32,23 @@ impl Problem {
         }
     }
 
+    /// The fill endpoint's 401: no valid bearer token. Always sent with `WWW-Authenticate: Bearer`
+    /// ([`crate::edge_rules::BEARER_CHALLENGE`]).
+    pub fn unauthorized() -> Self {
+        Problem::new(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    /// A 500 of type `/problems/misconfigured`: the Worker's settings cannot work, whatever the client
+    /// does; `detail` names the setting and what to set.
+    pub fn misconfigured(detail: impl Into<String>) -> Self {
+        Problem::new(500, "misconfigured", "Server misconfigured", detail)
+    }
+
     /// The body.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a problem always serializes")
@@ -64,6 +81,16 @@ impl From<&RouteError> for Problem {
 mod tests {
     use super::*;
     use crate::route::route;
+
+    #[test]
+    fn misconfigurations_are_the_servers_problem() {
+        let problem = Problem::misconfigured("FILL_TOKEN is not set");
+        assert_eq!(problem.status, 500);
+        let json: serde_json::Value = serde_json::from_str(&problem.to_json()).unwrap();
+        assert_eq!(json["type"], "/problems/misconfigured");
+        assert_eq!(json["detail"], "FILL_TOKEN is not set");
+        assert_eq!(Problem::unauthorized().status, 401);
+    }
 
     #[test]
     fn route_errors_become_problems() {

@@ -5,6 +5,11 @@
 //! - **v3** (Confluent Platform and Confluent Cloud):
 //!   `POST /v3/clusters/{cluster_id}/topics/{topic}/records`, one record per call.
 //!
+//! The paths are relative to the proxy's base URL (`REST_PROXY_URL`, [`produce_url`]), which is where
+//! the API lives, not always the host: the standalone Confluent REST Proxy (and the v2 proxies) serve
+//! at the root (`https://rest-proxy.example.com:8082`), Confluent Cloud and Confluent Server serve v3
+//! under `/kafka` (`https://pkc-xxxxx.<region>.<cloud>.confluent.cloud:443/kafka`).
+//!
 //! Whatever the API, the record key is the bare decimal product id (v2: its bytes in base64; v3: a
 //! `STRING`), so both put one product's requests in one partition.
 
@@ -80,7 +85,69 @@ pub enum ProduceError {
     Malformed(String),
 }
 
+/// Why the REST proxy settings cannot work: a configuration error, reported on the first request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyConfigError {
+    /// `REST_PROXY_API=v3` without `KAFKA_CLUSTER_ID`: every produce path would be `/v3/clusters//...`.
+    #[error(
+        "KAFKA_CLUSTER_ID is not set, but REST_PROXY_API=v3 needs it in every produce path \
+         (/v3/clusters/{{KAFKA_CLUSTER_ID}}/topics/...): set KAFKA_CLUSTER_ID to the Kafka cluster's id \
+         (Confluent Cloud: lkc-...)"
+    )]
+    MissingClusterId,
+    /// `REST_PROXY_API` is neither `v2` nor `v3`.
+    #[error("REST_PROXY_API is {0:?}; it must be \"v2\" or \"v3\"")]
+    UnknownApi(String),
+    /// A bare Confluent Cloud endpoint with v3: Confluent Cloud serves v3 under `/kafka`.
+    #[error(
+        "REST_PROXY_URL {url:?} is a Confluent Cloud endpoint without the /kafka prefix under which it \
+         serves the v3 API: set REST_PROXY_URL to \"{url}/kafka\""
+    )]
+    ConfluentCloudWithoutKafkaPrefix {
+        /// The configured URL, without a trailing slash.
+        url: String,
+    },
+}
+
 impl ProxyApi {
+    /// The API from the settings `REST_PROXY_API` (unset: v2) and `KAFKA_CLUSTER_ID`, both `None` when
+    /// unset or empty. v3 without a cluster id is an error, never a path with an empty segment.
+    pub fn from_settings(
+        api: Option<&str>,
+        cluster_id: Option<&str>,
+    ) -> Result<Self, ProxyConfigError> {
+        match api.map(|a| a.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("v2") => Ok(ProxyApi::V2),
+            Some("v3") => match cluster_id.map(str::trim) {
+                Some(id) if !id.is_empty() => Ok(ProxyApi::V3 {
+                    cluster_id: id.to_owned(),
+                }),
+                _ => Err(ProxyConfigError::MissingClusterId),
+            },
+            Some(_) => Err(ProxyConfigError::UnknownApi(
+                api.unwrap_or_default().to_owned(),
+            )),
+        }
+    }
+
+    /// Checks `REST_PROXY_URL` against this API: a Confluent Cloud host with v3 needs the `/kafka`
+    /// prefix (the bare endpoint answers 404 to every produce call).
+    pub fn check_base_url(&self, base_url: &str) -> Result<(), ProxyConfigError> {
+        let url = base_url.trim_end_matches('/');
+        let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let (authority, path) = after_scheme
+            .split_once('/')
+            .map_or((after_scheme, ""), |(a, p)| (a, p));
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        let confluent_cloud = host.to_ascii_lowercase().ends_with(".confluent.cloud");
+        if matches!(self, ProxyApi::V3 { .. }) && confluent_cloud && path.is_empty() {
+            return Err(ProxyConfigError::ConfluentCloudWithoutKafkaPrefix {
+                url: url.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// The call that publishes `request` to `topic`.
     pub fn produce_call(&self, topic: &str, request: &PriceRequest) -> ProduceCall {
         let key = request.kafka_key();
@@ -166,6 +233,13 @@ impl ProxyApi {
     }
 }
 
+/// The URL of `call` at the proxy whose base URL is `base_url` (`REST_PROXY_URL`): the base without a
+/// trailing slash, then the call's path. Confluent Cloud's base ends in `/kafka`; a standalone proxy's
+/// is its root.
+pub fn produce_url(base_url: &str, call: &ProduceCall) -> String {
+    format!("{}{}", base_url.trim_end_matches('/'), call.path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +275,60 @@ mod tests {
         assert_eq!(body["key"], json!({"type": "STRING", "data": "42"}));
         let value = serde_json::to_vec(&body["value"]["data"]).unwrap();
         assert_eq!(PriceRequest::from_json(&value).unwrap(), request());
+    }
+
+    #[test]
+    fn v3_produce_urls_for_confluent_cloud_and_a_standalone_proxy() {
+        let api = ProxyApi::from_settings(Some("v3"), Some("lkc-1")).unwrap();
+        let call = api.produce_call("price-compare-requests", &request());
+        // Confluent Cloud (and Confluent Server): the v3 API is under /kafka.
+        let cloud = "https://pkc-abc12.eu-west-1.aws.confluent.cloud:443/kafka";
+        assert_eq!(api.check_base_url(cloud), Ok(()));
+        assert_eq!(
+            produce_url(cloud, &call),
+            "https://pkc-abc12.eu-west-1.aws.confluent.cloud:443/kafka/v3/clusters/lkc-1/topics/price-compare-requests/records"
+        );
+        // The standalone Confluent REST Proxy: at its root.
+        let standalone = "http://rest-proxy.internal:8082/";
+        assert_eq!(api.check_base_url(standalone), Ok(()));
+        assert_eq!(
+            produce_url(standalone, &call),
+            "http://rest-proxy.internal:8082/v3/clusters/lkc-1/topics/price-compare-requests/records"
+        );
+        // The bare Confluent Cloud endpoint (404 on every produce) is refused, saying what to set.
+        let bare = "https://pkc-abc12.eu-west-1.aws.confluent.cloud:443/";
+        let error = api.check_base_url(bare).unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("\"https://pkc-abc12.eu-west-1.aws.confluent.cloud:443/kafka\""));
+        // v2 paths stay at the base too.
+        let v2 = ProxyApi::V2.produce_call("t", &request());
+        assert_eq!(
+            produce_url("http://127.0.0.1:8080", &v2),
+            "http://127.0.0.1:8080/topics/t"
+        );
+        assert_eq!(ProxyApi::V2.check_base_url(bare), Ok(()));
+    }
+
+    #[test]
+    fn v3_without_a_cluster_id_is_a_configuration_error() {
+        for missing in [None, Some(""), Some("  ")] {
+            let error = ProxyApi::from_settings(Some("v3"), missing).unwrap_err();
+            assert_eq!(error, ProxyConfigError::MissingClusterId);
+            assert!(error.to_string().contains("KAFKA_CLUSTER_ID"));
+        }
+        assert_eq!(
+            ProxyApi::from_settings(Some("V3"), Some("lkc-1")),
+            Ok(ProxyApi::V3 {
+                cluster_id: "lkc-1".into()
+            })
+        );
+        assert_eq!(ProxyApi::from_settings(None, None), Ok(ProxyApi::V2));
+        assert_eq!(ProxyApi::from_settings(Some("v2"), None), Ok(ProxyApi::V2));
+        assert!(matches!(
+            ProxyApi::from_settings(Some("v4"), None),
+            Err(ProxyConfigError::UnknownApi(_))
+        ));
     }
 
     #[test]
