@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pricefront_core::rest_proxy::ProxyApi;
+use pricefront_core::rest_proxy::{ProxyApi, ProxyConfigError};
 use worker::Env;
 
 /// Where the Worker reads and writes comparisons.
@@ -16,6 +16,7 @@ pub enum CacheBackend {
 /// Everything the handlers need to know.
 pub struct Config {
     pub cache: CacheBackend,
+    /// The REST proxy's base URL, where its API paths start (Confluent Cloud: ending in `/kafka`).
     pub proxy_url: String,
     pub proxy_api: ProxyApi,
     pub proxy_basic_auth: Option<(String, String)>,
@@ -39,8 +40,10 @@ fn secret(env: &Env, name: &str) -> Option<String> {
 }
 
 impl Config {
-    /// Reads the settings, with the defaults of the local stack.
-    pub fn from_env(env: &Env) -> Self {
+    /// Reads the settings, with the defaults of the local stack. REST proxy settings that cannot work
+    /// (v3 without `KAFKA_CLUSTER_ID`, an unknown `REST_PROXY_API`, a bare Confluent Cloud URL) are an
+    /// error, which the handlers answer as a `/problems/misconfigured` 500.
+    pub fn from_env(env: &Env) -> Result<Self, ProxyConfigError> {
         let cache = match var(env, "CACHE_BACKEND").as_deref() {
             Some("redis") => CacheBackend::Redis {
                 host: var(env, "REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into()),
@@ -50,17 +53,18 @@ impl Config {
             },
             _ => CacheBackend::Kv,
         };
-        let proxy_api = match var(env, "REST_PROXY_API").as_deref() {
-            Some("v3") => ProxyApi::V3 {
-                cluster_id: var(env, "KAFKA_CLUSTER_ID").unwrap_or_default(),
-            },
-            _ => ProxyApi::V2,
-        };
+        let proxy_api = ProxyApi::from_settings(
+            var(env, "REST_PROXY_API").as_deref(),
+            var(env, "KAFKA_CLUSTER_ID").as_deref(),
+        )?;
+        let proxy_url =
+            var(env, "REST_PROXY_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        proxy_api.check_base_url(&proxy_url)?;
         let proxy_basic_auth =
             secret(env, "REST_PROXY_USERNAME").zip(secret(env, "REST_PROXY_PASSWORD"));
-        Self {
+        Ok(Self {
             cache,
-            proxy_url: var(env, "REST_PROXY_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            proxy_url,
             proxy_api,
             proxy_basic_auth,
             topic: var(env, "REQUEST_TOPIC")
@@ -71,6 +75,6 @@ impl Config {
                     .unwrap_or(2_000),
             ),
             fill_token: secret(env, "FILL_TOKEN"),
-        }
+        })
     }
 }

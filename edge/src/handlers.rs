@@ -1,16 +1,17 @@
 //! One function per route.
 
 use pricefront_core::edge_rules::{
-    bearer_matches, decide_read, etag, if_none_match, location, Pending, ReadDecision, Served,
-    RETRY_AFTER_SECS,
+    authorize_fill, decide_read, etag, if_none_match, location, FillAuthorization, Pending,
+    ReadDecision, Served, RETRY_AFTER_SECS,
 };
 use pricefront_core::problem::Problem;
 use pricefront_core::{Comparison, Freshness, ProductId, UnixMillis};
 use worker::{Context, Date, Env, Request, Response, Result};
 
+use crate::cache::{self, Stored};
 use crate::config::Config;
 use crate::publish::publish_coalesced;
-use crate::{cache, reply};
+use crate::reply;
 
 fn now_ms() -> UnixMillis {
     Date::now().as_millis()
@@ -23,49 +24,26 @@ pub async fn get_prices(
     ctx: Context,
     product: ProductId,
 ) -> Result<Response> {
-    let config = Config::from_env(env);
+    let config = match Config::from_env(env) {
+        Ok(config) => config,
+        Err(error) => return reply::misconfigured(&error.to_string()),
+    };
     let cached = cache::get(&config, env, product).await?;
     let now = now_ms();
     match (decide_read(cached.as_ref(), now), cached) {
-        (ReadDecision::Fresh { max_age_secs }, Some(comparison)) => {
-            let tag = etag(&comparison);
-            let matches = request
-                .headers()
-                .get("If-None-Match")?
-                .is_some_and(|h| if_none_match(&h, &tag));
-            let mut response = if matches {
-                Response::empty()?.with_status(304)
-            } else {
-                reply::json(
-                    200,
-                    &Served {
-                        freshness: Freshness::Fresh,
-                        comparison: &comparison,
-                    },
-                )?
-            };
-            response
-                .headers_mut()
-                .set("Cache-Control", &format!("public, max-age={max_age_secs}"))?;
-            response.headers_mut().set("ETag", &tag)?;
-            Ok(response)
-        }
+        (ReadDecision::Fresh { max_age_secs }, Some(comparison)) => served(
+            request,
+            &comparison,
+            Freshness::Fresh,
+            &format!("public, max-age={max_age_secs}"),
+        ),
         (ReadDecision::Stale, Some(comparison)) => {
             ctx.wait_until(async move {
                 if let Err(error) = publish_coalesced(&config, product, now).await {
                     worker::console_warn!("refresh of {product} not published: {error}");
                 }
             });
-            let mut response = reply::json(
-                200,
-                &Served {
-                    freshness: Freshness::Stale,
-                    comparison: &comparison,
-                },
-            )?;
-            response.headers_mut().set("Cache-Control", "no-cache")?;
-            response.headers_mut().set("ETag", &etag(&comparison))?;
-            Ok(response)
+            served(request, &comparison, Freshness::Stale, "no-cache")
         }
         _ => match publish_coalesced(&config, product, now).await {
             Ok(()) => {
@@ -95,27 +73,53 @@ pub async fn get_prices(
     }
 }
 
-/// `PUT /internal/v1/prices/{productId}`: the consumer stores a finished comparison.
-pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) -> Result<Response> {
-    let config = Config::from_env(env);
-    let authorization = request.headers().get("Authorization")?;
-    let Some(token) = config.fill_token.as_deref() else {
-        return reply::problem(&Problem::new(
-            401,
-            "unauthorized",
-            "Unauthorized",
-            "the fill endpoint has no token configured",
-        ));
+/// A 200 with `comparison` served as `freshness`, or a 304 when `If-None-Match` matches its entity
+/// tag; both with the tag and `cache_control` (RFC 9110 §13.1.2, §15.4.5).
+fn served(
+    request: &Request,
+    comparison: &Comparison,
+    freshness: Freshness,
+    cache_control: &str,
+) -> Result<Response> {
+    let tag = etag(comparison, freshness);
+    let not_modified = request
+        .headers()
+        .get("If-None-Match")?
+        .is_some_and(|value| if_none_match(&value, &tag));
+    let mut response = if not_modified {
+        Response::empty()?.with_status(304)
+    } else {
+        reply::json(
+            200,
+            &Served {
+                freshness,
+                comparison,
+            },
+        )?
     };
-    if !bearer_matches(authorization.as_deref(), token) {
-        let mut response = reply::problem(&Problem::new(
-            401,
-            "unauthorized",
-            "Unauthorized",
-            "a valid bearer token is required",
-        ))?;
-        response.headers_mut().set("WWW-Authenticate", "Bearer")?;
-        return Ok(response);
+    response.headers_mut().set("Cache-Control", cache_control)?;
+    response.headers_mut().set("ETag", &tag)?;
+    Ok(response)
+}
+
+/// `PUT /internal/v1/prices/{productId}`: the consumer stores a finished comparison. The newer
+/// `computedAtMs` wins: an older comparison is accepted (204, the cache holds one at least as new) but
+/// not stored.
+pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) -> Result<Response> {
+    let config = match Config::from_env(env) {
+        Ok(config) => config,
+        Err(error) => return reply::misconfigured(&error.to_string()),
+    };
+    let authorization = request.headers().get("Authorization")?;
+    match authorize_fill(config.fill_token.as_deref(), authorization.as_deref()) {
+        FillAuthorization::Allowed => {}
+        FillAuthorization::Unauthorized => return reply::unauthorized(),
+        FillAuthorization::NotConfigured => {
+            return reply::misconfigured(
+                "the fill endpoint has no token: set the FILL_TOKEN secret \
+                 (wrangler secret put FILL_TOKEN) to the consumers' FILL_TOKEN",
+            )
+        }
     }
     let body = request.bytes().await.unwrap_or_default();
     let comparison = match Comparison::from_json(&body) {
@@ -141,6 +145,11 @@ pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) ->
             ))
         }
     };
-    cache::put(&config, env, &comparison, now_ms()).await?;
+    if let Stored::KeptNewer = cache::put(&config, env, &comparison, now_ms()).await? {
+        worker::console_log!(
+            "fill of {product} computed at {} skipped: the cache holds a newer result",
+            comparison.computed_at_ms
+        );
+    }
     Response::empty().map(|r| r.with_status(204))
 }

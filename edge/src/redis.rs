@@ -1,4 +1,4 @@
-//! Just enough of the Redis protocol (RESP2) for `GET` and `SET … PX`, over the Workers sockets API.
+//! Just enough of the Redis protocol (RESP2) for `GET` and `EVAL`, over the Workers sockets API.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use worker::{Error, Result, Socket};
@@ -9,6 +9,8 @@ pub enum Reply {
     Simple,
     /// A bulk string, or `None` for a nil.
     Bulk(Option<Vec<u8>>),
+    /// An integer (`:1`), as scripts return.
+    Integer(i64),
 }
 
 /// Sends one command to Redis at `host:port` and reads its reply.
@@ -49,6 +51,10 @@ fn parse(buffer: &[u8]) -> Result<Option<Reply>> {
     match buffer.first() {
         Some(b'+') => Ok(Some(Reply::Simple)),
         Some(b'-') => Err(Error::RustError(format!("redis: {line}"))),
+        Some(b':') => line
+            .parse()
+            .map(|n| Some(Reply::Integer(n)))
+            .map_err(|_| Error::RustError("redis: bad integer reply".into())),
         Some(b'$') => {
             let length: i64 = line
                 .parse()
