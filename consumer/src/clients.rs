@@ -98,9 +98,27 @@ pub fn audience(key: &str) -> Audience {
     }
 }
 
+/// How long the group waits for a silent member before giving its partitions to the others, unless
+/// the options say otherwise: 10 s (librdkafka's default is 45 s), so that a survivor takes over a
+/// crashed member's partitions in well under 15 s.
+pub const DEFAULT_SESSION_TIMEOUT_MS: &str = "10000";
+
+/// The heartbeat that goes with [`DEFAULT_SESSION_TIMEOUT_MS`]: a third of it less a margin, so that two
+/// heartbeats can be lost before a live member is taken for dead.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: &str = "3000";
+
 /// The consumer's client settings: the shared ones, the consumer's own, and how it commits.
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let mut config = shared_config(settings, Audience::Consumer);
+    let given = |key: &str| {
+        config.get(key).is_some() || settings.consumer_options.iter().any(|(k, _)| k == key)
+    };
+    // Either both defaults or neither: a heartbeat must stay well under the session it keeps alive.
+    if !given("session.timeout.ms") && !given("heartbeat.interval.ms") {
+        config
+            .set("session.timeout.ms", DEFAULT_SESSION_TIMEOUT_MS)
+            .set("heartbeat.interval.ms", DEFAULT_HEARTBEAT_INTERVAL_MS);
+    }
     config
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "true")
@@ -164,6 +182,18 @@ mod tests {
         assert_eq!(consumer.get("max.poll.interval.ms"), Some("7000"));
         assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
         assert_eq!(consumer.get("security.protocol"), Some("plaintext"));
+    }
+
+    #[test]
+    fn the_group_session_defaults_to_10_s_unless_an_option_says_otherwise() {
+        let defaults = consumer_config(&Settings::from_flags(["c"]).unwrap());
+        assert_eq!(defaults.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(defaults.get("heartbeat.interval.ms"), Some("3000"));
+        let given = consumer_config(
+            &Settings::from_flags(["c", "--kafka-option", "session.timeout.ms=30000"]).unwrap(),
+        );
+        assert_eq!(given.get("session.timeout.ms"), Some("30000"));
+        assert_eq!(given.get("heartbeat.interval.ms"), None);
     }
 
     #[test]

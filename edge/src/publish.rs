@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use futures::future::{select, Either};
+use pricefront_core::rest_proxy::produce_url;
 use pricefront_core::{PriceRequest, ProductId, UnixMillis};
 use worker::{Cache, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
@@ -89,11 +90,11 @@ async fn publish(config: &Config, product: ProductId, now_ms: UnixMillis) -> Res
             &format!("Basic {}", BASE64.encode(format!("{user}:{password}"))),
         )?;
     }
+    let url = produce_url(&config.proxy_url, &call);
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(call.body.into()));
-    let url = format!("{}{}", config.proxy_url.trim_end_matches('/'), call.path);
     let request = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
     let sending = Box::pin(async move {
         let mut response = Fetch::Request(request)
