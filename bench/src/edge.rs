@@ -1,70 +1,171 @@
-//! Benchmark 2: the edge's hit path under wrk, beside the trivial `/healthz` route in the same run.
+//! Benchmark 2: the edge's hit path under wrk, ours (Rust/wasm) beside the JavaScript peer a team would
+//! write instead (`bench/peers/js-worker/`), each beside its own `/healthz`, in alternating rounds on the
+//! same machine, with the same product filled into each Worker's local KV. Also the Worker's size and the
+//! time from starting `wrangler dev` to the first answer, for both.
 
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use pricefront_core::ProductId;
-use pricefront_harness::sample_comparison;
 use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::{repo_path, sample_comparison};
 
 use crate::report::Section;
 use crate::Args;
 
 const PORT: u16 = 8789;
+const PEER_PORT: u16 = 8791;
+const PEER_CONFIG: &str = "bench/peers/js-worker/wrangler.toml";
 
-/// What wrk measured for one route.
+/// What wrk measured for one route in one round.
 struct Load {
     requests_per_sec: f64,
-    p50: String,
-    p99: String,
+    p50_ms: f64,
+    p99_ms: f64,
     /// wrk's "Non-2xx or 3xx responses" count.
     non_2xx: u64,
     /// wrk's socket errors (connect, read, write, timeout), as it prints them; "0" when none.
     socket_errors: String,
 }
 
-/// Starts a KV-backed Worker, fills one product, and loads both routes.
+/// One route's rounds.
+struct Route {
+    label: &'static str,
+    url: String,
+    rounds: Vec<Load>,
+}
+
+impl Route {
+    fn mean(&self, figure: impl Fn(&Load) -> f64) -> f64 {
+        self.rounds.iter().map(figure).sum::<f64>() / self.rounds.len().max(1) as f64
+    }
+}
+
+/// Starts both Workers, fills one product into each, and loads the four routes in alternating rounds.
 pub async fn run(args: &Args) -> anyhow::Result<Section> {
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("wrk is missing: apt-get install -y wrk (make bench does)");
     }
-    let worker = tokio::task::spawn_blocking(|| LocalWorker::start("bench", PORT, &[])).await??;
-    let product = ProductId::new(4_242_424_242).context("a product id")?;
-    let filled = worker
-        .edge()
-        .fill(&sample_comparison(product), &worker.token)
-        .await?;
-    if filled != 204 {
-        bail!("filling the Worker answered {filled}");
-    }
-    let base = worker.base.clone();
-    let health = wrk(args, &format!("{base}/healthz"))?;
-    let hit = wrk(args, &format!("{base}/v1/prices/{product}"))?;
-    let row = |route: &str, load: &Load| {
-        format!(
-            "| {route} | {:.0} | {} | {} | {:.2} | {} | {} |",
-            load.requests_per_sec,
-            load.p50,
-            load.p99,
-            load.requests_per_sec / health.requests_per_sec,
-            load.non_2xx,
-            load.socket_errors
-        )
-    };
-    Ok(Section {
-        title: "2. Edge hit path (wrangler dev, Workers KV)".into(),
-        table: vec![
-            "| route | requests/s | p50 | p99 | ratio to /healthz | non-2xx | socket errors |".into(),
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- |".into(),
-            row("GET /healthz (baseline)", &health),
-            row("GET /v1/prices/{id}, cached", &hit),
-        ],
-        notes: vec![format!(
-            "wrk -t2 -c{} -d{}s --latency, on the same 2 cores as the Worker: local `wrangler dev` (workerd), not \
-             Cloudflare's network.",
-            args.edge_connections, args.edge_seconds
-        )],
+    let started = Instant::now();
+    let ours = tokio::task::spawn_blocking(|| LocalWorker::start("bench", PORT, &[])).await??;
+    let ours_start = started.elapsed();
+    let started = Instant::now();
+    let peer = tokio::task::spawn_blocking(|| {
+        LocalWorker::start_from("bench-js", PEER_PORT, &[], Some(PEER_CONFIG))
     })
+    .await??;
+    let peer_start = started.elapsed();
+    let product = ProductId::new(4_242_424_242).context("a product id")?;
+    let sample = sample_comparison(product);
+    for worker in [&ours, &peer] {
+        let filled = worker.edge().fill(&sample, &worker.token).await?;
+        if filled != 204 {
+            bail!("filling {} answered {filled}", worker.base);
+        }
+        let served = worker.edge().get_prices(product, None).await?;
+        if served.status() != 200 {
+            bail!(
+                "{} does not serve the filled product: {}",
+                worker.base,
+                served.status()
+            );
+        }
+    }
+    let mut routes = vec![
+        Route {
+            label: "ours: GET /v1/prices/{id}, cached",
+            url: format!("{}/v1/prices/{product}", ours.base),
+            rounds: Vec::new(),
+        },
+        Route {
+            label: "JavaScript peer: GET /v1/prices/{id}, cached",
+            url: format!("{}/v1/prices/{product}", peer.base),
+            rounds: Vec::new(),
+        },
+        Route {
+            label: "ours: GET /healthz",
+            url: format!("{}/healthz", ours.base),
+            rounds: Vec::new(),
+        },
+        Route {
+            label: "JavaScript peer: GET /healthz",
+            url: format!("{}/healthz", peer.base),
+            rounds: Vec::new(),
+        },
+    ];
+    for _ in 0..args.edge_rounds {
+        for route in &mut routes {
+            let load = wrk(args, &route.url)?;
+            route.rounds.push(load);
+        }
+    }
+    let (ours_hit, peer_hit, ours_health) = (&routes[0], &routes[1], &routes[2]);
+    let rps = |r: &Route| r.mean(|l| l.requests_per_sec);
+    let p99 = |r: &Route| r.mean(|l| l.p99_ms);
+    let mut table = vec![
+        "| route | requests/s | p50 ms | p99 ms | non-2xx | socket errors |".into(),
+        "| --- | ---: | ---: | ---: | ---: | --- |".into(),
+    ];
+    for route in &routes {
+        table.push(format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            route.label,
+            rps(route),
+            route.mean(|l| l.p50_ms),
+            p99(route),
+            route.rounds.iter().map(|l| l.non_2xx).sum::<u64>(),
+            route
+                .rounds
+                .iter()
+                .map(|l| l.socket_errors.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    let (wasm_raw, wasm_gzip) = wasm_size()?;
+    Ok(Section {
+        title: "2. Edge hit path: ours (Rust/wasm) against a plain JavaScript Worker (wrangler dev, Workers KV)".into(),
+        table,
+        notes: vec![
+            format!(
+                "Ours ÷ JavaScript peer on the hit path: **{:.2}×** requests/s, p99 {:.2} ms against {:.2} ms. Ours ÷ our \
+                 own `/healthz`: **{:.2}×**.",
+                rps(ours_hit) / rps(peer_hit),
+                p99(ours_hit),
+                p99(peer_hit),
+                rps(ours_hit) / rps(ours_health)
+            ),
+            format!(
+                "Each figure is the mean of {} rounds of `wrk -t2 -c{} -d{}s --latency`, the four routes alternating in \
+                 each round, on the same 2 cores as both Workers: local `wrangler dev` (workerd), not Cloudflare's \
+                 network. The peer (`bench/peers/js-worker/`) reads the same key with `env.PRICES.get(key, \"json\")` \
+                 and answers the same headers and body; each Worker is filled with the same comparison through its \
+                 own fill route.",
+                args.edge_rounds, args.edge_connections, args.edge_seconds
+            ),
+            format!(
+                "Our Worker's wasm: {wasm_raw} bytes ({:.0} KB), {wasm_gzip} bytes gzipped ({:.0} KB); the peer is \
+                 a {}-byte script. From starting `wrangler dev` to the first answer: ours {:.1} s, the peer {:.1} s.",
+                wasm_raw as f64 / 1000.0,
+                wasm_gzip as f64 / 1000.0,
+                std::fs::metadata(repo_path("bench/peers/js-worker/src/index.js"))
+                    .map_or(0, |m| m.len()),
+                ours_start.as_secs_f64(),
+                peer_start.as_secs_f64()
+            ),
+        ],
+    })
+}
+
+/// The built Worker's wasm, raw and gzipped (`gzip -9`), in bytes.
+fn wasm_size() -> anyhow::Result<(u64, u64)> {
+    let path = repo_path("edge/build/index_bg.wasm");
+    let raw = std::fs::metadata(&path)
+        .with_context(|| format!("{} (build the edge first)", path.display()))?
+        .len();
+    let gzip = Command::new("gzip").arg("-9c").arg(&path).output()?;
+    Ok((raw, gzip.stdout.len() as u64))
 }
 
 fn wrk(args: &Args, url: &str) -> anyhow::Result<Load> {
@@ -99,9 +200,35 @@ fn wrk(args: &Args, url: &str) -> anyhow::Result<Load> {
         .map_or_else(|| "0".to_owned(), |e| e.trim().to_owned());
     Ok(Load {
         requests_per_sec,
-        p50: field("50%").unwrap_or_default(),
-        p99: field("99%").unwrap_or_default(),
+        p50_ms: field("50%").map_or(0.0, |v| millis(&v)),
+        p99_ms: field("99%").map_or(0.0, |v| millis(&v)),
         non_2xx,
         socket_errors,
     })
+}
+
+/// A wrk duration (`812.00us`, `1.23ms`, `2.01s`) in milliseconds.
+fn millis(text: &str) -> f64 {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().unwrap_or(0.0);
+    value
+        * match unit {
+            "us" => 0.001,
+            "s" => 1000.0,
+            "m" => 60_000.0,
+            _ => 1.0,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_wrk_durations() {
+        assert_eq!(super::millis("812.00us"), 0.812);
+        assert_eq!(super::millis("1.50ms"), 1.5);
+        assert_eq!(super::millis("2.00s"), 2000.0);
+    }
 }

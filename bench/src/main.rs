@@ -4,7 +4,9 @@
 //! 1. Fill throughput: comparisons per second of the consumer (release build) with its in-flight window,
 //!    against the same consumer one message at a time per partition (`--mode sequential`), and against
 //!    the latency-bound ideal (window / vendor latency). Peak memory of the consumer.
-//! 2. Edge hit path: wrk against the Worker under `wrangler dev`, a cached product against `/healthz`.
+//! 2. Edge hit path: wrk against the Worker under `wrangler dev` and against a plain JavaScript Worker
+//!    doing the same (`bench/peers/js-worker/`), each beside its `/healthz`, in alternating rounds; the
+//!    wasm's size and each Worker's start time.
 //! 3. Miss to filled: from the edge's 202 to its first 200, through the Strimzi Kafka Bridge, Kafka, the
 //!    consumer, vendors at a fixed latency and both sinks, beside that vendor latency.
 //! 4. Publish path: distinct misses per second through the edge and the bridge, beside the hit path of the
@@ -42,6 +44,9 @@ pub struct Args {
     /// Seconds of wrk load per edge route.
     #[arg(long, default_value_t = 10)]
     edge_seconds: u64,
+    /// Rounds of the edge benchmark (each loads the four routes once, alternating).
+    #[arg(long, default_value_t = 3)]
+    edge_rounds: u32,
     /// wrk connections.
     #[arg(long, default_value_t = 16)]
     edge_connections: u32,

@@ -29,6 +29,17 @@ impl LocalWorker {
     /// Starts the Worker named `name` on 127.0.0.1:`port` with a fresh random fill token and the given
     /// `vars` (`NAME`, `value`), and waits until it answers (the script waits up to 180 s). Blocking.
     pub fn start(name: &str, port: u16, vars: &[(&str, &str)]) -> Result<Self, WorkerError> {
+        Self::start_from(name, port, vars, None)
+    }
+
+    /// Like [`LocalWorker::start`], for the Worker that `config` (a `wrangler.toml`, relative to the
+    /// repository) describes instead of the edge: a benchmark's peer Worker, say.
+    pub fn start_from(
+        name: &str,
+        port: u16,
+        vars: &[(&str, &str)],
+        config: Option<&str>,
+    ) -> Result<Self, WorkerError> {
         let error = |detail: String| WorkerError {
             action: "start",
             name: name.to_owned(),
@@ -40,6 +51,9 @@ impl LocalWorker {
         command.arg("--var").arg(format!("FILL_TOKEN:{token}"));
         for (key, value) in vars {
             command.arg("--var").arg(format!("{key}:{value}"));
+        }
+        if let Some(config) = config {
+            command.arg("--config").arg(repo_path(config));
         }
         let output = command
             .stdin(Stdio::null())
