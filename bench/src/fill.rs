@@ -92,7 +92,10 @@ async fn one_run(args: &Args, label: &str, count: u64, flags: &[&str]) -> anyhow
     let limit = Instant::now() + Duration::from_secs(args.fill_limit_secs);
     let mut first = None;
     let finished_at = loop {
-        let finished = finished_messages(&consumer).await.unwrap_or(0.0) as u64;
+        let finished = consumer
+            .metric("pricefront_messages_finished_total")
+            .await
+            .unwrap_or(0.0) as u64;
         if finished >= 1 && first.is_none() {
             first = Some((Instant::now(), finished));
         }
@@ -122,16 +125,6 @@ async fn one_run(args: &Args, label: &str, count: u64, flags: &[&str]) -> anyhow
         peak_rss_mib,
         vendor_calls: env.simulator.request_counts().values().sum(),
     })
-}
-
-/// The consumer's `pricefront_messages_finished_total`.
-async fn finished_messages(consumer: &ConsumerProcess) -> Option<f64> {
-    let url = format!("http://127.0.0.1:{}/metrics", consumer.metrics_port);
-    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
-    text.lines()
-        .find(|l| l.starts_with("pricefront_messages_finished_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The process's peak resident memory (VmHWM), in KiB.

@@ -48,31 +48,13 @@ fn kv_edge() -> (Edge, String) {
     (edge, token)
 }
 
-/// The value of the sample `name` (with its labels, as written in the exposition) on the consumer's
-/// `/metrics`, if present.
-async fn metric(consumer: &ConsumerProcess, name: &str) -> Option<f64> {
-    let url = format!("http://127.0.0.1:{}/metrics", consumer.metrics_port);
-    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
-    text.lines()
-        .find(|l| l.split(' ').next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Waits until `metric(name)` satisfies `check`, at most `WAIT`.
+/// Waits until `name` on the consumer's `/metrics` satisfies `check`, at most `WAIT`.
 async fn wait_for_metric(consumer: &ConsumerProcess, name: &str, check: impl Fn(f64) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let value = metric(consumer, name).await;
-        if value.is_some_and(&check) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
+    if let Err(value) = consumer.wait_for_metric(name, check, WAIT).await {
+        panic!(
             "{name} is {value:?} after {WAIT:?}; log:\n{}",
             consumer.log_text()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -182,12 +164,10 @@ async fn a_fill_endpoint_refusing_the_token_is_reported_as_misconfigured_and_not
     );
     // It does not spin on a refusal that retrying cannot fix.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let refusals = metric(
-        &consumer,
-        "pricefront_cache_writes_total{sink=\"edge\",outcome=\"error\"}",
-    )
-    .await
-    .unwrap_or_default();
+    let refusals = consumer
+        .metric("pricefront_cache_writes_total{sink=\"edge\",outcome=\"error\"}")
+        .await
+        .unwrap_or_default();
     assert!(
         refusals <= 2.0,
         "{refusals} refused fills: a configuration error is retried slowly"
@@ -253,8 +233,12 @@ async fn redis_down_longer_than_the_max_poll_interval_costs_no_rebalance_and_los
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let revoked = metric(&consumer, "pricefront_rebalances_total{event=\"revoke\"}").await;
-    let assigned = metric(&consumer, "pricefront_rebalances_total{event=\"assign\"}").await;
+    let revoked = consumer
+        .metric("pricefront_rebalances_total{event=\"revoke\"}")
+        .await;
+    let assigned = consumer
+        .metric("pricefront_rebalances_total{event=\"assign\"}")
+        .await;
     assert_eq!(
         (revoked.unwrap_or(0.0), assigned),
         (0.0, Some(1.0)),
@@ -262,7 +246,7 @@ async fn redis_down_longer_than_the_max_poll_interval_costs_no_rebalance_and_los
         consumer.log_text()
     );
     assert_eq!(
-        metric(&consumer, "pricefront_assigned_partitions").await,
+        consumer.metric("pricefront_assigned_partitions").await,
         Some(3.0)
     );
 }

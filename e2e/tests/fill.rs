@@ -1,6 +1,10 @@
 //! The whole back half into the edge: a request on Kafka is compared by a real consumer, which stores
 //! the result in Redis and PUTs it to the KV-backed Worker's fill endpoint; the Worker then serves it.
-//! (The front half, the edge publishing through the REST proxy, needs a proxy: see the README.)
+//! (The front half, the edge publishing through the REST proxy: e2e/tests/miss_path.rs.)
+//!
+//! The edge is read only once the consumer's `/metrics` shows the fill done: a read before it would be a
+//! miss, which publishes to the edge's own topic, where the service's consumer (scripts/test.sh) would
+//! compare the product with its own vendors and fill a newer result.
 
 use std::time::Duration;
 
@@ -23,24 +27,23 @@ async fn a_result_the_consumer_fills_is_served_by_the_kv_backed_edge() {
     let product = env.product(1);
     env.publish([product]).await;
 
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let body: Value = loop {
-        let response = client
-            .get(format!("{edge}/v1/prices/{product}"))
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            break response.json().await.unwrap();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never served; consumer log:\n{}",
-            consumer.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let filled = consumer
+        .wait_for_metric(
+            "pricefront_cache_writes_total{sink=\"edge\",outcome=\"ok\"}",
+            |n| n >= 1.0,
+            Duration::from_secs(120),
+        )
+        .await;
+    assert!(
+        filled.is_ok(),
+        "the consumer never filled the edge ({filled:?}); log:\n{}",
+        consumer.log_text()
+    );
+    let response = reqwest::get(format!("{edge}/v1/prices/{product}"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
     let expected = env.expected_best(product, &["alpha", "bravo"]);
     assert_eq!(
         body["bestOffer"]["price"]["minorUnits"],

@@ -338,6 +338,38 @@ impl ConsumerProcess {
             .unwrap_or_default()
     }
 
+    /// The value of the sample `name` (with its labels, as the exposition writes them, e.g.
+    /// `pricefront_cache_writes_total{sink="edge",outcome="ok"}`) on the process's `/metrics`, if present.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+        text.lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Waits until the sample `name` satisfies `check`, at most `limit`; its value, or what it was when
+    /// the time ran out.
+    pub async fn wait_for_metric(
+        &self,
+        name: &str,
+        check: impl Fn(f64) -> bool,
+        limit: Duration,
+    ) -> Result<f64, Option<f64>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let value = self.metric(name).await;
+            if let Some(value) = value.filter(|v| check(*v)) {
+                return Ok(value);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(value);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// How many log lines contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log_text()
