@@ -22,8 +22,10 @@ pub struct Plan {
     pub before: Duration,
     /// How long the bridge stays stopped.
     pub down: Duration,
-    /// How long misses keep flowing after the bridge is ready again.
+    /// How long misses keep flowing after the first one accepted once the bridge is back.
     pub after: Duration,
+    /// The longest wait, once the bridge is ready again, for a miss to be accepted.
+    pub recovery_limit: Duration,
     /// The edge's topic, where accepted misses must be.
     pub topic: String,
 }
@@ -35,6 +37,7 @@ impl Default for Plan {
             before: Duration::from_secs(3),
             down: Duration::from_secs(5),
             after: Duration::from_secs(5),
+            recovery_limit: Duration::from_secs(120),
             topic: std::env::var("EDGE_TOPIC")
                 .unwrap_or_else(|_| pricefront_core::REQUEST_TOPIC.into()),
         }
@@ -64,8 +67,10 @@ pub async fn run(edge: &Edge, plan: &Plan) -> Result<DrillReport, DrillError> {
         ..DrillReport::default()
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let accepted_so_far = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let load = {
         let edge = edge.clone();
+        let accepted_so_far = accepted_so_far.clone();
         let every = Duration::from_secs(1) / plan.misses_per_second;
         async move {
             let mut tick = tokio::time::interval(every);
@@ -80,10 +85,14 @@ pub async fn run(edge: &Edge, plan: &Plan) -> Result<DrillReport, DrillError> {
                     _ = tick.tick() => {}
                 }
                 let edge = edge.clone();
+                let accepted_so_far = accepted_so_far.clone();
                 pending.spawn(async move {
                     let product = unused_product();
                     let sent = Instant::now();
                     let response = edge.get_prices(product, None).await.ok();
+                    if response.as_ref().is_some_and(|r| r.status() == 202) {
+                        accepted_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Answer {
                         product,
                         status: response.as_ref().map(|r| r.status().as_u16()),
@@ -112,6 +121,13 @@ pub async fn run(edge: &Edge, plan: &Plan) -> Result<DrillReport, DrillError> {
     let start_issued = Instant::now();
     let start_took = support::stack(&["start", "bridge"], &[], Duration::from_secs(180)).await?;
     let ready_at = Instant::now();
+    // Misses keep coming until one is accepted again (bounded), then `after` more.
+    let accepted_at_start = accepted_so_far.load(std::sync::atomic::Ordering::Relaxed);
+    while accepted_so_far.load(std::sync::atomic::Ordering::Relaxed) == accepted_at_start
+        && ready_at.elapsed() < plan.recovery_limit
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(plan.after).await;
     let _ = sender.send(());
     let answers = load
@@ -155,8 +171,15 @@ pub async fn run(edge: &Edge, plan: &Plan) -> Result<DrillReport, DrillError> {
             secs(start_took),
             secs(at.saturating_duration_since(ready_at)),
         )),
-        None => report.fail("no miss was accepted after the bridge came back"),
+        None => report.fail(format!(
+            "no miss was accepted within {} of the bridge being ready again",
+            secs(plan.recovery_limit)
+        )),
     }
+    let refused_after_ready = unavailable.iter().filter(|a| a.sent >= ready_at).count();
+    report.note(format!(
+        "{refused_after_ready} misses were still answered 503 after the bridge was ready (it builds a Kafka producer per connection, and a cold one is slow)"
+    ));
     let last_202_before = accepted.iter().filter(|a| a.sent < stopped_at).count();
     report.note(format!(
         "{} misses: {} accepted (202), {last_202_before} of them before the stop; {} answered 503 with Retry-After, the slowest in {}",
