@@ -10,9 +10,6 @@ use pricefront_consumer::dead_letter::ERROR_HEADER;
 use pricefront_core::FailureKind;
 use pricefront_harness::topic::read_to_end;
 use pricefront_harness::{profiles, vendor, TestEnv};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use vendor_sim::{BodyShape, VendorProfile};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -234,26 +231,8 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
 
 /// The group's committed offset per partition of `topic`.
 fn committed_offsets(group: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", pricefront_harness::brokers())
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..3 {
-        partitions.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .unwrap();
-    committed
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
+    pricefront_harness::topic::committed_offsets(&pricefront_harness::brokers(), group, topic)
+        .expect("reading the committed offsets")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,6 @@ use pricefront_harness::topic::read_to_end;
 use pricefront_harness::{brokers, profiles, redis_url, vendor, ConsumerProcess, TestEnv};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use vendor_sim::BodyShape;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -306,26 +305,8 @@ impl Compare for PanicsFor {
 
 /// The group's committed offset per partition of `topic`.
 fn committed_offsets(group: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..3 {
-        partitions.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .unwrap();
-    committed
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
+    pricefront_harness::topic::committed_offsets(&pricefront_harness::brokers(), group, topic)
+        .expect("reading the committed offsets")
 }
 
 /// Every partition's end offset of `topic`.

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use pricefront_core::{Comparison, FreshnessPolicy, Money, Offer, ProductId, VendorOutcome};
+use pricefront_core::{Comparison, ProductId};
+use pricefront_harness::aged_comparison as comparison;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
@@ -29,31 +30,6 @@ fn rand_u64() -> u64 {
 
 fn now_ms() -> u64 {
     pricefront_consumer::fanout::now_ms()
-}
-
-/// A comparison of `product` computed `age_ms` ago, fresh for 60 s and servable stale 10 min more.
-fn comparison(product: ProductId, age_ms: u64) -> Comparison {
-    let offer = |vendor: &str, minor| VendorOutcome::Answered {
-        offer: Offer {
-            vendor: vendor.into(),
-            price: Money {
-                minor_units: minor,
-                currency: "EUR".parse().unwrap(),
-            },
-            url: None,
-        },
-        guarantee_ms: 60_000,
-    };
-    let policy = FreshnessPolicy {
-        stale_grace_ms: 600_000,
-        ..FreshnessPolicy::default()
-    };
-    Comparison::aggregate(
-        product,
-        [offer("alpha", 1999), offer("bravo", 1499)],
-        now_ms() - age_ms,
-        &policy,
-    )
 }
 
 async fn fill(

@@ -10,9 +10,8 @@
 
 use std::time::Duration;
 
-use pricefront_core::{
-    Comparison, FreshnessPolicy, Money, Offer, ProductId, UnixMillis, VendorOutcome,
-};
+use pricefront_core::{Comparison, ProductId, UnixMillis};
+use pricefront_harness::{aged_comparison as comparison, comparison_at};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
@@ -34,37 +33,6 @@ fn product() -> ProductId {
 
 fn now_ms() -> UnixMillis {
     pricefront_consumer::fanout::now_ms()
-}
-
-/// A comparison of `product` computed at `computed_at_ms`, fresh for `fresh_ms` and servable stale
-/// for 10 minutes more.
-fn comparison_at(product: ProductId, computed_at_ms: UnixMillis, fresh_ms: u64) -> Comparison {
-    let offer = |vendor: &str, minor| VendorOutcome::Answered {
-        offer: Offer {
-            vendor: vendor.into(),
-            price: Money {
-                minor_units: minor,
-                currency: "EUR".parse().unwrap(),
-            },
-            url: None,
-        },
-        guarantee_ms: fresh_ms,
-    };
-    let policy = FreshnessPolicy {
-        stale_grace_ms: 600_000,
-        ..FreshnessPolicy::default()
-    };
-    Comparison::aggregate(
-        product,
-        [offer("alpha", 1999), offer("bravo", 1499)],
-        computed_at_ms,
-        &policy,
-    )
-}
-
-/// A comparison computed `age_ms` ago, fresh for a minute from then.
-fn comparison(product: ProductId, age_ms: u64) -> Comparison {
-    comparison_at(product, now_ms() - age_ms, 60_000)
 }
 
 /// `PUT /internal/v1/prices/{product}` with `authorization` as the header, if any.

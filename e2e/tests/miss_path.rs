@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use pricefront_core::{Comparison, FreshnessPolicy, Money, Offer, ProductId, VendorOutcome};
+use pricefront_core::{Money, ProductId};
 use pricefront_harness::edge::{unused_product, Edge};
 use pricefront_harness::topic::records_with_key;
-use pricefront_harness::{brokers, now_ms};
+use pricefront_harness::{aged_comparison, brokers};
 use serde_json::Value;
 use vendor_sim::{expected_price, Profiles};
 
@@ -100,26 +100,6 @@ async fn a_miss_is_queued_then_served_with_the_best_offer_by_the_kv_backed_edge(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miss_is_queued_then_served_with_the_best_offer_by_the_redis_backed_edge() {
     a_miss_is_queued_then_served(&Edge::from_env("EDGE_REDIS_URL").unwrap()).await;
-}
-
-/// A comparison of `product` computed `age_ms` ago, fresh for 60 s and servable stale 10 min more.
-fn aged_comparison(product: ProductId, age_ms: u64) -> Comparison {
-    let outcome = VendorOutcome::Answered {
-        offer: Offer {
-            vendor: "alpha".into(),
-            price: Money {
-                minor_units: 1999,
-                currency: "EUR".parse().unwrap(),
-            },
-            url: None,
-        },
-        guarantee_ms: 60_000,
-    };
-    let policy = FreshnessPolicy {
-        stale_grace_ms: 600_000,
-        ..FreshnessPolicy::default()
-    };
-    Comparison::aggregate(product, [outcome], now_ms() - age_ms, &policy)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

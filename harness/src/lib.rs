@@ -495,9 +495,10 @@ where
         .await
 }
 
-/// A complete comparison of `product` computed now: two EUR offers (alpha 19.99, bravo 14.99, the best),
-/// each guaranteed for an hour. What tests, benchmarks and drills fill an edge with.
-pub fn sample_comparison(product: ProductId) -> Comparison {
+/// A complete comparison of `product` computed at `computed_at_ms`: two EUR offers (alpha 19.99, bravo
+/// 14.99, the best), fresh for `fresh_ms` and servable stale for 10 minutes more. What tests,
+/// benchmarks and drills fill an edge with.
+pub fn comparison_at(product: ProductId, computed_at_ms: u64, fresh_ms: u64) -> Comparison {
     let answered = |vendor: &str, minor_units| pricefront_core::VendorOutcome::Answered {
         offer: pricefront_core::Offer {
             vendor: vendor.into(),
@@ -507,14 +508,28 @@ pub fn sample_comparison(product: ProductId) -> Comparison {
             },
             url: None,
         },
-        guarantee_ms: 3_600_000,
+        guarantee_ms: fresh_ms,
+    };
+    let policy = pricefront_core::FreshnessPolicy {
+        stale_grace_ms: 600_000,
+        ..pricefront_core::FreshnessPolicy::default()
     };
     Comparison::aggregate(
         product,
         [answered("alpha", 1999), answered("bravo", 1499)],
-        now_ms(),
-        &pricefront_core::FreshnessPolicy::default(),
+        computed_at_ms,
+        &policy,
     )
+}
+
+/// [`comparison_at`] computed `age_ms` ago, fresh for a minute from then.
+pub fn aged_comparison(product: ProductId, age_ms: u64) -> Comparison {
+    comparison_at(product, now_ms() - age_ms, 60_000)
+}
+
+/// [`comparison_at`] computed now, fresh for an hour: a hit for as long as a benchmark runs.
+pub fn sample_comparison(product: ProductId) -> Comparison {
+    comparison_at(product, now_ms(), 3_600_000)
 }
 
 /// Milliseconds since the Unix epoch.
