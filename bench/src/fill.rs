@@ -3,75 +3,125 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use pricefront_harness::{profiles_of, vendor, ConsumerProcess, TestEnv};
+use pricefront_harness::{profiles_of, vendor, TestEnv};
 use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
+use crate::peer_consumer::{cpu_seconds, peak_rss_kib, run_peer_mode, PeerMode, PeerRun};
 use crate::report::Section;
 use crate::Args;
 
-/// What one consumer run measured.
+/// What one consumer run measured (ours, the classic way, or the peer).
 struct Run {
     products: u64,
-    /// Results stored per second, from the first stored result to the last (partial ones included).
-    rate: f64,
     /// How many of the stored results are complete (every vendor answered).
     complete: u64,
+    /// Results stored per second, from the first stored result to the last (partial ones included).
+    rate: f64,
+    /// CPU seconds (user + sys) of the process per 1,000 comparisons, over its whole life.
+    cpu_s_per_1000: f64,
+    /// The same from the first stored result to the last (the steady fill only).
+    cpu_s_per_1000_fill: f64,
     peak_rss_mib: f64,
-    vendor_calls: u64,
+    vendor_calls_per_product: f64,
 }
 
-/// Runs the concurrent consumer and its sequential baseline on fresh topics.
+impl From<PeerRun> for Run {
+    fn from(peer: PeerRun) -> Self {
+        Self {
+            products: peer.products,
+            complete: peer.complete,
+            rate: peer.rate,
+            cpu_s_per_1000: peer.cpu_s_per_1000,
+            cpu_s_per_1000_fill: peer.cpu_s_per_1000_fill,
+            peak_rss_mib: peer.peak_rss_mib,
+            vendor_calls_per_product: peer.vendor_calls_per_product,
+        }
+    }
+}
+
+/// Runs ours and the Confluent Parallel Consumer at each window, on fresh topics with the same requests
+/// and vendors, then the one-at-a-time baseline.
 pub async fn run(args: &Args) -> anyhow::Result<Section> {
-    let window = args.window.to_string();
-    let concurrent = one_run(
-        args,
-        "concurrent",
-        args.products,
-        &["--max-in-flight", &window],
-    )
-    .await?;
+    let latency_s = args.vendor_latency_ms as f64 / 1000.0;
+    let mut rows = Vec::new();
+    let mut ours_at_first = None;
+    for &window in &args.windows {
+        let flag = window.to_string();
+        let ours = one_run(
+            args,
+            &format!("ours-{window}"),
+            args.products,
+            &["--max-in-flight", &flag],
+        )
+        .await?;
+        let mode = if args.peer_core {
+            PeerMode::Core
+        } else {
+            PeerMode::Vertx
+        };
+        let peer: Run = run_peer_mode(args, &format!("peer-{window}"), args.products, window, mode)
+            .await?
+            .into();
+        let ideal = f64::from(window) / latency_s;
+        ours_at_first.get_or_insert(ours.rate);
+        rows.push(row(&format!("ours: window {window}"), &ours, ideal));
+        rows.push(row(
+            &format!("Parallel Consumer 0.5.3.3 (Vert.x): maxConcurrency {window}"),
+            &peer,
+            ideal,
+        ));
+    }
     let sequential = one_run(
         args,
         "sequential",
         args.sequential_products,
-        &["--mode", "sequential", "--max-in-flight", &window],
+        &["--mode", "sequential"],
     )
     .await?;
-    let latency_s = args.vendor_latency_ms as f64 / 1000.0;
-    let ideal = f64::from(args.window) / latency_s;
-    let sequential_ideal = 3.0 / latency_s;
-    let row = |name: &str, run: &Run, ideal: f64| {
-        format!(
-            "| {name} | {} | {} | {:.0} | {:.0} | {:.0}% | {:.1} | {} |",
-            run.products,
-            run.complete,
-            run.rate,
-            ideal,
-            100.0 * run.rate / ideal,
-            run.peak_rss_mib,
-            run.vendor_calls
-        )
-    };
+    rows.push(row(
+        "classic: one at a time per partition",
+        &sequential,
+        3.0 / latency_s,
+    ));
+    let mut table = vec![
+        "| consumer | products | complete | results stored/s (from the first) | latency-bound ideal/s | % of ideal | CPU s per 1,000 (whole life / fill) | peak RSS MiB | vendor calls per product |".into(),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into(),
+    ];
+    table.extend(rows);
     Ok(Section {
-        title: "1. Fill throughput".into(),
-        table: vec![
-            "| consumer | products | complete results | results stored/s (from the first) | latency-bound ideal/s | efficiency | peak RSS MiB | vendor calls |".into(),
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into(),
-            row(&format!("ours: window {}", args.window), &concurrent, ideal),
-            row("classic: one at a time per partition", &sequential, sequential_ideal),
+        title: "1. Fill throughput: ours against the Confluent Parallel Consumer and the classic way".into(),
+        table,
+        notes: vec![
+            format!(
+                "Ours at window {} is **{:.1}×** the classic way. Ideal: window / vendor latency ({} vendors at {} ms                  ±10%); partitions (3) / vendor latency for the classic way. The rate counts every stored result,                  partial ones included (the complete ones are in their own column), from the first stored result                  to the last, so the group join is not counted. CPU is user + sys of the consumer process over its                  whole life (the JVM's start and warm-up included for the peer), per 1,000 results.",
+                args.windows.first().copied().unwrap_or_default(),
+                ours_at_first.unwrap_or_default() / sequential.rate,
+                args.vendors,
+                args.vendor_latency_ms
+            ),
+            "The peer (`bench/peers/parallel-consumer/`, see its README) is configured as its documentation              recommends: `ProcessingOrder.KEY`, `maxConcurrency` = the window, periodic asynchronous commits,              its Vert.x module for the HTTP fan-out (its best mode here; the core module with a thread per              record did about 4× worse), and it writes the same key and JSON to Redis, which the edge serves."
+                .into(),
         ],
-        notes: vec![format!(
-            "Ours is **{:.1}×** the classic way. Ideal: window / vendor latency for ours, partitions (3) / vendor \
-             latency for the classic way. The rate counts every stored result, partial ones included (the \
-             complete ones are in their own column), from the first stored result to the last, so the group \
-             join is not counted.",
-            concurrent.rate / sequential.rate
-        )],
     })
 }
 
-fn vendors(args: &Args) -> Profiles {
+fn row(name: &str, run: &Run, ideal: f64) -> String {
+    format!(
+        "| {name} | {} | {} | {:.0} | {:.0} | {:.0}% | {:.2} / {:.2} | {:.1} | {:.2} |",
+        run.products,
+        run.complete,
+        run.rate,
+        ideal,
+        100.0 * run.rate / ideal,
+        run.cpu_s_per_1000,
+        run.cpu_s_per_1000_fill,
+        run.peak_rss_mib,
+        run.vendor_calls_per_product
+    )
+}
+
+pub(crate) fn vendors(args: &Args) -> Profiles {
     let low = args.vendor_latency_ms * 9 / 10;
     let high = args.vendor_latency_ms * 11 / 10;
     profiles_of((0..args.vendors).map(|i| {
@@ -97,7 +147,7 @@ async fn one_run(args: &Args, label: &str, count: u64, flags: &[&str]) -> anyhow
             .await
             .unwrap_or(0.0) as u64;
         if finished >= 1 && first.is_none() {
-            first = Some((Instant::now(), finished));
+            first = Some((Instant::now(), finished, cpu_seconds(consumer.child.id())));
         }
         if finished >= count {
             break Instant::now();
@@ -110,32 +160,25 @@ async fn one_run(args: &Args, label: &str, count: u64, flags: &[&str]) -> anyhow
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (started_at, done_at_start) = first.context("nothing finished")?;
+    let (started_at, done_at_start, cpu_at_start) = first.context("nothing finished")?;
     let seconds = (finished_at - started_at).as_secs_f64().max(0.001);
-    let peak_rss_mib = peak_rss_kib(&consumer) / 1024.0;
+    let pid = consumer.child.id();
+    let peak_rss_mib = peak_rss_kib(pid).unwrap_or(0.0) / 1024.0;
+    let cpu = cpu_seconds(pid).unwrap_or(0.0);
     let results = env.stored(&products).await;
     let stored = results.len() as u64;
     if stored != count {
         bail!("{label}: {stored} of {count} results in Redis");
     }
+    let calls: u64 = env.simulator.request_counts().values().sum();
     Ok(Run {
         products: count,
         complete: results.iter().filter(|r| r.complete).count() as u64,
         rate: (count - done_at_start) as f64 / seconds,
+        cpu_s_per_1000: cpu * 1000.0 / count as f64,
+        cpu_s_per_1000_fill: (cpu - cpu_at_start.unwrap_or(cpu)) * 1000.0
+            / (count - done_at_start).max(1) as f64,
         peak_rss_mib,
-        vendor_calls: env.simulator.request_counts().values().sum(),
+        vendor_calls_per_product: calls as f64 / count as f64,
     })
-}
-
-/// The process's peak resident memory (VmHWM), in KiB.
-fn peak_rss_kib(consumer: &ConsumerProcess) -> f64 {
-    std::fs::read_to_string(format!("/proc/{}/status", consumer.child.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0.0)
 }

@@ -15,6 +15,7 @@
 mod edge;
 mod fill;
 mod miss;
+mod peer_consumer;
 mod report;
 
 use clap::Parser;
@@ -23,9 +24,12 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
-    /// Distinct products for the concurrent consumer.
-    #[arg(long, default_value_t = 20_000)]
+    /// Distinct products for each run of ours and the peer.
+    #[arg(long, default_value_t = 10_000)]
     products: u64,
+    /// Run the peer with its core module (a thread per record) instead of its Vert.x module.
+    #[arg(long)]
+    peer_core: bool,
     /// Distinct products for the sequential baseline (one at a time per partition is slow: bounded).
     #[arg(long, default_value_t = 600)]
     sequential_products: u64,
@@ -35,9 +39,9 @@ pub struct Args {
     /// Simulated vendor latency in ms (uniform within ±10%).
     #[arg(long, default_value_t = 100)]
     vendor_latency_ms: u64,
-    /// The consumer's in-flight window.
-    #[arg(long, default_value_t = 256)]
-    window: u32,
+    /// The in-flight windows to compare ours and the peer at (repeatable).
+    #[arg(long = "window", default_values_t = [256, 1024])]
+    windows: Vec<u32>,
     /// The longest one fill run may take, in seconds.
     #[arg(long, default_value_t = 300)]
     fill_limit_secs: u64,

@@ -62,7 +62,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     })
     .await??;
     let edge = worker.edge();
-    let window = args.window.to_string();
+    let window = args.windows.first().copied().unwrap_or(256).to_string();
     let consumer = env.start_consumer(
         "miss",
         &[

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use pricefront_core::{cache_key, Comparison, ProductId};
-use pricefront_harness::{profiles_of, redis_url, repo_path, vendor, TestEnv};
+use pricefront_harness::{redis_url, repo_path, TestEnv};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use vendor_sim::{BodyShape, Profiles};
 
 use crate::Args;
 
@@ -39,20 +38,12 @@ impl PeerMode {
 /// What one run of the peer measured.
 #[derive(Debug, Clone)]
 pub struct PeerRun {
-    /// How the peer did its work.
-    pub mode: PeerMode,
-    /// The window (`maxConcurrency`).
-    pub window: u32,
     /// Requests published, and results stored.
     pub products: u64,
     /// How many stored results are complete (every vendor answered).
     pub complete: u64,
     /// Results stored per second, from the first stored result to the last.
     pub rate: f64,
-    /// The latency-bound ideal: window / vendor latency, per second.
-    pub ideal: f64,
-    /// `rate` as a percentage of `ideal`.
-    pub efficiency_pct: f64,
     /// CPU seconds (user + sys) of the peer process per 1,000 comparisons, over its whole life (JVM start,
     /// group join and JIT warm-up included).
     pub cpu_s_per_1000: f64,
@@ -65,18 +56,7 @@ pub struct PeerRun {
     pub vendor_calls_per_product: f64,
 }
 
-/// Runs the peer with its best mode (the Vert.x module, see `bench/peers/parallel-consumer/README.md`) on a
-/// fresh topic of `count` requests, with the window `window`.
-pub async fn run_peer(
-    args: &Args,
-    label: &str,
-    count: u64,
-    window: u32,
-) -> anyhow::Result<PeerRun> {
-    run_peer_mode(args, label, count, window, PeerMode::Vertx).await
-}
-
-/// Like [`run_peer`], in the given mode.
+/// Runs the peer in `mode` on a fresh topic of `count` requests, with the window `window`.
 pub async fn run_peer_mode(
     args: &Args,
     label: &str,
@@ -85,7 +65,7 @@ pub async fn run_peer_mode(
     mode: PeerMode,
 ) -> anyhow::Result<PeerRun> {
     let jar = peer_jar()?;
-    let env = TestEnv::new(&format!("bench-{label}"), vendors(args), 2_000).await;
+    let env = TestEnv::new(&format!("bench-{label}"), crate::fill::vendors(args), 2_000).await;
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await;
     let mut redis = Resp::connect(&redis_url()).await?;
@@ -143,17 +123,12 @@ pub async fn run_peer_mode(
     let seconds = (finished_at - started_at).as_secs_f64().max(0.001);
     let filled = (count - stored_at_start).max(1);
     let complete = check_stored(&mut redis, &products).await?;
-    let ideal = f64::from(window) / (args.vendor_latency_ms as f64 / 1000.0);
     let rate = filled as f64 / seconds;
     let vendor_calls: u64 = env.simulator.request_counts().values().sum();
     Ok(PeerRun {
-        mode,
-        window,
         products: count,
         complete,
         rate,
-        ideal,
-        efficiency_pct: 100.0 * rate / ideal,
         cpu_s_per_1000: cpu_total / count as f64 * 1000.0,
         cpu_s_per_1000_fill: (cpu_total - cpu_at_start) / filled as f64 * 1000.0,
         peak_rss_mib,
@@ -193,21 +168,6 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
-}
-
-/// The vendors of the fill benchmark (as `fill.rs` has them): `args.vendors` simulated vendors at the
-/// vendor latency ±10%, alternating the nested and the flat body shape.
-fn vendors(args: &Args) -> Profiles {
-    let low = args.vendor_latency_ms * 9 / 10;
-    let high = args.vendor_latency_ms * 11 / 10;
-    profiles_of((0..args.vendors).map(|i| {
-        let shape = if i % 2 == 0 {
-            BodyShape::Nested
-        } else {
-            BodyShape::Flat
-        };
-        (format!("vendor{i}"), vendor((low, high), shape))
-    }))
 }
 
 /// Reads every product's stored value and checks that it is a comparison our edge can serve

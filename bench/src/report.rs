@@ -19,9 +19,9 @@ pub fn render(args: &Args, sections: &[Section]) -> String {
         String::new(),
         format!("Produced by `make bench` (`cargo run --release -p pricefront-bench -- --write`) on {}.", machine()),
         format!(
-            "Settings: {} products, {} vendors at {} ms, window {}; sequential baseline on {} products; \
+            "Settings: {} products, {} vendors at {} ms, windows {:?}; sequential baseline on {} products; \
              wrk {} s × {} connections per route.",
-            args.products, args.vendors, args.vendor_latency_ms, args.window, args.sequential_products, args.edge_seconds, args.edge_connections
+            args.products, args.vendors, args.vendor_latency_ms, args.windows, args.sequential_products, args.edge_seconds, args.edge_connections
         ),
         "Everything runs on this one machine (Kafka, Redis, the simulator, the consumer, wrangler dev and the load), so \
          the figures are what the machine gives, not what the design can reach."
