@@ -163,6 +163,7 @@ pub async fn run(
     let mut backlog = Backlog::new(settings.topic.clone(), worker.metrics.clone());
     let mut tasks = JoinSet::new();
     let consumer = worker.consumer.clone();
+    let mut revocations_seen = worker.metrics.revocations();
     tokio::pin!(shutdown);
     loop {
         while let Some(result) = tasks.try_join_next() {
@@ -193,10 +194,17 @@ pub async fn run(
             () = &mut shutdown => break,
             permit = window.clone().acquire_owned() => {
                 let permit = permit.expect("the window is never closed");
-                if let Some(message) = backlog.next(consumer.as_ref()) {
-                    if is_assigned(consumer.as_ref(), message.partition) {
-                        start(&worker, &mut tasks, message, permit);
+                // Asking librdkafka for the assignment is a round trip to its thread: only after a
+                // revocation, not for every held message.
+                let revocations = worker.metrics.revocations();
+                if revocations != revocations_seen {
+                    revocations_seen = revocations;
+                    if let Some(assigned) = assigned_partitions(consumer.as_ref()) {
+                        backlog.keep_only(&assigned);
                     }
+                }
+                if let Some(message) = backlog.next(consumer.as_ref()) {
+                    start(&worker, &mut tasks, message, permit);
                 }
             }
             () = tokio::time::sleep(PAUSE_WHEN_FULL_FOR), if !backlog.is_paused() => {
@@ -254,12 +262,11 @@ fn start(
     });
 }
 
-/// Whether `partition` is still assigned: a message held while its partition was revoked is dropped (its
-/// new owner consumes it).
-fn is_assigned(consumer: &LoggingConsumer, partition: i32) -> bool {
-    consumer.assignment().map_or(true, |list| {
-        list.elements().iter().any(|e| e.partition() == partition)
-    })
+/// The partitions assigned now; `None` when librdkafka cannot say (then nothing is dropped: better a
+/// duplicate than a loss).
+fn assigned_partitions(consumer: &LoggingConsumer) -> Option<Vec<i32>> {
+    let list = consumer.assignment().ok()?;
+    Some(list.elements().iter().map(|e| e.partition()).collect())
 }
 
 fn report_task_end(result: Result<(), tokio::task::JoinError>) {

@@ -102,6 +102,12 @@ impl Backlog {
         message
     }
 
+    /// Drops the held messages of partitions that are not in `assigned` (revoked meanwhile: their new
+    /// owner consumes them).
+    pub fn keep_only(&mut self, assigned: &[i32]) {
+        self.held.retain(|m| assigned.contains(&m.partition));
+    }
+
     /// Pauses every assigned partition: the window has been full for [`PAUSE_WHEN_FULL_FOR`].
     pub fn pause_assigned<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>) {
         let assigned: Vec<i32> = match consumer.assignment() {
