@@ -99,20 +99,44 @@ pub fn audience(key: &str) -> Audience {
 }
 
 /// How long the group waits for a silent member before giving its partitions to the others, unless
-/// the options say otherwise: 10 s (librdkafka's default is 45 s), so that a survivor takes over a
-/// crashed member's partitions in well under 15 s.
-pub const DEFAULT_SESSION_TIMEOUT_MS: &str = "10000";
+/// the options say otherwise: 6 s, the broker's smallest by default (`group.min.session.timeout.ms`;
+/// librdkafka's default is 45 s), so that a survivor takes a crashed member's partitions over in under
+/// 15 s (the kill -9 drill measures it).
+pub const DEFAULT_SESSION_TIMEOUT_MS: &str = "6000";
 
-/// The heartbeat that goes with [`DEFAULT_SESSION_TIMEOUT_MS`]: a third of it less a margin, so that two
-/// heartbeats can be lost before a live member is taken for dead.
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: &str = "3000";
+/// The heartbeat that goes with [`DEFAULT_SESSION_TIMEOUT_MS`]: a third of it, so that two heartbeats
+/// can be lost before a live member is taken for dead.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: &str = "2000";
+
+/// The most prefetched message data librdkafka keeps, unless the options say otherwise: 16 MiB instead
+/// of its 64 MiB (requests are about 100 bytes: that is still over 100,000 of them).
+pub const DEFAULT_QUEUED_MAX_KBYTES: &str = "16384";
+
+/// About how many bytes one request takes in a fetch (the message, its key and the record overhead).
+const APPROX_REQUEST_BYTES: u64 = 256;
 
 /// The consumer's client settings: the shared ones, the consumer's own, and how it commits.
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let mut config = shared_config(settings, Audience::Consumer);
+    let shared = config.clone();
     let given = |key: &str| {
-        config.get(key).is_some() || settings.consumer_options.iter().any(|(k, _)| k == key)
+        shared.get(key).is_some() || settings.consumer_options.iter().any(|(k, _)| k == key)
     };
+    // A short prefetch: by default librdkafka queues up to 100,000 messages per partition and fetches
+    // up to 1 MiB per partition at once, so after a takeover the new partition's messages waited behind
+    // thousands of the others (the kill -9 drill: 29 s from the kill to the first result of the dead
+    // member's partitions). About two windows per partition keeps the window fed.
+    let window = u64::from(settings.max_in_flight);
+    if !given("queued.min.messages") {
+        config.set("queued.min.messages", (2 * window).max(100).to_string());
+    }
+    if !given("max.partition.fetch.bytes") {
+        let bytes = (2 * window * APPROX_REQUEST_BYTES).clamp(64 << 10, 1 << 20);
+        config.set("max.partition.fetch.bytes", bytes.to_string());
+    }
+    if !given("queued.max.messages.kbytes") {
+        config.set("queued.max.messages.kbytes", DEFAULT_QUEUED_MAX_KBYTES);
+    }
     // Either both defaults or neither: a heartbeat must stay well under the session it keeps alive.
     if !given("session.timeout.ms") && !given("heartbeat.interval.ms") {
         config
@@ -185,15 +209,31 @@ mod tests {
     }
 
     #[test]
-    fn the_group_session_defaults_to_10_s_unless_an_option_says_otherwise() {
+    fn the_group_session_defaults_to_6_s_unless_an_option_says_otherwise() {
         let defaults = consumer_config(&Settings::from_flags(["c"]).unwrap());
-        assert_eq!(defaults.get("session.timeout.ms"), Some("10000"));
-        assert_eq!(defaults.get("heartbeat.interval.ms"), Some("3000"));
+        assert_eq!(defaults.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(defaults.get("heartbeat.interval.ms"), Some("2000"));
         let given = consumer_config(
             &Settings::from_flags(["c", "--kafka-option", "session.timeout.ms=30000"]).unwrap(),
         );
         assert_eq!(given.get("session.timeout.ms"), Some("30000"));
         assert_eq!(given.get("heartbeat.interval.ms"), None);
+    }
+
+    #[test]
+    fn the_prefetch_is_sized_to_the_window_unless_an_option_says_otherwise() {
+        let defaults =
+            consumer_config(&Settings::from_flags(["c", "--max-in-flight", "1024"]).unwrap());
+        assert_eq!(defaults.get("queued.min.messages"), Some("2048"));
+        assert_eq!(defaults.get("max.partition.fetch.bytes"), Some("524288"));
+        assert_eq!(defaults.get("queued.max.messages.kbytes"), Some("16384"));
+        let small = consumer_config(&Settings::from_flags(["c", "--max-in-flight", "16"]).unwrap());
+        assert_eq!(small.get("queued.min.messages"), Some("100"));
+        assert_eq!(small.get("max.partition.fetch.bytes"), Some("65536"));
+        let given = consumer_config(
+            &Settings::from_flags(["c", "--kafka-option", "queued.min.messages=5"]).unwrap(),
+        );
+        assert_eq!(given.get("queued.min.messages"), Some("5"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Drill 1: `kill -9` of one consumer of two in one group, in the middle of a backlog. The survivor must
 //! take the dead one's partitions over (once the group session times out: the consumer's default
-//! `session.timeout.ms` is 10 s, see docs/configuration.md) and finish everything. The takeover time is
+//! `session.timeout.ms` is 6 s, see docs/configuration.md) and finish everything. The takeover time is
 //! from the kill to the survivor's first stored result of a product on the dead member's partitions.
 
 use std::time::Duration;
