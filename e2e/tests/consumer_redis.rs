@@ -3,7 +3,6 @@
 //! Start the stack first: `dev/stack.sh up` (`make test` does). The consumer binary is the debug build
 //! (`cargo test` builds it) unless PRICEFRONT_CONSUMER_BIN names another.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pricefront_consumer::cache::{PutOutcome, RedisCache};
@@ -12,9 +11,7 @@ use pricefront_core::{
     Comparison, FailureKind, FreshnessPolicy, ProductId, UnixMillis, VendorFailure,
 };
 use pricefront_harness::private_redis::PrivateRedis;
-use pricefront_harness::{
-    brokers, consumer_binary, profiles, redis_url, vendor, ConsumerProcess, TestEnv,
-};
+use pricefront_harness::{profiles, redis_url, vendor, ConsumerProcess, TestEnv};
 use vendor_sim::BodyShape;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -91,7 +88,7 @@ async fn a_consumer_started_while_redis_is_down_waits_for_it_then_stores_results
     let mut redis = PrivateRedis::start().await;
     redis.stop();
     let private_redis_url = redis.url();
-    let consumer = start_consumer_with_redis(&env, "a", &private_redis_url);
+    let consumer = env.start_consumer("a", &["--redis-url", &private_redis_url]);
     let readyz = format!("http://127.0.0.1:{}/readyz", consumer.metrics_port);
 
     // Running, holding partitions, and not ready, because Redis is not there.
@@ -190,43 +187,4 @@ fn has_exited(pid: u32) -> bool {
                 .is_some_and(|rest| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
-}
-
-/// Starts a consumer of `env`'s topics and group that uses the Redis at `redis`.
-///
-/// The harness's `start_consumer` always passes the shared Redis, and clap refuses a second
-/// `--redis-url`, so this builds the command itself.
-fn start_consumer_with_redis(env: &TestEnv, label: &str, redis: &str) -> ConsumerProcess {
-    let log = env.dir.join(format!("consumer-{label}.log"));
-    let file = std::fs::File::create(&log).unwrap();
-    let metrics_port = free_port();
-    let child = Command::new(consumer_binary())
-        .args(["--brokers", &brokers(), "--topic", &env.topic])
-        .args(["--dead-letter-topic", &env.dead_letter_topic])
-        .args(["--group-id", &env.group, "--redis-url", redis])
-        .arg("--vendors")
-        .arg(&env.vendors_file)
-        .args(["--commit-interval-ms", "200"])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .env_remove("FILL_TOKEN")
-        .env_remove("FILL_URL")
-        .env("RUST_LOG", "info,rdkafka=warn")
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .spawn()
-        .expect("starting the consumer");
-    ConsumerProcess {
-        child,
-        log,
-        metrics_port,
-    }
-}
-
-/// A port free on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
