@@ -332,7 +332,8 @@ bridge.id=pf-local-bridge
 http.enabled=true
 kafka.bootstrap.servers=$HOST:$KAFKA_PORT
 kafka.producer.acks=all
-kafka.producer.linger.ms=5
+# One record per HTTP request, and a producer per connection: nothing to batch, so no linger.
+kafka.producer.linger.ms=0
 kafka.producer.max.block.ms=$BRIDGE_MAX_BLOCK_MS
 kafka.producer.request.timeout.ms=$req
 kafka.producer.delivery.timeout.ms=$BRIDGE_DELIVERY_TIMEOUT_MS

@@ -21,7 +21,7 @@ mod report;
 use clap::Parser;
 
 /// Benchmarks of pricefront on the local stack.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Args {
     /// Distinct products for each run of ours and the peer.
@@ -63,18 +63,44 @@ pub struct Args {
     /// How often a client polls after its 202, in ms.
     #[arg(long, default_value_t = 10)]
     miss_poll_ms: u64,
+    /// Run only these benchmarks (repeatable); all of them when absent. Not with `--write`.
+    #[arg(long, value_enum, conflicts_with = "write")]
+    only: Vec<Bench>,
     /// Rewrite BENCHMARKS.md with the results.
     #[arg(long)]
     write: bool,
+}
+
+/// The benchmarks `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bench {
+    /// 1. Fill throughput, ours beside the Parallel Consumer.
+    Fill,
+    /// 2. The edge hit path, ours beside the JavaScript Worker.
+    Edge,
+    /// 3 and 4. Miss to filled, and the publish path.
+    Miss,
+}
+
+impl Args {
+    fn runs(&self, bench: Bench) -> bool {
+        self.only.is_empty() || self.only.contains(&bench)
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut sections = Vec::new();
-    sections.push(fill::run(&args).await?);
-    sections.push(edge::run(&args).await?);
-    sections.extend(miss::run(&args).await?);
+    if args.runs(Bench::Fill) {
+        sections.push(fill::run(&args).await?);
+    }
+    if args.runs(Bench::Edge) {
+        sections.push(edge::run(&args).await?);
+    }
+    if args.runs(Bench::Miss) {
+        sections.extend(miss::run(&args).await?);
+    }
     let text = report::render(&args, &sections);
     println!("{text}");
     if args.write {

@@ -17,7 +17,7 @@ use pricefront_core::Comparison;
 use crate::cache::{CacheError, RedisCache};
 use crate::fanout::now_ms;
 use crate::fill::{FillError, FillSink};
-use crate::metrics::{Metrics, Sink};
+use crate::metrics::{Metrics, Sink, SinkLabel};
 
 /// How long to wait before trying again a sink that refused a write as misconfigured.
 pub const MISCONFIGURED_RETRY: Duration = Duration::from_secs(30);
@@ -86,9 +86,14 @@ impl Sinks {
             .with_jitter()
             .without_max_times()
             .build();
+        let started = std::time::Instant::now();
         loop {
             let error = match write().await {
                 Ok(()) => {
+                    self.metrics
+                        .store_duration
+                        .get_or_create(&SinkLabel { sink: sink.label() })
+                        .observe(started.elapsed().as_secs_f64());
                     self.metrics.cache_write(sink, true);
                     self.metrics.set_misconfigured(sink, false);
                     return;

@@ -69,6 +69,10 @@ impl Worker {
         let failure = match PriceRequest::from_json(payload.as_deref().unwrap_or_default()) {
             Ok(request) => {
                 tracing::debug!(product = %request.product_id, request = %request.request_id, "request");
+                let age_ms = now_ms().saturating_sub(request.requested_at_ms);
+                self.metrics
+                    .request_age_on_start
+                    .observe(age_ms as f64 / 1000.0);
                 AssertUnwindSafe(self.clone().fulfil(&request))
                     .catch_unwind()
                     .await
@@ -154,7 +158,11 @@ impl Worker {
                 return cached.computed_at_ms;
             }
         }
+        let started = std::time::Instant::now();
         let comparison = self.comparer.compare(product).await;
+        self.metrics
+            .comparison_duration
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");
         self.sinks.store(&comparison).await;
         comparison.computed_at_ms

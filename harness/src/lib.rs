@@ -6,6 +6,7 @@
 //! can share one broker and one Redis.
 
 pub mod edge;
+pub mod metrics;
 pub mod private_redis;
 pub mod topic;
 pub mod worker;
@@ -341,12 +342,8 @@ impl ConsumerProcess {
     /// The value of the sample `name` (with its labels, as the exposition writes them, e.g.
     /// `pricefront_cache_writes_total{sink="edge",outcome="ok"}`) on the process's `/metrics`, if present.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        let text = reqwest::get(url).await.ok()?.text().await.ok()?;
-        text.lines()
-            .find(|l| l.split(' ').next() == Some(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        let page = metrics::page(self.metrics_port).await.ok()?;
+        metrics::sample(&page, name)
     }
 
     /// Waits until the sample `name` satisfies `check`, at most `limit`; its value, or what it was when

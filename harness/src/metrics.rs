@@ -1,0 +1,157 @@
+//! Reading a process's Prometheus `/metrics`: one sample's value, and quantiles of a histogram (the way
+//! Prometheus's `histogram_quantile` estimates them, by linear interpolation within a bucket).
+
+/// Why a metrics page could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The page could not be fetched.
+    #[error("reading {url}: {source}")]
+    Fetch {
+        /// The page's URL.
+        url: String,
+        /// What failed.
+        source: reqwest::Error,
+    },
+}
+
+/// The text of `http://127.0.0.1:{port}/metrics`.
+pub async fn page(port: u16) -> Result<String, MetricsError> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let fetch = |source| MetricsError::Fetch {
+        url: url.clone(),
+        source,
+    };
+    reqwest::get(&url)
+        .await
+        .map_err(fetch)?
+        .text()
+        .await
+        .map_err(fetch)
+}
+
+/// The value of the sample `name` (with its labels as the exposition writes them, e.g.
+/// `pricefront_cache_writes_total{sink="edge",outcome="ok"}`) in `page`, if present.
+pub fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A histogram's cumulative buckets: (upper bound, count), in increasing order, `+Inf` last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Histogram {
+    /// The histogram `name` (without `_bucket`) in `page`, restricted to samples whose labels contain
+    /// `labels` (e.g. `sink="edge"`, or empty); `None` when it has no buckets there.
+    pub fn parse(page: &str, name: &str, labels: &str) -> Option<Self> {
+        let prefix = format!("{name}_bucket{{");
+        let mut buckets: Vec<(f64, f64)> = page
+            .lines()
+            .filter(|l| l.starts_with(&prefix) && l.contains(labels))
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                let count = l.rsplit(' ').next()?.parse().ok()?;
+                Some((bound, count))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        (!buckets.is_empty()).then_some(Self { buckets })
+    }
+
+    /// What was observed between `earlier` and this reading of the same histogram.
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|&(bound, count)| {
+                let before = earlier
+                    .buckets
+                    .iter()
+                    .find(|b| b.0 == bound)
+                    .map_or(0.0, |b| b.1);
+                (bound, count - before)
+            })
+            .collect();
+        Histogram { buckets }
+    }
+
+    /// How many observations it holds.
+    pub fn count(&self) -> f64 {
+        self.buckets.last().map_or(0.0, |b| b.1)
+    }
+
+    /// The estimated `q` quantile (0..=1), in the histogram's unit; `None` when it is empty. An estimate
+    /// in the `+Inf` bucket is the highest finite bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(bound, count) in &self.buckets {
+            if count >= rank {
+                if bound.is_infinite() {
+                    return Some(lower.0);
+                }
+                let share = if count > lower.1 {
+                    (rank - lower.1) / (count - lower.1)
+                } else {
+                    0.0
+                };
+                return Some(lower.0 + (bound - lower.0) * share);
+            }
+            lower = (bound, count);
+        }
+        Some(lower.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = "\
+# TYPE x histogram
+x_sum{sink=\"edge\"} 1.0
+x_count{sink=\"edge\"} 10
+x_bucket{sink=\"edge\",le=\"0.01\"} 0
+x_bucket{sink=\"edge\",le=\"0.02\"} 5
+x_bucket{sink=\"edge\",le=\"0.04\"} 10
+x_bucket{sink=\"edge\",le=\"+Inf\"} 10
+x_bucket{sink=\"redis\",le=\"0.01\"} 3
+x_bucket{sink=\"redis\",le=\"+Inf\"} 3
+y_total 7
+";
+
+    #[test]
+    fn quantiles_interpolate_within_a_bucket() {
+        let h = Histogram::parse(PAGE, "x", "sink=\"edge\"").unwrap();
+        assert_eq!(h.count(), 10.0);
+        assert!((h.quantile(0.5).unwrap() - 0.02).abs() < 1e-9);
+        assert!((h.quantile(0.75).unwrap() - 0.03).abs() < 1e-9);
+        assert!((h.quantile(0.25).unwrap() - 0.015).abs() < 1e-9);
+    }
+
+    #[test]
+    fn since_subtracts_an_earlier_reading() {
+        let h = Histogram::parse(PAGE, "x", "sink=\"redis\"").unwrap();
+        assert_eq!(h.since(&h).count(), 0.0);
+        assert_eq!(h.since(&h).quantile(0.5), None);
+    }
+
+    #[test]
+    fn a_sample_is_found_by_its_full_name() {
+        assert_eq!(sample(PAGE, "y_total"), Some(7.0));
+        assert_eq!(sample(PAGE, "y"), None);
+    }
+}
