@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::freshness::Lifetime;
+use crate::stored::freshness_label;
 use crate::{Comparison, Freshness, ProductId, UnixMillis};
 
 /// Workers KV refuses expirations sooner than this many seconds ahead.
@@ -27,9 +29,14 @@ pub enum ReadDecision {
 
 /// Decides the answer for `cached` at `now_ms`.
 pub fn decide_read(cached: Option<&Comparison>, now_ms: UnixMillis) -> ReadDecision {
-    match cached.map(|c| (c, c.freshness(now_ms))) {
-        Some((c, Freshness::Fresh)) => ReadDecision::Fresh {
-            max_age_secs: (c.fresh_until_ms - now_ms) / 1000,
+    decide_read_of(cached.map(Comparison::lifetime), now_ms)
+}
+
+/// Decides the answer for a cached result of `lifetime` (`None`: nothing cached) at `now_ms`.
+pub fn decide_read_of(lifetime: Option<Lifetime>, now_ms: UnixMillis) -> ReadDecision {
+    match lifetime.map(|l| (l, Freshness::at(Some(l), now_ms))) {
+        Some((l, Freshness::Fresh)) => ReadDecision::Fresh {
+            max_age_secs: (l.fresh_until_ms - now_ms) / 1000,
         },
         Some((_, Freshness::Stale)) => ReadDecision::Stale,
         _ => ReadDecision::Miss,
@@ -40,14 +47,14 @@ pub fn decide_read(cached: Option<&Comparison>, now_ms: UnixMillis) -> ReadDecis
 /// tag names the freshness too: one tag per product, computation time and freshness, hence one tag per
 /// body (RFC 9110 §8.8.3: a strong tag changes whenever the representation's bytes do).
 pub fn etag(comparison: &Comparison, freshness: Freshness) -> String {
-    let served_as = match freshness {
-        Freshness::Fresh => "fresh",
-        Freshness::Stale => "stale",
-        Freshness::Missing => "missing",
-    };
+    etag_of(comparison.product_id, comparison.computed_at_ms, freshness)
+}
+
+/// [`etag`] from a result's product and computation time.
+pub fn etag_of(product: ProductId, computed_at_ms: UnixMillis, freshness: Freshness) -> String {
     format!(
-        "\"{}-{}-{served_as}\"",
-        comparison.product_id, comparison.computed_at_ms
+        "\"{product}-{computed_at_ms}-{}\"",
+        freshness_label(freshness)
     )
 }
 

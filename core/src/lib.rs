@@ -15,6 +15,7 @@
 //! - [`rest_proxy`]: the bodies of the Kafka REST proxy produce APIs (v2 and v3).
 //! - [`route`], [`problem`], [`edge_rules`]: the edge's routes, its RFC 9457 errors, and its decisions
 //!   on a read (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
+//! - [`stored`]: a cached comparison as the edge serves it, read without parsing its offers.
 //!
 //! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
 //! clock, so every rule is a pure function that tests can drive.
@@ -30,6 +31,7 @@ pub mod product_id;
 pub mod request;
 pub mod rest_proxy;
 pub mod route;
+pub mod stored;
 
 pub use cache_key::cache_key;
 pub use comparison::{Comparison, FailureKind, Offer, VendorFailure, VendorOutcome};

@@ -206,10 +206,13 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
     let two = env.start_consumer("two", &[]);
     // Both must hold partitions before the work arrives, or the first would take it all.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !(one.log_count("partitions assigned") > 0
-        && two.log_count("partitions assigned") > 0
-        && one.assigned_partitions() + two.assigned_partitions() == 3)
-    {
+    let assigned = "pricefront_assigned_partitions";
+    loop {
+        let by_one = one.metric(assigned).await.unwrap_or(0.0);
+        let by_two = two.metric(assigned).await.unwrap_or(0.0);
+        if by_one > 0.0 && by_two > 0.0 && by_one + by_two == 3.0 {
+            break;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "no assignment:\n{}\n{}",
@@ -221,7 +224,9 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
     let products: Vec<_> = (0..300).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await;
     env.wait_for_results(&products, WAIT).await;
-    let (by_one, by_two) = (one.log_count("compared"), two.log_count("compared"));
+    let compared = "pricefront_comparison_duration_seconds_count";
+    let by_one = one.metric(compared).await.unwrap_or(0.0) as usize;
+    let by_two = two.metric(compared).await.unwrap_or(0.0) as usize;
     assert!(
         by_one > 0 && by_two > 0,
         "one compared {by_one}, two compared {by_two}"

@@ -4,6 +4,7 @@
 
 use pricefront_core::edge_rules::kv_ttl_secs;
 use pricefront_core::newest_wins::{supersedes, REDIS_SET_IF_NEWER};
+use pricefront_core::stored::{Stored, StoredHeader};
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use worker::{Env, Error, Result};
 
@@ -15,15 +16,16 @@ const KV_BINDING: &str = "PRICES";
 
 /// What a [`put`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
+pub enum PutOutcome {
     /// The comparison is stored (or was already past its stale-until: nothing to keep).
     Written,
     /// The cache holds a result computed later; it was kept.
     KeptNewer,
 }
 
-/// The cached comparison of `product`; an entry that does not parse counts as none.
-pub async fn get(config: &Config, env: &Env, product: ProductId) -> Result<Option<Comparison>> {
+/// The cached comparison of `product`, as stored (only its header is read); an entry that does not
+/// parse counts as none.
+pub async fn get(config: &Config, env: &Env, product: ProductId) -> Result<Option<Stored>> {
     let key = cache_key(product);
     let bytes = match &config.cache {
         CacheBackend::Kv => env.kv(KV_BINDING)?.get(&key).bytes().await?,
@@ -34,7 +36,7 @@ pub async fn get(config: &Config, env: &Env, product: ProductId) -> Result<Optio
             }
         }
     };
-    Ok(bytes.and_then(|b| Comparison::from_json(&b).ok()))
+    Ok(bytes.and_then(Stored::from_bytes))
 }
 
 /// Stores `comparison` until its stale-until (KV: rounded up to KV's one-minute minimum), unless the
@@ -45,7 +47,7 @@ pub async fn put(
     env: &Env,
     comparison: &Comparison,
     now_ms: UnixMillis,
-) -> Result<Stored> {
+) -> Result<PutOutcome> {
     let key = cache_key(comparison.product_id);
     let value = comparison.to_json();
     match &config.cache {
@@ -55,19 +57,19 @@ pub async fn put(
                 .get(&key)
                 .bytes()
                 .await?
-                .and_then(|b| Comparison::from_json(&b).ok())
+                .and_then(|b| StoredHeader::from_json(&b).ok())
                 .map(|stored| stored.computed_at_ms);
             if !supersedes(comparison, stored_at) {
-                return Ok(Stored::KeptNewer);
+                return Ok(PutOutcome::KeptNewer);
             }
             let ttl = kv_ttl_secs(comparison.stale_until_ms, now_ms);
             kv.put(&key, value)?.expiration_ttl(ttl).execute().await?;
-            Ok(Stored::Written)
+            Ok(PutOutcome::Written)
         }
         CacheBackend::Redis { host, port } => {
             let ttl_ms = comparison.stale_until_ms.saturating_sub(now_ms);
             if ttl_ms == 0 {
-                return Ok(Stored::Written);
+                return Ok(PutOutcome::Written);
             }
             let ttl = ttl_ms.to_string();
             let computed_at = comparison.computed_at_ms.to_string();
@@ -86,8 +88,8 @@ pub async fn put(
             )
             .await?;
             match reply {
-                Reply::Integer(1) => Ok(Stored::Written),
-                Reply::Integer(0) => Ok(Stored::KeptNewer),
+                Reply::Integer(1) => Ok(PutOutcome::Written),
+                Reply::Integer(0) => Ok(PutOutcome::KeptNewer),
                 _ => Err(Error::RustError(
                     "redis: unexpected reply to the set-if-newer script".into(),
                 )),

@@ -1,5 +1,7 @@
 //! The Worker's settings: public vars from `wrangler.toml`, secrets from `wrangler secret put`.
 
+use std::cell::OnceCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use pricefront_core::rest_proxy::{ProxyApi, ProxyConfigError};
@@ -39,7 +41,21 @@ fn secret(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+thread_local! {
+    /// This isolate's settings, read once: an isolate runs one version of the Worker, whose vars and
+    /// secrets do not change under it.
+    static CONFIG: OnceCell<Result<Rc<Config>, String>> = const { OnceCell::new() };
+}
+
 impl Config {
+    /// This isolate's settings, read from `env` on the first request; the error says what to set.
+    pub fn of_isolate(env: &Env) -> Result<Rc<Self>, String> {
+        CONFIG.with(|cell| {
+            cell.get_or_init(|| Self::from_env(env).map(Rc::new).map_err(|e| e.to_string()))
+                .clone()
+        })
+    }
+
     /// Reads the settings, with the defaults of the local stack. REST proxy settings that cannot work
     /// (v3 without `KAFKA_CLUSTER_ID`, an unknown `REST_PROXY_API`, a bare Confluent Cloud URL) are an
     /// error, which the handlers answer as a `/problems/misconfigured` 500.

@@ -1,16 +1,17 @@
 //! One function per route.
 
 use pricefront_core::edge_rules::{
-    authorize_fill, decide_read, etag, if_none_match, location, FillAuthorization, Pending,
-    ReadDecision, Served, RETRY_AFTER_SECS,
+    authorize_fill, decide_read_of, etag_of, if_none_match, location, FillAuthorization, Pending,
+    ReadDecision, RETRY_AFTER_SECS,
 };
 use pricefront_core::problem::Problem;
+use pricefront_core::stored::Stored;
 use pricefront_core::{Comparison, Freshness, ProductId, UnixMillis};
 use worker::{Context, Date, Env, Request, Response, Result};
 
-use crate::cache::{self, Stored};
+use crate::cache::{self, PutOutcome};
 use crate::config::Config;
-use crate::publish::publish_coalesced;
+use crate::publish::{publish_coalesced, remember_published, Published};
 use crate::reply;
 
 fn now_ms() -> UnixMillis {
@@ -24,29 +25,39 @@ pub async fn get_prices(
     ctx: Context,
     product: ProductId,
 ) -> Result<Response> {
-    let config = match Config::from_env(env) {
+    let config = match Config::of_isolate(env) {
         Ok(config) => config,
-        Err(error) => return reply::misconfigured(&error.to_string()),
+        Err(error) => return reply::misconfigured(&error),
     };
     let cached = cache::get(&config, env, product).await?;
     let now = now_ms();
-    match (decide_read(cached.as_ref(), now), cached) {
-        (ReadDecision::Fresh { max_age_secs }, Some(comparison)) => served(
+    match (
+        decide_read_of(cached.as_ref().map(|c| c.header.lifetime()), now),
+        cached,
+    ) {
+        (ReadDecision::Fresh { max_age_secs }, Some(stored)) => served(
             request,
-            &comparison,
+            &stored,
             Freshness::Fresh,
             &format!("public, max-age={max_age_secs}"),
         ),
-        (ReadDecision::Stale, Some(comparison)) => {
+        (ReadDecision::Stale, Some(stored)) => {
             ctx.wait_until(async move {
-                if let Err(error) = publish_coalesced(&config, product, now).await {
-                    worker::console_warn!("refresh of {product} not published: {error}");
+                match publish_coalesced(&config, product, now).await {
+                    Ok(Published::Now) => remember_published(product).await,
+                    Ok(Published::Already) => {}
+                    Err(error) => {
+                        worker::console_warn!("refresh of {product} not published: {error}")
+                    }
                 }
             });
-            served(request, &comparison, Freshness::Stale, "no-cache")
+            served(request, &stored, Freshness::Stale, "no-cache")
         }
         _ => match publish_coalesced(&config, product, now).await {
-            Ok(()) => {
+            Ok(published) => {
+                if published == Published::Now {
+                    ctx.wait_until(remember_published(product));
+                }
                 let mut response = reply::json(202, &Pending::of(product))?;
                 response.headers_mut().set("Location", &location(product))?;
                 response
@@ -73,15 +84,20 @@ pub async fn get_prices(
     }
 }
 
-/// A 200 with `comparison` served as `freshness`, or a 304 when `If-None-Match` matches its entity
-/// tag; both with the tag and `cache_control` (RFC 9110 §13.1.2, §15.4.5).
+/// A 200 with the stored comparison served as `freshness` (its bytes as stored, with the freshness
+/// spliced in), or a 304 when `If-None-Match` matches its entity tag; both with the tag and
+/// `cache_control` (RFC 9110 §13.1.2, §15.4.5).
 fn served(
     request: &Request,
-    comparison: &Comparison,
+    stored: &Stored,
     freshness: Freshness,
     cache_control: &str,
 ) -> Result<Response> {
-    let tag = etag(comparison, freshness);
+    let tag = etag_of(
+        stored.header.product_id,
+        stored.header.computed_at_ms,
+        freshness,
+    );
     let not_modified = request
         .headers()
         .get("If-None-Match")?
@@ -89,13 +105,7 @@ fn served(
     let mut response = if not_modified {
         Response::empty()?.with_status(304)
     } else {
-        reply::json(
-            200,
-            &Served {
-                freshness,
-                comparison,
-            },
-        )?
+        reply::json_bytes(200, stored.served_body(freshness))?
     };
     response.headers_mut().set("Cache-Control", cache_control)?;
     response.headers_mut().set("ETag", &tag)?;
@@ -106,9 +116,9 @@ fn served(
 /// `computedAtMs` wins: an older comparison is accepted (204, the cache holds one at least as new) but
 /// not stored.
 pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) -> Result<Response> {
-    let config = match Config::from_env(env) {
+    let config = match Config::of_isolate(env) {
         Ok(config) => config,
-        Err(error) => return reply::misconfigured(&error.to_string()),
+        Err(error) => return reply::misconfigured(&error),
     };
     let authorization = request.headers().get("Authorization")?;
     match authorize_fill(config.fill_token.as_deref(), authorization.as_deref()) {
@@ -145,7 +155,7 @@ pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) ->
             ))
         }
     };
-    if let Stored::KeptNewer = cache::put(&config, env, &comparison, now_ms()).await? {
+    if let PutOutcome::KeptNewer = cache::put(&config, env, &comparison, now_ms()).await? {
         worker::console_log!(
             "fill of {product} computed at {} skipped: the cache holds a newer result",
             comparison.computed_at_ms

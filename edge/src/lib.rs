@@ -2,8 +2,9 @@
 //! message shapes, errors) is a pure function of `pricefront-core`; this crate only wires them to the
 //! Workers runtime.
 //!
-//! Layout: [`config`] (vars and secrets), [`cache`] (Workers KV or Redis over a socket),
-//! [`publish`] (the Kafka REST proxy), [`handlers`] (one function per route), [`reply`] (responses).
+//! Layout: [`config`] (vars and secrets, read once per isolate), [`cache`] (Workers KV or Redis),
+//! [`redis`] (the Redis protocol over the sockets API), [`publish`] (the Kafka REST proxy),
+//! [`handlers`] (one function per route), [`reply`] (responses).
 
 mod cache;
 mod config;

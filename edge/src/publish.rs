@@ -45,32 +45,51 @@ fn release(product: ProductId) {
     CLAIMS.with_borrow_mut(|claims| claims.remove(&product));
 }
 
+/// Whether [`publish_coalesced`] published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// It published now: remember it at this location ([`remember_published`]) once the answer is out.
+    Now,
+    /// One was published here in the last few seconds: nothing was sent.
+    Already,
+}
+
+/// The Cache API key that remembers a recent publish of `product` at this location.
+fn marker(product: ProductId) -> String {
+    format!("https://pricefront.internal/published/{product}")
+}
+
 /// Publishes a request for `product` unless one was published here in the last few seconds.
 /// The error is a human-readable reason, for logs and the 503's detail.
 pub async fn publish_coalesced(
     config: &Config,
     product: ProductId,
     now_ms: UnixMillis,
-) -> Result<(), String> {
+) -> Result<Published, String> {
     if !claim(product, now_ms) {
-        return Ok(());
+        return Ok(Published::Already);
     }
-    let cache = Cache::default();
-    let marker = format!("https://pricefront.internal/published/{product}");
-    if let Ok(Some(_)) = cache.get(marker.as_str(), false).await {
-        return Ok(());
+    if let Ok(Some(_)) = Cache::default().get(marker(product).as_str(), false).await {
+        return Ok(Published::Already);
     }
     if let Err(error) = publish(config, product, now_ms).await {
         release(product);
         return Err(error);
     }
+    Ok(Published::Now)
+}
+
+/// Remembers at this location, for a few seconds, that `product` was just published, so that other
+/// isolates here do not publish it again. Run after the answer (`ctx.wait_until`): it delays nobody.
+pub async fn remember_published(product: ProductId) {
     if let Ok(mut response) = Response::ok("published") {
         let _ = response
             .headers_mut()
             .set("Cache-Control", &format!("max-age={COALESCE_SECS}"));
-        let _ = cache.put(marker.as_str(), response).await;
+        let _ = Cache::default()
+            .put(marker(product).as_str(), response)
+            .await;
     }
-    Ok(())
 }
 
 async fn publish(config: &Config, product: ProductId, now_ms: UnixMillis) -> Result<(), String> {
