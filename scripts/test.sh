@@ -2,8 +2,8 @@
 # The whole test suite: installs what is missing, starts the local stack (unless it already runs: Kafka,
 # the Strimzi Kafka Bridge, Redis; a part that cannot start fails the run), the service's back end (the
 # vendor simulator and a consumer on the edge's topic, filling the KV-backed Worker) and the edge Worker
-# under wrangler dev five times (KV-backed, Redis-backed, one whose REST proxy is a closed port, and two
-# misconfigured ones),
+# under wrangler dev six times (KV-backed, Redis-backed, KV with Redis behind it, one whose REST proxy is a
+# closed port, and two misconfigured ones),
 # checks that the shared core builds for wasm32, runs every test, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ stop_all() {
   for pid in "${service_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   scripts/edge-dev.sh stop kv || true
   scripts/edge-dev.sh stop redis || true
+  scripts/edge-dev.sh stop kvredis || true
   scripts/edge-dev.sh stop noproxy || true
   scripts/edge-dev.sh stop notoken || true
   scripts/edge-dev.sh stop v3nocluster || true
@@ -34,12 +35,15 @@ EDGE_FILL_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export EDGE_FILL_TOKEN
 scripts/edge-dev.sh start kv 8787 --var "FILL_TOKEN:$EDGE_FILL_TOKEN"
 scripts/edge-dev.sh start redis 8788 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var CACHE_BACKEND:redis
+# KV first, Redis behind it; the consumer never fills its KV, so what it serves of a new product came via Redis.
+scripts/edge-dev.sh start kvredis 8801 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var CACHE_BACKEND:kv+redis
 # Port 9 (discard) has no listener here: every publish of this Worker fails to connect.
 scripts/edge-dev.sh start noproxy 8786 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var REST_PROXY_URL:http://127.0.0.1:9
 # Two misconfigured Workers: no fill token, and the v3 API without a cluster id (both a 500 of their own).
 scripts/edge-dev.sh start notoken 8799
 scripts/edge-dev.sh start v3nocluster 8800 --var REST_PROXY_API:v3
 export EDGE_KV_URL=http://127.0.0.1:8787 EDGE_REDIS_URL=http://127.0.0.1:8788 EDGE_NO_PROXY_URL=http://127.0.0.1:8786
+export EDGE_KV_REDIS_URL=http://127.0.0.1:8801
 export EDGE_NO_FILL_TOKEN_URL=http://127.0.0.1:8799 EDGE_V3_NO_CLUSTER_URL=http://127.0.0.1:8800
 
 echo "[test] the shared core builds for wasm32-unknown-unknown"

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::freshness::Lifetime;
-use crate::stored::freshness_label;
+use crate::stored::{freshness_label, StoredHeader};
 use crate::{Comparison, Freshness, ProductId, UnixMillis};
 
 /// Workers KV refuses expirations sooner than this many seconds ahead.
@@ -40,6 +40,43 @@ pub fn decide_read_of(lifetime: Option<Lifetime>, now_ms: UnixMillis) -> ReadDec
         },
         Some((_, Freshness::Stale)) => ReadDecision::Stale,
         _ => ReadDecision::Miss,
+    }
+}
+
+/// Where a read over two tiers (Workers KV first, then Redis) takes its answer from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierPick {
+    /// KV's entry (fresh, or stale and Redis has nothing newer).
+    Kv,
+    /// Redis's entry, newer than KV's or the only usable one: served, and written back to KV.
+    Redis,
+    /// Neither tier has a usable result: publish a request.
+    Neither,
+}
+
+/// Whether a read that found `kv` in KV must ask Redis too: KV has nothing fresh (a miss, an expired
+/// entry, or a stale one that Redis may already hold newer).
+pub fn needs_second_tier(kv: Option<&StoredHeader>, now_ms: UnixMillis) -> bool {
+    !matches!(
+        decide_read_of(kv.map(StoredHeader::lifetime), now_ms),
+        ReadDecision::Fresh { .. }
+    )
+}
+
+/// The better of the two tiers' entries at `now_ms`: the newer of the usable ones (fresh or stale),
+/// KV's on a tie (it needs no write-back).
+pub fn pick_tier(
+    kv: Option<&StoredHeader>,
+    redis: Option<&StoredHeader>,
+    now_ms: UnixMillis,
+) -> TierPick {
+    let usable =
+        |entry: &&StoredHeader| Freshness::at(Some(entry.lifetime()), now_ms) != Freshness::Missing;
+    match (kv.filter(usable), redis.filter(usable)) {
+        (Some(kv), Some(redis)) if redis.computed_at_ms > kv.computed_at_ms => TierPick::Redis,
+        (Some(_), _) => TierPick::Kv,
+        (None, Some(_)) => TierPick::Redis,
+        (None, None) => TierPick::Neither,
     }
 }
 
@@ -274,6 +311,33 @@ mod tests {
             computed_at,
             &policy,
         )
+    }
+
+    fn header(computed_at: u64) -> StoredHeader {
+        StoredHeader::of(&comparison(computed_at))
+    }
+
+    #[test]
+    fn the_second_tier_is_asked_unless_kv_is_fresh() {
+        let entry = header(1_000); // fresh until 31 s, stale until 91 s
+        assert!(!needs_second_tier(Some(&entry), 2_000));
+        assert!(needs_second_tier(Some(&entry), 40_000));
+        assert!(needs_second_tier(Some(&entry), 100_000));
+        assert!(needs_second_tier(None, 2_000));
+    }
+
+    #[test]
+    fn the_newer_usable_tier_wins_and_kv_wins_ties() {
+        let (old, new) = (header(1_000), header(20_000));
+        assert_eq!(pick_tier(Some(&old), Some(&new), 40_000), TierPick::Redis);
+        assert_eq!(pick_tier(Some(&new), Some(&old), 40_000), TierPick::Kv);
+        assert_eq!(pick_tier(Some(&new), Some(&new), 40_000), TierPick::Kv);
+        assert_eq!(pick_tier(None, Some(&old), 40_000), TierPick::Redis);
+        assert_eq!(pick_tier(Some(&old), None, 40_000), TierPick::Kv);
+        assert_eq!(pick_tier(None, None, 40_000), TierPick::Neither);
+        // Past stale-until, an entry is no answer, however new.
+        assert_eq!(pick_tier(Some(&old), None, 100_000), TierPick::Neither);
+        assert_eq!(pick_tier(Some(&old), Some(&new), 100_000), TierPick::Redis);
     }
 
     #[test]

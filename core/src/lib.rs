@@ -16,6 +16,7 @@
 //! - [`route`], [`problem`], [`edge_rules`]: the edge's routes, its RFC 9457 errors, and its decisions
 //!   on a read (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
 //! - [`stored`]: a cached comparison as the edge serves it, read without parsing its offers.
+//! - [`redis_protocol`]: where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
 //!
 //! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
 //! clock, so every rule is a pure function that tests can drive.
@@ -28,6 +29,7 @@ pub mod money;
 pub mod newest_wins;
 pub mod problem;
 pub mod product_id;
+pub mod redis_protocol;
 pub mod request;
 pub mod rest_proxy;
 pub mod route;

@@ -1,15 +1,17 @@
-//! The comparison cache the Worker reads and fills: Workers KV, or Redis where configured. Keys and
-//! values come from the core crate, so the consumer and the edge agree by construction; so does the
-//! rule that the newer result wins ([`pricefront_core::newest_wins`]).
+//! The comparison cache the Worker reads and fills: Workers KV, Redis, or KV with Redis behind it.
+//! Keys and values come from the core crate, so the consumer and the edge agree by construction; so do
+//! the rules that the newer result wins ([`pricefront_core::newest_wins`]) and which tier answers
+//! ([`pricefront_core::edge_rules::pick_tier`]).
 
-use pricefront_core::edge_rules::kv_ttl_secs;
+use pricefront_core::edge_rules::{kv_ttl_secs, needs_second_tier, pick_tier, TierPick};
 use pricefront_core::newest_wins::{supersedes, REDIS_SET_IF_NEWER};
+use pricefront_core::redis_protocol::{RedisAddress, Reply};
 use pricefront_core::stored::{Stored, StoredHeader};
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use worker::{Env, Error, Result};
 
 use crate::config::{CacheBackend, Config};
-use crate::redis::{command, Reply};
+use crate::redis::command;
 
 /// The KV binding's name.
 const KV_BINDING: &str = "PRICES";
@@ -23,25 +25,101 @@ pub enum PutOutcome {
     KeptNewer,
 }
 
-/// The cached comparison of `product`, as stored (only its header is read); an entry that does not
-/// parse counts as none.
-pub async fn get(config: &Config, env: &Env, product: ProductId) -> Result<Option<Stored>> {
+/// What a read found.
+pub struct Lookup {
+    /// The cached comparison, as stored (only its header is read); `None` when no tier has one.
+    pub stored: Option<Stored>,
+    /// With `kv+redis`: Redis answered with a result newer than KV's, which KV should now hold
+    /// ([`write_back`], after the answer); KV's header, for the newest-wins check.
+    pub write_back: Option<Option<StoredHeader>>,
+}
+
+/// The cached comparison of `product`; an entry that does not parse counts as none.
+pub async fn get(
+    config: &Config,
+    env: &Env,
+    product: ProductId,
+    now_ms: UnixMillis,
+) -> Result<Lookup> {
     let key = cache_key(product);
-    let bytes = match &config.cache {
-        CacheBackend::Kv => env.kv(KV_BINDING)?.get(&key).bytes().await?,
-        CacheBackend::Redis { host, port } => {
-            match command(host, *port, &[b"GET", key.as_bytes()]).await? {
-                Reply::Bulk(bytes) => bytes,
-                Reply::Simple | Reply::Integer(_) => None,
-            }
-        }
+    let answer = |stored| Lookup {
+        stored,
+        write_back: None,
     };
+    match &config.cache {
+        CacheBackend::Kv => Ok(answer(kv_get(env, &key).await?)),
+        CacheBackend::Redis(address) => Ok(answer(redis_get(address, &key).await?)),
+        CacheBackend::KvThenRedis(address) => {
+            let kv = kv_get(env, &key).await?;
+            let kv_header = kv.as_ref().map(|s| s.header);
+            if !needs_second_tier(kv_header.as_ref(), now_ms) {
+                return Ok(answer(kv));
+            }
+            // Redis unreachable: KV's answer (or a miss) is still an answer.
+            let redis = match redis_get(address, &key).await {
+                Ok(redis) => redis,
+                Err(error) => {
+                    worker::console_warn!("redis (second tier) unreachable: {error}");
+                    None
+                }
+            };
+            let redis_header = redis.as_ref().map(|s| s.header);
+            Ok(
+                match pick_tier(kv_header.as_ref(), redis_header.as_ref(), now_ms) {
+                    TierPick::Kv => answer(kv),
+                    TierPick::Redis => Lookup {
+                        stored: redis,
+                        write_back: Some(kv_header),
+                    },
+                    TierPick::Neither => answer(None),
+                },
+            )
+        }
+    }
+}
+
+async fn kv_get(env: &Env, key: &str) -> Result<Option<Stored>> {
+    let bytes = env.kv(KV_BINDING)?.get(key).bytes().await?;
     Ok(bytes.and_then(Stored::from_bytes))
 }
 
+async fn redis_get(address: &RedisAddress, key: &str) -> Result<Option<Stored>> {
+    Ok(match command(address, &[b"GET", key.as_bytes()]).await? {
+        Reply::Bulk(bytes) => bytes.and_then(Stored::from_bytes),
+        Reply::Simple(_) | Reply::Integer(_) => None,
+    })
+}
+
+/// Writes `stored` (Redis's answer to a `kv+redis` read) to KV, unless `kv_had` is as new.
+pub async fn write_back(
+    env: &Env,
+    stored: &Stored,
+    kv_had: Option<StoredHeader>,
+    now_ms: UnixMillis,
+) {
+    let key = cache_key(stored.header.product_id);
+    let newer = kv_had.is_none_or(|kv| stored.header.computed_at_ms > kv.computed_at_ms);
+    if !newer {
+        return;
+    }
+    let ttl = kv_ttl_secs(stored.header.stale_until_ms, now_ms);
+    let written = async {
+        env.kv(KV_BINDING)?
+            .put_bytes(&key, &stored.json)?
+            .expiration_ttl(ttl)
+            .execute()
+            .await?;
+        Ok::<_, Error>(())
+    };
+    if let Err(error) = written.await {
+        worker::console_warn!("writing {key} back to KV failed: {error}");
+    }
+}
+
 /// Stores `comparison` until its stale-until (KV: rounded up to KV's one-minute minimum), unless the
-/// cache holds a newer one. KV: read, compare, write (KV has no conditional write; two fills of one
-/// product racing within a read's time can still both write). Redis: [`REDIS_SET_IF_NEWER`], atomic.
+/// cache holds a newer one. KV (also with `kv+redis`: the consumers write Redis themselves): read,
+/// compare, write (KV has no conditional write; two fills of one product racing within a read's time
+/// can still both write). Redis: [`REDIS_SET_IF_NEWER`], atomic.
 pub async fn put(
     config: &Config,
     env: &Env,
@@ -51,7 +129,7 @@ pub async fn put(
     let key = cache_key(comparison.product_id);
     let value = comparison.to_json();
     match &config.cache {
-        CacheBackend::Kv => {
+        CacheBackend::Kv | CacheBackend::KvThenRedis(_) => {
             let kv = env.kv(KV_BINDING)?;
             let stored_at = kv
                 .get(&key)
@@ -66,7 +144,7 @@ pub async fn put(
             kv.put(&key, value)?.expiration_ttl(ttl).execute().await?;
             Ok(PutOutcome::Written)
         }
-        CacheBackend::Redis { host, port } => {
+        CacheBackend::Redis(address) => {
             let ttl_ms = comparison.stale_until_ms.saturating_sub(now_ms);
             if ttl_ms == 0 {
                 return Ok(PutOutcome::Written);
@@ -74,8 +152,7 @@ pub async fn put(
             let ttl = ttl_ms.to_string();
             let computed_at = comparison.computed_at_ms.to_string();
             let reply = command(
-                host,
-                *port,
+                address,
                 &[
                     b"EVAL",
                     REDIS_SET_IF_NEWER.as_bytes(),

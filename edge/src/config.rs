@@ -4,15 +4,33 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use pricefront_core::redis_protocol::{RedisAddress, RedisProtocolError};
 use pricefront_core::rest_proxy::{ProxyApi, ProxyConfigError};
 use worker::Env;
 
 /// Where the Worker reads and writes comparisons.
 pub enum CacheBackend {
-    /// The Workers KV namespace bound as `PRICES`.
+    /// `kv`: the Workers KV namespace bound as `PRICES`.
     Kv,
-    /// Redis at this host and port, over the sockets API.
-    Redis { host: String, port: u16 },
+    /// `redis`: Redis, over the sockets API.
+    Redis(RedisAddress),
+    /// `kv+redis`: KV first; on a KV miss or stale entry, Redis (the consumers' own copy, consistent
+    /// where KV is not), whose newer result is served and written back to KV. Fills write KV.
+    KvThenRedis(RedisAddress),
+}
+
+/// Settings that cannot work; the handlers answer them as a `/problems/misconfigured` 500.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The REST proxy settings.
+    #[error(transparent)]
+    Proxy(#[from] ProxyConfigError),
+    /// `REDIS_URL`.
+    #[error("REDIS_URL: {0}")]
+    RedisUrl(#[from] RedisProtocolError),
+    /// `CACHE_BACKEND`.
+    #[error("CACHE_BACKEND must be kv, redis or kv+redis, not {0:?}")]
+    CacheBackend(String),
 }
 
 /// Everything the handlers need to know.
@@ -59,15 +77,24 @@ impl Config {
     /// Reads the settings, with the defaults of the local stack. REST proxy settings that cannot work
     /// (v3 without `KAFKA_CLUSTER_ID`, an unknown `REST_PROXY_API`, a bare Confluent Cloud URL) are an
     /// error, which the handlers answer as a `/problems/misconfigured` 500.
-    pub fn from_env(env: &Env) -> Result<Self, ProxyConfigError> {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let redis = || -> Result<RedisAddress, ConfigError> {
+            // A managed Redis's URL holds its password: a secret (`wrangler secret put REDIS_URL`).
+            match secret(env, "REDIS_URL").or_else(|| var(env, "REDIS_URL")) {
+                Some(url) => Ok(RedisAddress::parse(&url)?),
+                None => Ok(RedisAddress::plain(
+                    var(env, "REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into()),
+                    var(env, "REDIS_PORT")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(6390),
+                )),
+            }
+        };
         let cache = match var(env, "CACHE_BACKEND").as_deref() {
-            Some("redis") => CacheBackend::Redis {
-                host: var(env, "REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into()),
-                port: var(env, "REDIS_PORT")
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(6390),
-            },
-            _ => CacheBackend::Kv,
+            None | Some("kv") => CacheBackend::Kv,
+            Some("redis") => CacheBackend::Redis(redis()?),
+            Some("kv+redis") => CacheBackend::KvThenRedis(redis()?),
+            Some(other) => return Err(ConfigError::CacheBackend(other.to_owned())),
         };
         let proxy_api = ProxyApi::from_settings(
             var(env, "REST_PROXY_API").as_deref(),

@@ -9,7 +9,7 @@ use pricefront_core::stored::Stored;
 use pricefront_core::{Comparison, Freshness, ProductId, UnixMillis};
 use worker::{Context, Date, Env, Request, Response, Result};
 
-use crate::cache::{self, PutOutcome};
+use crate::cache::{self, Lookup, PutOutcome};
 use crate::config::Config;
 use crate::publish::{publish_coalesced, remember_published, Published};
 use crate::reply;
@@ -29,11 +29,15 @@ pub async fn get_prices(
         Ok(config) => config,
         Err(error) => return reply::misconfigured(&error),
     };
-    let cached = cache::get(&config, env, product).await?;
     let now = now_ms();
+    let Lookup { stored, write_back } = cache::get(&config, env, product, now).await?;
+    if let (Some(kv_had), Some(stored)) = (write_back, &stored) {
+        let (env, stored) = (env.clone(), stored.clone());
+        ctx.wait_until(async move { cache::write_back(&env, &stored, kv_had, now).await });
+    }
     match (
-        decide_read_of(cached.as_ref().map(|c| c.header.lifetime()), now),
-        cached,
+        decide_read_of(stored.as_ref().map(|c| c.header.lifetime()), now),
+        stored,
     ) {
         (ReadDecision::Fresh { max_age_secs }, Some(stored)) => served(
             request,

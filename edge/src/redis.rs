@@ -1,34 +1,43 @@
-//! Just enough of the Redis protocol (RESP2) for `GET` and `EVAL`, over the Workers sockets API.
+//! Redis over the Workers sockets API: one connection per command, TLS for `rediss://`, and the
+//! connection's AUTH and SELECT pipelined with the command in one write. The protocol itself (URL,
+//! framing, replies) is in [`pricefront_core::redis_protocol`].
+//!
+//! A connection cannot outlive its request: the Workers runtime binds every I/O object to the request
+//! that created it, so an isolate cannot keep one open for the next request.
 
+use pricefront_core::redis_protocol::{encode_command, parse_reply, RedisAddress, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use worker::{Error, Result, Socket};
+use worker::{Error, Result, SecureTransport, Socket};
 
-/// A Redis reply.
-pub enum Reply {
-    /// `+OK` and other simple strings.
-    Simple,
-    /// A bulk string, or `None` for a nil.
-    Bulk(Option<Vec<u8>>),
-    /// An integer (`:1`), as scripts return.
-    Integer(i64),
-}
-
-/// Sends one command to Redis at `host:port` and reads its reply.
-pub async fn command(host: &str, port: u16, args: &[&[u8]]) -> Result<Reply> {
-    let mut socket = Socket::builder().connect(host, port)?;
-    let mut frame = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        frame.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        frame.extend_from_slice(arg);
-        frame.extend_from_slice(b"\r\n");
+/// Sends one command to Redis at `address` (after its handshake) and returns its reply.
+pub async fn command(address: &RedisAddress, args: &[&[u8]]) -> Result<Reply> {
+    let transport = if address.tls {
+        SecureTransport::On
+    } else {
+        SecureTransport::Off
+    };
+    let mut socket = Socket::builder()
+        .secure_transport(transport)
+        .connect(address.host.clone(), address.port)?;
+    let handshake = address.handshake();
+    let mut frame = Vec::new();
+    for step in &handshake {
+        let step: Vec<&[u8]> = step.iter().map(Vec::as_slice).collect();
+        encode_command(&mut frame, &step);
     }
+    encode_command(&mut frame, args);
     socket.write_all(&frame).await?;
     socket.flush().await?;
+
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
-    let reply = loop {
-        if let Some(reply) = parse(&buffer)? {
-            break reply;
+    let mut replies = Vec::with_capacity(handshake.len() + 1);
+    while replies.len() <= handshake.len() {
+        let parsed = parse_reply(&buffer).map_err(|e| Error::RustError(e.to_string()))?;
+        if let Some((reply, used)) = parsed {
+            buffer.drain(..used);
+            replies.push(reply);
+            continue;
         }
         let read = socket.read(&mut chunk).await?;
         if read == 0 {
@@ -37,38 +46,9 @@ pub async fn command(host: &str, port: u16, args: &[&[u8]]) -> Result<Reply> {
             ));
         }
         buffer.extend_from_slice(&chunk[..read]);
-    };
-    let _ = socket.close().await;
-    Ok(reply)
-}
-
-/// Parses a complete reply, or `None` when more bytes are needed.
-fn parse(buffer: &[u8]) -> Result<Option<Reply>> {
-    let Some(line_end) = buffer.windows(2).position(|w| w == b"\r\n") else {
-        return Ok(None);
-    };
-    let line = String::from_utf8_lossy(&buffer[1..line_end]);
-    match buffer.first() {
-        Some(b'+') => Ok(Some(Reply::Simple)),
-        Some(b'-') => Err(Error::RustError(format!("redis: {line}"))),
-        Some(b':') => line
-            .parse()
-            .map(|n| Some(Reply::Integer(n)))
-            .map_err(|_| Error::RustError("redis: bad integer reply".into())),
-        Some(b'$') => {
-            let length: i64 = line
-                .parse()
-                .map_err(|_| Error::RustError("redis: bad bulk length".into()))?;
-            if length < 0 {
-                return Ok(Some(Reply::Bulk(None)));
-            }
-            let start = line_end + 2;
-            let end = start + length as usize;
-            if buffer.len() < end + 2 {
-                return Ok(None);
-            }
-            Ok(Some(Reply::Bulk(Some(buffer[start..end].to_vec()))))
-        }
-        _ => Err(Error::RustError("redis: unexpected reply".into())),
     }
+    let _ = socket.close().await;
+    replies
+        .pop()
+        .ok_or_else(|| Error::RustError("redis: no reply".into()))
 }
