@@ -16,6 +16,7 @@ mod edge;
 mod fill;
 mod miss;
 mod peer_consumer;
+mod publish;
 mod report;
 
 use clap::Parser;

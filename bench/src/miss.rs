@@ -1,39 +1,54 @@
-//! Benchmarks 3 and 4, through the Kafka REST proxy: miss to filled (from the edge's 202 to its first
-//! 200 for the same product, the whole path edge → bridge → Kafka → consumer → vendors → sinks → edge),
-//! and the publish path (distinct misses per second through the edge and the bridge) beside the hit path
-//! of the same Worker, with the same load loop, in the same run.
+//! Benchmark 3, through the Kafka REST proxy: miss to filled, from the edge's 202 to its first 200 for
+//! the same product (the whole path edge → bridge → Kafka → consumer → vendors → sinks → edge), for a
+//! `kv` Worker (served once the consumer's fill reaches KV through the edge) and a `kv+redis` one
+//! (served once the consumer stored it in Redis), with where the time goes by the consumer's stage
+//! histograms. Also runs benchmark 4 ([`crate::publish`]) with the same Workers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use futures::StreamExt;
 use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
-use pricefront_harness::metrics::Histogram;
+use pricefront_harness::metrics::{self, Histogram};
 use pricefront_harness::worker::LocalWorker;
-use pricefront_harness::{profiles_of, vendor, TestEnv};
+use pricefront_harness::{
+    now_ms, profiles_of, sample_comparison, vendor, ConsumerProcess, TestEnv,
+};
 use tokio::time::Instant;
 use vendor_sim::BodyShape;
 
+use crate::publish::{closed_loop, PublishRuns, TopicCounts};
 use crate::report::Section;
 use crate::Args;
 
+/// The `kv` Worker's port, and the `kv+redis` one's.
 const PORT: u16 = 8790;
+const TIERED_PORT: u16 = 8792;
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
 /// by the REST proxy drill).
 const WARM_UP_PRODUCTS: u64 = 100;
 
+/// Products only Redis holds, for the second tier's closed loop (more than it can read in its time).
+const SECOND_TIER_PRODUCTS: u64 = 8_000;
+
 /// Latency figures of one series, in milliseconds.
-struct Spread {
-    count: usize,
-    p50: f64,
-    p99: f64,
-    max: f64,
+pub struct Spread {
+    /// How many samples.
+    pub count: usize,
+    /// The median.
+    pub p50: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+    /// The largest.
+    pub max: f64,
 }
 
 impl Spread {
-    fn of(mut samples: Vec<Duration>) -> Self {
+    /// The figures of `samples`.
+    pub fn of(mut samples: Vec<Duration>) -> Self {
         samples.sort();
         let at = |q: f64| {
             samples
@@ -49,7 +64,8 @@ impl Spread {
     }
 }
 
-/// Runs both benchmarks on a topic of their own, with a Worker and a consumer (release build) of their own.
+/// Runs benchmarks 3 and 4 on a topic of their own, with two Workers and a consumer (release build) of
+/// their own.
 pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     let latency = args.vendor_latency_ms;
     let vendors = profiles_of((0..args.vendors).map(|i| {
@@ -61,58 +77,135 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         (format!("vendor{i}"), vendor((latency, latency), shape))
     }));
     let env = TestEnv::new("bench-miss", vendors, 2_000).await;
-    let topic = env.topic.clone();
-    let worker = tokio::task::spawn_blocking(move || {
-        LocalWorker::start("bench-miss", PORT, &[("REQUEST_TOPIC", topic.as_str())])
-    })
-    .await??;
-    let edge = worker.edge();
+    let (kv, tiered) = tokio::try_join!(
+        start_worker("bench-miss", PORT, &env.topic, "kv"),
+        start_worker("bench-miss-tiered", TIERED_PORT, &env.topic, "kv+redis"),
+    )?;
     let window = args.windows.first().copied().unwrap_or(256).to_string();
     let consumer = env.start_consumer(
         "miss",
         &[
             "--fill-url",
-            &worker.base,
+            &kv.base,
             "--fill-token",
-            &worker.token,
+            &kv.token,
             "--max-in-flight",
             &window,
         ],
     );
     wait_ready(consumer.metrics_port).await?;
-
-    // Warm-up, not measured: the bridge's and the Worker's first requests pay for JIT and connections.
-    let warm = warm_up(args, &edge).await?;
-    let before = pricefront_harness::metrics::page(consumer.metrics_port).await?;
-    let filled = miss_to_filled(args, &edge).await?;
-    let after = pricefront_harness::metrics::page(consumer.metrics_port).await?;
-    let stages = Stages::between(&before, &after);
+    let (kv_edge, tiered_edge) = (kv.edge(), tiered.edge());
+    let kv_run = measured(args, &kv_edge, &consumer).await?;
+    let tiered_run = measured(args, &tiered_edge, &consumer).await?;
     drop(consumer); // the publish path alone: nothing consumes while it is loaded
+
     let hit_product = ProductId::new(env.first_product + 7).context("a product id")?;
-    let sample = pricefront_harness::sample_comparison(hit_product);
-    if edge.fill(&sample, &worker.token).await? != 204 {
-        bail!("filling the bench Worker failed");
+    for worker in [&kv, &tiered] {
+        if worker
+            .edge()
+            .fill(&sample_comparison(hit_product), &worker.token)
+            .await?
+            != 204
+        {
+            bail!("filling {} failed", worker.base);
+        }
     }
     let first_fresh = env.first_product + 1_000_000;
-    let publish = closed_loop(args, &edge, move |n| {
+    let publish = closed_loop(args, &kv_edge, move |n| {
         ProductId::new(first_fresh + n).expect("a positive id")
     })
     .await;
-    let hits = closed_loop(args, &edge, move |_| hit_product).await;
+    let hits = closed_loop(args, &kv_edge, move |_| hit_product).await;
+    let first_in_redis = env.first_product + 2_000_000;
+    seed_redis(&env, first_in_redis, SECOND_TIER_PRODUCTS).await?;
+    let second_tier = closed_loop(args, &tiered_edge, move |n| {
+        ProductId::new(first_in_redis + n % SECOND_TIER_PRODUCTS).expect("a positive id")
+    })
+    .await;
+    let tiered_hits = closed_loop(args, &tiered_edge, move |_| hit_product).await;
+
     let in_topic =
         pricefront_harness::topic::count_records(&pricefront_harness::brokers(), &env.topic)?;
+    let runs = [&kv_run.warm, &kv_run.run, &tiered_run.warm, &tiered_run.run];
     let counts = TopicCounts {
         in_topic,
-        accepted: warm.accepted + filled.accepted + publish.accepted,
-        refused: [&warm.others, &filled.others, &publish.statuses]
+        accepted: runs.iter().map(|r| r.accepted).sum::<u64>() + publish.accepted,
+        refused: runs
             .iter()
+            .map(|r| &r.others)
+            .chain([&publish.statuses])
             .map(|statuses| statuses.get(&503).copied().unwrap_or(0))
             .sum(),
     };
+    let runs = PublishRuns {
+        publish,
+        hits,
+        second_tier,
+        tiered_hits,
+    };
     Ok(vec![
-        miss_section(args, &filled, &stages),
-        publish_section(args, &publish, &hits, &counts),
+        miss_section(args, &kv_run, &tiered_run),
+        crate::publish::section(args, &runs, &counts),
     ])
+}
+
+async fn start_worker(
+    name: &'static str,
+    port: u16,
+    topic: &str,
+    backend: &'static str,
+) -> anyhow::Result<LocalWorker> {
+    let topic = topic.to_owned();
+    let worker = tokio::task::spawn_blocking(move || {
+        LocalWorker::start(
+            name,
+            port,
+            &[
+                ("REQUEST_TOPIC", topic.as_str()),
+                ("CACHE_BACKEND", backend),
+            ],
+        )
+    })
+    .await??;
+    Ok(worker)
+}
+
+/// Stores `count` products from `first` in Redis only (fresh for an hour), 64 writes at a time.
+async fn seed_redis(env: &TestEnv, first: u64, count: u64) -> anyhow::Result<()> {
+    let writes = futures::stream::iter(first..first + count).map(|id| {
+        let cache = env.cache.clone();
+        async move {
+            let product = ProductId::new(id).context("a product id")?;
+            cache.put(&sample_comparison(product), now_ms()).await?;
+            anyhow::Ok(())
+        }
+    });
+    let results: Vec<_> = writes.buffer_unordered(64).collect().await;
+    results.into_iter().collect()
+}
+
+/// One Worker's miss-to-filled run: its warm-up, the measured run, and the consumer's stages over it.
+struct Measured {
+    warm: MissRun,
+    run: MissRun,
+    stages: Stages,
+}
+
+async fn measured(
+    args: &Args,
+    edge: &Edge,
+    consumer: &ConsumerProcess,
+) -> anyhow::Result<Measured> {
+    // Warm-up, not measured: the bridge's and the Worker's first requests pay for JIT and connections.
+    let warm = warm_up(args, edge).await?;
+    let before = metrics::page(consumer.metrics_port).await?;
+    let run = miss_to_filled(args, edge).await?;
+    let after = metrics::page(consumer.metrics_port).await?;
+    Ok(Measured {
+        warm,
+        run,
+        stages: Stages::between(&before, &after),
+    })
 }
 
 /// Where the consumer says the time of a miss went, from its stage histograms over the run (p50, p99 in
@@ -229,184 +322,68 @@ async fn warm_up(args: &Args, edge: &Edge) -> anyhow::Result<MissRun> {
     miss_to_filled(&warm, edge).await
 }
 
-/// What a closed loop of `args.edge_connections` clients measured.
-struct LoopResult {
-    requests: u64,
-    accepted: u64,
-    statuses: BTreeMap<u16, u64>,
-    seconds: f64,
-    spread: Spread,
-}
-
-/// `args.edge_connections` clients, each sending its next GET as soon as the last is answered, for
-/// `args.edge_seconds` (and at most 200,000 requests); `product(n)` names the n-th request's product.
-async fn closed_loop(
-    args: &Args,
-    edge: &Edge,
-    product: impl Fn(u64) -> ProductId + Send + Sync + Clone + 'static,
-) -> LoopResult {
-    let started = Instant::now();
-    let until = started + Duration::from_secs(args.edge_seconds);
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..args.edge_connections {
-        let (edge, next, product) = (edge.clone(), next.clone(), product.clone());
-        clients.spawn(async move {
-            let mut seen = Vec::new();
-            while Instant::now() < until {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n >= 200_000 {
-                    break;
-                }
-                let sent = Instant::now();
-                let status = match edge.get_prices(product(n), None).await {
-                    Ok(response) => response.status().as_u16(),
-                    Err(_) => 0,
-                };
-                seen.push((status, sent.elapsed()));
-            }
-            seen
-        });
-    }
-    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
-    let mut samples = Vec::new();
-    while let Some(Ok(seen)) = clients.join_next().await {
-        for (status, latency) in seen {
-            *statuses.entry(status).or_default() += 1;
-            samples.push(latency);
-        }
-    }
-    LoopResult {
-        requests: samples.len() as u64,
-        accepted: statuses.get(&202).copied().unwrap_or(0),
-        statuses,
-        seconds: started.elapsed().as_secs_f64(),
-        spread: Spread::of(samples),
-    }
-}
-
-fn miss_section(args: &Args, run: &MissRun, stages: &Stages) -> Section {
-    let (filled, others, publish) = (&run.filled, &run.others, &run.publish);
+fn miss_section(args: &Args, kv: &Measured, tiered: &Measured) -> Section {
     let vendor = args.vendor_latency_ms as f64;
-    let mut breakdown = vec![
-        String::new(),
-        "Where the time goes (the client's clock for the 202; the consumer's stage histograms, 25% buckets, for \
-         the rest):"
-            .into(),
-        String::new(),
-        "| stage | p50 ms | p99 ms |".into(),
-        "| --- | ---: | ---: |".into(),
+    let row = |name: &str, m: &Measured| {
+        let f = &m.run.filled;
         format!(
-            "| the edge answers the miss (claim, publish through the bridge, 202) | {:.1} | {:.1} |",
-            publish.p50, publish.p99
-        ),
-    ];
-    for (name, figures) in &stages.rows {
-        breakdown.push(match figures {
-            Some((p50, p99)) => format!("| {name} | {p50:.1} | {p99:.1} |"),
-            None => format!("| {name} | – | – |"),
-        });
-    }
-    Section {
-        title: "3. Miss to filled (edge → bridge → Kafka → consumer → vendors → Redis and KV → edge)".into(),
-        table: vec![
-            "| series | products | p50 ms | p99 ms | max ms |".into(),
-            "| --- | ---: | ---: | ---: | ---: |".into(),
-            format!(
-                "| from the 202 to the first 200 | {} | {:.1} | {:.1} | {:.1} |",
-                filled.count, filled.p50, filled.p99, filled.max
-            ),
-            format!("| the vendors' own latency (fixed) | | {vendor:.0} | {vendor:.0} | {vendor:.0} |"),
-            format!(
-                "| **our path's overhead** (the difference) | | **{:.1}** | **{:.1}** | {:.1} |",
-                filled.p50 - vendor,
-                filled.p99 - vendor,
-                filled.max - vendor
-            ),
-        ],
-        notes: vec![format!(
-            "{} distinct products missed at {}/s (after {WARM_UP_PRODUCTS} not measured) through a KV-backed Worker under `wrangler dev` and the Strimzi \
-             Kafka Bridge; each client polls every {} ms after its 202 (so up to {} ms of the figure is the poll \
-             interval). {} vendors at a fixed {} ms. Answers other than 202 then 200: {:?} (0 = no answer or over \
-             30 s).",
-            args.miss_products,
-            args.miss_rate,
-            args.miss_poll_ms,
-            args.miss_poll_ms,
-            args.vendors,
-            args.vendor_latency_ms,
-            others
-        )]
-        .into_iter()
-        .chain(breakdown)
-        .collect(),
-    }
-}
-
-/// The records in the topic against what the edge answered.
-struct TopicCounts {
-    in_topic: u64,
-    /// Misses answered 202.
-    accepted: u64,
-    /// Misses answered 503 (the bridge gave no answer in time; the record may still have landed).
-    refused: u64,
-}
-
-impl TopicCounts {
-    /// What the counts say: every 202 in Kafka, and any extra record one of the 503s.
-    fn verdict(&self) -> String {
-        let TopicCounts {
-            in_topic,
-            accepted,
-            refused,
-        } = *self;
-        if in_topic == accepted {
-            format!("the topic holds {in_topic} records for {accepted} accepted misses")
-        } else if in_topic > accepted && in_topic - accepted <= refused {
-            format!(
-                "the topic holds {in_topic} records for {accepted} accepted misses: the {} extra are of the {refused} \
-                 misses answered 503 whose record landed after the edge stopped waiting",
-                in_topic - accepted
-            )
-        } else {
-            format!(
-                "the topic holds {in_topic} records for {accepted} accepted and {refused} refused misses — **they differ**"
-            )
-        }
-    }
-}
-
-fn publish_section(
-    args: &Args,
-    publish: &LoopResult,
-    hits: &LoopResult,
-    counts: &TopicCounts,
-) -> Section {
-    let row = |name: &str, run: &LoopResult| {
-        format!(
-            "| {name} | {} | {:.0} | {:.1} | {:.1} | {:?} |",
-            run.requests,
-            run.requests as f64 / run.seconds,
-            run.spread.p50,
-            run.spread.p99,
-            run.statuses
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | **{:.1}** | **{:.1}** |",
+            f.count,
+            f.p50,
+            f.p99,
+            f.max,
+            f.p50 - vendor,
+            f.p99 - vendor
         )
     };
+    let mut notes = vec![format!(
+        "{} distinct products missed at {}/s per Worker (after {WARM_UP_PRODUCTS} not measured), through the \
+         Strimzi Kafka Bridge; each client polls every {} ms after its 202 (so up to {} ms of each figure is \
+         the poll interval). {} vendors at a fixed {vendor:.0} ms: the overhead is the figure less that. \
+         Answers other than 202 then 200: `kv` {:?}, `kv+redis` {:?} (0 = no answer or over 30 s).",
+        args.miss_products,
+        args.miss_rate,
+        args.miss_poll_ms,
+        args.miss_poll_ms,
+        args.vendors,
+        kv.run.others,
+        tiered.run.others
+    )];
+    notes.extend([
+        String::new(),
+        "Where the time goes (the client's clock for the 202; the consumer's stage histograms, 25% buckets, for \
+         the rest), p50 / p99 in ms:"
+            .into(),
+        String::new(),
+        "| stage | `kv` | `kv+redis` |".into(),
+        "| --- | ---: | ---: |".into(),
+        format!(
+            "| the edge answers the miss (claim, publish through the bridge, 202) | {:.1} / {:.1} | {:.1} / {:.1} |",
+            kv.run.publish.p50, kv.run.publish.p99, tiered.run.publish.p50, tiered.run.publish.p99
+        ),
+    ]);
+    for ((name, a), (_, b)) in kv.stages.rows.iter().zip(&tiered.stages.rows) {
+        let cell = |figures: &Option<(f64, f64)>| match figures {
+            Some((p50, p99)) => format!("{p50:.1} / {p99:.1}"),
+            None => "–".into(),
+        };
+        notes.push(format!("| {name} | {} | {} |", cell(a), cell(b)));
+    }
     Section {
-        title: "4. Publish path (distinct misses through the edge and the bridge) beside the hit path".into(),
+        title:
+            "3. Miss to filled (edge → bridge → Kafka → consumer → vendors → Redis and KV → edge)"
+                .into(),
         table: vec![
-            "| route | requests | requests/s | p50 ms | p99 ms | statuses |".into(),
-            "| --- | ---: | ---: | ---: | ---: | --- |".into(),
-            row("GET /v1/prices/{id}, a new id each time (publish, 202)", publish),
-            row("GET /v1/prices/{id}, cached (hit, 200)", hits),
+            "| Worker | products | p50 ms | p99 ms | max ms | overhead p50 ms | overhead p99 ms |"
+                .into(),
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |".into(),
+            row("`kv`: served once the consumer's fill reaches KV", kv),
+            row(
+                "`kv+redis`: served once the consumer stored it in Redis",
+                tiered,
+            ),
         ],
-        notes: vec![format!(
-            "The same Rust load loop for both, {} clients for {} s each, on the same 2 cores as the Worker, the \
-             bridge and Kafka. Counted over benchmark 3 (with its warm-up) and this one: {}.",
-            args.edge_connections,
-            args.edge_seconds,
-            counts.verdict()
-        )],
+        notes,
     }
 }
 

@@ -1,0 +1,162 @@
+//! Benchmark 4: the publish path (distinct misses per second through the edge and the bridge) beside
+//! the hit path of the same Worker, under the same closed load loop; and what the second tier of
+//! `kv+redis` costs: a KV miss that Redis answers, beside a KV hit of the same Worker.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pricefront_core::ProductId;
+use pricefront_harness::edge::Edge;
+use tokio::time::Instant;
+
+use crate::miss::Spread;
+use crate::report::Section;
+use crate::Args;
+
+/// What a closed loop of `args.edge_connections` clients measured.
+pub struct LoopResult {
+    pub requests: u64,
+    pub accepted: u64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub seconds: f64,
+    pub spread: Spread,
+}
+
+/// `args.edge_connections` clients, each sending its next GET as soon as the last is answered, for
+/// `args.edge_seconds` (and at most 200,000 requests); `product(n)` names the n-th request's product.
+pub async fn closed_loop(
+    args: &Args,
+    edge: &Edge,
+    product: impl Fn(u64) -> ProductId + Send + Sync + Clone + 'static,
+) -> LoopResult {
+    let started = Instant::now();
+    let until = started + Duration::from_secs(args.edge_seconds);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..args.edge_connections {
+        let (edge, next, product) = (edge.clone(), next.clone(), product.clone());
+        clients.spawn(async move {
+            let mut seen = Vec::new();
+            while Instant::now() < until {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= 200_000 {
+                    break;
+                }
+                let sent = Instant::now();
+                let status = match edge.get_prices(product(n), None).await {
+                    Ok(response) => response.status().as_u16(),
+                    Err(_) => 0,
+                };
+                seen.push((status, sent.elapsed()));
+            }
+            seen
+        });
+    }
+    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut samples = Vec::new();
+    while let Some(Ok(seen)) = clients.join_next().await {
+        for (status, latency) in seen {
+            *statuses.entry(status).or_default() += 1;
+            samples.push(latency);
+        }
+    }
+    LoopResult {
+        requests: samples.len() as u64,
+        accepted: statuses.get(&202).copied().unwrap_or(0),
+        statuses,
+        seconds: started.elapsed().as_secs_f64(),
+        spread: Spread::of(samples),
+    }
+}
+
+/// The records in the topic against what the edge answered.
+pub struct TopicCounts {
+    /// Records in the topic.
+    pub in_topic: u64,
+    /// Misses answered 202.
+    pub accepted: u64,
+    /// Misses answered 503 (the bridge gave no answer in time; the record may still have landed).
+    pub refused: u64,
+}
+
+impl TopicCounts {
+    /// What the counts say: every 202 in Kafka, and any extra record one of the 503s.
+    fn verdict(&self) -> String {
+        let TopicCounts {
+            in_topic,
+            accepted,
+            refused,
+        } = *self;
+        if in_topic == accepted {
+            format!("the topic holds {in_topic} records for {accepted} accepted misses")
+        } else if in_topic > accepted && in_topic - accepted <= refused {
+            format!(
+                "the topic holds {in_topic} records for {accepted} accepted misses: the {} extra are of the {refused} \
+                 misses answered 503 whose record landed after the edge stopped waiting",
+                in_topic - accepted
+            )
+        } else {
+            format!(
+                "the topic holds {in_topic} records for {accepted} accepted and {refused} refused misses — **they differ**"
+            )
+        }
+    }
+}
+
+/// What the four closed loops of benchmark 4 measured.
+pub struct PublishRuns {
+    /// A new id each time, on the `kv` Worker: each a publish.
+    pub publish: LoopResult,
+    /// One cached product, on the `kv` Worker.
+    pub hits: LoopResult,
+    /// A new id each time that only Redis holds, on the `kv+redis` Worker: KV miss, Redis hit.
+    pub second_tier: LoopResult,
+    /// One product KV holds, on the `kv+redis` Worker.
+    pub tiered_hits: LoopResult,
+}
+
+/// Benchmark 4's section.
+pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section {
+    let row = |name: &str, run: &LoopResult| {
+        format!(
+            "| {name} | {} | {:.0} | {:.1} | {:.1} | {:?} |",
+            run.requests,
+            run.requests as f64 / run.seconds,
+            run.spread.p50,
+            run.spread.p99,
+            run.statuses
+        )
+    };
+    let extra = |run: &LoopResult, base: &LoopResult| {
+        format!(
+            "{:+.1} ms at p50, {:+.1} ms at p99",
+            run.spread.p50 - base.spread.p50,
+            run.spread.p99 - base.spread.p99
+        )
+    };
+    Section {
+        title: "4. Publish path beside the hit path; the second tier of `kv+redis`".into(),
+        table: vec![
+            "| Worker | route | requests | requests/s | p50 ms | p99 ms | statuses |".into(),
+            "| --- | --- | ---: | ---: | ---: | ---: | --- |".into(),
+            row("`kv` | a new id each time (publish, 202)", &runs.publish),
+            row("`kv` | one cached id (KV hit, 200)", &runs.hits),
+            row("`kv+redis` | a new id each time that only Redis holds (KV miss, Redis hit, 200)", &runs.second_tier),
+            row("`kv+redis` | one id KV holds (KV hit, 200)", &runs.tiered_hits),
+        ],
+        notes: vec![
+            format!(
+                "The same Rust load loop for each row, {} clients for {} s, on the same 2 cores as the Workers, \
+                 the bridge, Kafka and Redis. Counted over benchmark 3 (with its warm-ups) and this one: {}.",
+                args.edge_connections,
+                args.edge_seconds,
+                counts.verdict()
+            ),
+            format!(
+                "The second tier's price on a KV miss: {} over a KV hit of the same Worker (one Redis GET over a \
+                 new socket per read, and the write-back to KV after the answer).",
+                extra(&runs.second_tier, &runs.tiered_hits)
+            ),
+        ],
+    }
+}
