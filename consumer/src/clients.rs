@@ -108,9 +108,10 @@ pub const DEFAULT_SESSION_TIMEOUT_MS: &str = "6000";
 /// can be lost before a live member is taken for dead.
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: &str = "2000";
 
-/// The most prefetched message data librdkafka keeps, unless the options say otherwise: 16 MiB instead
-/// of its 64 MiB (requests are about 100 bytes: that is still over 100,000 of them).
-pub const DEFAULT_QUEUED_MAX_KBYTES: &str = "16384";
+/// The most prefetched message data librdkafka keeps, unless the options say otherwise, is sized to the
+/// window (four windows of requests) within these bounds, in KiB, instead of its 64 MiB: the lower one
+/// leaves room for a fetch of the largest message (`message.max.bytes`, 1 MB by default).
+pub const QUEUED_MAX_KBYTES: (u64, u64) = (2048, 16384);
 
 /// About how many bytes one request takes in a fetch (the message, its key and the record overhead).
 const APPROX_REQUEST_BYTES: u64 = 256;
@@ -135,7 +136,9 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         config.set("max.partition.fetch.bytes", bytes.to_string());
     }
     if !given("queued.max.messages.kbytes") {
-        config.set("queued.max.messages.kbytes", DEFAULT_QUEUED_MAX_KBYTES);
+        let (low, high) = QUEUED_MAX_KBYTES;
+        let kbytes = (4 * window * APPROX_REQUEST_BYTES / 1024).clamp(low, high);
+        config.set("queued.max.messages.kbytes", kbytes.to_string());
     }
     // Either both defaults or neither: a heartbeat must stay well under the session it keeps alive.
     if !given("session.timeout.ms") && !given("heartbeat.interval.ms") {
@@ -226,7 +229,10 @@ mod tests {
             consumer_config(&Settings::from_flags(["c", "--max-in-flight", "1024"]).unwrap());
         assert_eq!(defaults.get("queued.min.messages"), Some("2048"));
         assert_eq!(defaults.get("max.partition.fetch.bytes"), Some("524288"));
-        assert_eq!(defaults.get("queued.max.messages.kbytes"), Some("16384"));
+        assert_eq!(defaults.get("queued.max.messages.kbytes"), Some("2048"));
+        let huge =
+            consumer_config(&Settings::from_flags(["c", "--max-in-flight", "65536"]).unwrap());
+        assert_eq!(huge.get("queued.max.messages.kbytes"), Some("16384"));
         let small = consumer_config(&Settings::from_flags(["c", "--max-in-flight", "16"]).unwrap());
         assert_eq!(small.get("queued.min.messages"), Some("100"));
         assert_eq!(small.get("max.partition.fetch.bytes"), Some("65536"));

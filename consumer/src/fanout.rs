@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
 use pricefront_core::{Comparison, FreshnessPolicy, ProductId, UnixMillis, VendorOutcome};
+use prometheus_client::metrics::histogram::Histogram;
 use reqwest::Client;
 use tokio::time::Instant;
 
@@ -17,6 +18,8 @@ use crate::vendors::Vendor;
 pub struct Comparer {
     client: Client,
     vendors: Arc<[Vendor]>,
+    /// Each vendor's latency histogram, looked up once (not by its label at every call).
+    latencies: Arc<[Histogram]>,
     limits: FetchLimits,
     policy: FreshnessPolicy,
     metrics: Arc<Metrics>,
@@ -31,9 +34,19 @@ impl Comparer {
         policy: FreshnessPolicy,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let latencies = vendors
+            .iter()
+            .map(|vendor| {
+                let label = VendorLabel {
+                    vendor: vendor.name.clone(),
+                };
+                metrics.vendor_latency.get_or_create(&label).clone()
+            })
+            .collect();
         Self {
             client,
             vendors: vendors.into(),
+            latencies,
             limits,
             policy,
             metrics,
@@ -42,21 +55,19 @@ impl Comparer {
 
     /// Asks every vendor concurrently and aggregates their answers; a failing vendor only adds a failure.
     pub async fn compare(&self, product: ProductId) -> Comparison {
-        let asks = self.vendors.iter().map(|vendor| async move {
-            let started = Instant::now();
-            let outcome = ask_vendor(&self.client, vendor, product, self.limits).await;
-            let label = VendorLabel {
-                vendor: vendor.name.clone(),
-            };
-            self.metrics
-                .vendor_latency
-                .get_or_create(&label)
-                .observe(started.elapsed().as_secs_f64());
-            if let VendorOutcome::Failed(failure) = &outcome {
-                self.metrics.vendor_failed(&vendor.name, failure.kind);
-            }
-            outcome
-        });
+        let asks =
+            self.vendors
+                .iter()
+                .zip(self.latencies.iter())
+                .map(|(vendor, latency)| async move {
+                    let started = Instant::now();
+                    let outcome = ask_vendor(&self.client, vendor, product, self.limits).await;
+                    latency.observe(started.elapsed().as_secs_f64());
+                    if let VendorOutcome::Failed(failure) = &outcome {
+                        self.metrics.vendor_failed(&vendor.name, failure.kind);
+                    }
+                    outcome
+                });
         let outcomes = join_all(asks).await;
         Comparison::aggregate(product, outcomes, now_ms(), &self.policy)
     }

@@ -21,8 +21,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use pricefront_core::{Currency, ProductId};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
+use serde_json::Value;
 
 /// Why the vendors file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +82,59 @@ fn default_max_attempts() -> u32 {
     3
 }
 
+/// A JSON pointer (RFC 6901) into a vendor's body, split into its unescaped tokens once, at load,
+/// rather than at every answer (as `serde_json::Value::pointer` does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPointer {
+    text: String,
+    tokens: Vec<String>,
+}
+
+impl JsonPointer {
+    /// The pointer `text` (`""` or starting with `/`).
+    pub fn new(text: &str) -> Self {
+        let tokens = text
+            .split('/')
+            .skip(1)
+            .map(|token| token.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        Self {
+            text: text.to_owned(),
+            tokens,
+        }
+    }
+
+    /// The value it points at in `value`, as `serde_json::Value::pointer` finds it.
+    pub fn find<'a>(&self, value: &'a Value) -> Option<&'a Value> {
+        self.tokens
+            .iter()
+            .try_fold(value, |target, token| match target {
+                Value::Object(map) => map.get(token),
+                Value::Array(list) => array_index(token).and_then(|i| list.get(i)),
+                _ => None,
+            })
+    }
+}
+
+/// An array index token: digits without a leading zero (or "0").
+fn array_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+impl std::fmt::Display for JsonPointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Where a vendor's answer says the currency is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CurrencySource {
     /// At this JSON pointer in the body.
-    Pointer(String),
+    Pointer(JsonPointer),
     /// Always this currency.
     Fixed(Currency),
 }
@@ -95,8 +144,10 @@ pub enum CurrencySource {
 pub struct Vendor {
     /// The vendor's name, as it appears in offers and failures.
     pub name: String,
-    url_template: String,
-    /// Headers sent with every request, environment variables already substituted.
+    /// The URL template split at each `{productId}`.
+    url_parts: Vec<String>,
+    /// Headers sent with every request, environment variables already substituted (and
+    /// `Accept: application/json` unless the file gives an `Accept`).
     pub headers: HeaderMap,
     /// The timeout of one attempt, including reading the body.
     pub timeout: Duration,
@@ -105,18 +156,26 @@ pub struct Vendor {
     /// How long the vendor guarantees its prices.
     pub guarantee: Duration,
     /// JSON pointer to the price (a decimal string or a JSON number).
-    pub price_pointer: String,
+    pub price_pointer: JsonPointer,
     /// Where the currency comes from.
     pub currency: CurrencySource,
     /// JSON pointer to the offer's URL, if the vendor gives one.
-    pub offer_url_pointer: Option<String>,
+    pub offer_url_pointer: Option<JsonPointer>,
 }
 
 impl Vendor {
     /// The URL to ask for `product`.
     pub fn url_for(&self, product: ProductId) -> String {
-        self.url_template
-            .replace("{productId}", &product.to_string())
+        use std::fmt::Write;
+        let mut url =
+            String::with_capacity(self.url_parts.iter().map(String::len).sum::<usize>() + 20);
+        for (i, part) in self.url_parts.iter().enumerate() {
+            if i > 0 {
+                let _ = write!(url, "{product}");
+            }
+            url.push_str(part);
+        }
+        url
     }
 }
 
@@ -176,7 +235,7 @@ fn resolve(entry: &VendorEntry, env: &impl Fn(&str) -> Option<String>) -> Result
         ));
     }
     let currency = match (&entry.currency_pointer, &entry.currency) {
-        (Some(pointer), None) => CurrencySource::Pointer(pointer.clone()),
+        (Some(pointer), None) => CurrencySource::Pointer(JsonPointer::new(pointer)),
         (None, Some(code)) => CurrencySource::Fixed(code.parse().map_err(|e| format!("{e}"))?),
         _ => return Err("give exactly one of currency_pointer and currency".into()),
     };
@@ -192,16 +251,19 @@ fn resolve(entry: &VendorEntry, env: &impl Fn(&str) -> Option<String>) -> Result
         value.set_sensitive(true);
         headers.insert(name, value);
     }
+    headers
+        .entry(header::ACCEPT)
+        .or_insert(HeaderValue::from_static("application/json"));
     Ok(Vendor {
         name: entry.name.clone(),
-        url_template: entry.url.clone(),
+        url_parts: entry.url.split("{productId}").map(str::to_owned).collect(),
         headers,
         timeout: Duration::from_millis(entry.timeout_ms),
         max_attempts: entry.max_attempts,
         guarantee: Duration::from_secs(entry.guarantee_window_secs),
-        price_pointer: entry.price_pointer.clone(),
+        price_pointer: JsonPointer::new(&entry.price_pointer),
         currency,
-        offer_url_pointer: entry.offer_url_pointer.clone(),
+        offer_url_pointer: entry.offer_url_pointer.as_deref().map(JsonPointer::new),
     })
 }
 
@@ -265,6 +327,34 @@ currency = "JPY"
             vendors[1].url_for(ProductId::new(42).unwrap()),
             "https://bravo.example/p?id=42"
         );
+    }
+
+    #[test]
+    fn pointers_find_what_serde_json_finds() {
+        let body: Value = serde_json::json!({"a": {"b/c": [1, {"~d": "x"}]}, "": 2});
+        for text in [
+            "",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/0",
+            "/a/b~1c/1/~0d",
+            "/",
+            "/a/b~1c/01",
+            "/a/x",
+            "/a/b~1c/9",
+        ] {
+            assert_eq!(
+                JsonPointer::new(text).find(&body),
+                body.pointer(text),
+                "{text}"
+            );
+        }
+        let vendors = parse(GOOD, env).unwrap();
+        assert_eq!(
+            vendors[1].url_for(ProductId::new(7).unwrap()),
+            "https://bravo.example/p?id=7"
+        );
+        assert_eq!(vendors[1].headers["accept"], "application/json");
     }
 
     #[test]

@@ -111,8 +111,8 @@ impl Worker {
         Ok(())
     }
 
-    /// The flight of `product` under way, or a new one. A flight runs as its own task, so that a panic
-    /// in it ends as an error for each of its messages and never poisons the product's entry.
+    /// The flight of `product` under way, or a new one. A panic in the flight ends as an error for each
+    /// of its messages and never poisons the product's entry: the entry goes when the flight ends.
     fn flight(self: &Arc<Self>, product: ProductId, requested_at_ms: UnixMillis) -> Flight {
         let mut comparing = self
             .comparing
@@ -121,19 +121,18 @@ impl Worker {
         comparing
             .entry(product)
             .or_insert_with(|| {
-                let work = tokio::spawn(self.clone().refresh(product, requested_at_ms));
+                // Run by the messages' own tasks (whichever polls it), not as a task of its own: one
+                // spawn per message, not two.
+                let work = AssertUnwindSafe(self.clone().refresh(product, requested_at_ms));
                 let worker = self.clone();
                 async move {
-                    let outcome = work.await;
+                    let outcome = work.catch_unwind().await;
                     worker
                         .comparing
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .remove(&product);
-                    outcome.map_err(|error| match error.try_into_panic() {
-                        Ok(panic) => panicked(panic.as_ref()),
-                        Err(error) => format!("the comparison was cancelled: {error}"),
-                    })
+                    outcome.map_err(|panic| panicked(panic.as_ref()))
                 }
                 .boxed()
                 .shared()
@@ -163,7 +162,9 @@ impl Worker {
         self.metrics
             .comparison_duration
             .observe(started.elapsed().as_secs_f64());
-        tracing::info!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");
+        // Debug, not info: a line per comparison cost CPU at thousands a second; the metrics count them
+        // (`pricefront_comparison_duration_seconds_count`).
+        tracing::debug!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");
         self.sinks.store(&comparison).await;
         comparison.computed_at_ms
     }

@@ -109,7 +109,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
 
     let records = support::records_in(&env.topic).await?;
     let (extra_calls, extra_rounds) = support::extra_rounds(&env, products.len());
-    let twice = support::compared_twice(&support::compared_counts(&[&consumer]));
+    let twice = support::compared_twice(&support::compared_counts(&env));
     report.duplicated = Some(extra_rounds);
     report.note(format!(
         "duplicates: {extra_calls} vendor calls beyond one round per product ({extra_rounds} rounds), {twice} products compared twice; the topic holds {records} records for {total} requests ({} written twice by producer retries)",

@@ -99,10 +99,10 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     }
 
     let (extra_calls, extra_rounds) = support::extra_rounds(&env, products.len());
-    let twice = support::compared_twice(&support::compared_counts(&[&victim, &survivor]));
+    let twice = support::compared_twice(&support::compared_counts(&env));
     report.duplicated = Some(extra_rounds);
     report.note(format!(
-        "duplicates: {extra_calls} vendor calls beyond one round per product ({extra_rounds} rounds); {twice} products logged as compared twice (a round the kill cut short is in the vendor calls only)"
+        "duplicates: {extra_calls} vendor calls beyond one round per product ({extra_rounds} rounds); {twice} products asked of the vendors in more than one round (the simulator's count: a round the kill cut short included)"
     ));
     report.elapsed = started.elapsed();
     Ok(report)

@@ -190,7 +190,7 @@ async fn drill(plan: &Plan, report: &mut DrillReport) -> Result<(), DrillError> 
         consumer.log_count("redis write failed")
     ));
     let (extra_calls, extra_rounds) = support::extra_rounds(&env, products.len());
-    let twice = support::compared_twice(&support::compared_counts(&[&consumer]));
+    let twice = support::compared_twice(&support::compared_counts(&env));
     report.duplicated = Some(extra_rounds);
     report.note(format!(
         "duplicates: {extra_calls} vendor calls beyond one round per product ({extra_rounds} rounds), {twice} products compared twice"

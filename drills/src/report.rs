@@ -255,7 +255,8 @@ pub fn reliability_document(
          - **duplicated**: work done twice. For the drills with healthy vendors it is the extra fan-out rounds:\n\
            vendor calls counted by the simulator beyond one round per product, divided by the number of vendors\n\
            (a round cut short by the fault counts too); for the vendor-fault drill, whose retries make vendor\n\
-           calls no measure, it is the products the consumers logged as compared more than once.\n\n\
+           calls no measure, it is the products the vendors were asked about in more than one round (the\n\
+           simulator counts, per product and vendor, the answers that end a round: anything but a 503).\n\n\
          The same drills run in the test suite, with assertions on lost = 0 (every drill must count it) and on\n\
          each drill's checks, among them no 5xx from the Worker's own code (the runtime's answers to requests\n\
          that break HTTP itself are listed apart in the edge drill's notes and not held to that rule):\n\

@@ -148,23 +148,14 @@ pub(crate) fn extra_rounds(env: &TestEnv, products: usize) -> (u64, u64) {
     (extra, extra.div_ceil(vendors.max(1)))
 }
 
-/// How many times each product was logged as compared, over `consumers`.
-pub(crate) fn compared_counts(consumers: &[&ConsumerProcess]) -> HashMap<String, u32> {
-    let mut counts = HashMap::new();
-    for consumer in consumers {
-        for line in consumer.log_text().lines() {
-            if !line.contains(" compared ") {
-                continue;
-            }
-            if let Some(product) = line
-                .split_whitespace()
-                .find_map(|field| field.strip_prefix("product="))
-            {
-                *counts.entry(product.to_owned()).or_default() += 1;
-            }
-        }
-    }
-    counts
+/// How many comparison rounds the vendors saw for each product of `env` (the simulator's count, see
+/// [`vendor_sim::Simulator::rounds_by_product`]; no log line is read).
+pub(crate) fn compared_counts(env: &TestEnv) -> HashMap<String, u32> {
+    env.simulator
+        .rounds_by_product()
+        .into_iter()
+        .map(|(product, rounds)| (product, u32::try_from(rounds).unwrap_or(u32::MAX)))
+        .collect()
 }
 
 /// The products compared more than once.

@@ -212,7 +212,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     }
 
     check_results(&results, &env, &mut report);
-    let twice = support::compared_twice(&support::compared_counts(&[&consumer]));
+    let twice = support::compared_twice(&support::compared_counts(&env));
     report.duplicated = Some(twice);
     let calls: u64 = env.simulator.request_counts().values().sum();
     report.note(format!(

@@ -1,6 +1,6 @@
 //! The simulator's HTTP server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -23,6 +23,9 @@ use crate::{expected_price, Profiles, VendorProfile};
 pub struct Simulator {
     profiles: RwLock<Profiles>,
     requests: RwLock<BTreeMap<String, u64>>,
+    /// Per product (as requested) and vendor: the requests answered with anything but a retryable
+    /// error, which end that vendor's part of a comparison round.
+    round_ends: RwLock<HashMap<String, HashMap<String, u64>>>,
 }
 
 impl Simulator {
@@ -31,6 +34,7 @@ impl Simulator {
         Arc::new(Self {
             profiles: RwLock::new(profiles),
             requests: RwLock::default(),
+            round_ends: RwLock::default(),
         })
     }
 
@@ -43,6 +47,34 @@ impl Simulator {
     /// Requests seen per vendor since start.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         self.requests.read().expect("requests lock").clone()
+    }
+
+    /// How many comparison rounds each product (as requested) was asked for: the most requests of it
+    /// one vendor answered with anything but a retryable error (an offer, a hang, a malformed or an
+    /// oversized body; a 503 is retried within the round). A round counts from its request, even if
+    /// the consumer died before the answer. Exact unless, in some round, every vendor answered the
+    /// product with retryable errors only (then a lower bound).
+    pub fn rounds_by_product(&self) -> HashMap<String, u64> {
+        self.round_ends
+            .read()
+            .expect("round ends lock")
+            .iter()
+            .map(|(product, vendors)| {
+                (
+                    product.clone(),
+                    vendors.values().copied().max().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    fn end_round(&self, vendor: &str, product: &str) {
+        let mut ends = self.round_ends.write().expect("round ends lock");
+        *ends
+            .entry(product.to_owned())
+            .or_default()
+            .entry(vendor.to_owned())
+            .or_default() += 1;
     }
 
     fn profile(&self, vendor: &str) -> Option<VendorProfile> {
@@ -111,7 +143,7 @@ async fn price(
         return (StatusCode::NOT_FOUND, "no such vendor").into_response();
     };
     simulator.count(&vendor);
-    let Ok(product) = product.parse::<ProductId>() else {
+    let Ok(product_id) = product.parse::<ProductId>() else {
         return (StatusCode::NOT_FOUND, "no such product").into_response();
     };
     let (behaviour, latency) = {
@@ -122,6 +154,10 @@ async fn price(
         );
         (draw(&profile, &mut rng), rng.random_range(low..=high))
     };
+    if !matches!(behaviour, Behaviour::Error) {
+        simulator.end_round(&vendor, &product);
+    }
+    let product = product_id;
     tokio::time::sleep(Duration::from_millis(latency)).await;
     match behaviour {
         Behaviour::Hang => {
