@@ -16,6 +16,8 @@
 //! - [`route`], [`problem`], [`edge_rules`]: the edge's routes, its RFC 9457 errors, and its decisions
 //!   on a read (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
 //! - [`stored`]: a cached comparison as the edge serves it, read without parsing its offers.
+//! - [`prefer_wait`]: `Prefer: wait=N` (RFC 7240): how long a miss may wait for its result, and when
+//!   the edge reads the cache meanwhile.
 //! - [`redis_protocol`]: where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
 //!
 //! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
@@ -27,6 +29,7 @@ pub mod edge_rules;
 pub mod freshness;
 pub mod money;
 pub mod newest_wins;
+pub mod prefer_wait;
 pub mod problem;
 pub mod product_id;
 pub mod redis_protocol;

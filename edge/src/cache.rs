@@ -78,6 +78,22 @@ pub async fn get(
     }
 }
 
+/// The cached comparison of `product` in the consistent tier: Redis for `redis` and `kv+redis`
+/// (where the consumers store first), KV for `kv`.
+pub async fn get_consistent(
+    config: &Config,
+    env: &Env,
+    product: ProductId,
+) -> Result<Option<Stored>> {
+    let key = cache_key(product);
+    match &config.cache {
+        CacheBackend::Kv => kv_get(env, &key).await,
+        CacheBackend::Redis(address) | CacheBackend::KvThenRedis(address) => {
+            redis_get(address, &key).await
+        }
+    }
+}
+
 async fn kv_get(env: &Env, key: &str) -> Result<Option<Stored>> {
     let bytes = env.kv(KV_BINDING)?.get(key).bytes().await?;
     Ok(bytes.and_then(Stored::from_bytes))

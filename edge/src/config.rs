@@ -4,6 +4,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use pricefront_core::prefer_wait::{granted_wait_secs, requested_wait_secs, DEFAULT_MAX_WAIT_SECS};
 use pricefront_core::redis_protocol::{RedisAddress, RedisProtocolError};
 use pricefront_core::rest_proxy::{ProxyApi, ProxyConfigError};
 use worker::Env;
@@ -43,6 +44,8 @@ pub struct Config {
     pub topic: String,
     pub publish_timeout: Duration,
     pub fill_token: Option<String>,
+    /// The longest `Prefer: wait` granted, in seconds (`PREFER_WAIT_MAX_SECS`; 0 turns it off).
+    pub prefer_wait_max_secs: u64,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -66,6 +69,12 @@ thread_local! {
 }
 
 impl Config {
+    /// The seconds of waiting granted to a request with this `Prefer` header, if any.
+    pub fn granted_wait(&self, prefer: Option<&str>) -> Option<u64> {
+        let requested = requested_wait_secs(prefer?)?;
+        granted_wait_secs(requested, self.prefer_wait_max_secs)
+    }
+
     /// This isolate's settings, read from `env` on the first request; the error says what to set.
     pub fn of_isolate(env: &Env) -> Result<Rc<Self>, String> {
         CONFIG.with(|cell| {
@@ -118,6 +127,9 @@ impl Config {
                     .unwrap_or(2_000),
             ),
             fill_token: secret(env, "FILL_TOKEN"),
+            prefer_wait_max_secs: var(env, "PREFER_WAIT_MAX_SECS")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(DEFAULT_MAX_WAIT_SECS),
         })
     }
 }

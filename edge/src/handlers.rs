@@ -7,7 +7,10 @@ use pricefront_core::edge_rules::{
 use pricefront_core::problem::Problem;
 use pricefront_core::stored::Stored;
 use pricefront_core::{Comparison, Freshness, ProductId, UnixMillis};
-use worker::{Context, Date, Env, Request, Response, Result};
+use std::time::Duration;
+
+use pricefront_core::prefer_wait::{pauses, preference_applied};
+use worker::{Context, Date, Delay, Env, Request, Response, Result};
 
 use crate::cache::{self, Lookup, PutOutcome};
 use crate::config::Config;
@@ -57,35 +60,98 @@ pub async fn get_prices(
             });
             served(request, &stored, Freshness::Stale, "no-cache")
         }
-        _ => match publish_coalesced(&config, product, now).await {
-            Ok(published) => {
-                if published == Published::Now {
-                    ctx.wait_until(remember_published(product));
-                }
-                let mut response = reply::json(202, &Pending::of(product))?;
-                response.headers_mut().set("Location", &location(product))?;
-                response
-                    .headers_mut()
-                    .set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
-                response.headers_mut().set("Cache-Control", "no-store")?;
-                Ok(response)
-            }
-            Err(error) => {
-                worker::console_warn!("request for {product} not published: {error}");
-                let problem = Problem::new(
-                    503,
-                    "queue-unavailable",
-                    "Service Unavailable",
-                    "the comparison could not be queued; retry shortly",
-                );
-                let mut response = reply::problem(&problem)?;
-                response
-                    .headers_mut()
-                    .set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
-                Ok(response)
-            }
-        },
+        _ => {
+            let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
+            queued(request, env, &ctx, &config, product, now, wait).await
+        }
     }
+}
+
+/// A miss: publish a request, then either wait for its result (`Prefer: wait` granted `wait` seconds)
+/// or answer 202 at once; 503 when the REST proxy cannot take it.
+async fn queued(
+    request: &Request,
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+    product: ProductId,
+    now: UnixMillis,
+    wait: Option<u64>,
+) -> Result<Response> {
+    match publish_coalesced(config, product, now).await {
+        Ok(published) => {
+            if published == Published::Now {
+                ctx.wait_until(remember_published(product));
+            }
+            if let Some(secs) = wait {
+                if let Some(mut response) =
+                    wait_for_result(request, env, config, product, secs).await?
+                {
+                    response
+                        .headers_mut()
+                        .set("Preference-Applied", &preference_applied(secs))?;
+                    return Ok(response);
+                }
+            }
+            let mut response = reply::json(202, &Pending::of(product))?;
+            let headers = response.headers_mut();
+            headers.set("Location", &location(product))?;
+            headers.set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
+            headers.set("Cache-Control", "no-store")?;
+            if let Some(secs) = wait {
+                headers.set("Preference-Applied", &preference_applied(secs))?;
+            }
+            Ok(response)
+        }
+        Err(error) => {
+            worker::console_warn!("request for {product} not published: {error}");
+            let problem = Problem::new(
+                503,
+                "queue-unavailable",
+                "Service Unavailable",
+                "the comparison could not be queued; retry shortly",
+            );
+            let mut response = reply::problem(&problem)?;
+            response
+                .headers_mut()
+                .set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
+            Ok(response)
+        }
+    }
+}
+
+/// Watches the consistent tier (Redis where there is one, else KV) for `product`'s result for up to
+/// `secs` seconds, backing off between reads ([`pauses`]); the answer once it is there, `None` when
+/// time ran out. Ends early when the client has gone (the runtime cancels the request too).
+async fn wait_for_result(
+    request: &Request,
+    env: &Env,
+    config: &Config,
+    product: ProductId,
+    secs: u64,
+) -> Result<Option<Response>> {
+    let signal = request.inner().signal();
+    for pause in pauses(Duration::from_secs(secs)) {
+        Delay::from(pause).await;
+        if signal.aborted() {
+            return Ok(None);
+        }
+        let Some(stored) = cache::get_consistent(config, env, product).await? else {
+            continue;
+        };
+        let now = now_ms();
+        match decide_read_of(Some(stored.header.lifetime()), now) {
+            ReadDecision::Fresh { max_age_secs } => {
+                let cache_control = format!("public, max-age={max_age_secs}");
+                return served(request, &stored, Freshness::Fresh, &cache_control).map(Some);
+            }
+            ReadDecision::Stale => {
+                return served(request, &stored, Freshness::Stale, "no-cache").map(Some)
+            }
+            ReadDecision::Miss => {}
+        }
+    }
+    Ok(None)
 }
 
 /// A 200 with the stored comparison served as `freshness` (its bytes as stored, with the freshness

@@ -1,0 +1,90 @@
+//! `Prefer: wait=N` (RFC 7240): one round trip instead of 202-then-poll. Against the running service
+//! (`scripts/test.sh`: the KV-backed and the `kv+redis` Workers, whose misses the service's consumer
+//! answers in about 150 ms), and a Worker of this test whose topic nobody consumes (its wait runs out).
+
+use pricefront_core::ProductId;
+use pricefront_harness::edge::{unused_product, Edge};
+use pricefront_harness::topic::records_with_key;
+use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::{brokers, profiles, TestEnv};
+use serde_json::Value;
+
+async fn published(topic: &str, product: ProductId) -> usize {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        records_with_key(&brokers(), &topic, product.to_string().as_bytes())
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .len()
+}
+
+async fn get_waiting(edge: &Edge, product: ProductId, prefer: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/v1/prices/{product}", edge.base))
+        .header("prefer", prefer)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_waiting_miss_is_answered_with_its_result(var: &str) {
+    let edge = Edge::from_env(var).unwrap();
+    let product = unused_product();
+    let response = get_waiting(&edge, product, "wait=10").await;
+    assert_eq!(response.status(), 200, "{}", edge.base);
+    assert_eq!(response.headers()["preference-applied"], "wait=10");
+    assert!(response.headers().contains_key("etag"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["freshness"], "fresh");
+    assert_eq!(body["productId"], product.to_string());
+    assert_eq!(published(pricefront_core::REQUEST_TOPIC, product).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_miss_is_answered_with_its_result_by_the_kv_backed_edge() {
+    a_waiting_miss_is_answered_with_its_result("EDGE_KV_URL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_miss_is_answered_with_its_result_by_the_kv_redis_edge() {
+    a_waiting_miss_is_answered_with_its_result("EDGE_KV_REDIS_URL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_longer_than_the_cap_is_capped_and_a_wait_that_runs_out_is_the_usual_202() {
+    // A topic nobody consumes: the result never comes.
+    let env = TestEnv::new("prefer-wait", profiles([]), 2_000).await;
+    let topic = env.topic.clone();
+    let worker = tokio::task::spawn_blocking(move || {
+        LocalWorker::start(
+            "prefer-wait",
+            8803,
+            &[
+                ("REQUEST_TOPIC", topic.as_str()),
+                ("PREFER_WAIT_MAX_SECS", "1"),
+            ],
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let edge = worker.edge();
+    let product = unused_product();
+    let response = get_waiting(&edge, product, "respond-async, wait=30").await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["preference-applied"], "wait=1");
+    assert_eq!(
+        response.headers()["location"],
+        format!("/v1/prices/{product}").as_str()
+    );
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(published(&env.topic, product).await, 1);
+
+    // Without the header nothing changes: a 202 at once, no Preference-Applied.
+    let other = unused_product();
+    let response = edge.get_prices(other, None).await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert!(!response.headers().contains_key("preference-applied"));
+}
