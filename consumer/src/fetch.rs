@@ -100,7 +100,7 @@ pub async fn ask_vendor(
     let url = vendor.url_for(product);
     let attempt = || async {
         attempts.fetch_add(1, Ordering::Relaxed);
-        let result = attempt_once(client, vendor, &url, limits.max_body_bytes).await;
+        let result = attempt_once(client, vendor, url.clone(), limits.max_body_bytes).await;
         if let Err(e) = &result {
             *last_error.lock().expect("last error lock") = Some(e.clone());
         }
@@ -162,7 +162,7 @@ pub async fn ask_vendor(
 async fn attempt_once(
     client: &Client,
     vendor: &Vendor,
-    url: &str,
+    url: reqwest::Url,
     max_body: usize,
 ) -> Result<Offer, AttemptError> {
     let exchange = async {
