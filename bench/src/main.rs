@@ -16,6 +16,7 @@ mod edge;
 mod fill;
 mod miss;
 mod peer_consumer;
+mod prefer;
 mod publish;
 mod report;
 

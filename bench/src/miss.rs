@@ -2,7 +2,8 @@
 //! the same product (the whole path edge → bridge → Kafka → consumer → vendors → sinks → edge), for a
 //! `kv` Worker (served once the consumer's fill reaches KV through the edge) and a `kv+redis` one
 //! (served once the consumer stored it in Redis), with where the time goes by the consumer's stage
-//! histograms. Also runs benchmark 4 ([`crate::publish`]) with the same Workers.
+//! histograms. Also runs benchmarks 4 ([`crate::publish`]) and 5 ([`crate::prefer`]) with the same
+//! Workers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -97,6 +98,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     let (kv_edge, tiered_edge) = (kv.edge(), tiered.edge());
     let kv_run = measured(args, &kv_edge, &consumer).await?;
     let tiered_run = measured(args, &tiered_edge, &consumer).await?;
+    let prefer = crate::prefer::run(args, &[("kv", &kv_edge), ("kv+redis", &tiered_edge)]).await?;
     drop(consumer); // the publish path alone: nothing consumes while it is loaded
 
     let hit_product = ProductId::new(env.first_product + 7).context("a product id")?;
@@ -146,6 +148,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     Ok(vec![
         miss_section(args, &kv_run, &tiered_run),
         crate::publish::section(args, &runs, &counts),
+        prefer,
     ])
 }
 
@@ -398,7 +401,8 @@ async fn wait_ready(port: u16) -> anyhow::Result<()> {
     bail!("the bench consumer was not ready within 60 s")
 }
 
-fn rand_offset() -> u64 {
+/// A time-derived offset for product ids, so that runs do not meet each other's cache entries.
+pub(crate) fn rand_offset() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64 % 1_000_000_000)

@@ -21,12 +21,7 @@ async fn published(topic: &str, product: ProductId) -> usize {
 }
 
 async fn get_waiting(edge: &Edge, product: ProductId, prefer: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(format!("{}/v1/prices/{product}", edge.base))
-        .header("prefer", prefer)
-        .send()
-        .await
-        .unwrap()
+    edge.get_prices_preferring(product, prefer).await.unwrap()
 }
 
 async fn a_waiting_miss_is_answered_with_its_result(var: &str) {

@@ -88,6 +88,20 @@ impl Edge {
         Ok(request.send().await?)
     }
 
+    /// `GET /v1/prices/{product}` with `Prefer: {prefer}` (e.g. `wait=5`, RFC 7240).
+    pub async fn get_prices_preferring(
+        &self,
+        product: ProductId,
+        prefer: &str,
+    ) -> Result<Response, EdgeError> {
+        Ok(self
+            .client
+            .get(format!("{}/v1/prices/{product}", self.base))
+            .header("prefer", prefer)
+            .send()
+            .await?)
+    }
+
     /// `PUT /internal/v1/prices/{id}` with `body`, and a bearer token when given.
     pub async fn fill_raw(
         &self,

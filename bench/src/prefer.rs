@@ -1,0 +1,172 @@
+//! Benchmark 5: miss to 200 for a client that sends `Prefer: wait=10` (one round trip) against a client
+//! that polls the way a 202 tells it to (`Retry-After`), on the same Workers, in the same run, the
+//! products alternating between the two at the same rate.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use pricefront_core::ProductId;
+use pricefront_harness::edge::Edge;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::miss::Spread;
+use crate::report::Section;
+use crate::Args;
+
+/// Products per client kind and Worker.
+const PRODUCTS: u64 = 100;
+
+/// The longest either client keeps trying for one product.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+
+/// How one client kind did on one Worker: time to the 200, and how many requests it took.
+struct ClientRun {
+    to_200: Spread,
+    requests: Spread,
+    failed: u64,
+}
+
+/// Runs both client kinds on each of `edges` (label, Worker), `PRODUCTS` products each at `args.miss_rate`.
+pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<Section> {
+    let mut table = vec![
+        "| Worker | client | products | p50 ms | p99 ms | max ms | requests per product (p50 / max) | failed |".into(),
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |".into(),
+    ];
+    for (label, edge) in edges {
+        let (waiting, polling) = both(args, edge).await?;
+        for (client, run) in [
+            ("`Prefer: wait=10`", &waiting),
+            ("polls after `Retry-After`", &polling),
+        ] {
+            table.push(format!(
+                "| `{label}` | {client} | {} | {:.1} | {:.1} | {:.1} | {:.0} / {:.0} | {} |",
+                run.to_200.count,
+                run.to_200.p50,
+                run.to_200.p99,
+                run.to_200.max,
+                run.requests.p50,
+                run.requests.max,
+                run.failed
+            ));
+        }
+    }
+    Ok(Section {
+        title: "5. One round trip with `Prefer: wait` against polling with `Retry-After`".into(),
+        table,
+        notes: vec![format!(
+            "From sending the first request for a new product to receiving its 200. {PRODUCTS} products per client \
+             and Worker, the two clients alternating at {}/s in total, while the consumer of benchmark 3 runs; a \
+             polling client waits the `Retry-After` of each 202 (2 s) before asking again, as a well-behaved \
+             client does. The waiting client's requests count 1 each: the edge reads the cache for it (25 ms \
+             doubling to 400 ms), not the client.",
+            args.miss_rate
+        )],
+    })
+}
+
+/// The waiting client and the polling client, alternating products on `edge`.
+async fn both(args: &Args, edge: &Edge) -> anyhow::Result<(ClientRun, ClientRun)> {
+    let every = Duration::from_secs(1) / args.miss_rate.max(1);
+    let mut tick = tokio::time::interval(every);
+    let first = 9_500_000_000 + (super::miss::rand_offset() % 1_000_000_000);
+    let mut tasks = JoinSet::new();
+    for n in 0..PRODUCTS * 2 {
+        tick.tick().await;
+        let edge = edge.clone();
+        let product = ProductId::new(first + n).context("a product id")?;
+        let waiting = n % 2 == 0;
+        tasks.spawn(async move {
+            let outcome = if waiting {
+                wait_once(&edge, product).await
+            } else {
+                poll(&edge, product).await
+            };
+            (waiting, outcome)
+        });
+    }
+    let (mut waited, mut polled) = (Outcomes::default(), Outcomes::default());
+    while let Some(done) = tasks.join_next().await {
+        let (waiting, outcome) = done?;
+        let into = if waiting { &mut waited } else { &mut polled };
+        match outcome {
+            Some((elapsed, requests)) => {
+                into.times.push(elapsed);
+                into.requests.push(Duration::from_millis(requests));
+            }
+            None => into.failed += 1,
+        }
+    }
+    Ok((waited.run(), polled.run()))
+}
+
+#[derive(Default)]
+struct Outcomes {
+    times: Vec<Duration>,
+    /// Request counts, carried as milliseconds so that [`Spread`] can rank them.
+    requests: Vec<Duration>,
+    failed: u64,
+}
+
+impl Outcomes {
+    fn run(self) -> ClientRun {
+        ClientRun {
+            to_200: Spread::of(self.times),
+            requests: Spread::of(self.requests),
+            failed: self.failed,
+        }
+    }
+}
+
+/// One request with `Prefer: wait=10`, then (if that ran out) polls; time to the 200 and requests sent.
+async fn wait_once(edge: &Edge, product: ProductId) -> Option<(Duration, u64)> {
+    let started = Instant::now();
+    let response = edge.get_prices_preferring(product, "wait=10").await.ok()?;
+    match response.status().as_u16() {
+        200 => Some((started.elapsed(), 1)),
+        202 => poll_from(edge, product, started, 1, &response).await,
+        _ => None,
+    }
+}
+
+/// Asks, and after each 202 waits its `Retry-After` before asking again.
+async fn poll(edge: &Edge, product: ProductId) -> Option<(Duration, u64)> {
+    let started = Instant::now();
+    let response = edge.get_prices(product, None).await.ok()?;
+    match response.status().as_u16() {
+        200 => Some((started.elapsed(), 1)),
+        202 => poll_from(edge, product, started, 1, &response).await,
+        _ => None,
+    }
+}
+
+async fn poll_from(
+    edge: &Edge,
+    product: ProductId,
+    started: Instant,
+    mut requests: u64,
+    first: &reqwest::Response,
+) -> Option<(Duration, u64)> {
+    let mut pause = retry_after(first);
+    while started.elapsed() < GIVE_UP_AFTER {
+        tokio::time::sleep(pause).await;
+        let response = edge.get_prices(product, None).await.ok()?;
+        requests += 1;
+        match response.status().as_u16() {
+            200 => return Some((started.elapsed(), requests)),
+            202 => pause = retry_after(&response),
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn retry_after(response: &reqwest::Response) -> Duration {
+    let secs = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    Duration::from_secs(secs)
+}
