@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
 use crate::peer_consumer::{cpu_seconds, peak_rss_kib, run_peer_mode, PeerMode, PeerRun};
+use crate::plot::{lines_svg, Series};
 use crate::report::Section;
 use crate::Args;
 
@@ -40,12 +41,17 @@ impl From<PeerRun> for Run {
     }
 }
 
+/// The fill chart, beside BENCHMARKS.md (drawn with `--write` or `--plot`).
+pub const FILL_CHART: &str = "bench-fill.svg";
+
 /// Runs ours and the Confluent Parallel Consumer at each window, on fresh topics with the same requests
 /// and vendors, then the one-at-a-time baseline.
 pub async fn run(args: &Args) -> anyhow::Result<Section> {
     let latency_s = args.vendor_latency_ms as f64 / 1000.0;
     let mut rows = Vec::new();
     let mut ours_at_first = None;
+    let mut ours_points = Vec::new();
+    let mut peer_points = Vec::new();
     for &window in &args.windows {
         let flag = window.to_string();
         let ours = one_run(
@@ -55,6 +61,13 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             &["--max-in-flight", &flag],
         )
         .await?;
+        let ideal = f64::from(window) / latency_s;
+        ours_at_first.get_or_insert(ours.rate);
+        ours_points.push((f64::from(window), ours.rate));
+        rows.push(row(&format!("ours: window {window}"), &ours, ideal));
+        if args.no_peer {
+            continue;
+        }
         let mode = if args.peer_core {
             PeerMode::Core
         } else {
@@ -63,27 +76,62 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         let peer: Run = run_peer_mode(args, &format!("peer-{window}"), args.products, window, mode)
             .await?
             .into();
-        let ideal = f64::from(window) / latency_s;
-        ours_at_first.get_or_insert(ours.rate);
-        rows.push(row(&format!("ours: window {window}"), &ours, ideal));
+        peer_points.push((f64::from(window), peer.rate));
         rows.push(row(
             &format!("Parallel Consumer 0.5.3.3 (Vert.x): maxConcurrency {window}"),
             &peer,
             ideal,
         ));
     }
-    let sequential = one_run(
-        args,
-        "sequential",
-        args.sequential_products,
-        &["--mode", "sequential"],
-    )
-    .await?;
-    rows.push(row(
-        "classic: one at a time per partition",
-        &sequential,
-        3.0 / latency_s,
-    ));
+    let sequential = if args.no_sequential {
+        None
+    } else {
+        let run = one_run(
+            args,
+            "sequential",
+            args.sequential_products,
+            &["--mode", "sequential"],
+        )
+        .await?;
+        rows.push(row(
+            "classic: one at a time per partition",
+            &run,
+            3.0 / latency_s,
+        ));
+        Some(run)
+    };
+    let mut chart = None;
+    if !args.no_peer {
+        let ideal: Vec<(f64, f64)> = args
+            .windows
+            .iter()
+            .map(|&w| (f64::from(w), f64::from(w) / latency_s))
+            .collect();
+        let series = [
+            Series::new("ours", ours_points),
+            Series::new("Parallel Consumer 0.5.3.3 (Vert.x)", peer_points),
+            Series::dashed("latency-bound ideal (window / vendor latency)", ideal),
+        ];
+        if args.write || args.plot {
+            lines_svg(
+                &pricefront_harness::repo_path(FILL_CHART),
+                &format!(
+                    "Fill: {} products, {} vendors at {} ms (pricefront-bench, {})",
+                    args.products,
+                    args.vendors,
+                    args.vendor_latency_ms,
+                    crate::report::machine()
+                ),
+                "in-flight window (maxConcurrency for the peer)",
+                "results stored per second",
+                &series,
+            )?;
+        }
+        chart = Some(format!(
+            "\n![Results stored per second against the window: ours, the Parallel Consumer and the \
+             ideal]({FILL_CHART})"
+        ));
+    }
     let mut table = vec![
         "| consumer | products | complete | results stored/s (from the first) | latency-bound ideal/s | % of ideal | CPU s per 1,000 (whole life / fill) | peak RSS MiB | vendor calls per product |".into(),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into(),
@@ -92,17 +140,27 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
     Ok(Section {
         title: "1. Fill throughput: ours against the Confluent Parallel Consumer and the classic way".into(),
         table,
-        notes: vec![
+        notes: [
             format!(
-                "Ours at window {} is **{:.1}×** the classic way. Ideal: window / vendor latency ({} vendors at {} ms                  ±10%); partitions (3) / vendor latency for the classic way. The rate counts every stored result,                  partial ones included (the complete ones are in their own column), from the first stored result                  to the last, so the group join is not counted. CPU is user + sys of the consumer process over its                  whole life (the JVM's start and warm-up included for the peer), per 1,000 results.",
+                "Ours at window {} is **{:.1}×** the classic way. Ideal: window / vendor latency ({} vendors at {} ms \
+                 ±10%); partitions (3) / vendor latency for the classic way. The rate counts every stored result, \
+                 partial ones included (the complete ones are in their own column), from the first stored result \
+                 to the last, so the group join is not counted. CPU is user + sys of the consumer process over its \
+                 whole life (the JVM's start and warm-up included for the peer), per 1,000 results.",
                 args.windows.first().copied().unwrap_or_default(),
-                ours_at_first.unwrap_or_default() / sequential.rate,
+                ours_at_first.unwrap_or_default() / sequential.as_ref().map_or(f64::NAN, |s| s.rate),
                 args.vendors,
                 args.vendor_latency_ms
             ),
-            "The peer (`bench/peers/parallel-consumer/`, see its README) is configured as its documentation              recommends: `ProcessingOrder.KEY`, `maxConcurrency` = the window, periodic asynchronous commits,              its Vert.x module for the HTTP fan-out (its best mode here; the core module with a thread per              record did about 4× worse), and it writes the same key and JSON to Redis, which the edge serves."
+            "The peer (`bench/peers/parallel-consumer/`, see its README) is configured as its documentation \
+             recommends: `ProcessingOrder.KEY`, `maxConcurrency` = the window, periodic asynchronous commits, \
+             its Vert.x module for the HTTP fan-out (its best mode here; the core module with a thread per \
+             record did about 4× worse), and it writes the same key and JSON to Redis, which the edge serves."
                 .into(),
-        ],
+        ]
+        .into_iter()
+        .chain(chart)
+        .collect(),
     })
 }
 

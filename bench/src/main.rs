@@ -16,11 +16,17 @@ mod edge;
 mod fill;
 mod miss;
 mod peer_consumer;
+mod plot;
 mod prefer;
 mod publish;
 mod report;
 
 use clap::Parser;
+
+// The simulated vendors run in this process, on the same 2 cores as the consumers they serve: with
+// glibc's allocator, malloc and free took a sixth of its CPU. (The vendors of production run elsewhere.)
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Benchmarks of pricefront on the local stack.
 #[derive(Debug, Clone, Parser)]
@@ -42,8 +48,14 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     vendor_latency_ms: u64,
     /// The in-flight windows to compare ours and the peer at (repeatable).
-    #[arg(long = "window", default_values_t = [256, 1024])]
+    #[arg(long = "window", default_values_t = [256, 512, 1024])]
     windows: Vec<u32>,
+    /// Skip the Parallel Consumer peer in the fill benchmark (for quick runs of ours; not with `--write`).
+    #[arg(long, conflicts_with = "write")]
+    no_peer: bool,
+    /// Skip the one-at-a-time baseline in the fill benchmark (for quick runs; not with `--write`).
+    #[arg(long, conflicts_with = "write")]
+    no_sequential: bool,
     /// The longest one fill run may take, in seconds.
     #[arg(long, default_value_t = 300)]
     fill_limit_secs: u64,
@@ -68,9 +80,13 @@ pub struct Args {
     /// Run only these benchmarks (repeatable); all of them when absent. Not with `--write`.
     #[arg(long, value_enum, conflicts_with = "write")]
     only: Vec<Bench>,
-    /// Rewrite BENCHMARKS.md with the results.
+    /// Rewrite BENCHMARKS.md with the results (and the charts beside it).
     #[arg(long)]
     write: bool,
+    /// Draw the charts beside BENCHMARKS.md (`bench-fill.svg`) without rewriting it (`--write` draws
+    /// them too). The fill chart is drawn only when the peer ran.
+    #[arg(long)]
+    plot: bool,
 }
 
 /// The benchmarks `--only` can pick.

@@ -40,7 +40,8 @@ pub fn render(args: &Args, sections: &[Section]) -> String {
     out.join("\n") + "\n"
 }
 
-fn machine() -> String {
+/// The date, the cores and the memory of this machine, e.g. `2026-11-25, 2 cores, 24 GiB`.
+pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
