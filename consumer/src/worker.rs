@@ -158,10 +158,11 @@ impl Worker {
             }
         }
         let started = std::time::Instant::now();
-        let comparison = self.comparer.compare(product).await;
-        self.metrics
-            .comparison_duration
-            .observe(started.elapsed().as_secs_f64());
+        let mut comparison = self.comparer.compare(product).await;
+        let took = started.elapsed();
+        self.metrics.comparison_duration.observe(took.as_secs_f64());
+        // Stored with the result: the edge weighs it to refresh hot products early.
+        comparison.fan_out_ms = Some(took.as_millis().try_into().unwrap_or(u64::MAX).max(1));
         // Debug, not info: a line per comparison cost CPU at thousands a second; the metrics count them
         // (`pricefront_comparison_duration_seconds_count`).
         tracing::debug!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");

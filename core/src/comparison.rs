@@ -112,6 +112,10 @@ pub struct Comparison {
     pub stale_until_ms: UnixMillis,
     /// Whether every configured vendor answered.
     pub complete: bool,
+    /// How long the fan-out that produced it took, when the consumer measured it: the cost of
+    /// recomputing it, which [`crate::early_refresh`] weighs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan_out_ms: Option<u64>,
 }
 
 /// The best offer: the cheapest in the currency that most offers are quoted in (ties go to the
@@ -178,6 +182,7 @@ impl Comparison {
             fresh_until_ms,
             stale_until_ms,
             complete,
+            fan_out_ms: None,
         }
     }
 

@@ -16,6 +16,7 @@
 //! - [`route`], [`problem`], [`edge_rules`]: the edge's routes, its RFC 9457 errors, and its decisions
 //!   on a read (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
 //! - [`stored`]: a cached comparison as the edge serves it, read without parsing its offers.
+//! - [`early_refresh`]: XFetch, the chance that a fresh hit refreshes its product before it expires.
 //! - [`prefer_wait`]: `Prefer: wait=N` (RFC 7240): how long a miss may wait for its result, and when
 //!   the edge reads the cache meanwhile.
 //! - [`redis_protocol`]: where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
@@ -25,6 +26,7 @@
 
 pub mod cache_key;
 pub mod comparison;
+pub mod early_refresh;
 pub mod edge_rules;
 pub mod freshness;
 pub mod money;

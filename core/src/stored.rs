@@ -25,6 +25,9 @@ pub struct StoredHeader {
     pub fresh_until_ms: UnixMillis,
     /// Until when the result may be served stale.
     pub stale_until_ms: UnixMillis,
+    /// How long its fan-out took, when known.
+    #[serde(default)]
+    pub fan_out_ms: Option<u64>,
 }
 
 impl StoredHeader {
@@ -52,6 +55,7 @@ impl StoredHeader {
             computed_at_ms: comparison.computed_at_ms,
             fresh_until_ms: comparison.fresh_until_ms,
             stale_until_ms: comparison.stale_until_ms,
+            fan_out_ms: comparison.fan_out_ms,
         }
     }
 

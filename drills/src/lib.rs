@@ -10,6 +10,7 @@
 //! | [`vendor_faults`] | every vendor turns to errors, hangs, malformed and oversized bodies |
 //! | [`edge_input`] | a battery of client mistakes against the edge Worker |
 //! | [`rest_proxy`] | stop and restart of the Kafka REST proxy (the Strimzi Kafka Bridge) under misses |
+//! | [`early_refresh`] | results that expire every few seconds under a Zipf read load, early refreshes off and on |
 //!
 //! "Lost" is always a published request without a stored result at the end of the drill (Redis read
 //! directly). "Duplicated" is work done more than once, as each drill defines it in its notes.
@@ -19,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod early_refresh;
 mod edge_cases;
 pub mod edge_input;
 pub mod kafka_restart;

@@ -11,8 +11,8 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use pricefront_drills::report::{reliability_document, table, utc_date};
 use pricefront_drills::{
-    edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy, vendor_faults, DrillError,
-    DrillReport, Machine, Verdict,
+    early_refresh, edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy,
+    vendor_faults, DrillError, DrillReport, Machine, Verdict,
 };
 use pricefront_harness::edge::Edge;
 use pricefront_harness::worker::LocalWorker;
@@ -41,6 +41,7 @@ enum Drill {
     Vendors,
     Edge,
     RestProxy,
+    EarlyRefresh,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +88,15 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
             attempt(
                 "vendor faults",
                 vendor_faults::run(&vendor_faults::Plan::default()),
+            )
+            .await,
+        );
+    }
+    if wanted(Drill::EarlyRefresh) {
+        reports.push(
+            attempt(
+                "early refresh (XFetch)",
+                early_refresh::run(&early_refresh::Plan::default()),
             )
             .await,
         );

@@ -10,8 +10,8 @@
 //! ```
 
 use pricefront_drills::{
-    edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy, vendor_faults,
-    DrillReport, Verdict,
+    early_refresh, edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy,
+    vendor_faults, DrillReport, Verdict,
 };
 
 fn assert_passed(report: &DrillReport) {
@@ -81,6 +81,14 @@ async fn stopping_the_rest_proxy_gives_503s_then_recovers_and_loses_no_accepted_
     let edge = pricefront_harness::edge::Edge::from_env("EDGE_KV_URL")
         .expect("the drill needs the KV-backed Worker of scripts/test.sh");
     let report = rest_proxy::run(&edge, &rest_proxy::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refreshes_keep_the_hottest_products_from_going_stale() {
+    let report = early_refresh::run(&early_refresh::Plan::short())
         .await
         .expect("the drill could not run");
     assert_passed(&report);

@@ -4,6 +4,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use pricefront_core::early_refresh::DEFAULT_BETA;
 use pricefront_core::prefer_wait::{granted_wait_secs, requested_wait_secs, DEFAULT_MAX_WAIT_SECS};
 use pricefront_core::redis_protocol::{RedisAddress, RedisProtocolError};
 use pricefront_core::rest_proxy::{ProxyApi, ProxyConfigError};
@@ -46,6 +47,8 @@ pub struct Config {
     pub fill_token: Option<String>,
     /// The longest `Prefer: wait` granted, in seconds (`PREFER_WAIT_MAX_SECS`; 0 turns it off).
     pub prefer_wait_max_secs: u64,
+    /// XFetch's β for early refreshes of fresh hits (`EARLY_REFRESH_BETA`; 0 turns them off).
+    pub early_refresh_beta: f64,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -130,6 +133,9 @@ impl Config {
             prefer_wait_max_secs: var(env, "PREFER_WAIT_MAX_SECS")
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(DEFAULT_MAX_WAIT_SECS),
+            early_refresh_beta: var(env, "EARLY_REFRESH_BETA")
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(DEFAULT_BETA),
         })
     }
 }

@@ -7,8 +7,10 @@ use pricefront_core::edge_rules::{
 use pricefront_core::problem::Problem;
 use pricefront_core::stored::Stored;
 use pricefront_core::{Comparison, Freshness, ProductId, UnixMillis};
+use std::rc::Rc;
 use std::time::Duration;
 
+use pricefront_core::early_refresh::refresh_early;
 use pricefront_core::prefer_wait::{pauses, preference_applied};
 use worker::{Context, Date, Delay, Env, Request, Response, Result};
 
@@ -42,28 +44,43 @@ pub async fn get_prices(
         decide_read_of(stored.as_ref().map(|c| c.header.lifetime()), now),
         stored,
     ) {
-        (ReadDecision::Fresh { max_age_secs }, Some(stored)) => served(
-            request,
-            &stored,
-            Freshness::Fresh,
-            &format!("public, max-age={max_age_secs}"),
-        ),
+        (ReadDecision::Fresh { max_age_secs }, Some(stored)) => {
+            let header = &stored.header;
+            let draw = worker::js_sys::Math::random();
+            let recompute_ms = header.fan_out_ms.unwrap_or(0);
+            if refresh_early(
+                now,
+                header.fresh_until_ms,
+                recompute_ms,
+                config.early_refresh_beta,
+                draw,
+            ) {
+                ctx.wait_until(refresh_in_background(config.clone(), product, now));
+            }
+            served(
+                request,
+                &stored,
+                Freshness::Fresh,
+                &format!("public, max-age={max_age_secs}"),
+            )
+        }
         (ReadDecision::Stale, Some(stored)) => {
-            ctx.wait_until(async move {
-                match publish_coalesced(&config, product, now).await {
-                    Ok(Published::Now) => remember_published(product).await,
-                    Ok(Published::Already) => {}
-                    Err(error) => {
-                        worker::console_warn!("refresh of {product} not published: {error}")
-                    }
-                }
-            });
+            ctx.wait_until(refresh_in_background(config.clone(), product, now));
             served(request, &stored, Freshness::Stale, "no-cache")
         }
         _ => {
             let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
             queued(request, env, &ctx, &config, product, now, wait).await
         }
+    }
+}
+
+/// Publishes a refresh of `product` (coalesced), after the answer: a stale hit, or an early refresh.
+async fn refresh_in_background(config: Rc<Config>, product: ProductId, now: UnixMillis) {
+    match publish_coalesced(&config, product, now).await {
+        Ok(Published::Now) => remember_published(product).await,
+        Ok(Published::Already) => {}
+        Err(error) => worker::console_warn!("refresh of {product} not published: {error}"),
     }
 }
 

@@ -1,0 +1,288 @@
+//! Drill 7: hot products never go stale. A Zipf-like read load over 1,000 products whose results are
+//! fresh for a few seconds only, for several of those windows, twice: with early refreshes off
+//! (`EARLY_REFRESH_BETA=0`: a product is refreshed only when a read finds it stale) and on (XFetch, the
+//! default). Each run has its own topic, Worker and consumer. Reported: the share of reads served
+//! stale, overall and for the ten hottest products, and the refreshes published per product.
+//! "Lost" = a read answered neither 200 nor 202.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pricefront_core::ProductId;
+use pricefront_harness::edge::Edge;
+use pricefront_harness::topic::read_to_end;
+use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::TestEnv;
+use tokio::time::Instant;
+
+use crate::support::{self, secs};
+use crate::{DrillError, DrillReport};
+
+/// The load of the drill.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Distinct products read.
+    pub products: u64,
+    /// Reads per second, spread evenly.
+    pub reads_per_second: u32,
+    /// The vendors' price-guarantee window: how long a result is fresh.
+    pub window: Duration,
+    /// How many windows the reads last.
+    pub windows: u32,
+    /// The Zipf exponent: product k is read in proportion to 1 / k^s.
+    pub zipf_exponent: f64,
+}
+
+impl Default for Plan {
+    /// `make drills`: 1,000 products, results fresh for 15 s (longer than seeding them all takes, so
+    /// that every read starts from a fresh cache), three windows.
+    fn default() -> Self {
+        Self {
+            products: 1_000,
+            reads_per_second: 100,
+            window: Duration::from_secs(15),
+            windows: 3,
+            zipf_exponent: 1.0,
+        }
+    }
+}
+
+impl Plan {
+    /// The short version of `make test`: 300 products, 8 s windows.
+    pub fn short() -> Self {
+        Self {
+            products: 300,
+            reads_per_second: 60,
+            window: Duration::from_secs(8),
+            ..Self::default()
+        }
+    }
+}
+
+/// What one run's reads found.
+#[derive(Debug, Default)]
+struct Tally {
+    reads: u64,
+    fresh: u64,
+    stale: u64,
+    pending: u64,
+    other: u64,
+    hot_reads: u64,
+    hot_stale: u64,
+    /// Records per product in the run's topic, the seeding one included.
+    records: HashMap<u64, u64>,
+}
+
+impl Tally {
+    fn stale_share(&self) -> f64 {
+        self.stale as f64 / (self.fresh + self.stale).max(1) as f64
+    }
+
+    fn hot_stale_share(&self) -> f64 {
+        self.hot_stale as f64 / self.hot_reads.max(1) as f64
+    }
+
+    /// Refreshes (records beyond the seeding one) per product, for ranks `ranks` (0-based).
+    fn refreshes(&self, first: u64, ranks: std::ops::Range<u64>) -> f64 {
+        let count = ranks.end - ranks.start;
+        let total: u64 = ranks
+            .map(|rank| {
+                self.records
+                    .get(&(first + rank))
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(1)
+            })
+            .sum();
+        total as f64 / count.max(1) as f64
+    }
+}
+
+/// Runs the drill: early refreshes off, then on.
+pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
+    support::check_stack().await?;
+    let started = Instant::now();
+    let mut report = DrillReport {
+        name: "early refresh (XFetch)".into(),
+        fault: format!(
+            "Zipf (s = {}) reads over {} products at {}/s for {} windows of {} (results fresh for {}), early \
+             refreshes off, then on",
+            plan.zipf_exponent,
+            plan.products,
+            plan.reads_per_second,
+            plan.windows,
+            secs(plan.window),
+            secs(plan.window)
+        ),
+        ..DrillReport::default()
+    };
+    let (off, off_first) = one_run(plan, "off", 8804, "0").await?;
+    let (on, on_first) = one_run(plan, "on", 8805, "").await?;
+    report.requests = off.reads + on.reads;
+    report.lost = Some(off.other + on.other);
+    if off.other + on.other > 0 {
+        report.failures.push(format!(
+            "{} reads were answered neither 200 nor 202",
+            off.other + on.other
+        ));
+    }
+    let hot = 0..10;
+    let rest = 10..plan.products;
+    for (label, tally, first) in [("off", &off, off_first), ("on", &on, on_first)] {
+        report.notes.push(format!(
+            "early refreshes {label}: {} reads, {:.1}% served stale ({:.1}% of the ten hottest products' reads), {} \
+             answered 202; refreshes published per product: {:.2} for the ten hottest, {:.2} for the others",
+            tally.reads,
+            100.0 * tally.stale_share(),
+            100.0 * tally.hot_stale_share(),
+            tally.pending,
+            tally.refreshes(first, hot.clone()),
+            tally.refreshes(first, rest.clone()),
+        ));
+    }
+    // A margin, so that two near-zero shares do not fail the drill on chance alone.
+    if on.hot_stale_share() > off.hot_stale_share() + 0.05 {
+        report.failures.push(format!(
+            "the hottest products were served stale more often with early refreshes ({:.1}%) than without ({:.1}%)",
+            100.0 * on.hot_stale_share(),
+            100.0 * off.hot_stale_share()
+        ));
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// One run with `EARLY_REFRESH_BETA=beta` (empty: the Worker's default); its tally and first product id.
+async fn one_run(
+    plan: &Plan,
+    label: &str,
+    port: u16,
+    beta: &str,
+) -> Result<(Tally, u64), DrillError> {
+    let env = TestEnv::new(
+        &format!("early-{label}"),
+        support::three_healthy_vendors(),
+        2_000,
+    )
+    .await;
+    // Results fresh for one window only.
+    let vendors = std::fs::read_to_string(&env.vendors_file)?.replace(
+        "guarantee_window_secs = 600",
+        &format!("guarantee_window_secs = {}", plan.window.as_secs().max(1)),
+    );
+    std::fs::write(&env.vendors_file, vendors)?;
+    let topic = env.topic.clone();
+    let beta = beta.to_owned();
+    let name = format!("drill-early-{label}");
+    let worker = tokio::task::spawn_blocking(move || {
+        let mut vars = vec![("REQUEST_TOPIC", topic.as_str())];
+        if !beta.is_empty() {
+            vars.push(("EARLY_REFRESH_BETA", beta.as_str()));
+        }
+        LocalWorker::start(&name, port, &vars)
+    })
+    .await
+    .map_err(|e| DrillError::Precondition(e.to_string()))?
+    .map_err(|e| DrillError::Precondition(e.to_string()))?;
+    let consumer = env.start_consumer(
+        label,
+        &["--fill-url", &worker.base, "--fill-token", &worker.token],
+    );
+    support::wait_ready(&consumer, Duration::from_secs(60)).await?;
+
+    // Every product computed once, and at the edge, before the reads start.
+    let products = support::products(&env, plan.products);
+    env.publish(products.iter().copied()).await;
+    support::wait_progress(&products, products.len(), Duration::from_secs(120)).await?;
+    consumer
+        .wait_for_metric(
+            "pricefront_cache_writes_total{sink=\"edge\",outcome=\"ok\"}",
+            |filled| filled >= products.len() as f64,
+            Duration::from_secs(120),
+        )
+        .await
+        .map_err(|filled| DrillError::Timeout {
+            what: format!("{} fills of the edge (only {filled:?})", products.len()),
+            limit: Duration::from_secs(120),
+        })?;
+
+    let mut tally = read_load(plan, &worker.edge(), &products).await;
+    let topic = env.topic.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        read_to_end(
+            &pricefront_harness::brokers(),
+            &topic,
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .map_err(|e| DrillError::Precondition(e.to_string()))?
+    .map_err(|e| DrillError::Precondition(e.to_string()))?;
+    for record in records {
+        let id = record
+            .key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.parse::<u64>().ok());
+        if let Some(id) = id {
+            *tally.records.entry(id).or_default() += 1;
+        }
+    }
+    drop(consumer);
+    drop(worker);
+    Ok((tally, env.first_product))
+}
+
+/// Reads at `plan.reads_per_second` for `plan.windows` windows, product rank k with weight 1 / k^s.
+async fn read_load(plan: &Plan, edge: &Edge, products: &[ProductId]) -> Tally {
+    let cumulative: Vec<f64> = products
+        .iter()
+        .enumerate()
+        .scan(0.0, |sum, (rank, _)| {
+            *sum += 1.0 / ((rank + 1) as f64).powf(plan.zipf_exponent);
+            Some(*sum)
+        })
+        .collect();
+    let total = cumulative.last().copied().unwrap_or(1.0);
+    let every = Duration::from_secs(1) / plan.reads_per_second.max(1);
+    let until = Instant::now() + plan.window * plan.windows;
+    let mut tick = tokio::time::interval(every);
+    let mut reads = tokio::task::JoinSet::new();
+    while Instant::now() < until {
+        tick.tick().await;
+        let draw = rand::random::<f64>() * total;
+        let rank = cumulative
+            .partition_point(|&c| c < draw)
+            .min(products.len() - 1);
+        let (edge, product) = (edge.clone(), products[rank]);
+        reads.spawn(async move {
+            let response = edge.get_prices(product, None).await.ok();
+            let status = response.as_ref().map(|r| r.status().as_u16());
+            let freshness = match response {
+                Some(r) if status == Some(200) => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["freshness"].as_str().map(str::to_owned)),
+                _ => None,
+            };
+            (rank, status, freshness)
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(Ok((rank, status, freshness))) = reads.join_next().await {
+        tally.reads += 1;
+        let hot = rank < 10;
+        tally.hot_reads += u64::from(hot && status == Some(200));
+        match (status, freshness.as_deref()) {
+            (Some(200), Some("stale")) => {
+                tally.stale += 1;
+                tally.hot_stale += u64::from(hot);
+            }
+            (Some(200), _) => tally.fresh += 1,
+            (Some(202), _) => tally.pending += 1,
+            _ => tally.other += 1,
+        }
+    }
+    tally
+}
