@@ -11,6 +11,7 @@ use pricefront_core::ProductId;
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::{repo_path, sample_comparison};
 
+use crate::plot::{lines_svg, Series};
 use crate::report::Section;
 use crate::Args;
 
@@ -27,6 +28,8 @@ struct Load {
     non_2xx: u64,
     /// wrk's socket errors (connect, read, write, timeout), as it prints them; "0" when none.
     socket_errors: String,
+    /// The latency distribution: (percentile, ms), from `bench/wrk-percentiles.lua`.
+    percentiles: Vec<(f64, f64)>,
 }
 
 /// One route's rounds.
@@ -40,7 +43,26 @@ impl Route {
     fn mean(&self, figure: impl Fn(&Load) -> f64) -> f64 {
         self.rounds.iter().map(figure).sum::<f64>() / self.rounds.len().max(1) as f64
     }
+
+    /// The latency distribution, each percentile's latency averaged over the rounds: (ms, percentile).
+    fn distribution(&self) -> Vec<(f64, f64)> {
+        let Some(first) = self.rounds.first() else {
+            return Vec::new();
+        };
+        first
+            .percentiles
+            .iter()
+            .enumerate()
+            .map(|(i, &(percentile, _))| {
+                let ms = self.mean(|l| l.percentiles.get(i).map_or(f64::NAN, |p| p.1));
+                (ms, percentile)
+            })
+            .collect()
+    }
 }
+
+/// The edge chart, beside BENCHMARKS.md (drawn with `--write` or `--plot`).
+pub const EDGE_CHART: &str = "bench-edge.svg";
 
 /// Starts both Workers, fills one product into each, and loads the four routes in alternating rounds.
 pub async fn run(args: &Args) -> anyhow::Result<Section> {
@@ -123,6 +145,29 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 .join("; ")
         ));
     }
+    let chart = if args.write || args.plot {
+        let series = [
+            Series::new("ours (Rust/wasm): hit", ours_hit.distribution()),
+            Series::new("JavaScript peer: hit", peer_hit.distribution()),
+            Series::dashed("ours: /healthz", ours_health.distribution()),
+        ];
+        lines_svg(
+            &repo_path(EDGE_CHART),
+            &format!(
+                "Edge hit path under wrk -c{} (wrangler dev); {}",
+                args.edge_connections,
+                crate::report::machine()
+            ),
+            "latency, ms",
+            "percentile of requests answered within",
+            &series,
+        )?;
+        format!(
+            "\n![The hit path's latency distribution: ours, the JavaScript peer and our /healthz]({EDGE_CHART})"
+        )
+    } else {
+        String::new()
+    };
     let (wasm_raw, wasm_gzip) = wasm_size()?;
     Ok(Section {
         title: "2. Edge hit path: ours (Rust/wasm) against a plain JavaScript Worker (wrangler dev, Workers KV)".into(),
@@ -141,7 +186,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                  each round, on the same 2 cores as both Workers: local `wrangler dev` (workerd), not Cloudflare's \
                  network. The peer (`bench/peers/js-worker/`) reads the same key with `env.PRICES.get(key, \"json\")` \
                  and answers the same headers and body; each Worker is filled with the same comparison through its \
-                 own fill route.",
+                 own fill route.{chart}",
                 args.edge_rounds, args.edge_connections, args.edge_seconds
             ),
             format!(
@@ -175,6 +220,8 @@ fn wrk(args: &Args, url: &str) -> anyhow::Result<Load> {
             &format!("-c{}", args.edge_connections),
             &format!("-d{}s", args.edge_seconds),
             "--latency",
+            "-s",
+            &repo_path("bench/wrk-percentiles.lua").to_string_lossy(),
             url,
         ])
         .output()?;
@@ -198,7 +245,17 @@ fn wrk(args: &Args, url: &str) -> anyhow::Result<Load> {
         .lines()
         .find_map(|l| l.trim().strip_prefix("Socket errors:"))
         .map_or_else(|| "0".to_owned(), |e| e.trim().to_owned());
+    let percentiles = text
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.strip_prefix("PERCENTILE ")?.split_whitespace();
+            let percentile: f64 = fields.next()?.parse().ok()?;
+            let micros: f64 = fields.next()?.parse().ok()?;
+            Some((percentile, micros / 1000.0))
+        })
+        .collect();
     Ok(Load {
+        percentiles,
         requests_per_sec,
         p50_ms: field("50%").map_or(0.0, |v| millis(&v)),
         p99_ms: field("99%").map_or(0.0, |v| millis(&v)),
