@@ -116,7 +116,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             lines_svg(
                 &pricefront_harness::repo_path(FILL_CHART),
                 &format!(
-                    "Fill: {} products, {} vendors at {} ms (pricefront-bench, {})",
+                    "Fill: {} products, {} vendors at {} ms; {}",
                     args.products,
                     args.vendors,
                     args.vendor_latency_ms,

@@ -97,7 +97,7 @@ pub fn lines_svg(
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(title, ("sans-serif", 18))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
