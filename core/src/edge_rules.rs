@@ -43,6 +43,21 @@ pub fn decide_read_of(lifetime: Option<Lifetime>, now_ms: UnixMillis) -> ReadDec
     }
 }
 
+/// The longest an isolate keeps a KV read in memory unless configured (`HOT_CACHE_MS`).
+pub const DEFAULT_HOT_CACHE_MS: u64 = 1_000;
+
+/// Until when an isolate may answer from memory a KV entry read at `now_ms`: for at most `max_ms`, and
+/// never past its fresh-until (a stale entry is read again, so that its refresh is decided on what KV
+/// holds). `None`: not kept (stale, or `max_ms` is 0).
+pub fn hot_cache_until(
+    entry: &StoredHeader,
+    now_ms: UnixMillis,
+    max_ms: u64,
+) -> Option<UnixMillis> {
+    let until = entry.fresh_until_ms.min(now_ms.saturating_add(max_ms));
+    (until > now_ms).then_some(until)
+}
+
 /// Where a read over two tiers (Workers KV first, then Redis) takes its answer from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TierPick {
@@ -315,6 +330,15 @@ mod tests {
 
     fn header(computed_at: u64) -> StoredHeader {
         StoredHeader::of(&comparison(computed_at))
+    }
+
+    #[test]
+    fn a_hot_cache_entry_lives_at_most_max_ms_and_never_past_fresh_until() {
+        let entry = header(1_000); // fresh until 31 s
+        assert_eq!(hot_cache_until(&entry, 2_000, 1_000), Some(3_000));
+        assert_eq!(hot_cache_until(&entry, 30_500, 1_000), Some(31_000));
+        assert_eq!(hot_cache_until(&entry, 31_000, 1_000), None);
+        assert_eq!(hot_cache_until(&entry, 2_000, 0), None);
     }
 
     #[test]

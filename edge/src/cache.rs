@@ -11,6 +11,7 @@ use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use worker::{Env, Error, Result};
 
 use crate::config::{CacheBackend, Config};
+use crate::hot_cache;
 use crate::redis::command;
 
 /// The KV binding's name.
@@ -47,10 +48,10 @@ pub async fn get(
         write_back: None,
     };
     match &config.cache {
-        CacheBackend::Kv => Ok(answer(kv_get(env, &key).await?)),
+        CacheBackend::Kv => Ok(answer(kv_read(config, env, product, &key, now_ms).await?)),
         CacheBackend::Redis(address) => Ok(answer(redis_get(address, &key).await?)),
         CacheBackend::KvThenRedis(address) => {
-            let kv = kv_get(env, &key).await?;
+            let kv = kv_read(config, env, product, &key, now_ms).await?;
             let kv_header = kv.as_ref().map(|s| s.header);
             if !needs_second_tier(kv_header.as_ref(), now_ms) {
                 return Ok(answer(kv));
@@ -94,6 +95,25 @@ pub async fn get_consistent(
     }
 }
 
+/// KV's entry of `product`: from this isolate's memory when it read it very recently, else from KV
+/// (then remembered, when fresh, for up to `HOT_CACHE_MS`).
+async fn kv_read(
+    config: &Config,
+    env: &Env,
+    product: ProductId,
+    key: &str,
+    now_ms: UnixMillis,
+) -> Result<Option<Stored>> {
+    if let Some(stored) = hot_cache::get(product, now_ms) {
+        return Ok(Some(stored));
+    }
+    let stored = kv_get(env, key).await?;
+    if let Some(stored) = &stored {
+        hot_cache::put(stored, now_ms, config.hot_cache_ms);
+    }
+    Ok(stored)
+}
+
 async fn kv_get(env: &Env, key: &str) -> Result<Option<Stored>> {
     let bytes = env.kv(KV_BINDING)?.get(key).bytes().await?;
     Ok(bytes.and_then(Stored::from_bytes))
@@ -108,6 +128,7 @@ async fn redis_get(address: &RedisAddress, key: &str) -> Result<Option<Stored>> 
 
 /// Writes `stored` (Redis's answer to a `kv+redis` read) to KV, unless `kv_had` is as new.
 pub async fn write_back(
+    config: &Config,
     env: &Env,
     stored: &Stored,
     kv_had: Option<StoredHeader>,
@@ -127,8 +148,9 @@ pub async fn write_back(
             .await?;
         Ok::<_, Error>(())
     };
-    if let Err(error) = written.await {
-        worker::console_warn!("writing {key} back to KV failed: {error}");
+    match written.await {
+        Ok(()) => hot_cache::put(stored, now_ms, config.hot_cache_ms),
+        Err(error) => worker::console_warn!("writing {key} back to KV failed: {error}"),
     }
 }
 
@@ -157,7 +179,13 @@ pub async fn put(
                 return Ok(PutOutcome::KeptNewer);
             }
             let ttl = kv_ttl_secs(comparison.stale_until_ms, now_ms);
-            kv.put(&key, value)?.expiration_ttl(ttl).execute().await?;
+            kv.put(&key, value.as_str())?
+                .expiration_ttl(ttl)
+                .execute()
+                .await?;
+            if let Some(stored) = Stored::from_bytes(value.into_bytes()) {
+                hot_cache::put(&stored, now_ms, config.hot_cache_ms);
+            }
             Ok(PutOutcome::Written)
         }
         CacheBackend::Redis(address) => {

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use pricefront_core::early_refresh::DEFAULT_BETA;
+use pricefront_core::edge_rules::DEFAULT_HOT_CACHE_MS;
 use pricefront_core::prefer_wait::{granted_wait_secs, requested_wait_secs, DEFAULT_MAX_WAIT_SECS};
 use pricefront_core::redis_protocol::{RedisAddress, RedisProtocolError};
 use pricefront_core::rest_proxy::{ProxyApi, ProxyConfigError};
@@ -49,6 +50,8 @@ pub struct Config {
     pub prefer_wait_max_secs: u64,
     /// XFetch's β for early refreshes of fresh hits (`EARLY_REFRESH_BETA`; 0 turns them off).
     pub early_refresh_beta: f64,
+    /// How long an isolate answers a fresh KV entry from memory (`HOT_CACHE_MS`; 0 turns it off).
+    pub hot_cache_ms: u64,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -136,6 +139,9 @@ impl Config {
             early_refresh_beta: var(env, "EARLY_REFRESH_BETA")
                 .and_then(|b| b.parse().ok())
                 .unwrap_or(DEFAULT_BETA),
+            hot_cache_ms: var(env, "HOT_CACHE_MS")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(DEFAULT_HOT_CACHE_MS),
         })
     }
 }

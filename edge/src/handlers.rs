@@ -37,8 +37,8 @@ pub async fn get_prices(
     let now = now_ms();
     let Lookup { stored, write_back } = cache::get(&config, env, product, now).await?;
     if let (Some(kv_had), Some(stored)) = (write_back, &stored) {
-        let (env, stored) = (env.clone(), stored.clone());
-        ctx.wait_until(async move { cache::write_back(&env, &stored, kv_had, now).await });
+        let (config, env, stored) = (config.clone(), env.clone(), stored.clone());
+        ctx.wait_until(async move { cache::write_back(&config, &env, &stored, kv_had, now).await });
     }
     match (
         decide_read_of(stored.as_ref().map(|c| c.header.lifetime()), now),
@@ -46,15 +46,17 @@ pub async fn get_prices(
     ) {
         (ReadDecision::Fresh { max_age_secs }, Some(stored)) => {
             let header = &stored.header;
-            let draw = worker::js_sys::Math::random();
+            // The draw only when there is a cost to weigh (a JS call saved on every other hit).
             let recompute_ms = header.fan_out_ms.unwrap_or(0);
-            if refresh_early(
-                now,
-                header.fresh_until_ms,
-                recompute_ms,
-                config.early_refresh_beta,
-                draw,
-            ) {
+            if recompute_ms > 0
+                && refresh_early(
+                    now,
+                    header.fresh_until_ms,
+                    recompute_ms,
+                    config.early_refresh_beta,
+                    worker::js_sys::Math::random(),
+                )
+            {
                 ctx.wait_until(refresh_in_background(config.clone(), product, now));
             }
             served(

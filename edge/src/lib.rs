@@ -3,12 +3,14 @@
 //! Workers runtime.
 //!
 //! Layout: [`config`] (vars and secrets, read once per isolate), [`cache`] (Workers KV or Redis),
+//! [`hot_cache`] (this isolate's memory of recent KV reads),
 //! [`redis`] (the Redis protocol over the sockets API), [`publish`] (the Kafka REST proxy),
 //! [`handlers`] (one function per route), [`reply`] (responses).
 
 mod cache;
 mod config;
 mod handlers;
+mod hot_cache;
 mod publish;
 mod redis;
 mod reply;
