@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Several Workers starting at once (or wrangler dev's file watcher) may run this concurrently: one at a time.
+mkdir -p .run
+exec 9>.run/build-edge.lock
+flock 9
+
 # wrangler dev runs this as its build command each time a Worker starts: when nothing the wasm is built
 # from changed since the last build, there is nothing to do (worker-build would run wasm-bindgen and
 # wasm-opt again, about 20 s, for the same bytes).

@@ -28,6 +28,20 @@ pub fn refresh_early(
     now_ms as f64 + head_start_ms >= fresh_until_ms as f64
 }
 
+/// Reads a β setting: a plain non-negative decimal (`4`, `2.5`). Written out rather than with
+/// `str::parse::<f64>`, whose general float parser is a tenth of the edge's wasm for one setting.
+pub fn parse_beta(text: &str) -> Option<f64> {
+    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || whole.len() + fraction.len() > 15
+    {
+        return None;
+    }
+    let scale = 10u64.pow(fraction.len() as u32);
+    let value = format!("{whole}{fraction}").parse::<u64>().ok()?;
+    Some(value as f64 / scale as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +84,16 @@ mod tests {
     #[test]
     fn the_chance_grows_with_the_cost_of_recomputing() {
         assert!(share_refreshing(500, 50, 4.0) < share_refreshing(500, 400, 4.0));
+    }
+
+    #[test]
+    fn beta_settings_are_plain_decimals() {
+        assert_eq!(parse_beta("4"), Some(4.0));
+        assert_eq!(parse_beta(" 2.5 "), Some(2.5));
+        assert_eq!(parse_beta("0"), Some(0.0));
+        for bad in ["", "-1", "1e3", "x", "1.2.3", ".5"] {
+            assert_eq!(parse_beta(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -16,7 +16,6 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::PriceRequest;
 
@@ -156,32 +155,37 @@ impl ProxyApi {
                 path: format!("/topics/{topic}"),
                 content_type: V2_BINARY_CONTENT_TYPE,
                 accept: V2_ACCEPT,
-                body: json!({"records": [{
-                    "key": BASE64.encode(key),
-                    "value": BASE64.encode(request.to_json()),
-                }]})
-                .to_string(),
+                body: to_json(&V2Body {
+                    records: [V2Record {
+                        key: BASE64.encode(key),
+                        value: BASE64.encode(request.to_json()),
+                    }],
+                }),
             },
             ProxyApi::V3 { cluster_id } => ProduceCall {
                 path: format!("/v3/clusters/{cluster_id}/topics/{topic}/records"),
                 content_type: V3_CONTENT_TYPE,
                 accept: V3_CONTENT_TYPE,
-                body: json!({
-                    "key": {"type": "STRING", "data": key},
-                    "value": {"type": "JSON", "data": request},
-                })
-                .to_string(),
+                body: to_json(&V3Body {
+                    key: V3Data {
+                        kind: "STRING",
+                        data: key.as_str(),
+                    },
+                    value: V3Data {
+                        kind: "JSON",
+                        data: request,
+                    },
+                }),
             },
         }
     }
 
     /// Reads the proxy's reply to a produce call.
     pub fn parse_reply(&self, status: u16, body: &[u8]) -> Result<RecordPosition, ProduceError> {
-        let parsed: Result<Value, _> = serde_json::from_slice(body);
         if !(200..300).contains(&status) {
-            let message = parsed
+            let message = serde_json::from_slice::<ReplyRecord>(body)
                 .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+                .and_then(|r| r.message)
                 .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
             return Err(
                 if (400..500).contains(&status) && status != 408 && status != 429 {
@@ -191,46 +195,95 @@ impl ProxyApi {
                 },
             );
         }
-        let reply = parsed.map_err(|e| ProduceError::Malformed(e.to_string()))?;
+        let malformed = |e: serde_json::Error| ProduceError::Malformed(e.to_string());
         let record = match self {
-            ProxyApi::V2 => reply
-                .get("offsets")
-                .and_then(|o| o.get(0))
+            ProxyApi::V2 => serde_json::from_slice::<V2Reply>(body)
+                .map_err(malformed)?
+                .offsets
+                .into_iter()
+                .next()
                 .ok_or_else(|| ProduceError::Malformed("no offsets".into()))?,
-            ProxyApi::V3 { .. } => &reply,
+            ProxyApi::V3 { .. } => {
+                serde_json::from_slice::<ReplyRecord>(body).map_err(malformed)?
+            }
         };
-        if let Some(code) = record.get("error_code").and_then(Value::as_u64) {
+        if let Some(code) = record.error_code {
             // v3 puts the HTTP-like status of the record here; v2 a Kafka error code.
             if !matches!(self, ProxyApi::V3 { .. } if (200..300).contains(&code)) {
-                let message = ["error", "message"]
-                    .iter()
-                    .find_map(|k| record.get(*k).and_then(Value::as_str))
-                    .unwrap_or("record not written")
-                    .to_owned();
+                let message = record
+                    .error
+                    .or(record.message)
+                    .unwrap_or_else(|| "record not written".to_owned());
                 return Err(ProduceError::Unavailable {
                     status: u16::try_from(code).unwrap_or(u16::MAX),
                     message,
                 });
             }
         }
-        let field = |v2: &str, v3: &str| {
-            let name = if matches!(self, ProxyApi::V2) { v2 } else { v3 };
-            record.get(name).and_then(Value::as_i64)
+        let partition = match self {
+            ProxyApi::V2 => record.partition,
+            ProxyApi::V3 { .. } => record.partition_id,
         };
-        match (
-            field("partition", "partition_id"),
-            field("offset", "offset"),
-        ) {
+        match (partition, record.offset) {
             (Some(partition), Some(offset)) => Ok(RecordPosition {
                 partition: i32::try_from(partition)
                     .map_err(|_| ProduceError::Malformed("partition out of range".into()))?,
                 offset,
             }),
-            _ => Err(ProduceError::Malformed(format!(
-                "no partition and offset in {record}"
-            ))),
+            _ => Err(ProduceError::Malformed(
+                "no partition and offset in the reply".into(),
+            )),
         }
     }
+}
+
+/// A v2 produce body: `{"records":[{"key":..,"value":..}]}`, both base64.
+#[derive(Serialize)]
+struct V2Body {
+    records: [V2Record; 1],
+}
+
+#[derive(Serialize)]
+struct V2Record {
+    key: String,
+    value: String,
+}
+
+/// A v3 produce body: `{"key":{"type":"STRING","data":..},"value":{"type":"JSON","data":..}}`.
+#[derive(Serialize)]
+struct V3Body<'a> {
+    key: V3Data<&'a str>,
+    value: V3Data<&'a PriceRequest>,
+}
+
+#[derive(Serialize)]
+struct V3Data<T> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: T,
+}
+
+/// A v2 reply: `{"offsets":[record]}`.
+#[derive(Deserialize)]
+struct V2Reply {
+    offsets: Vec<ReplyRecord>,
+}
+
+/// One record's outcome in a reply (v2: an element of `offsets`; v3: the whole reply), or an error
+/// reply's body. Fields that do not apply are absent or null.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ReplyRecord {
+    partition: Option<i64>,
+    partition_id: Option<i64>,
+    offset: Option<i64>,
+    error_code: Option<u64>,
+    error: Option<String>,
+    message: Option<String>,
+}
+
+fn to_json(body: &impl Serialize) -> String {
+    serde_json::to_string(body).expect("a produce body always serializes")
 }
 
 /// The URL of `call` at the proxy whose base URL is `base_url` (`REST_PROXY_URL`): the base without a
@@ -244,6 +297,7 @@ pub fn produce_url(base_url: &str, call: &ProduceCall) -> String {
 mod tests {
     use super::*;
     use crate::ProductId;
+    use serde_json::{json, Value};
 
     fn request() -> PriceRequest {
         PriceRequest::new(ProductId::new(42).unwrap(), "r1", 7)

@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use pricefront_core::early_refresh::DEFAULT_BETA;
+use pricefront_core::early_refresh::{parse_beta, DEFAULT_BETA};
 use pricefront_core::edge_rules::DEFAULT_HOT_CACHE_MS;
 use pricefront_core::prefer_wait::{granted_wait_secs, requested_wait_secs, DEFAULT_MAX_WAIT_SECS};
 use pricefront_core::redis_protocol::{RedisAddress, RedisProtocolError};
@@ -137,7 +137,7 @@ impl Config {
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(DEFAULT_MAX_WAIT_SECS),
             early_refresh_beta: var(env, "EARLY_REFRESH_BETA")
-                .and_then(|b| b.parse().ok())
+                .and_then(|b| parse_beta(&b))
                 .unwrap_or(DEFAULT_BETA),
             hot_cache_ms: var(env, "HOT_CACHE_MS")
                 .and_then(|t| t.parse().ok())

@@ -25,7 +25,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     // The raw method: the worker crate maps methods it does not know to GET.
     let method = request.inner().method();
     let answer = match route(&method, &path) {
-        Ok(Route::Health) => reply::json(200, &serde_json::json!({"status": "ok"})),
+        Ok(Route::Health) => reply::json_bytes(200, br#"{"status":"ok"}"#.to_vec()),
         Ok(Route::GetPrices(product)) => handlers::get_prices(&request, &env, ctx, product).await,
         Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, product).await,
         Err(error) => {

@@ -129,8 +129,8 @@ async fn publish(config: &Config, product: ProductId, now_ms: UnixMillis) -> Res
         Either::Left((result, _)) => result?,
         Either::Right(_) => {
             return Err(format!(
-                "REST proxy gave no answer within {:?}",
-                config.publish_timeout
+                "REST proxy gave no answer within {} ms",
+                config.publish_timeout.as_millis()
             ))
         }
     };
