@@ -98,7 +98,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     let (kv_edge, tiered_edge) = (kv.edge(), tiered.edge());
     let kv_run = measured(args, &kv_edge, &consumer).await?;
     let tiered_run = measured(args, &tiered_edge, &consumer).await?;
-    let prefer = crate::prefer::run(args, &[("kv", &kv_edge), ("kv+redis", &tiered_edge)]).await?;
+    let (prefer, prefer_published) =
+        crate::prefer::run(args, &[("kv", &kv_edge), ("kv+redis", &tiered_edge)]).await?;
     drop(consumer); // the publish path alone: nothing consumes while it is loaded
 
     let hit_product = ProductId::new(env.first_product + 7).context("a product id")?;
@@ -131,7 +132,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     let runs = [&kv_run.warm, &kv_run.run, &tiered_run.warm, &tiered_run.run];
     let counts = TopicCounts {
         in_topic,
-        accepted: runs.iter().map(|r| r.accepted).sum::<u64>() + publish.accepted,
+        accepted: runs.iter().map(|r| r.accepted).sum::<u64>()
+            + publish.accepted
+            + prefer_published,
         refused: runs
             .iter()
             .map(|r| &r.others)

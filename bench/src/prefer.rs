@@ -25,16 +25,21 @@ struct ClientRun {
     to_200: Spread,
     requests: Spread,
     failed: u64,
+    /// Misses published: every product whose first request was answered 202, or 200 after its wait.
+    published: u64,
 }
 
-/// Runs both client kinds on each of `edges` (label, Worker), `PRODUCTS` products each at `args.miss_rate`.
-pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<Section> {
+/// Runs both client kinds on each of `edges` (label, Worker), `PRODUCTS` products each at `args.miss_rate`;
+/// the section, and how many misses were published (answered 202, or 200 after the wait).
+pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<(Section, u64)> {
+    let mut published = 0;
     let mut table = vec![
         "| Worker | client | products | p50 ms | p99 ms | max ms | requests per product (p50 / max) | failed |".into(),
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |".into(),
     ];
     for (label, edge) in edges {
         let (waiting, polling) = both(args, edge).await?;
+        published += waiting.published + polling.published;
         for (client, run) in [
             ("`Prefer: wait=10`", &waiting),
             ("polls after `Retry-After`", &polling),
@@ -51,7 +56,7 @@ pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<Section
             ));
         }
     }
-    Ok(Section {
+    let section = Section {
         title: "5. One round trip with `Prefer: wait` against polling with `Retry-After`".into(),
         table,
         notes: vec![format!(
@@ -62,7 +67,8 @@ pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<Section
              doubling to 400 ms), not the client.",
             args.miss_rate
         )],
-    })
+    };
+    Ok((section, published))
 }
 
 /// The waiting client and the polling client, alternating products on `edge`.
@@ -87,8 +93,9 @@ async fn both(args: &Args, edge: &Edge) -> anyhow::Result<(ClientRun, ClientRun)
     }
     let (mut waited, mut polled) = (Outcomes::default(), Outcomes::default());
     while let Some(done) = tasks.join_next().await {
-        let (waiting, outcome) = done?;
+        let (waiting, (published, outcome)) = done?;
         let into = if waiting { &mut waited } else { &mut polled };
+        into.published += u64::from(published);
         match outcome {
             Some((elapsed, requests)) => {
                 into.times.push(elapsed);
@@ -106,11 +113,13 @@ struct Outcomes {
     /// Request counts, carried as milliseconds so that [`Spread`] can rank them.
     requests: Vec<Duration>,
     failed: u64,
+    published: u64,
 }
 
 impl Outcomes {
     fn run(self) -> ClientRun {
         ClientRun {
+            published: self.published,
             to_200: Spread::of(self.times),
             requests: Spread::of(self.requests),
             failed: self.failed,
@@ -118,25 +127,38 @@ impl Outcomes {
     }
 }
 
-/// One request with `Prefer: wait=10`, then (if that ran out) polls; time to the 200 and requests sent.
-async fn wait_once(edge: &Edge, product: ProductId) -> Option<(Duration, u64)> {
+/// Whether the first request published, and (when a 200 came) the time to it and the requests sent.
+type Outcome = (bool, Option<(Duration, u64)>);
+
+/// One request with `Prefer: wait=10`, then (if that ran out) polls.
+async fn wait_once(edge: &Edge, product: ProductId) -> Outcome {
     let started = Instant::now();
-    let response = edge.get_prices_preferring(product, "wait=10").await.ok()?;
-    match response.status().as_u16() {
-        200 => Some((started.elapsed(), 1)),
-        202 => poll_from(edge, product, started, 1, &response).await,
-        _ => None,
+    match edge.get_prices_preferring(product, "wait=10").await {
+        Ok(response) => follow(edge, product, started, response).await,
+        Err(_) => (false, None),
     }
 }
 
 /// Asks, and after each 202 waits its `Retry-After` before asking again.
-async fn poll(edge: &Edge, product: ProductId) -> Option<(Duration, u64)> {
+async fn poll(edge: &Edge, product: ProductId) -> Outcome {
     let started = Instant::now();
-    let response = edge.get_prices(product, None).await.ok()?;
-    match response.status().as_u16() {
-        200 => Some((started.elapsed(), 1)),
-        202 => poll_from(edge, product, started, 1, &response).await,
-        _ => None,
+    match edge.get_prices(product, None).await {
+        Ok(response) => follow(edge, product, started, response).await,
+        Err(_) => (false, None),
+    }
+}
+
+/// What follows the first answer to a miss: done on a 200, polling on a 202.
+async fn follow(
+    edge: &Edge,
+    product: ProductId,
+    started: Instant,
+    first: reqwest::Response,
+) -> Outcome {
+    match first.status().as_u16() {
+        200 => (true, Some((started.elapsed(), 1))),
+        202 => (true, poll_from(edge, product, started, 1, &first).await),
+        _ => (false, None),
     }
 }
 

@@ -147,7 +147,7 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
         notes: vec![
             format!(
                 "The same Rust load loop for each row, {} clients for {} s, on the same 2 cores as the Workers, \
-                 the bridge, Kafka and Redis. Counted over benchmark 3 (with its warm-ups) and this one: {}.",
+                 the bridge, Kafka and Redis. Counted over benchmarks 3 (with its warm-ups), 4 and 5: {}.",
                 args.edge_connections,
                 args.edge_seconds,
                 counts.verdict()
