@@ -3,7 +3,8 @@
 //! (`EARLY_REFRESH_BETA=0`: a product is refreshed only when a read finds it stale) and on (XFetch, the
 //! default). Each run has its own topic, Worker and consumer. Reported: the share of reads served
 //! stale, overall and for the ten hottest products, and the refreshes published per product.
-//! "Lost" = a read answered neither 200 nor 202.
+//! "Lost" = a read the Worker answered with neither 200 nor 202. A read that got no answer at all (a
+//! connection error of the local proxy in front of the Worker) is counted apart, in the notes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -67,6 +68,8 @@ struct Tally {
     stale: u64,
     pending: u64,
     other: u64,
+    /// Reads that got no HTTP answer (a connection error).
+    unanswered: u64,
     hot_reads: u64,
     hot_stale: u64,
     /// Records per product in the run's topic, the seeding one included.
@@ -131,11 +134,13 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     for (label, tally, first) in [("off", &off, off_first), ("on", &on, on_first)] {
         report.notes.push(format!(
             "early refreshes {label}: {} reads, {:.1}% served stale ({:.1}% of the ten hottest products' reads), {} \
-             answered 202; refreshes published per product: {:.2} for the ten hottest, {:.2} for the others",
+             answered 202, {} without an answer (connection errors); refreshes published per product: {:.2} for the \
+             ten hottest, {:.2} for the others",
             tally.reads,
             100.0 * tally.stale_share(),
             100.0 * tally.hot_stale_share(),
             tally.pending,
+            tally.unanswered,
             tally.refreshes(first, hot.clone()),
             tally.refreshes(first, rest.clone()),
         ));
@@ -281,6 +286,7 @@ async fn read_load(plan: &Plan, edge: &Edge, products: &[ProductId]) -> Tally {
             }
             (Some(200), _) => tally.fresh += 1,
             (Some(202), _) => tally.pending += 1,
+            (None, _) => tally.unanswered += 1,
             _ => tally.other += 1,
         }
     }
