@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use pricefront_core::{Money, ProductId};
+use pricefront_harness::aged_comparison;
 use pricefront_harness::edge::{unused_product, Edge};
-use pricefront_harness::topic::records_with_key;
-use pricefront_harness::{aged_comparison, brokers};
+use pricefront_harness::topic::published_for;
 use serde_json::Value;
 use vendor_sim::{expected_price, Profiles};
 
@@ -27,14 +27,7 @@ fn fill_token() -> String {
 
 /// The records the edge published for `product`.
 async fn published(product: ProductId) -> usize {
-    let topic = edge_topic();
-    tokio::task::spawn_blocking(move || {
-        records_with_key(&brokers(), &topic, product.to_string().as_bytes())
-    })
-    .await
-    .unwrap()
-    .unwrap()
-    .len()
+    published_for(&edge_topic(), product).await.unwrap()
 }
 
 /// Waits (bounded) until at least one record of `product` is in the topic; how many there are then.

@@ -4,20 +4,13 @@
 
 use pricefront_core::ProductId;
 use pricefront_harness::edge::{unused_product, Edge};
-use pricefront_harness::topic::records_with_key;
+use pricefront_harness::topic::published_for;
 use pricefront_harness::worker::LocalWorker;
-use pricefront_harness::{brokers, profiles, TestEnv};
+use pricefront_harness::{profiles, TestEnv};
 use serde_json::Value;
 
 async fn published(topic: &str, product: ProductId) -> usize {
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        records_with_key(&brokers(), &topic, product.to_string().as_bytes())
-    })
-    .await
-    .unwrap()
-    .unwrap()
-    .len()
+    published_for(topic, product).await.unwrap()
 }
 
 async fn get_waiting(edge: &Edge, product: ProductId, prefer: &str) -> reqwest::Response {

@@ -11,8 +11,8 @@ use pricefront_consumer::cache::RedisCache;
 use pricefront_core::redis_protocol::{encode_command, RedisAddress};
 use pricefront_core::{cache_key, Comparison, ProductId};
 use pricefront_harness::edge::{unused_product, Edge};
-use pricefront_harness::topic::records_with_key;
-use pricefront_harness::{aged_comparison, brokers, now_ms, redis_url, sample_comparison};
+use pricefront_harness::topic::published_for;
+use pricefront_harness::{aged_comparison, now_ms, redis_url, sample_comparison};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -50,14 +50,9 @@ fn redis_delete(product: ProductId) {
 /// The records the edge published for `product`, after giving a publish time to land.
 async fn published_after_a_while(product: ProductId) -> usize {
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let topic = pricefront_core::REQUEST_TOPIC.to_owned();
-    tokio::task::spawn_blocking(move || {
-        records_with_key(&brokers(), &topic, product.to_string().as_bytes())
-    })
-    .await
-    .unwrap()
-    .unwrap()
-    .len()
+    published_for(pricefront_core::REQUEST_TOPIC, product)
+        .await
+        .unwrap()
 }
 
 async fn served(edge: &Edge, product: ProductId) -> (u16, Value) {

@@ -68,6 +68,21 @@ pub fn records_with_key(
         .collect())
 }
 
+/// How many records of `topic` carry `product` as their key (the edge's key: the bare decimal id), read
+/// on a blocking thread, for async tests.
+pub async fn published_for(
+    topic: &str,
+    product: pricefront_core::ProductId,
+) -> Result<usize, TopicError> {
+    let topic = topic.to_owned();
+    let key = product.to_string();
+    tokio::task::spawn_blocking(move || {
+        records_with_key(&crate::brokers(), &topic, key.as_bytes()).map(|records| records.len())
+    })
+    .await
+    .expect("the topic reader does not panic")
+}
+
 /// Every record of `topic` from the start of each partition to its end as of now.
 pub fn read_to_end(
     brokers: &str,
