@@ -20,7 +20,7 @@
 #
 # Environment (defaults): PF_STATE_DIR (<repo>/.run), KAFKA_PORT (9092),
 # KAFKA_CONTROLLER_PORT (9093), BRIDGE_PORT (8080), BRIDGE_MANAGEMENT_PORT (8081), REDIS_PORT (6390),
-# PF_SHARED_DIR (<repo>/../shared), STRIMZI_BRIDGE_HOME (unset), BRIDGE_JAVA_HOME (a JDK 21+),
+# PF_SHARED_DIR (<repo>/../shared, or ../shared beside the local checkout this one was cloned from), STRIMZI_BRIDGE_HOME (unset), BRIDGE_JAVA_HOME (a JDK 21+),
 # KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), BRIDGE_HEAP_OPTS (-Xms64m -Xmx512m),
 # KAFKA_START_TIMEOUT (120), BRIDGE_START_TIMEOUT (120), REDIS_START_TIMEOUT (20) seconds,
 # BRIDGE_MAX_BLOCK_MS (10000), BRIDGE_DELIVERY_TIMEOUT_MS (30000): producer settings of the bridge.
@@ -40,7 +40,16 @@ KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 BRIDGE_PORT="${BRIDGE_PORT:-8080}"
 BRIDGE_MANAGEMENT_PORT="${BRIDGE_MANAGEMENT_PORT:-8081}"
 BRIDGE_VERSION=1.1.0
-SHARED_DIR="$(realpath -m -- "${PF_SHARED_DIR:-$REPO_ROOT/../shared}")"
+# ../shared beside the repository; for a clone of a local checkout made elsewhere (git clone . /tmp/x),
+# ../shared beside the checkout it was cloned from.
+default_shared_dir() {
+  local origin
+  if [[ -d $REPO_ROOT/../shared ]]; then echo "$REPO_ROOT/../shared"; return; fi
+  origin=$(git -C "$REPO_ROOT" config --get remote.origin.url 2>/dev/null || true)
+  if [[ $origin == /* && -d $origin/../shared ]]; then echo "$origin/../shared"; return; fi
+  echo "$REPO_ROOT/../shared"
+}
+SHARED_DIR="$(realpath -m -- "${PF_SHARED_DIR:-$(default_shared_dir)}")"
 BRIDGE_VENDOR_DIR="$SHARED_DIR/vendor/strimzi-kafka-bridge"
 REDIS_PORT="${REDIS_PORT:-6390}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"

@@ -9,6 +9,11 @@ if [[ ! -d $sysroot/lib/rustlib/wasm32-unknown-unknown ]]; then
   echo "[toolchain] adding the wasm32-unknown-unknown target"
   if ! rustup target add wasm32-unknown-unknown; then
     fallback=../shared/toolchain/rust-std-1.95.0-wasm32.tar.xz
+    # A clone of a local checkout made elsewhere: ../shared beside that checkout.
+    origin=$(git config --get remote.origin.url 2>/dev/null || true)
+    if [[ ! -f $fallback && $origin == /* ]]; then
+      fallback=$origin/../shared/toolchain/rust-std-1.95.0-wasm32.tar.xz
+    fi
     [[ -f $fallback && $(rustc --version) == "rustc 1.95.0 "* ]] || { echo "no wasm32 target to be had" >&2; exit 1; }
     tar -xJf "$fallback" -C "$sysroot/lib/rustlib/"
   fi
