@@ -8,6 +8,7 @@ use pricefront_core::{Comparison, FreshnessPolicy, ProductId, UnixMillis, Vendor
 use prometheus_client::metrics::histogram::Histogram;
 use reqwest::Client;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::fetch::{ask_vendor, FetchLimits};
 use crate::metrics::{Metrics, VendorLabel};
@@ -61,7 +62,9 @@ impl Comparer {
                 .zip(self.latencies.iter())
                 .map(|(vendor, latency)| async move {
                     let started = Instant::now();
-                    let outcome = ask_vendor(&self.client, vendor, product, self.limits).await;
+                    let outcome = ask_vendor(&self.client, vendor, product, self.limits)
+                        .instrument(tracing::info_span!("vendor", vendor = %vendor.name))
+                        .await;
                     latency.observe(started.elapsed().as_secs_f64());
                     if let VendorOutcome::Failed(failure) = &outcome {
                         self.metrics.vendor_failed(&vendor.name, failure.kind);

@@ -13,7 +13,9 @@ use reqwest::{header, Client, StatusCode};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::telemetry::traceparent_of;
 use crate::vendors::{CurrencySource, JsonPointer, Vendor};
+use pricefront_core::trace_context::TRACEPARENT;
 
 /// Limits that apply to every vendor call.
 #[derive(Debug, Clone, Copy)]
@@ -98,9 +100,19 @@ pub async fn ask_vendor(
     let attempts = AtomicU32::new(0);
     let last_error = Mutex::new(None::<AttemptError>);
     let url = vendor.url_for(product);
+    // This call's span, so that the vendor's own tracing joins the trace.
+    let traceparent = traceparent_of(&tracing::Span::current())
+        .and_then(|value| header::HeaderValue::from_str(&value).ok());
     let attempt = || async {
         attempts.fetch_add(1, Ordering::Relaxed);
-        let result = attempt_once(client, vendor, url.clone(), limits.max_body_bytes).await;
+        let result = attempt_once(
+            client,
+            vendor,
+            url.clone(),
+            limits.max_body_bytes,
+            traceparent.as_ref(),
+        )
+        .await;
         if let Err(e) = &result {
             *last_error.lock().expect("last error lock") = Some(e.clone());
         }
@@ -164,11 +176,14 @@ async fn attempt_once(
     vendor: &Vendor,
     url: reqwest::Url,
     max_body: usize,
+    traceparent: Option<&header::HeaderValue>,
 ) -> Result<Offer, AttemptError> {
     let exchange = async {
-        let response = client
-            .get(url)
-            .headers(vendor.headers.clone())
+        let mut request = client.get(url).headers(vendor.headers.clone());
+        if let Some(traceparent) = traceparent {
+            request = request.header(TRACEPARENT, traceparent);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| AttemptError::Connect(without_url(e)))?;

@@ -14,6 +14,7 @@
 //! - [`fill`]: the second sink, the edge's fill endpoint.
 //! - [`sinks`]: storing a result in every configured sink, independently, with classified retries.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`telemetry`]: logs, and OpenTelemetry spans that continue the edge's trace to the vendors.
 //! - [`offsets`]: which offsets may be committed while many messages are in flight.
 //! - [`dead_letter`]: where unparseable messages (and messages whose work panicked) go.
 //! - [`clients`]: the Kafka clients' settings, each client only its own.
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod sinks;
+pub mod telemetry;
 pub mod vendors;
 pub mod window;
 pub mod worker;

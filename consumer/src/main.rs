@@ -1,18 +1,16 @@
 //! `pricefront-consumer`: runs the pipeline until SIGTERM or SIGINT, then stops gracefully and exits 0.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use pricefront_consumer::cache::RedisCache;
-use pricefront_consumer::config::{LogFormat, Settings};
+use pricefront_consumer::config::Settings;
 use pricefront_consumer::fanout::Comparer;
 use pricefront_consumer::fill::FillSink;
 use pricefront_consumer::metrics::{serve, Metrics};
 use pricefront_consumer::pipeline::{self, Outputs};
-use pricefront_consumer::{fetch, vendors};
-use tracing_subscriber::EnvFilter;
+use pricefront_consumer::{fetch, telemetry, vendors};
 
 // The allocator: with glibc's, malloc and free took about a fifth of the consumer's CPU (many small,
 // short-lived allocations per vendor call); mimalloc about an eighth. Built without transparent huge
@@ -22,6 +20,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
+    // Outside the runtime: the OTLP exporter's blocking HTTP client must not be made or dropped in it.
+    let telemetry = telemetry::init(settings.log_format).context("setting up telemetry")?;
     let runtime = match settings.runtime_threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -32,23 +32,16 @@ fn main() -> anyhow::Result<()> {
             .build(),
     }
     .context("starting the async runtime")?;
-    runtime.block_on(run(settings))
+    if telemetry.exporting() {
+        tracing::info!("exporting spans over OTLP");
+    }
+    let outcome = runtime.block_on(run(settings));
+    drop(runtime);
+    telemetry.shutdown();
+    outcome
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    match settings.log_format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::stdout().is_terminal())
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-    }
-
     let vendors = vendors::load(&settings.vendors)?;
     tracing::info!(vendors = ?vendors.iter().map(|v| &v.name).collect::<Vec<_>>(), "vendors loaded");
     let client = fetch::http_client(settings.max_in_flight, vendors.len())

@@ -257,7 +257,7 @@ fn start(
         .begin(message.partition, message.offset);
     let worker = worker.clone();
     tasks.spawn(async move {
-        worker.handle(ticket, message.key, message.payload).await;
+        worker.handle(ticket, message).await;
         drop(permit);
     });
 }

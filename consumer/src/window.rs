@@ -12,6 +12,9 @@ use std::time::Duration;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::TopicPartitionList;
 
+use pricefront_core::trace_context::TRACEPARENT;
+use rdkafka::message::Headers as _;
+
 use crate::metrics::Metrics;
 
 /// How long a full window waits for a permit before the partitions are paused (so that a window that is
@@ -29,6 +32,8 @@ pub struct Received {
     pub key: Option<Vec<u8>>,
     /// Its payload.
     pub payload: Option<Vec<u8>>,
+    /// Its `traceparent` header, if it has a readable one (the edge's span that published it).
+    pub traceparent: Option<String>,
 }
 
 impl Received {
@@ -39,6 +44,13 @@ impl Received {
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().map(<[u8]>::to_vec),
+            traceparent: message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|header| header.key == TRACEPARENT)
+                    .and_then(|header| std::str::from_utf8(header.value?).ok())
+                    .map(str::to_owned)
+            }),
         }
     }
 }

@@ -10,6 +10,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use pricefront_core::{Comparison, Freshness, PriceRequest, ProductId, UnixMillis};
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
+use tracing::Instrument;
 
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::fanout::{now_ms, Comparer};
@@ -17,6 +18,8 @@ use crate::metrics::Metrics;
 use crate::offsets::{finish_and_store, OffsetTracker, Ticket};
 use crate::pipeline::LoggingConsumer;
 use crate::sinks::Sinks;
+use crate::telemetry::join_trace;
+use crate::window::Received;
 
 /// Compares one product: [`Comparer`] in production; tests may wrap it (e.g. to inject a panic).
 pub trait Compare: Send + Sync + 'static {
@@ -52,12 +55,13 @@ pub(crate) struct Worker {
 impl Worker {
     /// Works on one message until it is done (its result in every sink, or dead-lettered), then marks
     /// its offset finished. A panic while working on it dead-letters it with the reason.
-    pub(crate) async fn handle(
-        self: Arc<Self>,
-        ticket: Ticket,
-        key: Option<Vec<u8>>,
-        payload: Option<Vec<u8>>,
-    ) {
+    pub(crate) async fn handle(self: Arc<Self>, ticket: Ticket, message: Received) {
+        let Received {
+            key,
+            payload,
+            traceparent,
+            ..
+        } = message;
         let partition_lock = self.partition_locks.as_ref().map(|locks| {
             let mut locks = locks.lock().unwrap_or_else(PoisonError::into_inner);
             locks.entry(ticket.partition).or_default().clone()
@@ -68,13 +72,26 @@ impl Worker {
         };
         let failure = match PriceRequest::from_json(payload.as_deref().unwrap_or_default()) {
             Ok(request) => {
-                tracing::debug!(product = %request.product_id, request = %request.request_id, "request");
+                let span = tracing::info_span!(
+                    "request",
+                    product = %request.product_id,
+                    request = %request.request_id,
+                    partition = ticket.partition,
+                    offset = ticket.offset,
+                );
+                // The record header where the REST proxy carries headers, else the message's field.
+                join_trace(
+                    &span,
+                    traceparent.or(request.traceparent.clone()).as_deref(),
+                );
+                tracing::debug!(parent: &span, "request");
                 let age_ms = now_ms().saturating_sub(request.requested_at_ms);
                 self.metrics
                     .request_age_on_start
                     .observe(age_ms as f64 / 1000.0);
                 AssertUnwindSafe(self.clone().fulfil(&request))
                     .catch_unwind()
+                    .instrument(span)
                     .await
                     .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
                     .err()
@@ -123,7 +140,13 @@ impl Worker {
             .or_insert_with(|| {
                 // Run by the messages' own tasks (whichever polls it), not as a task of its own: one
                 // spawn per message, not two.
-                let work = AssertUnwindSafe(self.clone().refresh(product, requested_at_ms));
+                // A span of the message that starts it; the messages that join it meanwhile wait for it
+                // in their own spans.
+                let work = AssertUnwindSafe(
+                    self.clone()
+                        .refresh(product, requested_at_ms)
+                        .instrument(tracing::info_span!("compare", %product)),
+                );
                 let worker = self.clone();
                 async move {
                     let outcome = work.catch_unwind().await;

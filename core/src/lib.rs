@@ -19,6 +19,7 @@
 //! - [`early_refresh`]: XFetch, the chance that a fresh hit refreshes its product before it expires.
 //! - [`prefer_wait`]: `Prefer: wait=N` (RFC 7240): how long a miss may wait for its result, and when
 //!   the edge reads the cache meanwhile.
+//! - [`trace_context`]: W3C Trace Context (`traceparent`), one trace from the edge to the vendors.
 //! - [`redis_protocol`]: where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
 //!
 //! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
@@ -39,6 +40,7 @@ pub mod request;
 pub mod rest_proxy;
 pub mod route;
 pub mod stored;
+pub mod trace_context;
 
 pub use cache_key::cache_key;
 pub use comparison::{Comparison, FailureKind, Offer, VendorFailure, VendorOutcome};
@@ -46,6 +48,7 @@ pub use freshness::{Freshness, FreshnessPolicy};
 pub use money::{Currency, Money, MoneyError};
 pub use product_id::{ProductId, ProductIdError};
 pub use request::{MessageError, PriceRequest};
+pub use trace_context::TraceContext;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type UnixMillis = u64;

@@ -1,6 +1,8 @@
 //! The request message carried by the `price-compare-requests` topic.
 //!
-//! It is versioned JSON: `{"v":1,"productId":"42","requestId":"…","requestedAtMs":1732000000000}`.
+//! It is versioned JSON: `{"v":1,"productId":"42","requestId":"…","requestedAtMs":1732000000000}`, and
+//! `"traceparent":"00-…"` when the request joined a trace ([`crate::trace_context`]); readers of version 1
+//! that predate that field ignore it.
 //! Its Kafka key is the bare decimal product id ([`PriceRequest::kafka_key`]), so that every request for one
 //! product lands in one partition.
 
@@ -43,6 +45,10 @@ pub struct PriceRequest {
     pub request_id: String,
     /// When the request was made.
     pub requested_at_ms: UnixMillis,
+    /// The W3C `traceparent` of the edge's span that published the request, if any. Read leniently: a
+    /// value that is not a valid `traceparent` starts a new trace, it never dead-letters the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -62,7 +68,14 @@ impl PriceRequest {
             product_id,
             request_id: request_id.into(),
             requested_at_ms,
+            traceparent: None,
         }
+    }
+
+    /// The same request, joined to the trace whose `traceparent` is given.
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
     }
 
     /// Reads a message, checking its version first so that a newer producer gets a clear error.

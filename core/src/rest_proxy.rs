@@ -12,11 +12,16 @@
 //!
 //! Whatever the API, the record key is the bare decimal product id (v2: its bytes in base64; v3: a
 //! `STRING`), so both put one product's requests in one partition.
+//!
+//! The request's `traceparent` ([`crate::trace_context`]) travels in the message always, and in a
+//! record header too where the API carries headers: v3, and the Strimzi Kafka Bridge's v2
+//! (`REST_PROXY_RECORD_HEADERS=true`; Confluent's v2 has no record headers).
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::trace_context::TRACEPARENT;
 use crate::PriceRequest;
 
 /// The content type of a v2 produce request in the binary embedded format.
@@ -30,7 +35,11 @@ pub const V3_CONTENT_TYPE: &str = "application/json";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyApi {
     /// `POST /topics/{topic}`.
-    V2,
+    V2 {
+        /// Whether records carry headers (`[{"key":..,"value":<base64>}]`): the Strimzi Kafka Bridge's
+        /// v2 does, Confluent's v2 does not.
+        record_headers: bool,
+    },
     /// `POST /v3/clusters/{cluster_id}/topics/{topic}/records`.
     V3 {
         /// The Kafka cluster id that the proxy serves.
@@ -97,6 +106,9 @@ pub enum ProxyConfigError {
     /// `REST_PROXY_API` is neither `v2` nor `v3`.
     #[error("REST_PROXY_API is {0:?}; it must be \"v2\" or \"v3\"")]
     UnknownApi(String),
+    /// `REST_PROXY_RECORD_HEADERS` is neither `true` nor `false`.
+    #[error("REST_PROXY_RECORD_HEADERS is {0:?}; it must be \"true\" or \"false\"")]
+    RecordHeaders(String),
     /// A bare Confluent Cloud endpoint with v3: Confluent Cloud serves v3 under `/kafka`.
     #[error(
         "REST_PROXY_URL {url:?} is a Confluent Cloud endpoint without the /kafka prefix under which it \
@@ -109,14 +121,28 @@ pub enum ProxyConfigError {
 }
 
 impl ProxyApi {
-    /// The API from the settings `REST_PROXY_API` (unset: v2) and `KAFKA_CLUSTER_ID`, both `None` when
-    /// unset or empty. v3 without a cluster id is an error, never a path with an empty segment.
+    /// The API from the settings `REST_PROXY_API` (unset: v2), `KAFKA_CLUSTER_ID` and
+    /// `REST_PROXY_RECORD_HEADERS` (v2 only, unset: false), each `None` when unset or empty. v3 without a
+    /// cluster id is an error, never a path with an empty segment.
     pub fn from_settings(
         api: Option<&str>,
         cluster_id: Option<&str>,
+        record_headers: Option<&str>,
     ) -> Result<Self, ProxyConfigError> {
+        let record_headers = match record_headers
+            .map(|h| h.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ProxyConfigError::RecordHeaders(
+                    record_headers.unwrap_or_default().to_owned(),
+                ))
+            }
+        };
         match api.map(|a| a.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("") | Some("v2") => Ok(ProxyApi::V2),
+            None | Some("") | Some("v2") => Ok(ProxyApi::V2 { record_headers }),
             Some("v3") => match cluster_id.map(str::trim) {
                 Some(id) if !id.is_empty() => Ok(ProxyApi::V3 {
                     cluster_id: id.to_owned(),
@@ -147,11 +173,13 @@ impl ProxyApi {
         Ok(())
     }
 
-    /// The call that publishes `request` to `topic`.
+    /// The call that publishes `request` to `topic`, its `traceparent` in a record header where the
+    /// API carries headers.
     pub fn produce_call(&self, topic: &str, request: &PriceRequest) -> ProduceCall {
         let key = request.kafka_key();
+        let traceparent = request.traceparent.as_deref();
         match self {
-            ProxyApi::V2 => ProduceCall {
+            ProxyApi::V2 { record_headers } => ProduceCall {
                 path: format!("/topics/{topic}"),
                 content_type: V2_BINARY_CONTENT_TYPE,
                 accept: V2_ACCEPT,
@@ -159,6 +187,12 @@ impl ProxyApi {
                     records: [V2Record {
                         key: BASE64.encode(key),
                         value: BASE64.encode(request.to_json()),
+                        headers: traceparent.filter(|_| *record_headers).map(|value| {
+                            [V2Header {
+                                key: TRACEPARENT,
+                                value: BASE64.encode(value),
+                            }]
+                        }),
                     }],
                 }),
             },
@@ -175,6 +209,12 @@ impl ProxyApi {
                         kind: "JSON",
                         data: request,
                     },
+                    headers: traceparent.map(|value| {
+                        [V3Header {
+                            name: TRACEPARENT,
+                            value: BASE64.encode(value),
+                        }]
+                    }),
                 }),
             },
         }
@@ -197,7 +237,7 @@ impl ProxyApi {
         }
         let malformed = |e: serde_json::Error| ProduceError::Malformed(e.to_string());
         let record = match self {
-            ProxyApi::V2 => serde_json::from_slice::<V2Reply>(body)
+            ProxyApi::V2 { .. } => serde_json::from_slice::<V2Reply>(body)
                 .map_err(malformed)?
                 .offsets
                 .into_iter()
@@ -221,7 +261,7 @@ impl ProxyApi {
             }
         }
         let partition = match self {
-            ProxyApi::V2 => record.partition,
+            ProxyApi::V2 { .. } => record.partition,
             ProxyApi::V3 { .. } => record.partition_id,
         };
         match (partition, record.offset) {
@@ -247,6 +287,22 @@ struct V2Body {
 struct V2Record {
     key: String,
     value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<[V2Header; 1]>,
+}
+
+/// A record header of the Strimzi Kafka Bridge: `{"key":..,"value":<base64>}`.
+#[derive(Serialize)]
+struct V2Header {
+    key: &'static str,
+    value: String,
+}
+
+/// A v3 record header: `{"name":..,"value":<base64>}`.
+#[derive(Serialize)]
+struct V3Header {
+    name: &'static str,
+    value: String,
 }
 
 /// A v3 produce body: `{"key":{"type":"STRING","data":..},"value":{"type":"JSON","data":..}}`.
@@ -254,6 +310,8 @@ struct V2Record {
 struct V3Body<'a> {
     key: V3Data<&'a str>,
     value: V3Data<&'a PriceRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<[V3Header; 1]>,
 }
 
 #[derive(Serialize)]
@@ -299,13 +357,17 @@ mod tests {
     use crate::ProductId;
     use serde_json::{json, Value};
 
+    const V2: ProxyApi = ProxyApi::V2 {
+        record_headers: false,
+    };
+
     fn request() -> PriceRequest {
         PriceRequest::new(ProductId::new(42).unwrap(), "r1", 7)
     }
 
     #[test]
     fn v2_call_uses_binary_embedded_format_with_the_bare_id_as_key() {
-        let call = ProxyApi::V2.produce_call("price-compare-requests", &request());
+        let call = V2.produce_call("price-compare-requests", &request());
         assert_eq!(call.path, "/topics/price-compare-requests");
         assert_eq!(call.content_type, V2_BINARY_CONTENT_TYPE);
         let body: Value = serde_json::from_str(&call.body).unwrap();
@@ -332,8 +394,61 @@ mod tests {
     }
 
     #[test]
+    fn the_traceparent_rides_in_a_record_header_where_the_api_carries_headers() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let traced = request().with_traceparent(traceparent);
+        let encoded = BASE64.encode(traceparent);
+        let bridge = ProxyApi::V2 {
+            record_headers: true,
+        };
+        let body: Value = serde_json::from_str(&bridge.produce_call("t", &traced).body).unwrap();
+        assert_eq!(
+            body["records"][0]["headers"],
+            json!([{"key": "traceparent", "value": encoded}])
+        );
+        let v3 = ProxyApi::V3 {
+            cluster_id: "lkc-1".into(),
+        };
+        let body: Value = serde_json::from_str(&v3.produce_call("t", &traced).body).unwrap();
+        assert_eq!(
+            body["headers"],
+            json!([{"name": "traceparent", "value": encoded}])
+        );
+        // Confluent's v2 has no record headers: the trace rides in the message alone.
+        let body: Value = serde_json::from_str(&V2.produce_call("t", &traced).body).unwrap();
+        assert_eq!(body["records"][0].get("headers"), None);
+        let value = BASE64
+            .decode(body["records"][0]["value"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            PriceRequest::from_json(&value)
+                .unwrap()
+                .traceparent
+                .as_deref(),
+            Some(traceparent)
+        );
+        // Without a trace, no headers at all, whatever the API.
+        let body: Value = serde_json::from_str(&bridge.produce_call("t", &request()).body).unwrap();
+        assert_eq!(body["records"][0].get("headers"), None);
+    }
+
+    #[test]
+    fn record_headers_is_a_boolean() {
+        assert_eq!(
+            ProxyApi::from_settings(Some("v2"), None, Some("true")),
+            Ok(ProxyApi::V2 {
+                record_headers: true
+            })
+        );
+        assert_eq!(
+            ProxyApi::from_settings(Some("v2"), None, Some("yes")),
+            Err(ProxyConfigError::RecordHeaders("yes".into()))
+        );
+    }
+
+    #[test]
     fn v3_produce_urls_for_confluent_cloud_and_a_standalone_proxy() {
-        let api = ProxyApi::from_settings(Some("v3"), Some("lkc-1")).unwrap();
+        let api = ProxyApi::from_settings(Some("v3"), Some("lkc-1"), None).unwrap();
         let call = api.produce_call("price-compare-requests", &request());
         // Confluent Cloud (and Confluent Server): the v3 API is under /kafka.
         let cloud = "https://pkc-abc12.eu-west-1.aws.confluent.cloud:443/kafka";
@@ -356,31 +471,31 @@ mod tests {
             .to_string()
             .contains("\"https://pkc-abc12.eu-west-1.aws.confluent.cloud:443/kafka\""));
         // v2 paths stay at the base too.
-        let v2 = ProxyApi::V2.produce_call("t", &request());
+        let v2 = V2.produce_call("t", &request());
         assert_eq!(
             produce_url("http://127.0.0.1:8080", &v2),
             "http://127.0.0.1:8080/topics/t"
         );
-        assert_eq!(ProxyApi::V2.check_base_url(bare), Ok(()));
+        assert_eq!(V2.check_base_url(bare), Ok(()));
     }
 
     #[test]
     fn v3_without_a_cluster_id_is_a_configuration_error() {
         for missing in [None, Some(""), Some("  ")] {
-            let error = ProxyApi::from_settings(Some("v3"), missing).unwrap_err();
+            let error = ProxyApi::from_settings(Some("v3"), missing, None).unwrap_err();
             assert_eq!(error, ProxyConfigError::MissingClusterId);
             assert!(error.to_string().contains("KAFKA_CLUSTER_ID"));
         }
         assert_eq!(
-            ProxyApi::from_settings(Some("V3"), Some("lkc-1")),
+            ProxyApi::from_settings(Some("V3"), Some("lkc-1"), None),
             Ok(ProxyApi::V3 {
                 cluster_id: "lkc-1".into()
             })
         );
-        assert_eq!(ProxyApi::from_settings(None, None), Ok(ProxyApi::V2));
-        assert_eq!(ProxyApi::from_settings(Some("v2"), None), Ok(ProxyApi::V2));
+        assert_eq!(ProxyApi::from_settings(None, None, None), Ok(V2));
+        assert_eq!(ProxyApi::from_settings(Some("v2"), None, None), Ok(V2));
         assert!(matches!(
-            ProxyApi::from_settings(Some("v4"), None),
+            ProxyApi::from_settings(Some("v4"), None, None),
             Err(ProxyConfigError::UnknownApi(_))
         ));
     }
@@ -389,7 +504,7 @@ mod tests {
     fn replies_are_read_for_both_apis() {
         let v2 = br#"{"offsets":[{"partition":2,"offset":17}]}"#;
         assert_eq!(
-            ProxyApi::V2.parse_reply(200, v2),
+            V2.parse_reply(200, v2),
             Ok(RecordPosition {
                 partition: 2,
                 offset: 17
@@ -413,20 +528,20 @@ mod tests {
     fn failures_are_classified() {
         let refused = br#"{"error_code":404,"message":"topic not found"}"#;
         assert!(matches!(
-            ProxyApi::V2.parse_reply(404, refused),
+            V2.parse_reply(404, refused),
             Err(ProduceError::Refused { status: 404, .. })
         ));
         assert!(matches!(
-            ProxyApi::V2.parse_reply(503, b"<html>"),
+            V2.parse_reply(503, b"<html>"),
             Err(ProduceError::Unavailable { status: 503, .. })
         ));
         let record_error = br#"{"offsets":[{"partition":null,"offset":null,"error_code":50002,"error":"broker down"}]}"#;
         assert!(matches!(
-            ProxyApi::V2.parse_reply(200, record_error),
+            V2.parse_reply(200, record_error),
             Err(ProduceError::Unavailable { status: 50002, .. })
         ));
         assert!(matches!(
-            ProxyApi::V2.parse_reply(200, b"{}"),
+            V2.parse_reply(200, b"{}"),
             Err(ProduceError::Malformed(_))
         ));
     }

@@ -312,3 +312,40 @@ async fn rest_proxy_v3_without_a_cluster_id_is_a_configuration_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_answer_of_the_prices_route_names_its_trace_in_traceresponse() {
+    const CLIENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for base in [edge("EDGE_KV_URL"), edge("EDGE_REDIS_URL")] {
+        let client = Client::new();
+        let p = product();
+        fill_ok(&client, &base, &comparison(p, 1_000)).await;
+        // A hit continues the client's trace with a span of its own.
+        let response = client
+            .get(format!("{base}/v1/prices/{p}"))
+            .header("traceparent", CLIENT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{base}");
+        let answered =
+            pricefront_core::TraceContext::parse(&header(&response, "traceresponse")).unwrap();
+        assert_eq!(answered.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+        assert_ne!(answered.span_id_hex(), "b7ad6b7169203331");
+        // Without one (or with one it cannot read), a new trace; a 304 names it too.
+        let etag = header(&response, "etag");
+        for traceparent in [None, Some("00-garbage")] {
+            let mut request = client
+                .get(format!("{base}/v1/prices/{p}"))
+                .header("if-none-match", &etag);
+            if let Some(value) = traceparent {
+                request = request.header("traceparent", value);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{base}");
+            let started =
+                pricefront_core::TraceContext::parse(&header(&response, "traceresponse")).unwrap();
+            assert_ne!(started.trace_id_hex(), answered.trace_id_hex());
+        }
+    }
+}

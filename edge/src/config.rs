@@ -114,6 +114,7 @@ impl Config {
         let proxy_api = ProxyApi::from_settings(
             var(env, "REST_PROXY_API").as_deref(),
             var(env, "KAFKA_CLUSTER_ID").as_deref(),
+            var(env, "REST_PROXY_RECORD_HEADERS").as_deref(),
         )?;
         let proxy_url =
             var(env, "REST_PROXY_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());

@@ -6,7 +6,7 @@ use pricefront_core::edge_rules::{
 };
 use pricefront_core::problem::Problem;
 use pricefront_core::stored::Stored;
-use pricefront_core::{Comparison, Freshness, ProductId, UnixMillis};
+use pricefront_core::{Comparison, Freshness, ProductId, TraceContext, UnixMillis};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ pub async fn get_prices(
     env: &Env,
     ctx: Context,
     product: ProductId,
+    trace: &TraceContext,
 ) -> Result<Response> {
     let config = match Config::of_isolate(env) {
         Ok(config) => config,
@@ -57,7 +58,7 @@ pub async fn get_prices(
                     worker::js_sys::Math::random(),
                 )
             {
-                ctx.wait_until(refresh_in_background(config.clone(), product, now));
+                ctx.wait_until(refresh_in_background(config.clone(), product, now, *trace));
             }
             served(
                 request,
@@ -67,19 +68,21 @@ pub async fn get_prices(
             )
         }
         (ReadDecision::Stale, Some(stored)) => {
-            ctx.wait_until(refresh_in_background(config.clone(), product, now));
+            ctx.wait_until(refresh_in_background(config.clone(), product, now, *trace));
             served(request, &stored, Freshness::Stale, "no-cache")
         }
-        _ => {
-            let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
-            queued(request, env, &ctx, &config, product, now, wait).await
-        }
+        _ => queued(request, env, &ctx, &config, product, now, trace).await,
     }
 }
 
 /// Publishes a refresh of `product` (coalesced), after the answer: a stale hit, or an early refresh.
-async fn refresh_in_background(config: Rc<Config>, product: ProductId, now: UnixMillis) {
-    match publish_coalesced(&config, product, now).await {
+async fn refresh_in_background(
+    config: Rc<Config>,
+    product: ProductId,
+    now: UnixMillis,
+    trace: TraceContext,
+) {
+    match publish_coalesced(&config, product, now, &trace).await {
         Ok(Published::Now) => remember_published(product).await,
         Ok(Published::Already) => {}
         Err(error) => worker::console_warn!("refresh of {product} not published: {error}"),
@@ -95,9 +98,10 @@ async fn queued(
     config: &Config,
     product: ProductId,
     now: UnixMillis,
-    wait: Option<u64>,
+    trace: &TraceContext,
 ) -> Result<Response> {
-    match publish_coalesced(config, product, now).await {
+    let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
+    match publish_coalesced(config, product, now, trace).await {
         Ok(published) => {
             if published == Published::Now {
                 ctx.wait_until(remember_published(product));

@@ -17,6 +17,7 @@ mod reply;
 
 use pricefront_core::problem::Problem;
 use pricefront_core::route::{route, Route, RouteError};
+use pricefront_core::trace_context::{TraceContext, TRACEPARENT, TRACERESPONSE};
 use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
@@ -24,9 +25,15 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = request.path();
     // The raw method: the worker crate maps methods it does not know to GET.
     let method = request.inner().method();
+    let mut trace = None;
     let answer = match route(&method, &path) {
         Ok(Route::Health) => reply::json_bytes(200, br#"{"status":"ok"}"#.to_vec()),
-        Ok(Route::GetPrices(product)) => handlers::get_prices(&request, &env, ctx, product).await,
+        Ok(Route::GetPrices(product)) => {
+            let header = request.headers().get(TRACEPARENT).ok().flatten();
+            let context = TraceContext::continue_or_start(header.as_deref(), random_bytes());
+            trace = Some(context);
+            handlers::get_prices(&request, &env, ctx, product, &context).await
+        }
         Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, product).await,
         Err(error) => {
             let mut response = reply::problem(&Problem::from(&error))?;
@@ -37,7 +44,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
         }
     };
     // Never a bare 500: whatever failed inside is a problem document too.
-    answer.or_else(|error| {
+    let mut response = answer.or_else(|error| {
         worker::console_error!("{method} {path}: {error}");
         reply::problem(&Problem::new(
             503,
@@ -46,5 +53,23 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
             "the edge could not reach its cache; retry shortly",
         ))
         .and_then(|mut r| r.headers_mut().set("Retry-After", "2").map(|()| r))
-    })
+    })?;
+    if let Some(trace) = trace {
+        // The trace the request joined, and this edge's span in it: what a support person looks up.
+        response
+            .headers_mut()
+            .set(TRACERESPONSE, &trace.to_string())?;
+    }
+    Ok(response)
+}
+
+/// `N` random bytes from `Math.random` (48 bits a call): trace and span ids need to be unique, not
+/// secret.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    for chunk in bytes.chunks_mut(6) {
+        let draw = (worker::js_sys::Math::random() * (1u64 << 48) as f64) as u64;
+        chunk.copy_from_slice(&draw.to_le_bytes()[..chunk.len()]);
+    }
+    bytes
 }

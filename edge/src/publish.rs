@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use futures::future::{select, Either};
 use pricefront_core::rest_proxy::produce_url;
-use pricefront_core::{PriceRequest, ProductId, UnixMillis};
+use pricefront_core::{PriceRequest, ProductId, TraceContext, UnixMillis};
 use worker::{Cache, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use crate::config::Config;
@@ -59,12 +59,14 @@ fn marker(product: ProductId) -> String {
     format!("https://pricefront.internal/published/{product}")
 }
 
-/// Publishes a request for `product` unless one was published here in the last few seconds.
-/// The error is a human-readable reason, for logs and the 503's detail.
+/// Publishes a request for `product` unless one was published here in the last few seconds, joined
+/// to `trace` (the edge's span of the read that asked). The error is a human-readable reason, for logs
+/// and the 503's detail.
 pub async fn publish_coalesced(
     config: &Config,
     product: ProductId,
     now_ms: UnixMillis,
+    trace: &TraceContext,
 ) -> Result<Published, String> {
     if !claim(product, now_ms) {
         return Ok(Published::Already);
@@ -72,7 +74,7 @@ pub async fn publish_coalesced(
     if let Ok(Some(_)) = Cache::default().get(marker(product).as_str(), false).await {
         return Ok(Published::Already);
     }
-    if let Err(error) = publish(config, product, now_ms).await {
+    if let Err(error) = publish(config, product, now_ms, trace).await {
         release(product);
         return Err(error);
     }
@@ -92,12 +94,18 @@ pub async fn remember_published(product: ProductId) {
     }
 }
 
-async fn publish(config: &Config, product: ProductId, now_ms: UnixMillis) -> Result<(), String> {
+async fn publish(
+    config: &Config,
+    product: ProductId,
+    now_ms: UnixMillis,
+    trace: &TraceContext,
+) -> Result<(), String> {
     let request_id = format!(
         "edge-{now_ms}-{:08x}",
         (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
     );
-    let message = PriceRequest::new(product, request_id, now_ms);
+    let message =
+        PriceRequest::new(product, request_id, now_ms).with_traceparent(trace.to_string());
     let call = config.proxy_api.produce_call(&config.topic, &message);
     let headers = Headers::new();
     let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| e.to_string());

@@ -94,10 +94,20 @@ impl Edge {
         product: ProductId,
         prefer: &str,
     ) -> Result<Response, EdgeError> {
+        self.get_prices_with_header(product, "prefer", prefer).await
+    }
+
+    /// `GET /v1/prices/{product}` with one request header (`traceparent`, say).
+    pub async fn get_prices_with_header(
+        &self,
+        product: ProductId,
+        name: &str,
+        value: &str,
+    ) -> Result<Response, EdgeError> {
         Ok(self
             .client
             .get(format!("{}/v1/prices/{product}", self.base))
-            .header("prefer", prefer)
+            .header(name, value)
             .send()
             .await?)
     }

@@ -7,6 +7,7 @@
 
 pub mod edge;
 pub mod metrics;
+pub mod otlp;
 pub mod private_redis;
 pub mod topic;
 pub mod worker;
@@ -112,6 +113,16 @@ impl TestEnv {
 
     /// Starts a consumer process with this test's topics and group, plus `extra` flags.
     pub fn start_consumer(&self, label: &str, extra: &[&str]) -> ConsumerProcess {
+        self.start_consumer_with_env(label, extra, &[])
+    }
+
+    /// Like [`TestEnv::start_consumer`], with extra environment variables.
+    pub fn start_consumer_with_env(
+        &self,
+        label: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> ConsumerProcess {
         let log = self.dir.join(format!("consumer-{label}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let metrics_port = free_port();
@@ -135,6 +146,7 @@ impl TestEnv {
             .env_remove("FILL_TOKEN")
             .env_remove("FILL_URL")
             .env("RUST_LOG", "info,rdkafka=warn")
+            .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .spawn()
@@ -201,13 +213,16 @@ impl TestEnv {
         .await
     }
 
-    /// Publishes `request` through the Kafka REST proxy (v2) with the body the edge sends; where the
-    /// proxy says it landed.
+    /// Publishes `request` through the Kafka REST proxy (the Strimzi Kafka Bridge's v2, record headers
+    /// on) with the body the edge sends; where the proxy says it landed.
     pub async fn publish_request_via_rest_proxy(
         &self,
         request: &PriceRequest,
     ) -> Result<RecordPosition, String> {
-        let call = ProxyApi::V2.produce_call(&self.topic, request);
+        let api = ProxyApi::V2 {
+            record_headers: true,
+        };
+        let call = api.produce_call(&self.topic, request);
         let response = self
             .http
             .post(format!("{}{}", bridge_url(), call.path))
@@ -219,9 +234,7 @@ impl TestEnv {
             .map_err(|e| format!("the Kafka REST proxy is not reachable at BRIDGE_URL: {e}"))?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-        ProxyApi::V2
-            .parse_reply(status, &bytes)
-            .map_err(|e| e.to_string())
+        api.parse_reply(status, &bytes).map_err(|e| e.to_string())
     }
 
     /// Waits until every product has a stored result, polling Redis; panics after `limit`.

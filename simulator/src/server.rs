@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -26,7 +26,20 @@ pub struct Simulator {
     /// Per product (as requested) and vendor: the requests answered with anything but a retryable
     /// error, which end that vendor's part of a comparison round.
     round_ends: RwLock<HashMap<String, HashMap<String, u64>>>,
+    /// Per product (as requested): the `traceparent` headers of its requests, in arrival order, up to
+    /// [`MAX_RECORDED_TRACEPARENTS`] in all (a long benchmark must not grow the simulator without bound).
+    traceparents: RwLock<Traceparents>,
 }
+
+/// The recorded `traceparent` headers, by product, and how many in all.
+#[derive(Debug, Default)]
+struct Traceparents {
+    by_product: HashMap<String, Vec<String>>,
+    count: usize,
+}
+
+/// The most `traceparent` headers the simulator keeps.
+pub const MAX_RECORDED_TRACEPARENTS: usize = 100_000;
 
 impl Simulator {
     /// A simulator playing `profiles`.
@@ -35,7 +48,32 @@ impl Simulator {
             profiles: RwLock::new(profiles),
             requests: RwLock::default(),
             round_ends: RwLock::default(),
+            traceparents: RwLock::default(),
         })
+    }
+
+    /// The `traceparent` headers that requests for `product` carried, in arrival order (requests
+    /// without one are not listed).
+    pub fn traceparents_of(&self, product: &str) -> Vec<String> {
+        self.traceparents
+            .read()
+            .expect("traceparents lock")
+            .by_product
+            .get(product)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record_traceparent(&self, product: &str, traceparent: &str) {
+        let mut recorded = self.traceparents.write().expect("traceparents lock");
+        if recorded.count < MAX_RECORDED_TRACEPARENTS {
+            recorded.count += 1;
+            recorded
+                .by_product
+                .entry(product.to_owned())
+                .or_default()
+                .push(traceparent.to_owned());
+        }
     }
 
     /// Replaces (or adds) one vendor's profile.
@@ -95,6 +133,7 @@ pub fn router(simulator: Arc<Simulator>) -> Router {
         .route("/_sim/profiles", get(profiles))
         .route("/_sim/profiles/{vendor}", axum::routing::put(put_profile))
         .route("/_sim/stats", get(stats))
+        .route("/_sim/traceparents/{product}", get(traceparents))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(simulator)
 }
@@ -135,14 +174,26 @@ fn draw(profile: &VendorProfile, rng: &mut impl Rng) -> Behaviour {
     }
 }
 
+/// `GET /_sim/traceparents/{product}`: the `traceparent` headers its requests carried.
+async fn traceparents(
+    State(simulator): State<Arc<Simulator>>,
+    Path(product): Path<String>,
+) -> Json<Vec<String>> {
+    Json(simulator.traceparents_of(&product))
+}
+
 async fn price(
     State(simulator): State<Arc<Simulator>>,
     Path((vendor, product)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
     let Some(profile) = simulator.profile(&vendor) else {
         return (StatusCode::NOT_FOUND, "no such vendor").into_response();
     };
     simulator.count(&vendor);
+    if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        simulator.record_traceparent(&product, traceparent);
+    }
     let Ok(product_id) = product.parse::<ProductId>() else {
         return (StatusCode::NOT_FOUND, "no such product").into_response();
     };

@@ -1,0 +1,193 @@
+//! One trace from the edge to the vendors (W3C Trace Context): a client's `traceparent` is continued
+//! by the edge (and named back in `traceresponse`), carried through the Strimzi Kafka Bridge as a
+//! record header, continued by the consumer's spans (exported over OTLP to a receiver of this test),
+//! and sent on to every vendor (the simulator records the headers it receives).
+
+use std::time::Duration;
+
+use pricefront_core::{ProductId, TraceContext};
+use pricefront_harness::otlp::{OtlpReceiver, ReceivedSpan};
+use pricefront_harness::topic::records_with_key;
+use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::{profiles, TestEnv};
+use vendor_sim::{BodyShape, VendorProfile};
+
+const CLIENT_TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+
+fn three_vendors() -> vendor_sim::Profiles {
+    let vendor = VendorProfile {
+        latency_min_ms: 5,
+        latency_max_ms: 20,
+        shape: BodyShape::Flat,
+        ..VendorProfile::default()
+    };
+    profiles([
+        ("alpha", vendor.clone()),
+        ("bravo", vendor.clone()),
+        ("charlie", vendor),
+    ])
+}
+
+/// Waits up to 30 s for `ready` to give `Some`.
+async fn eventually<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 30 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `traceparent`s the simulator received for `product`, once each of `vendors` was asked.
+async fn vendor_traceparents(
+    env: &TestEnv,
+    product: ProductId,
+    vendors: usize,
+) -> Vec<TraceContext> {
+    let seen = eventually("every vendor to be asked", || {
+        let seen = env.simulator.traceparents_of(&product.to_string());
+        (seen.len() >= vendors).then_some(seen)
+    })
+    .await;
+    seen.iter()
+        .map(|header| TraceContext::parse(header).expect("a valid traceparent"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_read_is_one_trace_from_the_edge_through_kafka_to_every_vendor() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let env = TestEnv::new("trace", three_vendors(), 2_000).await;
+    let _consumer = env.start_consumer_with_env("traced", &[], &receiver.exporter_env());
+    let topic = env.topic.clone();
+    let worker = tokio::task::spawn_blocking(move || {
+        LocalWorker::start(
+            "trace",
+            8806,
+            &[
+                ("REQUEST_TOPIC", topic.as_str()),
+                ("REST_PROXY_RECORD_HEADERS", "true"),
+            ],
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let product = env.product(1);
+
+    let response = worker
+        .edge()
+        .get_prices_with_header(product, "traceparent", CLIENT_TRACEPARENT)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let edge_span = TraceContext::parse(
+        response.headers()["traceresponse"]
+            .to_str()
+            .expect("an ASCII traceresponse"),
+    )
+    .expect("a valid traceresponse");
+    assert_eq!(
+        edge_span.trace_id_hex(),
+        TRACE_ID,
+        "the edge continues the client's trace"
+    );
+    assert_ne!(
+        edge_span.span_id_hex(),
+        "b7ad6b7169203331",
+        "the edge's own span"
+    );
+
+    // The bridge carried the edge's span as a record header.
+    let (topic, key) = (env.topic.clone(), product.to_string());
+    let records = tokio::task::spawn_blocking(move || {
+        records_with_key(&pricefront_harness::brokers(), &topic, key.as_bytes())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].header("traceparent"),
+        Some(edge_span.to_string()),
+        "the record header names the edge's span"
+    );
+
+    let asked = vendor_traceparents(&env, product, 3).await;
+    assert!(
+        asked
+            .iter()
+            .all(|context| context.trace_id_hex() == TRACE_ID),
+        "every vendor call carries the trace: {asked:?}"
+    );
+
+    let spans = eventually("the consumer's spans", || {
+        let spans = receiver.spans_of_trace(TRACE_ID);
+        (spans.iter().filter(|s| s.name == "vendor").count() >= 3
+            && spans.iter().any(|s| s.name == "request"))
+        .then_some(spans)
+    })
+    .await;
+    let named =
+        |name: &str| -> Vec<&ReceivedSpan> { spans.iter().filter(|s| s.name == name).collect() };
+    let request = named("request")[0];
+    assert_eq!(
+        request.parent_span_id,
+        edge_span.span_id_hex(),
+        "the consumer's request span is a child of the edge's span"
+    );
+    let compare = named("compare")[0];
+    assert_eq!(compare.parent_span_id, request.span_id);
+    let vendor_spans: Vec<String> = named("vendor").iter().map(|s| s.span_id.clone()).collect();
+    for call in &asked {
+        assert!(
+            vendor_spans.contains(&call.span_id_hex()),
+            "a vendor call names its exported span as the parent: {call} not in {vendor_spans:?}"
+        );
+    }
+    assert!(named("vendor")
+        .iter()
+        .all(|s| s.parent_span_id == compare.span_id));
+    worker.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_in_the_message_alone_reaches_the_vendors_and_a_bad_one_starts_a_new_trace() {
+    // What a proxy without record headers (Confluent's v2) delivers: the traceparent in the message.
+    let env = TestEnv::new("trace-message", three_vendors(), 2_000).await;
+    let _consumer = env.start_consumer("untraced-export", &[]);
+    let (traced, garbled) = (env.product(1), env.product(2));
+    let message = |product: ProductId, traceparent: &str| {
+        format!(
+            r#"{{"v":1,"productId":"{product}","requestId":"r-{product}","requestedAtMs":1,"traceparent":"{traceparent}"}}"#
+        )
+    };
+    for (product, traceparent) in [(traced, CLIENT_TRACEPARENT), (garbled, "not-a-traceparent")] {
+        env.publish_raw(
+            product.to_string().as_bytes(),
+            message(product, traceparent).as_bytes(),
+        )
+        .await;
+    }
+    let asked = vendor_traceparents(&env, traced, 3).await;
+    assert!(asked
+        .iter()
+        .all(|context| context.trace_id_hex() == TRACE_ID));
+    // Not dead-lettered: compared under a trace of its own.
+    let fresh = vendor_traceparents(&env, garbled, 3).await;
+    assert!(fresh
+        .iter()
+        .all(|context| context.trace_id_hex() != TRACE_ID));
+    assert_eq!(
+        env.wait_for_results(&[garbled], Duration::from_secs(30))
+            .await
+            .len(),
+        1
+    );
+}

@@ -1,0 +1,89 @@
+//! A receiver of OTLP/HTTP trace exports (the JSON encoding), so that tests can see the spans a
+//! consumer process exports.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::Value;
+
+/// One exported span, as the receiver got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedSpan {
+    /// The span's name.
+    pub name: String,
+    /// The trace id, 32 lowercase hex digits.
+    pub trace_id: String,
+    /// The span id, 16 lowercase hex digits.
+    pub span_id: String,
+    /// The parent's span id, empty for a root span.
+    pub parent_span_id: String,
+}
+
+/// An OTLP/HTTP receiver on a loopback port, keeping every span it receives.
+pub struct OtlpReceiver {
+    /// The base URL to give as `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: String,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+impl OtlpReceiver {
+    /// Starts a receiver on a free loopback port, serving `POST /v1/traces` until the process ends.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let router = Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(spans.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(Self { endpoint, spans })
+    }
+
+    /// The environment that makes a consumer export its spans here, in JSON, within a fraction of a
+    /// second of ending them.
+    pub fn exporter_env(&self) -> [(&'static str, String); 3] {
+        [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.endpoint.clone()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ]
+    }
+
+    /// The spans received so far of the trace `trace_id` (32 hex digits).
+    pub fn spans_of_trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|span| span.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+}
+
+/// `POST /v1/traces`: an `ExportTraceServiceRequest` in JSON; the spans it holds are kept.
+async fn receive(
+    State(spans): State<Arc<Mutex<Vec<ReceivedSpan>>>>,
+    Json(export): Json<Value>,
+) -> Json<Value> {
+    let text = |span: &Value, field: &str| span[field].as_str().unwrap_or_default().to_owned();
+    let received = export["resourceSpans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|resource| resource["scopeSpans"].as_array().into_iter().flatten())
+        .flat_map(|scope| scope["spans"].as_array().into_iter().flatten())
+        .map(|span| ReceivedSpan {
+            name: text(span, "name"),
+            trace_id: text(span, "traceId").to_ascii_lowercase(),
+            span_id: text(span, "spanId").to_ascii_lowercase(),
+            parent_span_id: text(span, "parentSpanId").to_ascii_lowercase(),
+        });
+    spans
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extend(received);
+    Json(serde_json::json!({}))
+}
