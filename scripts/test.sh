@@ -33,15 +33,15 @@ scripts/build-edge.sh
 # get it as EDGE_FILL_TOKEN: FILL_TOKEN is also the consumer's own setting, and must not leak into it.
 EDGE_FILL_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export EDGE_FILL_TOKEN
-scripts/edge-dev.sh start kv 8787 --var "FILL_TOKEN:$EDGE_FILL_TOKEN"
-scripts/edge-dev.sh start redis 8788 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var CACHE_BACKEND:redis
+scripts/edge-dev.sh start kv 8787 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var MISS_RATE_LIMIT_KEY:off
+scripts/edge-dev.sh start redis 8788 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var CACHE_BACKEND:redis --var MISS_RATE_LIMIT_KEY:off
 # KV first, Redis behind it; the consumer never fills its KV, so what it serves of a new product came via Redis.
-scripts/edge-dev.sh start kvredis 8801 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var CACHE_BACKEND:kv+redis
+scripts/edge-dev.sh start kvredis 8801 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var CACHE_BACKEND:kv+redis --var MISS_RATE_LIMIT_KEY:off
 # Port 9 (discard) has no listener here: every publish of this Worker fails to connect.
-scripts/edge-dev.sh start noproxy 8786 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var REST_PROXY_URL:http://127.0.0.1:9
+scripts/edge-dev.sh start noproxy 8786 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var REST_PROXY_URL:http://127.0.0.1:9 --var MISS_RATE_LIMIT_KEY:off
 # Two misconfigured Workers: no fill token, and the v3 API without a cluster id (both a 500 of their own).
-scripts/edge-dev.sh start notoken 8799
-scripts/edge-dev.sh start v3nocluster 8800 --var REST_PROXY_API:v3
+scripts/edge-dev.sh start notoken 8799 --var MISS_RATE_LIMIT_KEY:off
+scripts/edge-dev.sh start v3nocluster 8800 --var REST_PROXY_API:v3 --var MISS_RATE_LIMIT_KEY:off
 export EDGE_KV_URL=http://127.0.0.1:8787 EDGE_REDIS_URL=http://127.0.0.1:8788 EDGE_NO_PROXY_URL=http://127.0.0.1:8786
 export EDGE_KV_REDIS_URL=http://127.0.0.1:8801
 export EDGE_NO_FILL_TOKEN_URL=http://127.0.0.1:8799 EDGE_V3_NO_CLUSTER_URL=http://127.0.0.1:8800

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use pricefront_core::backlog::{backlog_key, BacklogReport, REPORT_TTL_SECS};
 use pricefront_core::newest_wins::REDIS_SET_IF_NEWER;
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -134,6 +135,34 @@ impl RedisCache {
             );
             Ok(PutOutcome::KeptNewer)
         }
+    }
+
+    /// Merges this process's `report` into `topic`'s backlog report in Redis (read, merge, write: a
+    /// member's report lost to a concurrent write comes again in a few seconds).
+    pub async fn merge_backlog_report(
+        &self,
+        topic: &str,
+        report: &BacklogReport,
+        now_ms: UnixMillis,
+    ) -> Result<(), CacheError> {
+        let key = backlog_key(topic);
+        let mut connection = self.connection.clone();
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await?;
+        let mut merged = stored
+            .and_then(|bytes| BacklogReport::from_json(&bytes))
+            .unwrap_or_default();
+        merged.merge(report, now_ms);
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(merged.to_json())
+            .arg("EX")
+            .arg(REPORT_TTL_SECS)
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
     }
 
     /// Checks that Redis answers.

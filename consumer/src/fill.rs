@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pricefront_core::backlog::BacklogReport;
 use pricefront_core::Comparison;
 use reqwest::Client;
 
@@ -56,16 +57,23 @@ impl FillSink {
 
     /// Stores `comparison` at the edge.
     pub async fn put(&self, comparison: &Comparison) -> Result<(), FillError> {
-        let url = format!(
-            "{}/internal/v1/prices/{}",
-            self.base_url, comparison.product_id
-        );
+        let path = format!("/internal/v1/prices/{}", comparison.product_id);
+        self.put_json(&path, comparison.to_json()).await
+    }
+
+    /// Reports this process's backlog to the edge (`PUT /internal/v1/backlog`).
+    pub async fn put_backlog(&self, report: &BacklogReport) -> Result<(), FillError> {
+        self.put_json("/internal/v1/backlog", report.to_json())
+            .await
+    }
+
+    async fn put_json(&self, path: &str, body: String) -> Result<(), FillError> {
         let response = self
             .client
-            .put(url)
+            .put(format!("{}{path}", self.base_url))
             .bearer_auth(&self.token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(comparison.to_json())
+            .body(body)
             .timeout(Duration::from_secs(10))
             .send()
             .await

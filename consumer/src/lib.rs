@@ -15,6 +15,7 @@
 //! - [`sinks`]: storing a result in every configured sink, independently, with classified retries.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`telemetry`]: logs, and OpenTelemetry spans that continue the edge's trace to the vendors.
+//! - [`backlog`]: reporting the lag of this process's partitions, for the edge's backpressure.
 //! - [`offsets`]: which offsets may be committed while many messages are in flight.
 //! - [`dead_letter`]: where unparseable messages (and messages whose work panicked) go.
 //! - [`clients`]: the Kafka clients' settings, each client only its own.
@@ -22,6 +23,7 @@
 //! - [`window`]: the in-flight window; paused partitions and held messages while it is full.
 //! - [`pipeline`]: the consume loop and its graceful stop.
 
+pub mod backlog;
 pub mod cache;
 pub mod clients;
 pub mod config;

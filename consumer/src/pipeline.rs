@@ -18,6 +18,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::backlog::{report_periodically, PartitionLags};
 use crate::cache::RedisCache;
 use crate::clients::{consumer_config, dead_letter_producer_config};
 use crate::config::{ProcessingMode, Settings};
@@ -45,6 +46,7 @@ pub enum PipelineError {
 pub(crate) struct PipelineContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     metrics: Arc<Metrics>,
+    lags: Arc<PartitionLags>,
 }
 
 impl ClientContext for PipelineContext {
@@ -60,6 +62,8 @@ impl ClientContext for PipelineContext {
                         .lag
                         .get_or_create(&label)
                         .set(stats.consumer_lag);
+                    self.lags
+                        .record(*partition, stats.consumer_lag.unsigned_abs());
                 }
             }
         }
@@ -76,6 +80,7 @@ impl ConsumerContext for PipelineContext {
             self.metrics.assigned_partitions.set(0);
             self.metrics.rebalanced("revoke");
             self.metrics.lag.clear();
+            self.lags.forget_all();
             tracker_log("revoked", partitions);
         }
     }
@@ -138,11 +143,20 @@ pub async fn run(
         metrics,
     } = outputs;
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    let lags = Arc::new(PartitionLags::default());
     let consumer: LoggingConsumer =
         consumer_config(settings).create_with_context(PipelineContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
+            lags: lags.clone(),
         })?;
+    // Aborted when this function returns, however it does.
+    let _reporting = AbortOnDrop(tokio::spawn(report_periodically(
+        lags,
+        settings.topic.clone(),
+        cache.clone(),
+        fill.clone(),
+    )));
     consumer.subscribe(&[&settings.topic])?;
     let producer: FutureProducer = dead_letter_producer_config(settings).create()?;
     let worker = Arc::new(Worker {
@@ -239,6 +253,15 @@ pub async fn run(
     worker.commit_finished()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Starts working on `message`, holding `permit` until it is done.

@@ -20,16 +20,25 @@
 //! - [`prefer_wait`]: `Prefer: wait=N` (RFC 7240): how long a miss may wait for its result, and when
 //!   the edge reads the cache meanwhile.
 //! - [`trace_context`]: W3C Trace Context (`traceparent`), one trace from the edge to the vendors.
+//! - [`catalog`]: the known-products filter (a Bloom filter of the catalog's ids) the edge may check
+//!   before publishing a miss.
+//! - [`backlog`]: how far behind the consumers are, as they report it and as the edge reads it to turn
+//!   misses away (backpressure).
+//! - [`miss_guard`]: what a miss must pass before it publishes: the catalog, backpressure, and the
+//!   per-client rate limit's key.
 //! - [`redis_protocol`]: where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
 //!
 //! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
 //! clock, so every rule is a pure function that tests can drive.
 
+pub mod backlog;
 pub mod cache_key;
+pub mod catalog;
 pub mod comparison;
 pub mod early_refresh;
 pub mod edge_rules;
 pub mod freshness;
+pub mod miss_guard;
 pub mod money;
 pub mod newest_wins;
 pub mod prefer_wait;

@@ -49,6 +49,42 @@ impl Problem {
         Problem::new(500, "misconfigured", "Server misconfigured", detail)
     }
 
+    /// A 429 of type `/problems/rate-limited`: this client asked for too many uncached products;
+    /// sent with `Retry-After`, and nothing was published.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Problem::new(
+            429,
+            "rate-limited",
+            "Too Many Requests",
+            format!(
+                "this client asked for too many products that are not cached; cached ones are still \
+                 served; retry uncached ones in {retry_after_secs} s"
+            ),
+        )
+    }
+
+    /// A 404 of type `/problems/unknown-product`: the id is not in the operator's catalog, so no
+    /// vendor is asked.
+    pub fn unknown_product(product: crate::ProductId) -> Self {
+        Problem::new(
+            404,
+            "unknown-product",
+            "Unknown product",
+            format!("product {product} is not in the catalog"),
+        )
+    }
+
+    /// A 503 of type `/problems/backlogged`: the comparison pipeline is far behind, so new misses are
+    /// turned away until it catches up; sent with `Retry-After`. Cached products are still served.
+    pub fn backlogged() -> Self {
+        Problem::new(
+            503,
+            "backlogged",
+            "Service Unavailable",
+            "the comparison queue is far behind; cached products are still served, retry this one shortly",
+        )
+    }
+
     /// The body.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a problem always serializes")

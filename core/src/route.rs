@@ -9,6 +9,8 @@ pub enum Route {
     GetPrices(ProductId),
     /// `PUT /internal/v1/prices/{productId}`: the consumer fills the cache.
     FillPrices(ProductId),
+    /// `PUT /internal/v1/backlog`: a consumer reports the lag of its partitions.
+    FillBacklog,
     /// `GET /healthz`.
     Health,
 }
@@ -49,6 +51,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
             _ => Err(RouteError::MethodNotAllowed {
                 method: method.to_owned(),
                 allow: "GET, HEAD",
+            }),
+        }
+    } else if path == "/internal/v1/backlog" {
+        match method {
+            "PUT" => Ok(Route::FillBacklog),
+            _ => Err(RouteError::MethodNotAllowed {
+                method: method.to_owned(),
+                allow: "PUT",
             }),
         }
     } else {

@@ -15,7 +15,7 @@ use crate::hot_cache;
 use crate::redis::command;
 
 /// The KV binding's name.
-const KV_BINDING: &str = "PRICES";
+pub const KV_BINDING: &str = "PRICES";
 
 /// What a [`put`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

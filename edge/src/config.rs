@@ -4,8 +4,10 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use pricefront_core::backlog::DEFAULT_BACKLOG_MAX;
 use pricefront_core::early_refresh::{parse_beta, DEFAULT_BETA};
 use pricefront_core::edge_rules::DEFAULT_HOT_CACHE_MS;
+use pricefront_core::miss_guard::{MissLimitKey, MissLimitKeyError};
 use pricefront_core::prefer_wait::{granted_wait_secs, requested_wait_secs, DEFAULT_MAX_WAIT_SECS};
 use pricefront_core::redis_protocol::{RedisAddress, RedisProtocolError};
 use pricefront_core::rest_proxy::{ProxyApi, ProxyConfigError};
@@ -34,6 +36,9 @@ pub enum ConfigError {
     /// `CACHE_BACKEND`.
     #[error("CACHE_BACKEND must be kv, redis or kv+redis, not {0:?}")]
     CacheBackend(String),
+    /// `MISS_RATE_LIMIT_KEY`.
+    #[error(transparent)]
+    MissLimitKey(#[from] MissLimitKeyError),
 }
 
 /// Everything the handlers need to know.
@@ -52,6 +57,16 @@ pub struct Config {
     pub early_refresh_beta: f64,
     /// How long an isolate answers a fresh KV entry from memory (`HOT_CACHE_MS`; 0 turns it off).
     pub hot_cache_ms: u64,
+    /// Whom the `MISS_LIMITER` binding counts (`MISS_RATE_LIMIT_KEY`).
+    pub miss_limit_key: MissLimitKey,
+    /// The limiter's period in seconds, as configured in `wrangler.toml`: the 429's `Retry-After`.
+    pub miss_limit_period_secs: u64,
+    /// The KV key of the known-products filter (`KNOWN_PRODUCTS_KEY`; unset: no filter).
+    pub known_products_key: Option<String>,
+    /// Above this total lag, misses are answered 503 (`BACKLOG_MAX`; 0 turns backpressure off).
+    pub backlog_max: u64,
+    /// How often an isolate reads the backlog at most, in ms (`BACKLOG_CHECK_MS`).
+    pub backlog_check_ms: u64,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -143,6 +158,17 @@ impl Config {
             hot_cache_ms: var(env, "HOT_CACHE_MS")
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(DEFAULT_HOT_CACHE_MS),
+            miss_limit_key: MissLimitKey::parse(var(env, "MISS_RATE_LIMIT_KEY").as_deref())?,
+            miss_limit_period_secs: var(env, "MISS_RATE_LIMIT_PERIOD_SECS")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(60),
+            known_products_key: var(env, "KNOWN_PRODUCTS_KEY"),
+            backlog_max: var(env, "BACKLOG_MAX")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(DEFAULT_BACKLOG_MAX),
+            backlog_check_ms: var(env, "BACKLOG_CHECK_MS")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(5_000),
         })
     }
 }

@@ -1,9 +1,11 @@
 //! One function per route.
 
+use pricefront_core::backlog::BacklogReport;
 use pricefront_core::edge_rules::{
     authorize_fill, decide_read_of, etag_of, if_none_match, location, FillAuthorization, Pending,
     ReadDecision, RETRY_AFTER_SECS,
 };
+use pricefront_core::miss_guard::Refusal;
 use pricefront_core::problem::Problem;
 use pricefront_core::stored::Stored;
 use pricefront_core::{Comparison, Freshness, ProductId, TraceContext, UnixMillis};
@@ -16,6 +18,7 @@ use worker::{Context, Date, Delay, Env, Request, Response, Result};
 
 use crate::cache::{self, Lookup, PutOutcome};
 use crate::config::Config;
+use crate::miss_guard;
 use crate::publish::{publish_coalesced, remember_published, Published};
 use crate::reply;
 
@@ -58,7 +61,13 @@ pub async fn get_prices(
                     worker::js_sys::Math::random(),
                 )
             {
-                ctx.wait_until(refresh_in_background(config.clone(), product, now, *trace));
+                ctx.wait_until(refresh_in_background(
+                    config.clone(),
+                    product,
+                    now,
+                    *trace,
+                    env.clone(),
+                ));
             }
             served(
                 request,
@@ -68,7 +77,13 @@ pub async fn get_prices(
             )
         }
         (ReadDecision::Stale, Some(stored)) => {
-            ctx.wait_until(refresh_in_background(config.clone(), product, now, *trace));
+            ctx.wait_until(refresh_in_background(
+                config.clone(),
+                product,
+                now,
+                *trace,
+                env.clone(),
+            ));
             served(request, &stored, Freshness::Stale, "no-cache")
         }
         _ => queued(request, env, &ctx, &config, product, now, trace).await,
@@ -81,7 +96,12 @@ async fn refresh_in_background(
     product: ProductId,
     now: UnixMillis,
     trace: TraceContext,
+    env: Env,
 ) {
+    // A pipeline far behind takes no refreshes either: the stale result is served meanwhile.
+    if !miss_guard::pipeline_has_room(&env, &config, now).await {
+        return;
+    }
     match publish_coalesced(&config, product, now, &trace).await {
         Ok(Published::Now) => remember_published(product).await,
         Ok(Published::Already) => {}
@@ -100,6 +120,9 @@ async fn queued(
     now: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Response> {
+    if let Some(refusal) = miss_guard::refusal(request, env, config, product, now).await {
+        return refused(refusal, product, config);
+    }
     let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
     match publish_coalesced(config, product, now, trace).await {
         Ok(published) => {
@@ -205,6 +228,62 @@ fn served(
     Ok(response)
 }
 
+/// The answer to a miss that may not publish: nothing was published.
+fn refused(refusal: Refusal, product: ProductId, config: &Config) -> Result<Response> {
+    let (problem, retry_after) = match refusal {
+        Refusal::UnknownProduct => (Problem::unknown_product(product), None),
+        Refusal::Backlogged => (Problem::backlogged(), Some(RETRY_AFTER_SECS)),
+        Refusal::RateLimited => (
+            Problem::rate_limited(config.miss_limit_period_secs),
+            Some(config.miss_limit_period_secs),
+        ),
+    };
+    let mut response = reply::problem(&problem)?;
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .set("Retry-After", &secs.to_string())?;
+    }
+    Ok(response)
+}
+
+/// `PUT /internal/v1/backlog`: a consumer reports the lag of its partitions; merged into the report in
+/// KV (the Worker's backpressure reads it). Same bearer token as the fill endpoint.
+pub async fn fill_backlog(mut request: Request, env: &Env) -> Result<Response> {
+    let config = match Config::of_isolate(env) {
+        Ok(config) => config,
+        Err(error) => return reply::misconfigured(&error),
+    };
+    if let Some(response) = refuse_unauthorized_fill(&request, &config)? {
+        return Ok(response);
+    }
+    let body = request.bytes().await.unwrap_or_default();
+    let Some(report) = BacklogReport::from_json(&body) else {
+        return reply::problem(&Problem::new(
+            400,
+            "invalid-backlog",
+            "Invalid backlog report",
+            r#"the body must be {"partitions":{"<partition>":{"lag":<n>,"atMs":<ms>}}}"#,
+        ));
+    };
+    miss_guard::store_backlog_report(env, &config, &report, now_ms()).await?;
+    Response::empty().map(|r| r.with_status(204))
+}
+
+/// The answer to a fill request without the right token, or `None` when it may go on.
+fn refuse_unauthorized_fill(request: &Request, config: &Config) -> Result<Option<Response>> {
+    let authorization = request.headers().get("Authorization")?;
+    match authorize_fill(config.fill_token.as_deref(), authorization.as_deref()) {
+        FillAuthorization::Allowed => Ok(None),
+        FillAuthorization::Unauthorized => reply::unauthorized().map(Some),
+        FillAuthorization::NotConfigured => reply::misconfigured(
+            "the fill endpoint has no token: set the FILL_TOKEN secret \
+             (wrangler secret put FILL_TOKEN) to the consumers' FILL_TOKEN",
+        )
+        .map(Some),
+    }
+}
+
 /// `PUT /internal/v1/prices/{productId}`: the consumer stores a finished comparison. The newer
 /// `computedAtMs` wins: an older comparison is accepted (204, the cache holds one at least as new) but
 /// not stored.
@@ -213,16 +292,8 @@ pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) ->
         Ok(config) => config,
         Err(error) => return reply::misconfigured(&error),
     };
-    let authorization = request.headers().get("Authorization")?;
-    match authorize_fill(config.fill_token.as_deref(), authorization.as_deref()) {
-        FillAuthorization::Allowed => {}
-        FillAuthorization::Unauthorized => return reply::unauthorized(),
-        FillAuthorization::NotConfigured => {
-            return reply::misconfigured(
-                "the fill endpoint has no token: set the FILL_TOKEN secret \
-                 (wrangler secret put FILL_TOKEN) to the consumers' FILL_TOKEN",
-            )
-        }
+    if let Some(response) = refuse_unauthorized_fill(&request, &config)? {
+        return Ok(response);
     }
     let body = request.bytes().await.unwrap_or_default();
     let comparison = match Comparison::from_json(&body) {

@@ -5,12 +5,14 @@
 //! Layout: [`config`] (vars and secrets, read once per isolate), [`cache`] (Workers KV or Redis),
 //! [`hot_cache`] (this isolate's memory of recent KV reads),
 //! [`redis`] (the Redis protocol over the sockets API), [`publish`] (the Kafka REST proxy),
+//! [`miss_guard`] (the known-products filter, backpressure and the rate limit a miss passes first),
 //! [`handlers`] (one function per route), [`reply`] (responses).
 
 mod cache;
 mod config;
 mod handlers;
 mod hot_cache;
+mod miss_guard;
 mod publish;
 mod redis;
 mod reply;
@@ -35,6 +37,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
             handlers::get_prices(&request, &env, ctx, product, &context).await
         }
         Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, product).await,
+        Ok(Route::FillBacklog) => handlers::fill_backlog(request, &env).await,
         Err(error) => {
             let mut response = reply::problem(&Problem::from(&error))?;
             if let RouteError::MethodNotAllowed { allow, .. } = error {

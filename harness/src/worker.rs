@@ -28,6 +28,8 @@ pub struct LocalWorker {
 impl LocalWorker {
     /// Starts the Worker named `name` on 127.0.0.1:`port` with a fresh random fill token and the given
     /// `vars` (`NAME`, `value`), and waits until it answers (the script waits up to 180 s). Blocking.
+    /// Every client of a test is 127.0.0.1, so the per-client miss limit is off unless `vars` set
+    /// `MISS_RATE_LIMIT_KEY`.
     pub fn start(name: &str, port: u16, vars: &[(&str, &str)]) -> Result<Self, WorkerError> {
         Self::start_from(name, port, vars, None)
     }
@@ -49,6 +51,9 @@ impl LocalWorker {
         let mut command = Command::new(repo_path("scripts/edge-dev.sh"));
         command.args(["start", name, &port.to_string()]);
         command.arg("--var").arg(format!("FILL_TOKEN:{token}"));
+        if !vars.iter().any(|(key, _)| *key == "MISS_RATE_LIMIT_KEY") {
+            command.arg("--var").arg("MISS_RATE_LIMIT_KEY:off");
+        }
         for (key, value) in vars {
             command.arg("--var").arg(format!("{key}:{value}"));
         }

@@ -1,0 +1,141 @@
+//! Backpressure between the consumers and the edge: how far behind the pipeline is.
+//!
+//! Each consumer reports the lag of the partitions it holds (from librdkafka's statistics) every few
+//! seconds into one small value per topic, [`backlog_key`], in Redis and, through the edge's
+//! `PUT /internal/v1/backlog`, in Workers KV. Reports of several consumers are merged partition by
+//! partition, the newer report winning ([`BacklogReport::merge`]); a partition not reported for
+//! [`REPORT_MAX_AGE_MS`] no longer counts (its consumer died or gave it up). The edge reads the value at
+//! most every few seconds and, when the total lag is above its `BACKLOG_MAX`, answers new misses 503
+//! instead of growing the backlog without bound ([`admits_misses`]); hits are unaffected.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::UnixMillis;
+
+/// The edge's default `BACKLOG_MAX`: with 3 partitions, a few minutes of work at the comparison rates
+/// BENCHMARKS.md measures for one consumer.
+pub const DEFAULT_BACKLOG_MAX: u64 = 10_000;
+
+/// A partition's report counts for this long after it was made.
+pub const REPORT_MAX_AGE_MS: u64 = 30_000;
+
+/// How long the stored value lives without a new report (Redis `PX`, KV expiration).
+pub const REPORT_TTL_SECS: u64 = 60;
+
+/// The key of `topic`'s backlog, in Redis and in Workers KV.
+pub fn backlog_key(topic: &str) -> String {
+    format!("pricefront:v1:backlog:{topic}")
+}
+
+/// One partition's lag when it was reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLag {
+    /// Requests in the partition not yet finished (librdkafka's `consumer_lag`).
+    pub lag: u64,
+    /// When it was reported.
+    pub at_ms: UnixMillis,
+}
+
+/// The lag of a topic's partitions, as reported: `{"partitions":{"0":{"lag":12,"atMs":...}}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BacklogReport {
+    /// Lag by partition.
+    pub partitions: BTreeMap<i32, PartitionLag>,
+}
+
+impl BacklogReport {
+    /// A report of `lags` (partition, lag) made at `now_ms`.
+    pub fn of(lags: impl IntoIterator<Item = (i32, u64)>, now_ms: UnixMillis) -> Self {
+        Self {
+            partitions: lags
+                .into_iter()
+                .map(|(partition, lag)| (partition, PartitionLag { lag, at_ms: now_ms }))
+                .collect(),
+        }
+    }
+
+    /// Takes `other`'s partitions where they are newer, and drops the partitions too old to count
+    /// at `now_ms`.
+    pub fn merge(&mut self, other: &BacklogReport, now_ms: UnixMillis) {
+        for (partition, lag) in &other.partitions {
+            let entry = self.partitions.entry(*partition).or_insert(*lag);
+            if lag.at_ms >= entry.at_ms {
+                *entry = *lag;
+            }
+        }
+        self.partitions
+            .retain(|_, lag| now_ms.saturating_sub(lag.at_ms) <= REPORT_MAX_AGE_MS);
+    }
+
+    /// The total lag at `now_ms`, of the partitions whose reports still count.
+    pub fn total(&self, now_ms: UnixMillis) -> u64 {
+        self.partitions
+            .values()
+            .filter(|lag| now_ms.saturating_sub(lag.at_ms) <= REPORT_MAX_AGE_MS)
+            .map(|lag| lag.lag)
+            .sum()
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a backlog report always serializes")
+    }
+
+    /// Reads a report; `None` for bytes that are not one (an unreadable report never blocks misses).
+    pub fn from_json(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Whether new misses may publish, with the total lag `backlog` (`None`: unknown) and the edge's
+/// `BACKLOG_MAX` (`0`: no limit). An unknown backlog admits: backpressure must never stop the service
+/// because a report is missing.
+pub fn admits_misses(backlog: Option<u64>, backlog_max: u64) -> bool {
+    backlog_max == 0 || backlog.is_none_or(|lag| lag <= backlog_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_reports_of_several_consumers_the_newer_winning_and_forgets_old_ones() {
+        let mut stored = BacklogReport::of([(0, 10), (1, 20)], 1_000);
+        stored.merge(&BacklogReport::of([(1, 5), (2, 7)], 2_000), 2_000);
+        assert_eq!(stored.total(2_000), 10 + 5 + 7);
+        // An older report of partition 1 (a member that lost it) does not win.
+        stored.merge(&BacklogReport::of([(1, 99)], 1_500), 2_000);
+        assert_eq!(stored.partitions[&1].lag, 5);
+        // Partition 0 was last reported at 1 000: past the max age it no longer counts, and a merge
+        // drops it.
+        let later = 1_000 + REPORT_MAX_AGE_MS + 1;
+        assert_eq!(stored.total(later), 5 + 7);
+        stored.merge(&BacklogReport::default(), later);
+        assert!(!stored.partitions.contains_key(&0));
+    }
+
+    #[test]
+    fn reads_back_its_json_and_ignores_what_is_not_a_report() {
+        let report = BacklogReport::of([(0, 3)], 7);
+        assert_eq!(
+            report.to_json(),
+            r#"{"partitions":{"0":{"lag":3,"atMs":7}}}"#
+        );
+        assert_eq!(
+            BacklogReport::from_json(report.to_json().as_bytes()),
+            Some(report)
+        );
+        assert_eq!(BacklogReport::from_json(b"nope"), None);
+    }
+
+    #[test]
+    fn misses_are_refused_only_above_a_configured_maximum_of_a_known_backlog() {
+        assert!(admits_misses(Some(1_000_000), 0));
+        assert!(admits_misses(None, 10));
+        assert!(admits_misses(Some(10), 10));
+        assert!(!admits_misses(Some(11), 10));
+    }
+}

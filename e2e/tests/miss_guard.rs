@@ -1,0 +1,219 @@
+//! What stands between a miss and a publish, against the real Worker under `wrangler dev`, the REST
+//! proxy and Kafka: the per-client rate limit on misses (Workers rate limiting binding), the
+//! known-products filter (loaded into the Worker's KV by `scripts/load-catalog.sh`), and backpressure
+//! from a real consumer's lag reports (through Redis, and through the edge's KV). A refused miss
+//! publishes nothing (the records in the topic are counted) and hits are never refused.
+
+use std::process::Command;
+use std::time::Duration;
+
+use pricefront_core::ProductId;
+use pricefront_harness::edge::Edge;
+use pricefront_harness::topic::published_for;
+use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::{profiles, sample_comparison, TestEnv};
+use serde_json::Value;
+use vendor_sim::VendorProfile;
+
+async fn start_worker(
+    name: &'static str,
+    port: u16,
+    vars: Vec<(&'static str, String)>,
+) -> LocalWorker {
+    tokio::task::spawn_blocking(move || {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        LocalWorker::start(name, port, &vars)
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+async fn problem_type(response: reqwest::Response) -> String {
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    body["type"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn miss(edge: &Edge, product: ProductId, client: &str) -> reqwest::Response {
+    edge.get_prices_with_header(product, "x-client-key", client)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_miss_limit_gets_429_and_publishes_nothing_while_others_and_hits_go_on() {
+    let env = TestEnv::new("rate-limit", profiles([]), 2_000).await;
+    let worker = start_worker(
+        "rate-limit",
+        8807,
+        vec![
+            ("REQUEST_TOPIC", env.topic.clone()),
+            ("MISS_RATE_LIMIT_KEY", "header:X-Client-Key".into()),
+        ],
+    )
+    .await;
+    let edge = worker.edge();
+    let flooder = format!("flooder-{}", env.first_product);
+    // wrangler.toml: 120 misses a minute per client. 200 distinct ids: at least 80 are refused.
+    let (mut accepted, mut refused) = (0, 0);
+    for n in 0..200 {
+        let response = miss(&edge, env.product(n), &flooder).await;
+        match response.status().as_u16() {
+            202 => accepted += 1,
+            429 => {
+                assert_eq!(response.headers()["retry-after"], "60");
+                assert_eq!(problem_type(response).await, "/problems/rate-limited");
+                refused += 1;
+            }
+            other => panic!("a miss answered {other}"),
+        }
+    }
+    assert!(
+        refused >= 80 && accepted >= 1,
+        "{accepted} accepted, {refused} refused"
+    );
+    let mut published = 0;
+    for n in 0..200 {
+        published += published_for(&env.topic, env.product(n)).await.unwrap();
+    }
+    assert_eq!(
+        published, accepted,
+        "exactly the accepted misses were published"
+    );
+
+    // Another client is not limited by the flooder; a hit is never limited.
+    let other = miss(&edge, env.product(1_000), "someone-else").await;
+    assert_eq!(other.status(), 202);
+    let cached = sample_comparison(env.product(2_000));
+    assert_eq!(edge.fill(&cached, &worker.token).await.unwrap(), 204);
+    let hit = miss(&edge, cached.product_id, &flooder).await;
+    assert_eq!(hit.status(), 200);
+    worker.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_outside_the_catalog_is_a_404_that_publishes_nothing() {
+    let env = TestEnv::new("catalog", profiles([]), 2_000).await;
+    let key = format!("catalog:{}", env.topic);
+    let worker = start_worker(
+        "catalog",
+        8808,
+        vec![
+            ("REQUEST_TOPIC", env.topic.clone()),
+            ("KNOWN_PRODUCTS_KEY", key.clone()),
+        ],
+    )
+    .await;
+    // The catalog: the first 1 000 ids of this test, loaded the way an operator loads it.
+    let ids = env.dir.join("catalog.txt");
+    std::fs::write(&ids, format!("{}-{}\n", env.product(0), env.product(999))).unwrap();
+    let loaded = Command::new(pricefront_harness::repo_path("scripts/load-catalog.sh"))
+        .arg(&ids)
+        .arg(&key)
+        .args(["--local", "catalog"])
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&loaded.stdout),
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let edge = worker.edge();
+    let known = env.product(500);
+    assert_eq!(edge.get_prices(known, None).await.unwrap().status(), 202);
+    // Far outside the catalog: at 1% false positives, all but a few of 50 unknown ids are turned away.
+    let mut not_found = 0;
+    for n in 0..50 {
+        let unknown = env.product(1_000_000 + n * 7_919);
+        let response = edge.get_prices(unknown, None).await.unwrap();
+        if response.status() == 404 {
+            assert_eq!(problem_type(response).await, "/problems/unknown-product");
+            assert_eq!(published_for(&env.topic, unknown).await.unwrap(), 0);
+            not_found += 1;
+        }
+    }
+    assert!(not_found >= 45, "{not_found} of 50 unknown ids turned away");
+    assert_eq!(published_for(&env.topic, known).await.unwrap(), 1);
+    worker.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_far_behind_turns_new_misses_away_with_503_and_hits_still_answer() {
+    // A slow vendor and a window of one: the consumer falls behind a burst of 300 requests.
+    let slow = VendorProfile {
+        latency_min_ms: 200,
+        latency_max_ms: 300,
+        ..VendorProfile::default()
+    };
+    let env = TestEnv::new("backlog", profiles([("alpha", slow)]), 2_000).await;
+    let backlog_vars = |backend: &str| {
+        vec![
+            ("REQUEST_TOPIC", env.topic.clone()),
+            ("CACHE_BACKEND", backend.to_owned()),
+            ("BACKLOG_MAX", "50".to_owned()),
+            ("BACKLOG_CHECK_MS", "200".to_owned()),
+        ]
+    };
+    let via_redis = start_worker("backlog-redis", 8809, backlog_vars("redis")).await;
+    let via_kv = start_worker("backlog-kv", 8810, backlog_vars("kv")).await;
+    let fill_url = via_kv.edge().base.clone();
+    let _consumer = env.start_consumer(
+        "slow",
+        &[
+            "--max-in-flight",
+            "1",
+            "--fill-url",
+            &fill_url,
+            "--fill-token",
+            &via_kv.token,
+        ],
+    );
+    env.publish((0..300).map(|n| env.product(n))).await;
+
+    for (first, worker) in [(10_000, &via_redis), (30_000, &via_kv)] {
+        let edge = worker.edge();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut n = first;
+        let refused = loop {
+            n += 1;
+            let product = env.product(n);
+            let response = edge.get_prices(product, None).await.unwrap();
+            if response.status() == 503 {
+                assert!(response.headers().contains_key("retry-after"));
+                assert_eq!(problem_type(response).await, "/problems/backlogged");
+                break product;
+            }
+            assert_eq!(response.status(), 202, "{}", edge.base);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: no backpressure within 60 s",
+                edge.base
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(published_for(&env.topic, refused).await.unwrap(), 0);
+        // A hit is served all the same.
+        let cached = sample_comparison(env.product(first + 5_000));
+        env.cache
+            .put(&cached, pricefront_harness::now_ms())
+            .await
+            .unwrap();
+        assert_eq!(edge.fill(&cached, &worker.token).await.unwrap(), 204);
+        assert_eq!(
+            edge.get_prices(cached.product_id, None)
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{}",
+            edge.base
+        );
+    }
+    via_redis.stop().unwrap();
+    via_kv.stop().unwrap();
+}

@@ -1,0 +1,188 @@
+//! The checks a miss passes before it publishes, in this order: the known-products filter (404), the
+//! pipeline's backlog (503) and the client's rate limit (429). Each is off unless configured, and a
+//! check that cannot be made (KV or Redis away, no binding) lets the miss through: these guard the
+//! vendors against floods, they must not take the service down themselves. The rules are in
+//! [`pricefront_core::miss_guard`], [`pricefront_core::catalog`] and [`pricefront_core::backlog`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use pricefront_core::backlog::{admits_misses, backlog_key, BacklogReport, REPORT_TTL_SECS};
+use pricefront_core::catalog::KnownProducts;
+use pricefront_core::miss_guard::Refusal;
+use pricefront_core::{ProductId, UnixMillis};
+use worker::{Env, Request, Result};
+
+use crate::cache::KV_BINDING;
+use crate::config::{CacheBackend, Config};
+use crate::redis;
+
+/// The rate limiting binding (`[[ratelimits]]` in `wrangler.toml`).
+const LIMITER_BINDING: &str = "MISS_LIMITER";
+
+/// How long an isolate keeps the known-products filter before reading it again.
+const CATALOG_REFRESH_MS: u64 = 300_000;
+
+thread_local! {
+    /// This isolate's known-products filter: when it was read, and what (`None`: no filter stored).
+    static CATALOG: RefCell<Option<(UnixMillis, Option<Rc<KnownProducts>>)>> =
+        const { RefCell::new(None) };
+    /// This isolate's last reading of the backlog: when, and the total (`None`: unknown).
+    static BACKLOG: RefCell<Option<(UnixMillis, Option<u64>)>> = const { RefCell::new(None) };
+}
+
+/// Why `request`'s miss of `product` may not publish, if it may not.
+pub async fn refusal(
+    request: &Request,
+    env: &Env,
+    config: &Config,
+    product: ProductId,
+    now_ms: UnixMillis,
+) -> Option<Refusal> {
+    if !known(env, config, product, now_ms).await {
+        return Some(Refusal::UnknownProduct);
+    }
+    if !admits_misses(backlog(env, config, now_ms).await, config.backlog_max) {
+        return Some(Refusal::Backlogged);
+    }
+    if !within_rate_limit(request, env, config).await {
+        return Some(Refusal::RateLimited);
+    }
+    None
+}
+
+/// Whether new misses may publish at all now (the backlog alone): a stale hit's refresh asks this.
+pub async fn pipeline_has_room(env: &Env, config: &Config, now_ms: UnixMillis) -> bool {
+    admits_misses(backlog(env, config, now_ms).await, config.backlog_max)
+}
+
+/// Whether `product` may be in the catalog: `true` without a filter.
+async fn known(env: &Env, config: &Config, product: ProductId, now_ms: UnixMillis) -> bool {
+    let Some(key) = &config.known_products_key else {
+        return true;
+    };
+    let cached = CATALOG.with_borrow(|c| {
+        c.as_ref()
+            .filter(|(at, _)| now_ms.saturating_sub(*at) < CATALOG_REFRESH_MS)
+            .map(|(_, filter)| filter.clone())
+    });
+    let filter = match cached {
+        Some(filter) => filter,
+        None => {
+            let filter = read_catalog(env, key).await;
+            CATALOG.with_borrow_mut(|c| *c = Some((now_ms, filter.clone())));
+            filter
+        }
+    };
+    filter.is_none_or(|filter| filter.may_contain(product))
+}
+
+async fn read_catalog(env: &Env, key: &str) -> Option<Rc<KnownProducts>> {
+    let bytes = match env.kv(KV_BINDING) {
+        Ok(kv) => kv.get(key).bytes().await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    match bytes {
+        Ok(Some(bytes)) => match KnownProducts::from_bytes(&bytes) {
+            Ok(filter) => Some(Rc::new(filter)),
+            Err(error) => {
+                worker::console_error!("KNOWN_PRODUCTS_KEY {key}: {error}; not filtering");
+                None
+            }
+        },
+        Ok(None) => {
+            worker::console_error!("KNOWN_PRODUCTS_KEY {key} holds nothing in KV; not filtering");
+            None
+        }
+        Err(error) => {
+            worker::console_warn!("the known-products filter could not be read: {error}");
+            None
+        }
+    }
+}
+
+/// The pipeline's total lag, read at most every `BACKLOG_CHECK_MS` per isolate; `None` when off or
+/// unknown.
+async fn backlog(env: &Env, config: &Config, now_ms: UnixMillis) -> Option<u64> {
+    if config.backlog_max == 0 {
+        return None;
+    }
+    let cached = BACKLOG.with_borrow(|b| {
+        b.filter(|(at, _)| now_ms.saturating_sub(*at) < config.backlog_check_ms)
+            .map(|(_, total)| total)
+    });
+    if let Some(total) = cached {
+        return total;
+    }
+    let total = read_backlog(env, config)
+        .await
+        .map(|report| report.total(now_ms));
+    BACKLOG.with_borrow_mut(|b| *b = Some((now_ms, total)));
+    total
+}
+
+/// The stored backlog report: in Redis where the Worker reads Redis (the consumers write it there),
+/// else in KV (the consumers report it through `PUT /internal/v1/backlog`).
+async fn read_backlog(env: &Env, config: &Config) -> Option<BacklogReport> {
+    let key = backlog_key(&config.topic);
+    let bytes = match &config.cache {
+        CacheBackend::Redis(address) | CacheBackend::KvThenRedis(address) => {
+            match redis::command(address, &[b"GET", key.as_bytes()]).await {
+                Ok(pricefront_core::redis_protocol::Reply::Bulk(bytes)) => bytes,
+                _ => None,
+            }
+        }
+        CacheBackend::Kv => env.kv(KV_BINDING).ok()?.get(&key).bytes().await.ok()?,
+    };
+    BacklogReport::from_json(&bytes?)
+}
+
+/// Merges a consumer's report into the one in KV (`PUT /internal/v1/backlog`).
+pub async fn store_backlog_report(
+    env: &Env,
+    config: &Config,
+    report: &BacklogReport,
+    now_ms: UnixMillis,
+) -> Result<()> {
+    let kv = env.kv(KV_BINDING)?;
+    let key = backlog_key(&config.topic);
+    let mut stored = kv
+        .get(&key)
+        .bytes()
+        .await?
+        .and_then(|bytes| BacklogReport::from_json(&bytes))
+        .unwrap_or_default();
+    stored.merge(report, now_ms);
+    kv.put(&key, stored.to_json())?
+        .expiration_ttl(REPORT_TTL_SECS)
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// Whether the client may make one more miss; `true` when nothing is limited or the binding is missing.
+async fn within_rate_limit(request: &Request, env: &Env, config: &Config) -> bool {
+    let header = match &config.miss_limit_key {
+        pricefront_core::miss_guard::MissLimitKey::Header(name) => {
+            request.headers().get(name).ok().flatten()
+        }
+        _ => None,
+    };
+    let ip = request.headers().get("CF-Connecting-IP").ok().flatten();
+    let Some(key) = config
+        .miss_limit_key
+        .key_of(header.as_deref(), ip.as_deref())
+    else {
+        return true;
+    };
+    let Ok(limiter) = env.rate_limiter(LIMITER_BINDING) else {
+        return true;
+    };
+    match limiter.limit(key).await {
+        Ok(outcome) => outcome.success,
+        Err(error) => {
+            worker::console_warn!("the miss rate limiter failed: {error}");
+            true
+        }
+    }
+}
