@@ -1,4 +1,5 @@
-//! The fan-out: asking every configured vendor at once and aggregating their answers.
+//! The fan-out: asking every configured vendor at once and aggregating their answers. Each vendor's
+//! quota and circuit breaker ([`VendorGuards`]) are shared by every comparison of the process.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,7 +11,7 @@ use reqwest::Client;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::fetch::{ask_vendor, FetchLimits};
+use crate::fetch::{ask_vendor, FetchLimits, VendorGuards};
 use crate::metrics::{Metrics, VendorLabel};
 use crate::vendors::Vendor;
 
@@ -21,6 +22,8 @@ pub struct Comparer {
     vendors: Arc<[Vendor]>,
     /// Each vendor's latency histogram, looked up once (not by its label at every call).
     latencies: Arc<[Histogram]>,
+    /// Each vendor's quota, circuit breaker and request counter, shared by every comparison.
+    guards: Arc<[VendorGuards]>,
     limits: FetchLimits,
     policy: FreshnessPolicy,
     metrics: Arc<Metrics>,
@@ -44,10 +47,15 @@ impl Comparer {
                 metrics.vendor_latency.get_or_create(&label).clone()
             })
             .collect();
+        let guards = vendors
+            .iter()
+            .map(|vendor| VendorGuards::new(vendor, &metrics))
+            .collect();
         Self {
             client,
             vendors: vendors.into(),
             latencies,
+            guards,
             limits,
             policy,
             metrics,
@@ -56,21 +64,29 @@ impl Comparer {
 
     /// Asks every vendor concurrently and aggregates their answers; a failing vendor only adds a failure.
     pub async fn compare(&self, product: ProductId) -> Comparison {
-        let asks =
-            self.vendors
-                .iter()
-                .zip(self.latencies.iter())
-                .map(|(vendor, latency)| async move {
-                    let started = Instant::now();
-                    let outcome = ask_vendor(&self.client, vendor, product, self.limits)
-                        .instrument(tracing::info_span!("vendor", vendor = %vendor.name))
-                        .await;
-                    latency.observe(started.elapsed().as_secs_f64());
-                    if let VendorOutcome::Failed(failure) = &outcome {
+        let asks = self
+            .vendors
+            .iter()
+            .zip(self.latencies.iter())
+            .zip(self.guards.iter())
+            .map(|((vendor, latency), guards)| async move {
+                let started = Instant::now();
+                let outcome = ask_vendor(&self.client, vendor, guards, product, self.limits)
+                    .instrument(tracing::info_span!("vendor", vendor = %vendor.name))
+                    .await;
+                // A call rejected before any request (quota, open circuit) is not a vendor's latency.
+                let asked = match &outcome {
+                    VendorOutcome::Answered { .. } => true,
+                    VendorOutcome::Failed(failure) => {
                         self.metrics.vendor_failed(&vendor.name, failure.kind);
+                        failure.attempts > 0
                     }
-                    outcome
-                });
+                };
+                if asked {
+                    latency.observe(started.elapsed().as_secs_f64());
+                }
+                outcome
+            });
         let outcomes = join_all(asks).await;
         Comparison::aggregate(product, outcomes, now_ms(), &self.policy)
     }

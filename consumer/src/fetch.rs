@@ -1,8 +1,10 @@
-//! Asking one vendor for one product's price: a timeout per attempt, retries of retryable failures with
-//! jittered exponential backoff (honouring `Retry-After`), an overall deadline, and a cap on the body size.
+//! Asking one vendor for one product's price: the vendor's circuit breaker first, then for each attempt
+//! a place in the vendor's quota, a timeout, retries of connect errors and 5xx with jittered exponential
+//! backoff (honouring `Retry-After`), an overall deadline, and a cap on the body size. A 429 is not
+//! retried: it opens the vendor's circuit.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -13,6 +15,11 @@ use reqwest::{header, Client, StatusCode};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
+
+use crate::breaker::{RequestOutcome, VendorBreaker};
+use crate::metrics::{Metrics, VendorLabel};
+use crate::quota::VendorQuota;
 use crate::telemetry::traceparent_of;
 use crate::vendors::{CurrencySource, JsonPointer, Vendor};
 use pricefront_core::trace_context::TRACEPARENT;
@@ -39,16 +46,38 @@ enum AttemptError {
     },
     TooLarge(usize),
     Malformed(String),
+    /// No room in the vendor's quota before the deadline: no request was sent.
+    Quota(String),
 }
 
 impl AttemptError {
+    /// Connect errors and 5xx are retried; a 429 is not (it opens the circuit), nor is a timeout.
     fn is_retryable(&self) -> bool {
         match self {
             AttemptError::Connect(_) => true,
-            AttemptError::Status { status, .. } => {
-                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
-            }
+            AttemptError::Status { status, .. } => status.is_server_error(),
             _ => false,
+        }
+    }
+
+    /// What the attempt says about the vendor's health: a malformed or too large body (or a 4xx other
+    /// than 429) is the vendor answering, with a bug, not the vendor overloaded or down.
+    fn breaker_outcome(&self) -> RequestOutcome {
+        match self {
+            AttemptError::Connect(_) | AttemptError::Timeout(_) => RequestOutcome::Failed,
+            AttemptError::Status {
+                status,
+                retry_after,
+            } if *status == StatusCode::TOO_MANY_REQUESTS => RequestOutcome::Overloaded {
+                retry_after: *retry_after,
+            },
+            AttemptError::Status { status, .. } if status.is_server_error() => {
+                RequestOutcome::Failed
+            }
+            AttemptError::Status { .. }
+            | AttemptError::TooLarge(_)
+            | AttemptError::Malformed(_)
+            | AttemptError::Quota(_) => RequestOutcome::Answered,
         }
     }
 
@@ -59,6 +88,7 @@ impl AttemptError {
             AttemptError::Status { .. } => FailureKind::HttpStatus,
             AttemptError::TooLarge(_) => FailureKind::TooLarge,
             AttemptError::Malformed(_) => FailureKind::MalformedBody,
+            AttemptError::Quota(_) => FailureKind::Quota,
         }
     }
 
@@ -69,6 +99,7 @@ impl AttemptError {
             AttemptError::Status { status, .. } => format!("answered {status}"),
             AttemptError::TooLarge(cap) => format!("body larger than {cap} bytes"),
             AttemptError::Malformed(e) => format!("unreadable body: {e}"),
+            AttemptError::Quota(e) => e.clone(),
         }
     }
 }
@@ -88,23 +119,77 @@ pub fn http_client(window: u32, vendors: usize) -> reqwest::Result<Client> {
         .build()
 }
 
-/// Asks `vendor` for the price of `product`, within `limits`. Never fails: a vendor that gives no offer
-/// is a [`VendorOutcome::Failed`] with the reason.
+/// What every call to one vendor shares across the process: its quota, its circuit breaker, and the
+/// count of requests sent to it.
+#[derive(Debug)]
+pub struct VendorGuards {
+    /// The vendor's quota (requests a second, requests at a time).
+    pub quota: VendorQuota,
+    /// The vendor's circuit breaker.
+    pub breaker: VendorBreaker,
+    /// HTTP requests sent to the vendor, every attempt counted.
+    pub requests: Counter,
+}
+
+impl VendorGuards {
+    /// `vendor`'s guards, showing their state in `metrics`.
+    pub fn new(vendor: &Vendor, metrics: &Metrics) -> Self {
+        let label = VendorLabel {
+            vendor: vendor.name.clone(),
+        };
+        let circuit_state = metrics.vendor_circuit_state.get_or_create(&label).clone();
+        Self {
+            quota: VendorQuota::new(vendor.quota),
+            breaker: VendorBreaker::new(vendor.breaker, circuit_state),
+            requests: metrics.vendor_requests.get_or_create(&label).clone(),
+        }
+    }
+}
+
+/// Asks `vendor` for the price of `product`, within `limits` and `guards`. Never fails: a vendor that
+/// gives no offer is a [`VendorOutcome::Failed`] with the reason; `attempts` counts the requests sent.
 pub async fn ask_vendor(
     client: &Client,
     vendor: &Vendor,
+    guards: &VendorGuards,
     product: ProductId,
     limits: FetchLimits,
 ) -> VendorOutcome {
     let started = Instant::now();
+    let deadline = started + limits.deadline;
     let attempts = AtomicU32::new(0);
+    let waiting_for_quota = AtomicBool::new(false);
     let last_error = Mutex::new(None::<AttemptError>);
+    let failure = |kind: FailureKind, detail: String| {
+        VendorOutcome::Failed(VendorFailure {
+            vendor: vendor.name.clone(),
+            kind,
+            detail,
+            attempts: attempts.load(Ordering::Relaxed),
+        })
+    };
+    let pass = match guards.breaker.admit() {
+        Ok(pass) => pass,
+        Err(rejection) => return failure(FailureKind::CircuitOpen, rejection.to_string()),
+    };
+    // A half-open circuit's probe makes one request: its outcome decides, a retry would not.
+    let max_attempts = if pass.is_probe() {
+        1
+    } else {
+        vendor.max_attempts
+    };
     let url = vendor.url_for(product);
     // This call's span, so that the vendor's own tracing joins the trace.
     let traceparent = traceparent_of(&tracing::Span::current())
         .and_then(|value| header::HeaderValue::from_str(&value).ok());
     let attempt = || async {
+        waiting_for_quota.store(true, Ordering::Relaxed);
+        let permit = guards.quota.acquire(deadline).await;
+        waiting_for_quota.store(false, Ordering::Relaxed);
+        // Held for the HTTP exchange, body included.
+        let _permit = permit.map_err(|exhausted| AttemptError::Quota(exhausted.to_string()))?;
         attempts.fetch_add(1, Ordering::Relaxed);
+        guards.requests.inc();
         let result = attempt_once(
             client,
             vendor,
@@ -113,15 +198,19 @@ pub async fn ask_vendor(
             traceparent.as_ref(),
         )
         .await;
-        if let Err(e) = &result {
-            *last_error.lock().expect("last error lock") = Some(e.clone());
+        match &result {
+            Ok(_) => pass.report(RequestOutcome::Answered),
+            Err(e) => {
+                pass.report(e.breaker_outcome());
+                *last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+            }
         }
         result
     };
     let backoff = ExponentialBuilder::default()
         .with_min_delay(limits.first_backoff)
         .with_max_delay(limits.deadline / 2)
-        .with_max_times(vendor.max_attempts.saturating_sub(1) as usize)
+        .with_max_times(max_attempts.saturating_sub(1) as usize)
         .with_jitter();
     let retrying = attempt
         .retry(backoff)
@@ -142,32 +231,40 @@ pub async fn ask_vendor(
             delay.filter(|d| started.elapsed() + *d < limits.deadline)
         });
     let result = tokio::time::timeout(limits.deadline, retrying).await;
-    let failure = |kind: FailureKind, detail: String| {
-        VendorOutcome::Failed(VendorFailure {
-            vendor: vendor.name.clone(),
-            kind,
-            detail,
-            attempts: attempts.load(Ordering::Relaxed),
-        })
+    let last_attempt = || {
+        last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .map(|e| format!("; last attempt: {}", e.detail()))
+            .unwrap_or_default()
     };
     match result {
         Ok(Ok(offer)) => VendorOutcome::Answered {
             offer,
             guarantee_ms: vendor.guarantee.as_millis().try_into().unwrap_or(u64::MAX),
         },
+        Ok(Err(error @ AttemptError::Quota(_))) => failure(
+            error.kind(),
+            format!("{}{}", error.detail(), last_attempt()),
+        ),
         Ok(Err(error)) => failure(error.kind(), error.detail()),
-        Err(_) => {
-            let last = last_error.lock().expect("last error lock").take();
-            let detail = match last {
-                Some(e) => format!(
-                    "deadline of {} ms ran out; last attempt: {}",
-                    limits.deadline.as_millis(),
-                    e.detail()
-                ),
-                None => format!("deadline of {} ms ran out", limits.deadline.as_millis()),
-            };
-            failure(FailureKind::Deadline, detail)
-        }
+        Err(_) if waiting_for_quota.load(Ordering::Relaxed) => failure(
+            FailureKind::Quota,
+            format!(
+                "quota: no room for a request before the deadline of {} ms{}",
+                limits.deadline.as_millis(),
+                last_attempt()
+            ),
+        ),
+        Err(_) => failure(
+            FailureKind::Deadline,
+            format!(
+                "deadline of {} ms ran out{}",
+                limits.deadline.as_millis(),
+                last_attempt()
+            ),
+        ),
     }
 }
 
@@ -293,7 +390,197 @@ fn without_url(error: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::breaker::CircuitState;
     use crate::vendors::parse;
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode as AxumStatus;
+    use axum::response::IntoResponse;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    /// A vendor on 127.0.0.1 answering by the first path segment: `ok`, `503`, `429` (with
+    /// `Retry-After: 1`) or `bad` (not JSON); the requests it got per segment.
+    async fn vendor_server() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
+        async fn answer(
+            State(counts): State<Arc<Mutex<HashMap<String, u32>>>>,
+            Path((mode, _product)): Path<(String, String)>,
+        ) -> axum::response::Response {
+            *counts.lock().unwrap().entry(mode.clone()).or_default() += 1;
+            match mode.as_str() {
+                "ok" => r#"{"p":"1.50"}"#.into_response(),
+                "503" => AxumStatus::SERVICE_UNAVAILABLE.into_response(),
+                "429" => (AxumStatus::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response(),
+                _ => "<html>".into_response(),
+            }
+        }
+        let counts = Arc::new(Mutex::new(HashMap::new()));
+        let app = axum::Router::new()
+            .route("/{mode}/{product}", axum::routing::get(answer))
+            .with_state(counts.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (base, counts)
+    }
+
+    struct Harness {
+        client: Client,
+        vendor: Vendor,
+        guards: VendorGuards,
+        metrics: Arc<Metrics>,
+    }
+
+    impl Harness {
+        fn new(base: &str, mode: &str, extra: &str) -> Self {
+            let text = format!(
+                "[[vendor]]\nname = \"v\"\nurl = \"{base}/{mode}/{{productId}}\"\nguarantee_window_secs = 60\nprice_pointer = \"/p\"\ncurrency = \"EUR\"\ntimeout_ms = 1000\n{extra}\n"
+            );
+            let vendor = parse(&text, |_| None).unwrap().remove(0);
+            let metrics = Metrics::new();
+            let guards = VendorGuards::new(&vendor, &metrics);
+            Self {
+                client: http_client(4, 1).unwrap(),
+                vendor,
+                guards,
+                metrics,
+            }
+        }
+
+        async fn ask(&self, deadline_ms: u64) -> VendorOutcome {
+            let limits = FetchLimits {
+                deadline: Duration::from_millis(deadline_ms),
+                max_body_bytes: 1 << 20,
+                first_backoff: Duration::from_millis(5),
+            };
+            let product = ProductId::new(7).unwrap();
+            ask_vendor(&self.client, &self.vendor, &self.guards, product, limits).await
+        }
+
+        fn requests(&self) -> u64 {
+            self.guards.requests.get()
+        }
+    }
+
+    fn failure(outcome: VendorOutcome) -> VendorFailure {
+        match outcome {
+            VendorOutcome::Failed(failure) => failure,
+            answered => panic!("expected a failure, got {answered:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_429_is_not_retried_and_opens_the_circuit_without_further_requests() {
+        let (base, counts) = vendor_server().await;
+        let vendor = Harness::new(&base, "429", "max_attempts = 3");
+        let first = failure(vendor.ask(2_000).await);
+        assert_eq!(first.kind, FailureKind::HttpStatus);
+        assert_eq!(first.attempts, 1, "a 429 is not retried");
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
+        let label = VendorLabel { vendor: "v".into() };
+        assert_eq!(
+            vendor
+                .metrics
+                .vendor_circuit_state
+                .get_or_create(&label)
+                .get(),
+            1
+        );
+        for _ in 0..5 {
+            let rejected = failure(vendor.ask(2_000).await);
+            assert_eq!(rejected.kind, FailureKind::CircuitOpen);
+            assert_eq!(rejected.attempts, 0);
+            assert!(
+                rejected.detail.contains("circuit open"),
+                "{}",
+                rejected.detail
+            );
+        }
+        assert_eq!(counts.lock().unwrap()["429"], 1);
+        assert_eq!(vendor.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_in_a_row_open_the_circuit_and_a_failed_probe_is_not_retried() {
+        let (base, counts) = vendor_server().await;
+        let vendor = Harness::new(
+            &base,
+            "503",
+            "max_attempts = 2\nbreaker_failures = 2\nbreaker_cooldown_ms = 50",
+        );
+        let first = failure(vendor.ask(2_000).await);
+        assert_eq!(first.kind, FailureKind::HttpStatus);
+        assert_eq!(first.attempts, 2, "a 503 keeps its retries");
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
+        assert_eq!(
+            failure(vendor.ask(2_000).await).kind,
+            FailureKind::CircuitOpen
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let probe = failure(vendor.ask(2_000).await);
+        assert_eq!(probe.kind, FailureKind::HttpStatus);
+        assert_eq!(probe.attempts, 1, "the probe makes one request");
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
+        assert_eq!(counts.lock().unwrap()["503"], 3);
+        assert_eq!(vendor.requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn malformed_bodies_do_not_open_the_circuit() {
+        let (base, _) = vendor_server().await;
+        let vendor = Harness::new(&base, "bad", "breaker_failures = 1");
+        for _ in 0..3 {
+            assert_eq!(
+                failure(vendor.ask(2_000).await).kind,
+                FailureKind::MalformedBody
+            );
+        }
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test]
+    async fn no_quota_token_before_the_deadline_is_a_quota_failure_without_a_request() {
+        let (base, counts) = vendor_server().await;
+        let vendor = Harness::new(&base, "ok", "max_requests_per_second = 0.5");
+        assert!(matches!(
+            vendor.ask(300).await,
+            VendorOutcome::Answered { .. }
+        ));
+        let started = Instant::now();
+        let refused = failure(vendor.ask(300).await);
+        assert_eq!(refused.kind, FailureKind::Quota);
+        assert_eq!(refused.attempts, 0);
+        assert!(
+            refused.detail.contains("max_requests_per_second = 0.5"),
+            "{}",
+            refused.detail
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "refused at once"
+        );
+        assert_eq!(counts.lock().unwrap()["ok"], 1);
+        assert_eq!(vendor.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_busy_concurrency_quota_until_the_deadline_is_a_quota_failure() {
+        let (base, _) = vendor_server().await;
+        let vendor = Harness::new(&base, "ok", "max_concurrency = 1");
+        let held = vendor
+            .guards
+            .quota
+            .acquire(Instant::now() + Duration::from_secs(5))
+            .await
+            .unwrap();
+        let refused = failure(vendor.ask(100).await);
+        assert_eq!(refused.kind, FailureKind::Quota);
+        assert_eq!(refused.attempts, 0);
+        drop(held);
+        assert!(matches!(
+            vendor.ask(1_000).await,
+            VendorOutcome::Answered { .. }
+        ));
+    }
 
     fn vendor(extra: &str) -> Vendor {
         let text = format!(
@@ -357,7 +644,10 @@ mod tests {
             retry_after: None,
         };
         assert!(status(503).is_retryable());
-        assert!(status(429).is_retryable());
+        assert!(
+            !status(429).is_retryable(),
+            "a 429 opens the circuit instead"
+        );
         assert!(!status(404).is_retryable());
         assert!(AttemptError::Connect("refused".into()).is_retryable());
         assert!(!AttemptError::Timeout(Duration::from_secs(1)).is_retryable());

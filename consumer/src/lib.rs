@@ -8,7 +8,11 @@
 //!
 //! - [`config`]: the settings (flags with environment twins).
 //! - [`vendors`]: the vendors file, which says whom to ask and how to read their answers.
-//! - [`fetch`]: asking one vendor: timeout, retries with backoff, deadline, body cap.
+//! - [`fetch`]: asking one vendor: circuit breaker, quota, timeout, retries with backoff, deadline,
+//!   body cap.
+//! - [`quota`]: per-vendor quotas, per process: requests a second (a token bucket) and at a time.
+//! - [`breaker`]: the per-vendor circuit breaker: closed, open after a 429 or failures in a row,
+//!   half-open for one probe.
 //! - [`fanout`]: asking every vendor at once and aggregating.
 //! - [`cache`]: the Redis cache.
 //! - [`fill`]: the second sink, the edge's fill endpoint.
@@ -24,6 +28,7 @@
 //! - [`pipeline`]: the consume loop and its graceful stop.
 
 pub mod backlog;
+pub mod breaker;
 pub mod cache;
 pub mod clients;
 pub mod config;
@@ -34,6 +39,7 @@ pub mod fill;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod quota;
 pub mod sinks;
 pub mod telemetry;
 pub mod vendors;

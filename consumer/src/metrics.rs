@@ -37,6 +37,15 @@ pub struct VendorErrorLabels {
     pub kind: String,
 }
 
+/// Labels of a vendor call rejected before any request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VendorRejectionLabels {
+    /// The vendor's configured name.
+    pub vendor: String,
+    /// `quota` or `circuit_open`.
+    pub reason: &'static str,
+}
+
 /// Where a result was written.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Sink {
@@ -115,10 +124,16 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Messages sent to the dead-letter topic.
     pub dead_lettered: Counter,
-    /// Vendor call latency, retries included.
+    /// Vendor call latency, retries included (a call rejected before any request is not observed).
     pub vendor_latency: LatencyFamily,
     /// Vendor failures by kind.
     pub vendor_errors: Family<VendorErrorLabels, Counter>,
+    /// Each vendor's circuit: 0 closed, 1 open, 2 half-open.
+    pub vendor_circuit_state: Family<VendorLabel, Gauge>,
+    /// Vendor calls rejected without a request: by the quota or by an open circuit.
+    pub vendor_rejected: Family<VendorRejectionLabels, Counter>,
+    /// HTTP requests actually sent to each vendor, every attempt counted.
+    pub vendor_requests: Family<VendorLabel, Counter>,
     /// Cache writes per sink and outcome.
     pub cache_writes: Family<WriteLabels, Counter>,
     /// Consumer lag per partition, from librdkafka's statistics.
@@ -151,6 +166,9 @@ impl Metrics {
             dead_lettered: Counter::default(),
             vendor_latency: Family::new_with_constructor(latency_histogram),
             vendor_errors: Family::default(),
+            vendor_circuit_state: Family::default(),
+            vendor_rejected: Family::default(),
+            vendor_requests: Family::default(),
             cache_writes: Family::default(),
             lag: Family::default(),
             assigned_partitions: Gauge::default(),
@@ -163,8 +181,22 @@ impl Metrics {
         })
     }
 
-    /// Records a vendor failure.
+    /// Records a vendor failure, and for a call rejected without a request (its quota ran out, its
+    /// circuit is open) the rejection.
     pub fn vendor_failed(&self, vendor: &str, kind: FailureKind) {
+        let reason = match kind {
+            FailureKind::Quota => Some("quota"),
+            FailureKind::CircuitOpen => Some("circuit_open"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.vendor_rejected
+                .get_or_create(&VendorRejectionLabels {
+                    vendor: vendor.to_owned(),
+                    reason,
+                })
+                .inc();
+        }
         let kind = serde_json::to_value(kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -258,6 +290,21 @@ impl Metrics {
             "vendor_errors",
             "Vendor failures by kind",
             self.vendor_errors.clone(),
+        );
+        registry.register(
+            "vendor_circuit_state",
+            "Each vendor's circuit breaker: 0 closed, 1 open, 2 half-open",
+            self.vendor_circuit_state.clone(),
+        );
+        registry.register(
+            "vendor_rejected",
+            "Vendor calls rejected without a request, by reason: quota or circuit_open",
+            self.vendor_rejected.clone(),
+        );
+        registry.register(
+            "vendor_requests",
+            "HTTP requests sent to each vendor, every attempt counted",
+            self.vendor_requests.clone(),
         );
         registry.register(
             "cache_writes",
@@ -367,5 +414,40 @@ async fn ready(State(state): State<Arc<ServerState>>) -> (StatusCode, &'static s
     match tokio::time::timeout(Duration::from_secs(2), state.cache.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_and_circuit_states_are_exposed_per_vendor() {
+        let metrics = Metrics::new();
+        let label = VendorLabel {
+            vendor: "alpha".into(),
+        };
+        metrics.vendor_circuit_state.get_or_create(&label).set(1);
+        metrics.vendor_requests.get_or_create(&label).inc();
+        metrics.vendor_failed("alpha", FailureKind::Quota);
+        metrics.vendor_failed("alpha", FailureKind::CircuitOpen);
+        metrics.vendor_failed("alpha", FailureKind::Timeout);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).unwrap();
+        for line in [
+            "pricefront_vendor_circuit_state{vendor=\"alpha\"} 1",
+            "pricefront_vendor_requests_total{vendor=\"alpha\"} 1",
+            "pricefront_vendor_rejected_total{vendor=\"alpha\",reason=\"quota\"} 1",
+            "pricefront_vendor_rejected_total{vendor=\"alpha\",reason=\"circuit_open\"} 1",
+            "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"quota\"} 1",
+            "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"circuit_open\"} 1",
+            "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"timeout\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        assert!(!text.contains("reason=\"timeout\""));
     }
 }

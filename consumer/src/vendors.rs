@@ -12,9 +12,18 @@
 //! price_pointer = "/offer/price/amount"
 //! currency_pointer = "/offer/price/currency"   # or: currency = "EUR"
 //! offer_url_pointer = "/offer/url"             # optional
+//! max_requests_per_second = 0.5                # optional quota, per process (fractional allowed)
+//! max_concurrency = 4                          # optional quota, per process
+//! breaker_failures = 5                         # failed requests in a row that open the circuit
+//! breaker_cooldown_ms = 5000                   # how long an open circuit stays open at first
 //! [vendor.headers]
 //! Authorization = "Bearer ${ALPHA_API_KEY}"    # ${VAR} is read from the environment at start
 //! ```
+//!
+//! The quotas ([`crate::quota`]) are enforced per process, over all of its comparisons in flight: a
+//! group of N consumer processes may send up to N times the quota, so set each process's value to the
+//! vendor's quota divided by the number of consumer processes. The circuit breaker
+//! ([`crate::breaker`]) is per process too.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -25,6 +34,9 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::breaker::BreakerSettings;
+use crate::quota::QuotaSettings;
 
 /// Why the vendors file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -73,10 +85,28 @@ struct VendorEntry {
     currency_pointer: Option<String>,
     currency: Option<String>,
     offer_url_pointer: Option<String>,
+    max_requests_per_second: Option<f64>,
+    max_concurrency: Option<u32>,
+    #[serde(default = "default_breaker_failures")]
+    breaker_failures: u32,
+    #[serde(default = "default_breaker_cooldown_ms")]
+    breaker_cooldown_ms: u64,
 }
 
 fn default_timeout_ms() -> u64 {
     2_000
+}
+
+fn default_breaker_failures() -> u32 {
+    BreakerSettings::default().failure_threshold
+}
+
+fn default_breaker_cooldown_ms() -> u64 {
+    BreakerSettings::default()
+        .cooldown
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
 }
 
 fn default_max_attempts() -> u32 {
@@ -162,6 +192,10 @@ pub struct Vendor {
     pub currency: CurrencySource,
     /// JSON pointer to the offer's URL, if the vendor gives one.
     pub offer_url_pointer: Option<JsonPointer>,
+    /// This process's quota for the vendor.
+    pub quota: QuotaSettings,
+    /// When the vendor's circuit opens, and for how long.
+    pub breaker: BreakerSettings,
 }
 
 impl Vendor {
@@ -286,6 +320,19 @@ fn resolve(entry: &VendorEntry, env: &impl Fn(&str) -> Option<String>) -> Result
     if entry.timeout_ms == 0 || entry.max_attempts == 0 {
         return Err("timeout_ms and max_attempts must be positive".into());
     }
+    if let Some(rate) = entry.max_requests_per_second {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!(
+                "max_requests_per_second must be a number > 0, not {rate}"
+            ));
+        }
+    }
+    if entry.max_concurrency == Some(0) {
+        return Err("max_concurrency must be at least 1".into());
+    }
+    if entry.breaker_failures == 0 {
+        return Err("breaker_failures must be at least 1".into());
+    }
     let mut headers = HeaderMap::new();
     for (name, value) in &entry.headers {
         let value = substitute_env(value, env)?;
@@ -308,6 +355,14 @@ fn resolve(entry: &VendorEntry, env: &impl Fn(&str) -> Option<String>) -> Result
         price_pointer: JsonPointer::new(&entry.price_pointer),
         currency,
         offer_url_pointer: entry.offer_url_pointer.as_deref().map(JsonPointer::new),
+        quota: QuotaSettings {
+            max_requests_per_second: entry.max_requests_per_second,
+            max_concurrency: entry.max_concurrency,
+        },
+        breaker: BreakerSettings {
+            failure_threshold: entry.breaker_failures,
+            cooldown: Duration::from_millis(entry.breaker_cooldown_ms),
+        },
     })
 }
 
@@ -415,6 +470,47 @@ currency = "JPY"
             );
         }
         assert_eq!(vendors[1].headers["accept"], "application/json");
+    }
+
+    #[test]
+    fn reads_quotas_and_breaker_settings_with_their_defaults() {
+        let vendors = parse(GOOD, env).unwrap();
+        assert_eq!(vendors[0].quota, QuotaSettings::default());
+        assert_eq!(vendors[0].breaker, BreakerSettings::default());
+        assert_eq!(vendors[0].breaker.failure_threshold, 5);
+        assert_eq!(vendors[0].breaker.cooldown, Duration::from_millis(5_000));
+        let with = |extra: &str| {
+            parse(
+                &format!("[[vendor]]\nname = \"x\"\nurl = \"http://x/{{productId}}\"\nguarantee_window_secs = 1\nprice_pointer = \"/p\"\ncurrency = \"EUR\"\n{extra}\n"),
+                env,
+            )
+        };
+        let vendor = with("max_requests_per_second = 0.5\nmax_concurrency = 4\nbreaker_failures = 2\nbreaker_cooldown_ms = 750")
+            .unwrap()
+            .remove(0);
+        assert_eq!(vendor.quota.max_requests_per_second, Some(0.5));
+        assert_eq!(vendor.quota.max_concurrency, Some(4));
+        assert_eq!(vendor.breaker.failure_threshold, 2);
+        assert_eq!(vendor.breaker.cooldown, Duration::from_millis(750));
+        let whole = with("max_requests_per_second = 3").unwrap().remove(0);
+        assert_eq!(
+            whole.quota.max_requests_per_second,
+            Some(3.0),
+            "an integer rate"
+        );
+        for (bad, expected) in [
+            ("max_requests_per_second = 0", "> 0"),
+            ("max_requests_per_second = -1.5", "> 0"),
+            ("max_requests_per_second = nan", "> 0"),
+            ("max_requests_per_second = inf", "> 0"),
+            ("max_concurrency = 0", "at least 1"),
+            ("breaker_failures = 0", "at least 1"),
+        ] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+        assert!(with("max_concurrency = -1").is_err());
+        assert!(with("max_concurrency = 1.5").is_err());
     }
 
     #[test]

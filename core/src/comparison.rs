@@ -40,6 +40,12 @@ pub enum FailureKind {
     MalformedBody,
     /// The overall deadline ran out before the vendor's retries succeeded.
     Deadline,
+    /// This process's quota for the vendor (requests a second or at a time) had no room before the
+    /// deadline, so the vendor was not asked.
+    Quota,
+    /// The vendor's circuit breaker is open (it answered 429, or failed too often in a row), so the
+    /// vendor was not asked.
+    CircuitOpen,
 }
 
 /// A vendor that gave no offer, and why.

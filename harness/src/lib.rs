@@ -62,6 +62,17 @@ impl TestEnv {
     /// Creates the test's topics (3 partitions each), starts the simulator with `profiles` and writes
     /// a vendors file for it.
     pub async fn new(name: &str, profiles: Profiles, vendor_timeout_ms: u64) -> Self {
+        Self::with_vendor_settings(name, profiles, vendor_timeout_ms, &[]).await
+    }
+
+    /// Like [`TestEnv::new`], with extra lines of TOML in some vendors' entries of the vendors file:
+    /// `(vendor, "max_requests_per_second = 2\nbreaker_failures = 3")`.
+    pub async fn with_vendor_settings(
+        name: &str,
+        profiles: Profiles,
+        vendor_timeout_ms: u64,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let topic = format!("it-{name}-{}", &unique[..8]);
         let dead_letter_topic = format!("{topic}.dlq");
@@ -81,7 +92,12 @@ impl TestEnv {
         let vendors_file = dir.join("vendors.toml");
         std::fs::write(
             &vendors_file,
-            vendors_toml(&profiles, &format!("http://{address}"), vendor_timeout_ms),
+            vendors_toml(
+                &profiles,
+                &format!("http://{address}"),
+                vendor_timeout_ms,
+                settings,
+            ),
         )
         .unwrap();
         let cache = RedisCache::connect(&redis_url(), Duration::from_secs(5))
@@ -444,14 +460,25 @@ pub fn profiles_of(vendors: impl IntoIterator<Item = (String, VendorProfile)>) -
     }
 }
 
-/// The vendors file that points the consumer at the simulated vendors.
-fn vendors_toml(profiles: &Profiles, base: &str, timeout_ms: u64) -> String {
+/// The vendors file that points the consumer at the simulated vendors, with each vendor's extra
+/// `settings` lines.
+fn vendors_toml(
+    profiles: &Profiles,
+    base: &str,
+    timeout_ms: u64,
+    settings: &[(&str, &str)],
+) -> String {
     let mut text = String::new();
     for (name, profile) in &profiles.vendors {
         let [price, currency, url] = profile.shape.pointers();
         text.push_str(&format!(
-            "[[vendor]]\nname = \"{name}\"\nurl = \"{base}/vendors/{name}/prices/{{productId}}\"\ntimeout_ms = {timeout_ms}\nguarantee_window_secs = 600\nprice_pointer = \"{price}\"\ncurrency_pointer = \"{currency}\"\noffer_url_pointer = \"{url}\"\n\n"
+            "[[vendor]]\nname = \"{name}\"\nurl = \"{base}/vendors/{name}/prices/{{productId}}\"\ntimeout_ms = {timeout_ms}\nguarantee_window_secs = 600\nprice_pointer = \"{price}\"\ncurrency_pointer = \"{currency}\"\noffer_url_pointer = \"{url}\"\n"
         ));
+        for (_, extra) in settings.iter().filter(|(vendor, _)| vendor == name) {
+            text.push_str(extra);
+            text.push('\n');
+        }
+        text.push('\n');
     }
     text
 }

@@ -1,0 +1,182 @@
+//! Per-vendor quotas and circuit breakers in a real consumer process, against the real broker and Redis,
+//! with simulated vendors: a rate quota caps what a vendor is sent, and a vendor answering 429 is left
+//! alone while its circuit is open.
+//! Start the stack first: `dev/stack.sh up` (`make test` does). The consumer binary is the debug build
+//! (`cargo test` builds it) unless PRICEFRONT_CONSUMER_BIN names another.
+
+use std::time::Duration;
+
+use pricefront_core::{Comparison, FailureKind, VendorFailure};
+use pricefront_harness::{profiles, vendor, TestEnv};
+use tokio::time::Instant;
+use vendor_sim::{BodyShape, VendorProfile};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The failure of `vendor` in `result`, if it failed.
+fn failure_of<'a>(result: &'a Comparison, vendor: &str) -> Option<&'a VendorFailure> {
+    result.failures.iter().find(|f| f.vendor == vendor)
+}
+
+fn answered(result: &Comparison, vendor: &str) -> bool {
+    result.offers.iter().any(|o| o.vendor == vendor)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_quota_caps_the_requests_and_the_rest_fail_as_quota() {
+    const RATE: f64 = 1.5;
+    let vendors = profiles([
+        ("steady", vendor((5, 20), BodyShape::Flat)),
+        ("limited", vendor((5, 20), BodyShape::Nested)),
+    ]);
+    let env = TestEnv::with_vendor_settings(
+        "quota",
+        vendors,
+        2_000,
+        &[("limited", &format!("max_requests_per_second = {RATE}"))],
+    )
+    .await;
+    // Taken before the consumer starts, so before its token bucket is made: an upper bound of the
+    // bucket's age.
+    let started = Instant::now();
+    let consumer = env.start_consumer("a", &["--vendor-deadline-ms", "1500"]);
+    let products: Vec<_> = (0..40).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+    let results = env.wait_for_results(&products, WAIT).await;
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let sent = env.simulator.request_counts()["limited"];
+    let burst = RATE.ceil().max(1.0);
+    let allowance = burst + RATE * elapsed;
+    assert!(
+        sent as f64 <= allowance,
+        "limited was sent {sent} requests in {elapsed:.2} s: more than the bucket's {allowance:.1}"
+    );
+
+    println!("limited: {sent} requests in {elapsed:.2} s, the bucket allowing {allowance:.1}");
+    let (mut limited_answered, mut refused) = (0, 0);
+    for result in &results {
+        assert!(answered(result, "steady"), "{result:?}");
+        if answered(result, "limited") {
+            limited_answered += 1;
+            continue;
+        }
+        assert!(!result.complete, "{result:?}");
+        let failure = failure_of(result, "limited").expect("limited neither answered nor failed");
+        // A token granted just before the deadline may leave its request cut by the deadline.
+        match failure.kind {
+            FailureKind::Quota => {
+                refused += 1;
+                assert_eq!(failure.attempts, 0, "no request without a token");
+                assert!(
+                    failure.detail.contains("max_requests_per_second"),
+                    "{}",
+                    failure.detail
+                );
+            }
+            FailureKind::Deadline => {}
+            other => panic!("limited failed with {other:?}: {failure:?}"),
+        }
+    }
+    assert!(
+        limited_answered >= 1,
+        "the bucket's first tokens went unused"
+    );
+    assert!(
+        refused >= products.len() / 2,
+        "only {refused} of {} quota failures ({limited_answered} answered)",
+        products.len()
+    );
+    assert_eq!(
+        consumer
+            .metric("pricefront_vendor_rejected_total{vendor=\"limited\",reason=\"quota\"}")
+            .await,
+        Some(refused as f64)
+    );
+    assert_eq!(
+        consumer
+            .metric("pricefront_vendor_requests_total{vendor=\"limited\"}")
+            .await,
+        Some(sent as f64)
+    );
+    assert_eq!(
+        consumer
+            .metric("pricefront_vendor_circuit_state{vendor=\"limited\"}")
+            .await,
+        Some(0.0),
+        "quota refusals are not vendor failures"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_answering_429_opens_its_circuit_and_is_not_asked_for_every_product() {
+    let vendors = profiles([
+        ("steady", vendor((5, 20), BodyShape::Flat)),
+        (
+            "throttling",
+            VendorProfile {
+                error_rate: 1.0,
+                error_status: 429,
+                ..vendor((5, 10), BodyShape::Nested)
+            },
+        ),
+    ]);
+    // The default breaker: a 429 opens it for max(5 s, Retry-After: 1).
+    let env = TestEnv::new("circuit", vendors, 2_000).await;
+    // A small window, so that few calls are under way when the first 429 comes back.
+    let consumer = env.start_consumer("a", &["--max-in-flight", "4"]);
+    let products: Vec<_> = (0..200).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await;
+    let results = env.wait_for_results(&products, WAIT).await;
+
+    let sent = env.simulator.request_counts()["throttling"];
+    println!(
+        "throttling: {sent} requests for {} products",
+        products.len()
+    );
+    assert!(
+        sent * 10 <= products.len() as u64,
+        "throttling was asked {sent} times for {} products",
+        products.len()
+    );
+    let state = "pricefront_vendor_circuit_state{vendor=\"throttling\"}";
+    let open = consumer
+        .wait_for_metric(state, |v| v == 1.0, Duration::from_secs(10))
+        .await;
+    assert_eq!(open, Ok(1.0), "{}", consumer.log_text());
+
+    let mut rejected = 0;
+    for result in &results {
+        assert!(answered(result, "steady"), "{result:?}");
+        let failure = failure_of(result, "throttling").expect("throttling always fails");
+        match failure.kind {
+            FailureKind::HttpStatus => {
+                assert_eq!(failure.attempts, 1, "a 429 is not retried: {failure:?}")
+            }
+            FailureKind::CircuitOpen => {
+                rejected += 1;
+                assert_eq!(failure.attempts, 0);
+            }
+            other => panic!("throttling failed with {other:?}: {failure:?}"),
+        }
+    }
+    assert_eq!(
+        rejected,
+        products.len() - sent as usize,
+        "every other call was rejected"
+    );
+    assert_eq!(
+        consumer
+            .metric(
+                "pricefront_vendor_rejected_total{vendor=\"throttling\",reason=\"circuit_open\"}"
+            )
+            .await,
+        Some(rejected as f64)
+    );
+    assert_eq!(
+        consumer
+            .metric("pricefront_vendor_requests_total{vendor=\"throttling\"}")
+            .await,
+        Some(sent as f64)
+    );
+}
