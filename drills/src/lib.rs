@@ -11,6 +11,7 @@
 //! | [`edge_input`] | a battery of client mistakes against the edge Worker |
 //! | [`rest_proxy`] | stop and restart of the Kafka REST proxy (the Strimzi Kafka Bridge) under misses |
 //! | [`early_refresh`] | results that expire every few seconds under a Zipf read load, early refreshes off and on |
+//! | [`flood`] | distinct random ids from a few identities, well above the limits, beside a legitimate client |
 //!
 //! "Lost" is always a published request without a stored result at the end of the drill (Redis read
 //! directly). "Duplicated" is work done more than once, as each drill defines it in its notes.
@@ -23,6 +24,7 @@
 pub mod early_refresh;
 mod edge_cases;
 pub mod edge_input;
+pub mod flood;
 pub mod kafka_restart;
 pub mod kill_consumer;
 pub mod redis_restart;

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use pricefront_drills::report::{reliability_document, table, utc_date};
 use pricefront_drills::{
-    early_refresh, edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy,
+    early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
     vendor_faults, DrillError, DrillReport, Machine, Verdict,
 };
 use pricefront_harness::edge::Edge;
@@ -42,6 +42,7 @@ enum Drill {
     Edge,
     RestProxy,
     EarlyRefresh,
+    Flood,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -100,6 +101,9 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
             )
             .await,
         );
+    }
+    if wanted(Drill::Flood) {
+        reports.push(attempt("flood of distinct ids", flood::run(&flood::Plan::default())).await);
     }
     if wanted(Drill::Edge) || wanted(Drill::RestProxy) {
         let (target, started) = match edge {

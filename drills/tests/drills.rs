@@ -10,7 +10,7 @@
 //! ```
 
 use pricefront_drills::{
-    early_refresh, edge_input, kafka_restart, kill_consumer, redis_restart, rest_proxy,
+    early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
     vendor_faults, DrillReport, Verdict,
 };
 
@@ -89,6 +89,15 @@ async fn stopping_the_rest_proxy_gives_503s_then_recovers_and_loses_no_accepted_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_refreshes_keep_the_hottest_products_from_going_stale() {
     let report = early_refresh::run(&early_refresh::Plan::short())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_ids_is_turned_away_without_publishing_and_loses_no_legitimate_request()
+{
+    let report = flood::run(&flood::Plan::short())
         .await
         .expect("the drill could not run");
     assert_passed(&report);

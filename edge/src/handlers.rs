@@ -39,6 +39,9 @@ pub async fn get_prices(
         Err(error) => return reply::misconfigured(&error),
     };
     let now = now_ms();
+    if !miss_guard::known(env, &config, product, now).await {
+        return refused(Refusal::UnknownProduct, product, &config);
+    }
     let Lookup { stored, write_back } = cache::get(&config, env, product, now).await?;
     if let (Some(kv_had), Some(stored)) = (write_back, &stored) {
         let (config, env, stored) = (config.clone(), env.clone(), stored.clone());
@@ -120,7 +123,7 @@ async fn queued(
     now: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Response> {
-    if let Some(refusal) = miss_guard::refusal(request, env, config, product, now).await {
+    if let Some(refusal) = miss_guard::refusal(request, env, config, now).await {
         return refused(refusal, product, config);
     }
     let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());

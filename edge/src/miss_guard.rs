@@ -1,5 +1,7 @@
-//! The checks a miss passes before it publishes, in this order: the known-products filter (404), the
-//! pipeline's backlog (503) and the client's rate limit (429). Each is off unless configured, and a
+//! The checks a read passes before it publishes: the known-products filter (404), checked before the
+//! cache is even read (an id outside the catalog was never computed, and a flood of unknown ids then
+//! costs no cache reads), then, on a miss, the pipeline's backlog (503) and the client's rate limit
+//! (429). Each is off unless configured, and a
 //! check that cannot be made (KV or Redis away, no binding) lets the miss through: these guard the
 //! vendors against floods, they must not take the service down themselves. The rules are in
 //! [`pricefront_core::miss_guard`], [`pricefront_core::catalog`] and [`pricefront_core::backlog`].
@@ -31,17 +33,13 @@ thread_local! {
     static BACKLOG: RefCell<Option<(UnixMillis, Option<u64>)>> = const { RefCell::new(None) };
 }
 
-/// Why `request`'s miss of `product` may not publish, if it may not.
+/// Why `request`'s miss may not publish, if it may not (the catalog was checked before the read).
 pub async fn refusal(
     request: &Request,
     env: &Env,
     config: &Config,
-    product: ProductId,
     now_ms: UnixMillis,
 ) -> Option<Refusal> {
-    if !known(env, config, product, now_ms).await {
-        return Some(Refusal::UnknownProduct);
-    }
     if !admits_misses(backlog(env, config, now_ms).await, config.backlog_max) {
         return Some(Refusal::Backlogged);
     }
@@ -57,7 +55,7 @@ pub async fn pipeline_has_room(env: &Env, config: &Config, now_ms: UnixMillis) -
 }
 
 /// Whether `product` may be in the catalog: `true` without a filter.
-async fn known(env: &Env, config: &Config, product: ProductId, now_ms: UnixMillis) -> bool {
+pub async fn known(env: &Env, config: &Config, product: ProductId, now_ms: UnixMillis) -> bool {
     let Some(key) = &config.known_products_key else {
         return true;
     };

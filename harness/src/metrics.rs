@@ -38,6 +38,18 @@ pub fn sample(page: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The sum of every series of the metric `name` in `page`, whatever their labels (e.g. the lag of all
+/// partitions, `pricefront_consumer_lag`); 0 when it has none.
+pub fn sum_of(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A histogram's cumulative buckets: (upper bound, count), in increasing order, `+Inf` last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
