@@ -12,6 +12,7 @@ use worker::{Env, Error, Result};
 
 use crate::config::{CacheBackend, Config};
 use crate::hot_cache;
+use crate::publish;
 use crate::redis::command;
 
 /// The KV binding's name.
@@ -50,6 +51,19 @@ pub async fn get(
     match &config.cache {
         CacheBackend::Kv => Ok(answer(kv_read(config, env, product, &key, now_ms).await?)),
         CacheBackend::Redis(address) => Ok(answer(redis_get(address, &key).await?)),
+        CacheBackend::KvThenRedis(address) if publish::claimed(product, now_ms) => {
+            // This isolate just published the product: the consumer stores the result in Redis
+            // first and in KV after, so the polls read Redis first and KV only while Redis has
+            // nothing usable (one read per poll, not two; the fill brings KV along).
+            let redis = redis_get(address, &key).await.unwrap_or_else(|error| {
+                worker::console_warn!("redis (second tier) unreachable: {error}");
+                None
+            });
+            if pick_tier(None, redis.as_ref().map(|s| &s.header), now_ms) == TierPick::Redis {
+                return Ok(answer(redis));
+            }
+            Ok(answer(kv_read(config, env, product, &key, now_ms).await?))
+        }
         CacheBackend::KvThenRedis(address) => {
             let kv = kv_read(config, env, product, &key, now_ms).await?;
             let kv_header = kv.as_ref().map(|s| s.header);

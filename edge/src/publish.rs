@@ -40,6 +40,12 @@ fn claim(product: ProductId, now_ms: UnixMillis) -> bool {
     })
 }
 
+/// Whether this isolate published `product` in the last few seconds (its claim still runs): its result
+/// is on its way, to Redis first.
+pub fn claimed(product: ProductId, now_ms: UnixMillis) -> bool {
+    CLAIMS.with_borrow(|claims| claims.get(&product).is_some_and(|&until| until > now_ms))
+}
+
 /// Gives the claim back after a failed publish, so that the next read tries again.
 fn release(product: ProductId) {
     CLAIMS.with_borrow_mut(|claims| claims.remove(&product));
