@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use pricefront_core::backlog::{backlog_key, BacklogReport, REPORT_TTL_SECS};
+use pricefront_core::freshness::cache_ttl_ms;
 use pricefront_core::newest_wins::REDIS_SET_IF_NEWER;
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -31,7 +32,7 @@ pub enum PutOutcome {
     Expired,
 }
 
-/// The comparison cache in Redis, one key per product ([`cache_key`]), expiring at stale-until.
+/// The comparison cache in Redis, one key per product ([`cache_key()`]), expiring at stale-until.
 #[derive(Clone)]
 pub struct RedisCache {
     connection: ConnectionManager,
@@ -112,10 +113,9 @@ impl RedisCache {
         comparison: &Comparison,
         now_ms: UnixMillis,
     ) -> Result<PutOutcome, CacheError> {
-        let ttl_ms = comparison.stale_until_ms.saturating_sub(now_ms);
-        if ttl_ms == 0 {
+        let Some(ttl_ms) = cache_ttl_ms(comparison.stale_until_ms, now_ms) else {
             return Ok(PutOutcome::Expired);
-        }
+        };
         let mut connection = self.connection.clone();
         let stored: i64 = self
             .set_if_newer

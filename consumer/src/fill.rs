@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pricefront_core::backlog::BacklogReport;
+use pricefront_core::route::{fill_path, BACKLOG_PATH};
 use pricefront_core::Comparison;
 use reqwest::Client;
 
@@ -57,14 +58,13 @@ impl FillSink {
 
     /// Stores `comparison` at the edge.
     pub async fn put(&self, comparison: &Comparison) -> Result<(), FillError> {
-        let path = format!("/internal/v1/prices/{}", comparison.product_id);
-        self.put_json(&path, comparison.to_json()).await
+        self.put_json(&fill_path(comparison.product_id), comparison.to_json())
+            .await
     }
 
     /// Reports this process's backlog to the edge (`PUT /internal/v1/backlog`).
     pub async fn put_backlog(&self, report: &BacklogReport) -> Result<(), FillError> {
-        self.put_json("/internal/v1/backlog", report.to_json())
-            .await
+        self.put_json(BACKLOG_PATH, report.to_json()).await
     }
 
     async fn put_json(&self, path: &str, body: String) -> Result<(), FillError> {

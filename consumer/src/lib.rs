@@ -23,7 +23,7 @@
 //! - [`offsets`]: which offsets may be committed while many messages are in flight.
 //! - [`dead_letter`]: where unparseable messages (and messages whose work panicked) go.
 //! - [`clients`]: the Kafka clients' settings, each client only its own.
-//! - [`worker`]: what happens to one message: a result in every sink, once per product at a time.
+//! - [`handler`]: what happens to one message: a result in every sink, once per product at a time.
 //! - [`window`]: the in-flight window; paused partitions and held messages while it is full.
 //! - [`pipeline`]: the consume loop and its graceful stop.
 
@@ -36,6 +36,7 @@ pub mod dead_letter;
 pub mod fanout;
 pub mod fetch;
 pub mod fill;
+pub mod handler;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
@@ -44,6 +45,5 @@ pub mod sinks;
 pub mod telemetry;
 pub mod vendors;
 pub mod window;
-pub mod worker;
 
 pub use config::Settings;

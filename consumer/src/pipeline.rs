@@ -24,22 +24,20 @@ use crate::clients::{consumer_config, dead_letter_producer_config};
 use crate::config::{ProcessingMode, Settings};
 use crate::dead_letter::DeadLetterQueue;
 use crate::fill::FillSink;
+pub use crate::handler::Compare;
+use crate::handler::MessageHandler;
 use crate::metrics::{Metrics, PartitionLabel};
 use crate::offsets::OffsetTracker;
 use crate::sinks::Sinks;
 use crate::window::{Backlog, Received, PAUSE_WHEN_FULL_FOR};
-pub use crate::worker::Compare;
-use crate::worker::Worker;
 
-/// Why the pipeline could not start or stop cleanly.
+/// Why the pipeline could not start or stop cleanly. Redis is not among the reasons: it may be away at
+/// start (the cache connects lazily) and writes wait for it.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// Kafka refused the configuration or the subscription.
+    /// Kafka refused the configuration or the subscription, or the final commit failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    /// Redis could not be reached at start.
-    #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
 }
 
 /// Keeps the offset tracker in step with partition assignments.
@@ -81,7 +79,7 @@ impl ConsumerContext for PipelineContext {
             self.metrics.rebalanced("revoke");
             self.metrics.lag.clear();
             self.lags.forget_all();
-            tracker_log("revoked", partitions);
+            log_partitions("revoked", partitions);
         }
     }
 
@@ -91,7 +89,7 @@ impl ConsumerContext for PipelineContext {
                 .assigned_partitions
                 .set(partitions.count() as i64);
             self.metrics.rebalanced("assign");
-            tracker_log("assigned", partitions);
+            log_partitions("assigned", partitions);
         }
     }
 
@@ -107,7 +105,7 @@ impl ConsumerContext for PipelineContext {
     }
 }
 
-fn tracker_log(what: &str, partitions: &TopicPartitionList) {
+fn log_partitions(what: &str, partitions: &TopicPartitionList) {
     let list: Vec<i32> = partitions
         .elements()
         .iter()
@@ -117,7 +115,7 @@ fn tracker_log(what: &str, partitions: &TopicPartitionList) {
 }
 
 /// The Kafka consumer of the pipeline.
-pub(crate) type LoggingConsumer = StreamConsumer<PipelineContext>;
+pub(crate) type PipelineConsumer = StreamConsumer<PipelineContext>;
 
 /// What the pipeline writes to and reports with.
 pub struct Outputs {
@@ -144,7 +142,7 @@ pub async fn run(
     } = outputs;
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     let lags = Arc::new(PartitionLags::default());
-    let consumer: LoggingConsumer =
+    let consumer: PipelineConsumer =
         consumer_config(settings).create_with_context(PipelineContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
@@ -159,7 +157,7 @@ pub async fn run(
     )));
     consumer.subscribe(&[&settings.topic])?;
     let producer: FutureProducer = dead_letter_producer_config(settings).create()?;
-    let worker = Arc::new(Worker {
+    let handler = Arc::new(MessageHandler {
         topic: settings.topic.clone(),
         consumer: Arc::new(consumer),
         tracker,
@@ -174,10 +172,10 @@ pub async fn run(
     tracing::info!(topic = %settings.topic, group = %settings.group_id, max_in_flight = settings.max_in_flight, "consuming");
 
     let window = Arc::new(Semaphore::new(settings.max_in_flight as usize));
-    let mut backlog = Backlog::new(settings.topic.clone(), worker.metrics.clone());
+    let mut backlog = Backlog::new(settings.topic.clone(), handler.metrics.clone());
     let mut tasks = JoinSet::new();
-    let consumer = worker.consumer.clone();
-    let mut revocations_seen = worker.metrics.revocations();
+    let consumer = handler.consumer.clone();
+    let mut revocations_seen = handler.metrics.revocations();
     tokio::pin!(shutdown);
     loop {
         while let Some(result) = tasks.try_join_next() {
@@ -193,7 +191,7 @@ pub async fn run(
                 Ok(message) => {
                     let message = Received::of(&message);
                     match window.clone().try_acquire_owned() {
-                        Ok(permit) => start(&worker, &mut tasks, message, permit),
+                        Ok(permit) => start(&handler, &mut tasks, message, permit),
                         Err(_) => backlog.hold(consumer.as_ref(), message),
                     }
                 }
@@ -210,7 +208,7 @@ pub async fn run(
                 let permit = permit.expect("the window is never closed");
                 // Asking librdkafka for the assignment is a round trip to its thread: only after a
                 // revocation, not for every held message.
-                let revocations = worker.metrics.revocations();
+                let revocations = handler.metrics.revocations();
                 if revocations != revocations_seen {
                     revocations_seen = revocations;
                     if let Some(assigned) = assigned_partitions(consumer.as_ref()) {
@@ -218,7 +216,7 @@ pub async fn run(
                     }
                 }
                 if let Some(message) = backlog.next(consumer.as_ref()) {
-                    start(&worker, &mut tasks, message, permit);
+                    start(&handler, &mut tasks, message, permit);
                 }
             }
             () = tokio::time::sleep(PAUSE_WHEN_FULL_FOR), if !backlog.is_paused() => {
@@ -250,7 +248,7 @@ pub async fn run(
         );
         tasks.abort_all();
     }
-    worker.commit_finished()?;
+    handler.commit_finished()?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -266,28 +264,28 @@ impl Drop for AbortOnDrop {
 
 /// Starts working on `message`, holding `permit` until it is done.
 fn start(
-    worker: &Arc<Worker>,
+    handler: &Arc<MessageHandler>,
     tasks: &mut JoinSet<()>,
     message: Received,
     permit: OwnedSemaphorePermit,
 ) {
-    worker.metrics.consumed.inc();
-    worker.metrics.in_flight.inc();
-    let ticket = worker
+    handler.metrics.consumed.inc();
+    handler.metrics.in_flight.inc();
+    let ticket = handler
         .tracker
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .begin(message.partition, message.offset);
-    let worker = worker.clone();
+    let handler = handler.clone();
     tasks.spawn(async move {
-        worker.handle(ticket, message).await;
+        handler.handle(ticket, message).await;
         drop(permit);
     });
 }
 
 /// The partitions assigned now; `None` when librdkafka cannot say (then nothing is dropped: better a
 /// duplicate than a loss).
-fn assigned_partitions(consumer: &LoggingConsumer) -> Option<Vec<i32>> {
+fn assigned_partitions(consumer: &PipelineConsumer) -> Option<Vec<i32>> {
     let list = consumer.assignment().ok()?;
     Some(list.elements().iter().map(|e| e.partition()).collect())
 }

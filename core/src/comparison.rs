@@ -1,5 +1,5 @@
 //! The comparison result: every vendor's offer, the best offer, the vendors that failed and why, and the
-//! result's lifetime. This is the value cached under [`crate::cache_key`] and served by the edge.
+//! result's lifetime. This is the value cached under [`crate::cache_key()`] and served by the edge.
 
 use std::collections::BTreeMap;
 

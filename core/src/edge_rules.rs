@@ -232,7 +232,7 @@ impl Pending {
 
 /// The public URL path of a product's comparison.
 pub fn location(product: ProductId) -> String {
-    format!("/v1/prices/{product}")
+    format!("{}{product}", crate::route::PRICES_PREFIX)
 }
 
 /// A served result: the comparison, and whether it is stale.

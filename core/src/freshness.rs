@@ -61,6 +61,16 @@ impl FreshnessPolicy {
     }
 }
 
+/// How long, in milliseconds, a cache entry of a result servable until `stale_until_ms` is kept from
+/// `now_ms` (the entry expires at stale-until: Redis `PX`, for the consumer and the edge alike); `None`
+/// when it is already past stale-until and there is nothing to store.
+pub fn cache_ttl_ms(stale_until_ms: UnixMillis, now_ms: UnixMillis) -> Option<u64> {
+    match stale_until_ms.saturating_sub(now_ms) {
+        0 => None,
+        ttl_ms => Some(ttl_ms),
+    }
+}
+
 /// What a cached result is worth at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,6 +134,14 @@ mod tests {
         assert_eq!(Freshness::at(Some(life), 19), Freshness::Stale);
         assert_eq!(Freshness::at(Some(life), 20), Freshness::Missing);
         assert_eq!(Freshness::at(None, 0), Freshness::Missing);
+    }
+
+    #[test]
+    fn cache_entries_live_until_stale_until() {
+        assert_eq!(cache_ttl_ms(10_000, 4_000), Some(6_000));
+        assert_eq!(cache_ttl_ms(10_000, 9_999), Some(1));
+        assert_eq!(cache_ttl_ms(10_000, 10_000), None);
+        assert_eq!(cache_ttl_ms(10_000, 20_000), None);
     }
 
     proptest! {

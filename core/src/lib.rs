@@ -1,32 +1,45 @@
-//! The shared core of pricefront: the types and rules that the edge Worker and the native consumers
-//! must agree on, written once and without any I/O so that this crate builds for
-//! `wasm32-unknown-unknown` as well as natively.
+//! The core of pricefront: every rule of the service written once, without any I/O, so that this crate
+//! builds for `wasm32-unknown-unknown` as well as natively and every rule has native tests. It holds two
+//! kinds of things:
 //!
-//! Layout, one concept per file:
+//! - what the edge Worker and the native consumers must agree on: product ids, money, the request
+//!   message, the comparison and its aggregation, freshness and the cache entries' lifetime, cache
+//!   keys, the newest-wins rule, the fill and backlog paths the consumer writes to, backlog reports,
+//!   trace context;
+//! - rules only the edge uses, kept here so that the Worker stays thin and they are tested natively:
+//!   its routes, its problems, its read decisions and tiers, `Prefer: wait`, early refreshes, the
+//!   stored entry as served, the REST proxy bodies it publishes with, the miss guards and Redis
+//!   framing.
+//!
+//! Layout, one concept per file ("(edge)": only the edge uses it):
 //!
 //! - [`product_id`]: the product id, a positive 64-bit integer in plain decimal.
 //! - [`money`]: ISO 4217 currencies and integer amounts in minor units (never floats).
 //! - [`request`]: the versioned `price-compare-requests` Kafka message.
 //! - [`comparison`]: the comparison result (offers, best offer, failures) and how it is aggregated.
-//! - [`freshness`]: the windows a result is fresh and stale for, and the fresh / stale / missing decision.
-//! - [`cache_key`]: the versioned cache key scheme shared by Redis and Workers KV.
+//! - [`freshness`]: the windows a result is fresh and stale for, the fresh / stale / missing decision,
+//!   and how long a cache entry lives ([`freshness::cache_ttl_ms`]).
+//! - [`mod@cache_key`]: the versioned cache key scheme shared by Redis and Workers KV.
 //! - [`newest_wins`]: a cache keeps the newer of two results of one product (and the Redis script that
 //!   applies that rule atomically).
-//! - [`rest_proxy`]: the bodies of the Kafka REST proxy produce APIs (v2 and v3).
-//! - [`route`], [`problem`], [`edge_rules`]: the edge's routes, its RFC 9457 errors, and its decisions
-//!   on a read (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
-//! - [`stored`]: a cached comparison as the edge serves it, read without parsing its offers.
-//! - [`early_refresh`]: XFetch, the chance that a fresh hit refreshes its product before it expires.
-//! - [`prefer_wait`]: `Prefer: wait=N` (RFC 7240): how long a miss may wait for its result, and when
-//!   the edge reads the cache meanwhile.
+//! - [`rest_proxy`] (edge): the bodies of the Kafka REST proxy produce APIs (v2 and v3).
+//! - [`route`]: the edge's routes, and the paths the consumer writes to ([`route::fill_path`],
+//!   [`route::BACKLOG_PATH`]).
+//! - [`problem`], [`edge_rules`] (edge): the edge's RFC 9457 errors, and its decisions on a read
+//!   (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
+//! - [`stored`] (edge): a cached comparison as the edge serves it, read without parsing its offers.
+//! - [`early_refresh`] (edge): XFetch, the chance that a fresh hit refreshes its product before it
+//!   expires.
+//! - [`prefer_wait`] (edge): `Prefer: wait=N` (RFC 7240): how long a miss may wait for its result, and
+//!   when the edge reads the cache meanwhile.
 //! - [`trace_context`]: W3C Trace Context (`traceparent`), one trace from the edge to the vendors.
-//! - [`catalog`]: the known-products filter (a Bloom filter of the catalog's ids) the edge may check
-//!   before publishing a miss.
+//! - [`catalog`]: the known-products filter (a Bloom filter of the catalog's ids), built by
+//!   `pricefront-catalog`, that the edge may check before publishing a miss.
 //! - [`backlog`]: how far behind the consumers are, as they report it and as the edge reads it to turn
 //!   misses away (backpressure).
-//! - [`miss_guard`]: what a miss must pass before it publishes: the catalog, backpressure, and the
-//!   per-client rate limit's key.
-//! - [`redis_protocol`]: where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
+//! - [`miss_guard`] (edge): what a miss must pass before it publishes: the catalog, backpressure, and
+//!   the per-client rate limit's key.
+//! - [`redis_protocol`] (edge): where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
 //!
 //! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
 //! clock, so every rule is a pure function that tests can drive.

@@ -85,6 +85,44 @@ impl Problem {
         )
     }
 
+    /// A 503 of type `/problems/queue-unavailable`: the miss's request could not be published (the
+    /// REST proxy is unreachable, failing or slow); sent with `Retry-After`.
+    pub fn queue_unavailable() -> Self {
+        Problem::new(
+            503,
+            "queue-unavailable",
+            "Service Unavailable",
+            "the comparison could not be queued; retry shortly",
+        )
+    }
+
+    /// A 503 of type `/problems/unavailable`: the edge failed inside (a cache or another dependency it
+    /// needs is away); sent with `Retry-After`. The detail names nothing internal.
+    pub fn unavailable() -> Self {
+        Problem::new(
+            503,
+            "unavailable",
+            "Service Unavailable",
+            "the edge could not answer; retry shortly",
+        )
+    }
+
+    /// A 400 of type `/problems/invalid-comparison`: a fill's body is not a comparison of the product
+    /// in its path; `detail` says why.
+    pub fn invalid_comparison(detail: impl Into<String>) -> Self {
+        Problem::new(400, "invalid-comparison", "Invalid comparison", detail)
+    }
+
+    /// A 400 of type `/problems/invalid-backlog`: a backlog report's body does not parse.
+    pub fn invalid_backlog() -> Self {
+        Problem::new(
+            400,
+            "invalid-backlog",
+            "Invalid backlog report",
+            r#"the body must be {"partitions":{"<partition>":{"lag":<n>,"atMs":<ms>}}}"#,
+        )
+    }
+
     /// The body.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a problem always serializes")
@@ -126,6 +164,29 @@ mod tests {
         assert_eq!(json["type"], "/problems/misconfigured");
         assert_eq!(json["detail"], "FILL_TOKEN is not set");
         assert_eq!(Problem::unauthorized().status, 401);
+    }
+
+    #[test]
+    fn well_known_problems_keep_their_types_and_statuses() {
+        for (problem, status, kind) in [
+            (
+                Problem::queue_unavailable(),
+                503,
+                "/problems/queue-unavailable",
+            ),
+            (Problem::unavailable(), 503, "/problems/unavailable"),
+            (
+                Problem::invalid_comparison("x"),
+                400,
+                "/problems/invalid-comparison",
+            ),
+            (Problem::invalid_backlog(), 400, "/problems/invalid-backlog"),
+            (Problem::backlogged(), 503, "/problems/backlogged"),
+            (Problem::rate_limited(60), 429, "/problems/rate-limited"),
+        ] {
+            assert_eq!((problem.status, problem.kind.as_str()), (status, kind));
+        }
+        assert_eq!(Problem::invalid_comparison("why").detail, "why");
     }
 
     #[test]

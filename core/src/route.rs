@@ -2,6 +2,24 @@
 
 use crate::{ProductId, ProductIdError};
 
+/// The path prefix of the public comparisons: `/v1/prices/{productId}`.
+pub const PRICES_PREFIX: &str = "/v1/prices/";
+
+/// The path prefix of the fill endpoint: `/internal/v1/prices/{productId}`.
+pub const FILL_PREFIX: &str = "/internal/v1/prices/";
+
+/// The path of the backlog reports: `PUT /internal/v1/backlog`.
+pub const BACKLOG_PATH: &str = "/internal/v1/backlog";
+
+/// The path of the health check.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// The fill endpoint's path for `product`: `/internal/v1/prices/{productId}` (the consumer PUTs its
+/// results there).
+pub fn fill_path(product: ProductId) -> String {
+    format!("{FILL_PREFIX}{product}")
+}
+
 /// A request the edge serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -41,11 +59,11 @@ pub enum RouteError {
 
 /// The route of `method` on `path` (without query string).
 pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
-    if let Some(id) = path.strip_prefix("/v1/prices/") {
+    if let Some(id) = path.strip_prefix(PRICES_PREFIX) {
         with_id(id, method, "GET, HEAD", Route::GetPrices, &["GET", "HEAD"])
-    } else if let Some(id) = path.strip_prefix("/internal/v1/prices/") {
+    } else if let Some(id) = path.strip_prefix(FILL_PREFIX) {
         with_id(id, method, "PUT", Route::FillPrices, &["PUT"])
-    } else if path == "/healthz" {
+    } else if path == HEALTH_PATH {
         match method {
             "GET" | "HEAD" => Ok(Route::Health),
             _ => Err(RouteError::MethodNotAllowed {
@@ -53,7 +71,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
                 allow: "GET, HEAD",
             }),
         }
-    } else if path == "/internal/v1/backlog" {
+    } else if path == BACKLOG_PATH {
         match method {
             "PUT" => Ok(Route::FillBacklog),
             _ => Err(RouteError::MethodNotAllowed {
@@ -107,6 +125,17 @@ mod tests {
             Ok(Route::FillPrices(id(7)))
         );
         assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
+        assert_eq!(route("PUT", "/internal/v1/backlog"), Ok(Route::FillBacklog));
+    }
+
+    #[test]
+    fn the_paths_the_consumer_writes_to_are_routed() {
+        assert_eq!(fill_path(id(7)), "/internal/v1/prices/7");
+        assert_eq!(
+            route("PUT", &fill_path(id(7))),
+            Ok(Route::FillPrices(id(7)))
+        );
+        assert_eq!(route("PUT", BACKLOG_PATH), Ok(Route::FillBacklog));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ([`pricefront_core::edge_rules::pick_tier`]).
 
 use pricefront_core::edge_rules::{kv_ttl_secs, needs_second_tier, pick_tier, TierPick};
+use pricefront_core::freshness::cache_ttl_ms;
 use pricefront_core::newest_wins::{supersedes, REDIS_SET_IF_NEWER};
 use pricefront_core::redis_protocol::{RedisAddress, Reply};
 use pricefront_core::stored::{Stored, StoredHeader};
@@ -203,10 +204,9 @@ pub async fn put(
             Ok(PutOutcome::Written)
         }
         CacheBackend::Redis(address) => {
-            let ttl_ms = comparison.stale_until_ms.saturating_sub(now_ms);
-            if ttl_ms == 0 {
+            let Some(ttl_ms) = cache_ttl_ms(comparison.stale_until_ms, now_ms) else {
                 return Ok(PutOutcome::Written);
-            }
+            };
             let ttl = ttl_ms.to_string();
             let computed_at = comparison.computed_at_ms.to_string();
             let reply = command(

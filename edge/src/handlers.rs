@@ -1,4 +1,5 @@
-//! One function per route.
+//! One function per route. Each answers `Ok` with its response, or `Err` with an [`EdgeError`], which
+//! `lib.rs` turns into the problem document.
 
 use pricefront_core::backlog::BacklogReport;
 use pricefront_core::edge_rules::{
@@ -6,7 +7,6 @@ use pricefront_core::edge_rules::{
     ReadDecision, RETRY_AFTER_SECS,
 };
 use pricefront_core::miss_guard::Refusal;
-use pricefront_core::problem::Problem;
 use pricefront_core::stored::Stored;
 use pricefront_core::{Comparison, Freshness, ProductId, TraceContext, UnixMillis};
 use std::rc::Rc;
@@ -14,16 +14,25 @@ use std::time::Duration;
 
 use pricefront_core::early_refresh::refresh_early;
 use pricefront_core::prefer_wait::{pauses, preference_applied};
-use worker::{Context, Date, Delay, Env, Request, Response, Result};
+use worker::{Context, Date, Delay, Env, Request, Response};
 
 use crate::cache::{self, Lookup, PutOutcome};
 use crate::config::Config;
+use crate::error::EdgeError;
 use crate::miss_guard;
 use crate::publish::{publish_coalesced, remember_published, Published};
 use crate::reply;
 
+/// What a handler answers.
+type Result<T, E = EdgeError> = std::result::Result<T, E>;
+
 fn now_ms() -> UnixMillis {
     Date::now().as_millis()
+}
+
+/// This isolate's settings; a setting that cannot work is a `/problems/misconfigured`.
+fn config(env: &Env) -> Result<Rc<Config>> {
+    Config::of_isolate(env).map_err(EdgeError::Misconfigured)
 }
 
 /// `GET /v1/prices/{productId}`: the cached comparison, or a queued request.
@@ -34,13 +43,10 @@ pub async fn get_prices(
     product: ProductId,
     trace: &TraceContext,
 ) -> Result<Response> {
-    let config = match Config::of_isolate(env) {
-        Ok(config) => config,
-        Err(error) => return reply::misconfigured(&error),
-    };
+    let config = config(env)?;
     let now = now_ms();
     if !miss_guard::known(env, &config, product, now).await {
-        return refused(Refusal::UnknownProduct, product, &config);
+        return Err(refused(Refusal::UnknownProduct, product, &config));
     }
     let Lookup { stored, write_back } = cache::get(&config, env, product, now).await?;
     if let (Some(kv_had), Some(stored)) = (write_back, &stored) {
@@ -124,49 +130,32 @@ async fn queued(
     trace: &TraceContext,
 ) -> Result<Response> {
     if let Some(refusal) = miss_guard::refusal(request, env, config, now).await {
-        return refused(refusal, product, config);
+        return Err(refused(refusal, product, config));
     }
     let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
-    match publish_coalesced(config, product, now, trace).await {
-        Ok(published) => {
-            if published == Published::Now {
-                ctx.wait_until(remember_published(product));
-            }
-            if let Some(secs) = wait {
-                if let Some(mut response) =
-                    wait_for_result(request, env, config, product, secs).await?
-                {
-                    response
-                        .headers_mut()
-                        .set("Preference-Applied", &preference_applied(secs))?;
-                    return Ok(response);
-                }
-            }
-            let mut response = reply::json(202, &Pending::of(product))?;
-            let headers = response.headers_mut();
-            headers.set("Location", &location(product))?;
-            headers.set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
-            headers.set("Cache-Control", "no-store")?;
-            if let Some(secs) = wait {
-                headers.set("Preference-Applied", &preference_applied(secs))?;
-            }
-            Ok(response)
-        }
-        Err(error) => {
-            worker::console_warn!("request for {product} not published: {error}");
-            let problem = Problem::new(
-                503,
-                "queue-unavailable",
-                "Service Unavailable",
-                "the comparison could not be queued; retry shortly",
-            );
-            let mut response = reply::problem(&problem)?;
+    let published = publish_coalesced(config, product, now, trace)
+        .await
+        .map_err(|source| EdgeError::QueueUnavailable { product, source })?;
+    if published == Published::Now {
+        ctx.wait_until(remember_published(product));
+    }
+    if let Some(secs) = wait {
+        if let Some(mut response) = wait_for_result(request, env, config, product, secs).await? {
             response
                 .headers_mut()
-                .set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
-            Ok(response)
+                .set("Preference-Applied", &preference_applied(secs))?;
+            return Ok(response);
         }
     }
+    let mut response = reply::json(202, &Pending::of(product))?;
+    let headers = response.headers_mut();
+    headers.set("Location", &location(product))?;
+    headers.set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
+    headers.set("Cache-Control", "no-store")?;
+    if let Some(secs) = wait {
+        headers.set("Preference-Applied", &preference_applied(secs))?;
+    }
+    Ok(response)
 }
 
 /// Watches the consistent tier (Redis where there is one, else KV) for `product`'s result for up to
@@ -231,59 +220,39 @@ fn served(
     Ok(response)
 }
 
-/// The answer to a miss that may not publish: nothing was published.
-fn refused(refusal: Refusal, product: ProductId, config: &Config) -> Result<Response> {
-    let (problem, retry_after) = match refusal {
-        Refusal::UnknownProduct => (Problem::unknown_product(product), None),
-        Refusal::Backlogged => (Problem::backlogged(), Some(RETRY_AFTER_SECS)),
-        Refusal::RateLimited => (
-            Problem::rate_limited(config.miss_limit_period_secs),
-            Some(config.miss_limit_period_secs),
-        ),
-    };
-    let mut response = reply::problem(&problem)?;
-    if let Some(secs) = retry_after {
-        response
-            .headers_mut()
-            .set("Retry-After", &secs.to_string())?;
+/// The error of a miss that may not publish: nothing was published.
+fn refused(refusal: Refusal, product: ProductId, config: &Config) -> EdgeError {
+    match refusal {
+        Refusal::UnknownProduct => EdgeError::UnknownProduct(product),
+        Refusal::Backlogged => EdgeError::Backlogged,
+        Refusal::RateLimited => EdgeError::RateLimited {
+            period_secs: config.miss_limit_period_secs,
+        },
     }
-    Ok(response)
 }
 
 /// `PUT /internal/v1/backlog`: a consumer reports the lag of its partitions; merged into the report in
 /// KV (the Worker's backpressure reads it). Same bearer token as the fill endpoint.
 pub async fn fill_backlog(mut request: Request, env: &Env) -> Result<Response> {
-    let config = match Config::of_isolate(env) {
-        Ok(config) => config,
-        Err(error) => return reply::misconfigured(&error),
-    };
-    if let Some(response) = refuse_unauthorized_fill(&request, &config)? {
-        return Ok(response);
-    }
+    let config = config(env)?;
+    authorize(&request, &config)?;
     let body = request.bytes().await.unwrap_or_default();
-    let Some(report) = BacklogReport::from_json(&body) else {
-        return reply::problem(&Problem::new(
-            400,
-            "invalid-backlog",
-            "Invalid backlog report",
-            r#"the body must be {"partitions":{"<partition>":{"lag":<n>,"atMs":<ms>}}}"#,
-        ));
-    };
+    let report = BacklogReport::from_json(&body).ok_or(EdgeError::InvalidBacklog)?;
     miss_guard::store_backlog_report(env, &config, &report, now_ms()).await?;
-    Response::empty().map(|r| r.with_status(204))
+    Ok(Response::empty()?.with_status(204))
 }
 
-/// The answer to a fill request without the right token, or `None` when it may go on.
-fn refuse_unauthorized_fill(request: &Request, config: &Config) -> Result<Option<Response>> {
+/// Lets a fill request with the right token go on; the error of one without.
+fn authorize(request: &Request, config: &Config) -> Result<()> {
     let authorization = request.headers().get("Authorization")?;
     match authorize_fill(config.fill_token.as_deref(), authorization.as_deref()) {
-        FillAuthorization::Allowed => Ok(None),
-        FillAuthorization::Unauthorized => reply::unauthorized().map(Some),
-        FillAuthorization::NotConfigured => reply::misconfigured(
+        FillAuthorization::Allowed => Ok(()),
+        FillAuthorization::Unauthorized => Err(EdgeError::Unauthorized),
+        FillAuthorization::NotConfigured => Err(EdgeError::Misconfigured(
             "the fill endpoint has no token: set the FILL_TOKEN secret \
-             (wrangler secret put FILL_TOKEN) to the consumers' FILL_TOKEN",
-        )
-        .map(Some),
+             (wrangler secret put FILL_TOKEN) to the consumers' FILL_TOKEN"
+                .into(),
+        )),
     }
 }
 
@@ -291,36 +260,18 @@ fn refuse_unauthorized_fill(request: &Request, config: &Config) -> Result<Option
 /// `computedAtMs` wins: an older comparison is accepted (204, the cache holds one at least as new) but
 /// not stored.
 pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) -> Result<Response> {
-    let config = match Config::of_isolate(env) {
-        Ok(config) => config,
-        Err(error) => return reply::misconfigured(&error),
-    };
-    if let Some(response) = refuse_unauthorized_fill(&request, &config)? {
-        return Ok(response);
-    }
+    let config = config(env)?;
+    authorize(&request, &config)?;
     let body = request.bytes().await.unwrap_or_default();
     let comparison = match Comparison::from_json(&body) {
         Ok(c) if c.product_id == product => c,
         Ok(c) => {
-            let detail = format!(
+            return Err(EdgeError::InvalidComparison(format!(
                 "the body is the comparison of {}, not of {product}",
                 c.product_id
-            );
-            return reply::problem(&Problem::new(
-                400,
-                "invalid-comparison",
-                "Invalid comparison",
-                detail,
-            ));
+            )))
         }
-        Err(error) => {
-            return reply::problem(&Problem::new(
-                400,
-                "invalid-comparison",
-                "Invalid comparison",
-                error.to_string(),
-            ))
-        }
+        Err(error) => return Err(EdgeError::InvalidComparison(error.to_string())),
     };
     if let PutOutcome::KeptNewer = cache::put(&config, env, &comparison, now_ms()).await? {
         worker::console_log!(
@@ -328,5 +279,5 @@ pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) ->
             comparison.computed_at_ms
         );
     }
-    Response::empty().map(|r| r.with_status(204))
+    Ok(Response::empty()?.with_status(204))
 }

@@ -6,10 +6,12 @@
 //! [`hot_cache`] (this isolate's memory of recent KV reads),
 //! [`redis`] (the Redis protocol over the sockets API), [`publish`] (the Kafka REST proxy),
 //! [`miss_guard`] (the known-products filter, backpressure and the rate limit a miss passes first),
-//! [`handlers`] (one function per route), [`reply`] (responses).
+//! [`handlers`] (one function per route), [`error`] (every failure and its problem document),
+//! [`reply`] (successful responses and the problem body).
 
 mod cache;
 mod config;
+mod error;
 mod handlers;
 mod hot_cache;
 mod miss_guard;
@@ -17,10 +19,11 @@ mod publish;
 mod redis;
 mod reply;
 
-use pricefront_core::problem::Problem;
-use pricefront_core::route::{route, Route, RouteError};
+use pricefront_core::route::{route, Route};
 use pricefront_core::trace_context::{TraceContext, TRACEPARENT, TRACERESPONSE};
 use worker::{event, Context, Env, Request, Response, Result};
+
+use crate::error::EdgeError;
 
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
@@ -29,7 +32,9 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     let method = request.inner().method();
     let mut trace = None;
     let answer = match route(&method, &path) {
-        Ok(Route::Health) => reply::json_bytes(200, br#"{"status":"ok"}"#.to_vec()),
+        Ok(Route::Health) => {
+            reply::json_bytes(200, br#"{"status":"ok"}"#.to_vec()).map_err(EdgeError::from)
+        }
         Ok(Route::GetPrices(product)) => {
             let header = request.headers().get(TRACEPARENT).ok().flatten();
             let context = TraceContext::continue_or_start(header.as_deref(), random_bytes());
@@ -38,25 +43,20 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
         }
         Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, product).await,
         Ok(Route::FillBacklog) => handlers::fill_backlog(request, &env).await,
+        Err(error) => Err(EdgeError::Route(error)),
+    };
+    // Never a bare 500: whatever failed is a problem document (`EdgeError::into_response`).
+    let mut response = match answer {
+        Ok(response) => response,
         Err(error) => {
-            let mut response = reply::problem(&Problem::from(&error))?;
-            if let RouteError::MethodNotAllowed { allow, .. } = error {
-                response.headers_mut().set("Allow", allow)?;
-            }
-            Ok(response)
+            error.log(&method, &path);
+            error.into_response().or_else(|error| {
+                let error = EdgeError::Internal(error);
+                error.log(&method, &path);
+                error.into_response()
+            })?
         }
     };
-    // Never a bare 500: whatever failed inside is a problem document too.
-    let mut response = answer.or_else(|error| {
-        worker::console_error!("{method} {path}: {error}");
-        reply::problem(&Problem::new(
-            503,
-            "unavailable",
-            "Service Unavailable",
-            "the edge could not reach its cache; retry shortly",
-        ))
-        .and_then(|mut r| r.headers_mut().set("Retry-After", "2").map(|()| r))
-    })?;
     if let Some(trace) = trace {
         // The trace the request joined, and this edge's span in it: what a support person looks up.
         response

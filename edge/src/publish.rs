@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use futures::future::{select, Either};
-use pricefront_core::rest_proxy::produce_url;
+use pricefront_core::rest_proxy::{produce_url, ProduceError};
 use pricefront_core::{PriceRequest, ProductId, TraceContext, UnixMillis};
 use worker::{Cache, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
@@ -51,6 +51,26 @@ fn release(product: ProductId) {
     CLAIMS.with_borrow_mut(|claims| claims.remove(&product));
 }
 
+/// Why a request was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The request to the REST proxy could not be made, or its answer not read.
+    #[error("{0}")]
+    Request(#[from] worker::Error),
+    /// The REST proxy could not be reached.
+    #[error("REST proxy unreachable: {0}")]
+    Unreachable(worker::Error),
+    /// The REST proxy gave no answer within `PUBLISH_TIMEOUT_MS`.
+    #[error("REST proxy gave no answer within {timeout_ms} ms")]
+    TimedOut {
+        /// The timeout, in milliseconds.
+        timeout_ms: u128,
+    },
+    /// The REST proxy answered, but did not take the record.
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+}
+
 /// Whether [`publish_coalesced`] published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
@@ -66,14 +86,14 @@ fn marker(product: ProductId) -> String {
 }
 
 /// Publishes a request for `product` unless one was published here in the last few seconds, joined
-/// to `trace` (the edge's span of the read that asked). The error is a human-readable reason, for logs
-/// and the 503's detail.
+/// to `trace` (the edge's span of the read that asked). The error says why, for the logs (the client's
+/// 503 does not name it).
 pub async fn publish_coalesced(
     config: &Config,
     product: ProductId,
     now_ms: UnixMillis,
     trace: &TraceContext,
-) -> Result<Published, String> {
+) -> Result<Published, PublishError> {
     if !claim(product, now_ms) {
         return Ok(Published::Already);
     }
@@ -105,7 +125,7 @@ async fn publish(
     product: ProductId,
     now_ms: UnixMillis,
     trace: &TraceContext,
-) -> Result<(), String> {
+) -> Result<(), PublishError> {
     let request_id = format!(
         "edge-{now_ms}-{:08x}",
         (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
@@ -114,11 +134,10 @@ async fn publish(
         PriceRequest::new(product, request_id, now_ms).with_traceparent(trace.to_string());
     let call = config.proxy_api.produce_call(&config.topic, &message);
     let headers = Headers::new();
-    let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| e.to_string());
-    set("Content-Type", call.content_type)?;
-    set("Accept", call.accept)?;
+    headers.set("Content-Type", call.content_type)?;
+    headers.set("Accept", call.accept)?;
     if let Some((user, password)) = &config.proxy_basic_auth {
-        set(
+        headers.set(
             "Authorization",
             &format!("Basic {}", BASE64.encode(format!("{user}:{password}"))),
         )?;
@@ -128,29 +147,25 @@ async fn publish(
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(call.body.into()));
-    let request = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
+    let request = Request::new_with_init(&url, &init)?;
     let sending = Box::pin(async move {
         let mut response = Fetch::Request(request)
             .send()
             .await
-            .map_err(|e| format!("REST proxy unreachable: {e}"))?;
+            .map_err(PublishError::Unreachable)?;
         let status = response.status_code();
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((status, body))
+        let body = response.bytes().await?;
+        Ok::<_, PublishError>((status, body))
     });
     let timeout = Delay::from(config.publish_timeout);
     let (status, body) = match select(sending, timeout).await {
         Either::Left((result, _)) => result?,
         Either::Right(_) => {
-            return Err(format!(
-                "REST proxy gave no answer within {} ms",
-                config.publish_timeout.as_millis()
-            ))
+            return Err(PublishError::TimedOut {
+                timeout_ms: config.publish_timeout.as_millis(),
+            })
         }
     };
-    config
-        .proxy_api
-        .parse_reply(status, &body)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    config.proxy_api.parse_reply(status, &body)?;
+    Ok(())
 }

@@ -1,6 +1,6 @@
-//! Building responses.
+//! Building responses: JSON bodies, and the body of a problem document (its status and headers are
+//! [`crate::error::EdgeError`]'s).
 
-use pricefront_core::edge_rules::BEARER_CHALLENGE;
 use pricefront_core::problem::{Problem, PROBLEM_CONTENT_TYPE};
 use worker::{Response, Result};
 
@@ -25,19 +25,4 @@ pub fn problem(problem: &Problem) -> Result<Response> {
         .headers_mut()
         .set("Content-Type", PROBLEM_CONTENT_TYPE)?;
     Ok(response)
-}
-
-/// A 401: always with `WWW-Authenticate: Bearer` (RFC 9110 §15.5.2).
-pub fn unauthorized() -> Result<Response> {
-    let mut response = problem(&Problem::unauthorized())?;
-    response
-        .headers_mut()
-        .set("WWW-Authenticate", BEARER_CHALLENGE)?;
-    Ok(response)
-}
-
-/// A `/problems/misconfigured` 500 naming what to set, logged as an error: the operator must act.
-pub fn misconfigured(detail: &str) -> Result<Response> {
-    worker::console_error!("misconfigured: {detail}");
-    problem(&Problem::misconfigured(detail))
 }

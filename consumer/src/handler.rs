@@ -16,7 +16,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::fanout::{now_ms, Comparer};
 use crate::metrics::Metrics;
 use crate::offsets::{finish_and_store, OffsetTracker, Ticket};
-use crate::pipeline::LoggingConsumer;
+use crate::pipeline::PipelineConsumer;
 use crate::sinks::Sinks;
 use crate::telemetry::join_trace;
 use crate::window::Received;
@@ -37,10 +37,10 @@ impl Compare for Comparer {
 /// `computedAtMs` of the result every sink now holds, or why it failed (it panicked).
 type Flight = Shared<BoxFuture<'static, Result<UnixMillis, String>>>;
 
-/// What every in-flight message needs.
-pub(crate) struct Worker {
+/// Works on the messages: what every in-flight message needs, and what is done to each.
+pub(crate) struct MessageHandler {
     pub(crate) topic: String,
-    pub(crate) consumer: Arc<LoggingConsumer>,
+    pub(crate) consumer: Arc<PipelineConsumer>,
     pub(crate) tracker: Arc<Mutex<OffsetTracker>>,
     pub(crate) comparer: Box<dyn Compare>,
     pub(crate) sinks: Sinks,
@@ -52,7 +52,7 @@ pub(crate) struct Worker {
     pub(crate) partition_locks: Option<Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
-impl Worker {
+impl MessageHandler {
     /// Works on one message until it is done (its result in every sink, or dead-lettered), then marks
     /// its offset finished. A panic while working on it dead-letters it with the reason.
     pub(crate) async fn handle(self: Arc<Self>, ticket: Ticket, message: Received) {
@@ -147,10 +147,10 @@ impl Worker {
                         .refresh(product, requested_at_ms)
                         .instrument(tracing::info_span!("compare", %product)),
                 );
-                let worker = self.clone();
+                let handler = self.clone();
                 async move {
                     let outcome = work.catch_unwind().await;
-                    worker
+                    handler
                         .comparing
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
