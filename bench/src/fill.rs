@@ -7,7 +7,9 @@ use pricefront_harness::{profiles_of, vendor, TestEnv};
 use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
-use crate::peer_consumer::{cpu_seconds, peak_rss_kib, run_peer_mode, PeerMode, PeerRun};
+use pricefront_harness::process::{cpu_seconds, memory};
+
+use crate::peer_consumer::{run_peer_mode, PeerMode, PeerRun};
 use crate::plot::{lines_svg, Series};
 use crate::report::Section;
 use crate::Args;
@@ -44,27 +46,31 @@ impl From<PeerRun> for Run {
 /// The fill chart, beside BENCHMARKS.md (drawn with `--write` or `--plot`).
 pub const FILL_CHART: &str = "bench-fill.svg";
 
-/// Runs ours and the Confluent Parallel Consumer at each window, on fresh topics with the same requests
-/// and vendors, then the one-at-a-time baseline.
+/// Runs ours and the Confluent Parallel Consumer at each in-flight window (`--max-in-flight`), on fresh
+/// topics with the same requests and vendors, then the one-at-a-time baseline.
 pub async fn run(args: &Args) -> anyhow::Result<Section> {
     let latency_s = args.vendor_latency_ms as f64 / 1000.0;
     let mut rows = Vec::new();
     let mut ours_at_first = None;
     let mut ours_points = Vec::new();
     let mut peer_points = Vec::new();
-    for &window in &args.windows {
-        let flag = window.to_string();
+    for &max_in_flight in &args.max_in_flight {
+        let flag = max_in_flight.to_string();
         let ours = one_run(
             args,
-            &format!("ours-{window}"),
+            &format!("ours-{max_in_flight}"),
             args.products,
             &["--max-in-flight", &flag],
         )
         .await?;
-        let ideal = f64::from(window) / latency_s;
+        let ideal = f64::from(max_in_flight) / latency_s;
         ours_at_first.get_or_insert(ours.rate);
-        ours_points.push((f64::from(window), ours.rate));
-        rows.push(row(&format!("ours: window {window}"), &ours, ideal));
+        ours_points.push((f64::from(max_in_flight), ours.rate));
+        rows.push(row(
+            &format!("ours: --max-in-flight {max_in_flight}"),
+            &ours,
+            ideal,
+        ));
         if args.no_peer {
             continue;
         }
@@ -73,12 +79,18 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         } else {
             PeerMode::Vertx
         };
-        let peer: Run = run_peer_mode(args, &format!("peer-{window}"), args.products, window, mode)
-            .await?
-            .into();
-        peer_points.push((f64::from(window), peer.rate));
+        let peer: Run = run_peer_mode(
+            args,
+            &format!("peer-{max_in_flight}"),
+            args.products,
+            max_in_flight,
+            mode,
+        )
+        .await?
+        .into();
+        peer_points.push((f64::from(max_in_flight), peer.rate));
         rows.push(row(
-            &format!("Parallel Consumer 0.5.3.3 (Vert.x): maxConcurrency {window}"),
+            &format!("Parallel Consumer 0.5.3.3 (Vert.x): maxConcurrency {max_in_flight}"),
             &peer,
             ideal,
         ));
@@ -103,14 +115,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
     let mut chart = None;
     if !args.no_peer {
         let ideal: Vec<(f64, f64)> = args
-            .windows
+            .max_in_flight
             .iter()
             .map(|&w| (f64::from(w), f64::from(w) / latency_s))
             .collect();
         let series = [
             Series::new("ours", ours_points),
             Series::new("Parallel Consumer 0.5.3.3 (Vert.x)", peer_points),
-            Series::dashed("latency-bound ideal (window / vendor latency)", ideal),
+            Series::dashed(
+                "latency-bound ideal (max_in_flight / vendor latency)",
+                ideal,
+            ),
         ];
         if args.write || args.plot {
             lines_svg(
@@ -122,13 +137,13 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                     args.vendor_latency_ms,
                     crate::report::machine()
                 ),
-                "in-flight window (maxConcurrency for the peer)",
+                "in-flight window: --max-in-flight (maxConcurrency for the peer)",
                 "results stored per second",
                 &series,
             )?;
         }
         chart = Some(format!(
-            "\n![Results stored per second against the window: ours, the Parallel Consumer and the \
+            "\n![Results stored per second against the in-flight window (`--max-in-flight`): ours, the Parallel Consumer and the \
              ideal]({FILL_CHART})"
         ));
     }
@@ -142,18 +157,18 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         table,
         notes: [
             format!(
-                "Ours at window {} is **{:.1}×** the classic way. Ideal: window / vendor latency ({} vendors at {} ms \
+                "Ours at `--max-in-flight {}` is **{:.1}×** the classic way. Ideal: max_in_flight / vendor latency ({} vendors at {} ms \
                  ±10%); partitions (3) / vendor latency for the classic way. The rate counts every stored result, \
                  partial ones included (the complete ones are in their own column), from the first stored result \
                  to the last, so the group join is not counted. CPU is user + sys of the consumer process over its \
                  whole life (the JVM's start and warm-up included for the peer), per 1,000 results.",
-                args.windows.first().copied().unwrap_or_default(),
+                args.max_in_flight.first().copied().unwrap_or_default(),
                 ours_at_first.unwrap_or_default() / sequential.as_ref().map_or(f64::NAN, |s| s.rate),
                 args.vendors,
                 args.vendor_latency_ms
             ),
             "The peer (`bench/peers/parallel-consumer/`, see its README) is configured as its documentation \
-             recommends: `ProcessingOrder.KEY`, `maxConcurrency` = the window, periodic asynchronous commits, \
+             recommends: `ProcessingOrder.KEY`, `maxConcurrency` = our `--max-in-flight`, periodic asynchronous commits, \
              its Vert.x module for the HTTP fan-out (its best mode here; the core module with a thread per \
              record did about 4× worse), and it writes the same key and JSON to Redis, which the edge serves."
                 .into(),
@@ -193,10 +208,10 @@ pub(crate) fn vendors(args: &Args) -> Profiles {
 }
 
 async fn one_run(args: &Args, label: &str, count: u64, flags: &[&str]) -> anyhow::Result<Run> {
-    let env = TestEnv::new(&format!("bench-{label}"), vendors(args), 2_000).await;
+    let env = TestEnv::new(&format!("bench-{label}"), vendors(args), 2_000).await?;
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
-    let consumer = env.start_consumer(label, flags);
+    env.publish(products.iter().copied()).await?;
+    let consumer = env.start_consumer(label, flags)?;
     let limit = Instant::now() + Duration::from_secs(args.fill_limit_secs);
     let mut first = None;
     let finished_at = loop {
@@ -205,7 +220,11 @@ async fn one_run(args: &Args, label: &str, count: u64, flags: &[&str]) -> anyhow
             .await
             .unwrap_or(0.0) as u64;
         if finished >= 1 && first.is_none() {
-            first = Some((Instant::now(), finished, cpu_seconds(consumer.child.id())));
+            first = Some((
+                Instant::now(),
+                finished,
+                cpu_seconds(consumer.child.id()).ok(),
+            ));
         }
         if finished >= count {
             break Instant::now();
@@ -221,9 +240,9 @@ async fn one_run(args: &Args, label: &str, count: u64, flags: &[&str]) -> anyhow
     let (started_at, done_at_start, cpu_at_start) = first.context("nothing finished")?;
     let seconds = (finished_at - started_at).as_secs_f64().max(0.001);
     let pid = consumer.child.id();
-    let peak_rss_mib = peak_rss_kib(pid).unwrap_or(0.0) / 1024.0;
+    let peak_rss_mib = memory(pid).map_or(0.0, |m| m.peak_kib as f64 / 1024.0);
     let cpu = cpu_seconds(pid).unwrap_or(0.0);
-    let results = env.stored(&products).await;
+    let results = env.stored(&products).await?;
     let stored = results.len() as u64;
     if stored != count {
         bail!("{label}: {stored} of {count} results in Redis");

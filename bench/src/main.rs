@@ -1,9 +1,9 @@
 //! `pricefront-bench`: the benchmarks, against the real local stack (`dev/stack.sh up`), each
 //! beside its baseline in the same run. Prints a table; `--write` also rewrites BENCHMARKS.md.
 //!
-//! 1. Fill throughput: comparisons per second of the consumer (release build) with its in-flight window,
-//!    against the same consumer one message at a time per partition (`--mode sequential`), and against
-//!    the latency-bound ideal (window / vendor latency). Peak memory of the consumer.
+//! 1. Fill throughput: comparisons per second of the consumer (release build) at each in-flight window
+//!    (`--max-in-flight`), against the same consumer one message at a time per partition
+//!    (`--mode sequential`), and against the latency-bound ideal (max_in_flight / vendor latency). Peak memory of the consumer.
 //! 2. Edge hit path: wrk against the Worker under `wrangler dev` and against a plain JavaScript Worker
 //!    doing the same (`bench/peers/js-worker/`), each beside its `/healthz`, in alternating rounds; the
 //!    wasm's size and each Worker's start time.
@@ -47,9 +47,10 @@ pub struct Args {
     /// Simulated vendor latency in ms (uniform within ±10%).
     #[arg(long, default_value_t = 100)]
     vendor_latency_ms: u64,
-    /// The in-flight windows to compare ours and the peer at (repeatable).
-    #[arg(long = "window", default_values_t = [256, 512, 1024])]
-    windows: Vec<u32>,
+    /// The consumer's `--max-in-flight` values (the peer's maxConcurrency) to compare ours and the peer
+    /// at (repeatable).
+    #[arg(long = "max-in-flight", default_values_t = [256, 512, 1024])]
+    max_in_flight: Vec<u32>,
     /// Skip the Parallel Consumer peer in the fill benchmark (for quick runs of ours; not with `--write`).
     #[arg(long, conflicts_with = "write")]
     no_peer: bool,

@@ -77,12 +77,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         };
         (format!("vendor{i}"), vendor((latency, latency), shape))
     }));
-    let env = TestEnv::new("bench-miss", vendors, 2_000).await;
+    let env = TestEnv::new("bench-miss", vendors, 2_000).await?;
     let (kv, tiered) = tokio::try_join!(
         start_worker("bench-miss", PORT, &env.topic, "kv"),
         start_worker("bench-miss-tiered", TIERED_PORT, &env.topic, "kv+redis"),
     )?;
-    let window = args.windows.first().copied().unwrap_or(256).to_string();
+    let max_in_flight = args
+        .max_in_flight
+        .first()
+        .copied()
+        .unwrap_or(256)
+        .to_string();
     let consumer = env.start_consumer(
         "miss",
         &[
@@ -91,9 +96,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             "--fill-token",
             &kv.token,
             "--max-in-flight",
-            &window,
+            &max_in_flight,
         ],
-    );
+    )?;
     wait_ready(consumer.metrics_port).await?;
     let (kv_edge, tiered_edge) = (kv.edge(), tiered.edge());
     let kv_run = measured(args, &kv_edge, &consumer).await?;

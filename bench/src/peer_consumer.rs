@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use pricefront_core::{cache_key, Comparison, ProductId};
+use pricefront_harness::process::{cpu_seconds, memory};
 use pricefront_harness::{redis_url, repo_path, TestEnv};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -56,18 +57,19 @@ pub struct PeerRun {
     pub vendor_calls_per_product: f64,
 }
 
-/// Runs the peer in `mode` on a fresh topic of `count` requests, with the window `window`.
+/// Runs the peer in `mode` on a fresh topic of `count` requests, `max_in_flight` at once (the peer's
+/// maxConcurrency, its own `--window` flag).
 pub async fn run_peer_mode(
     args: &Args,
     label: &str,
     count: u64,
-    window: u32,
+    max_in_flight: u32,
     mode: PeerMode,
 ) -> anyhow::Result<PeerRun> {
     let jar = peer_jar()?;
-    let env = TestEnv::new(&format!("bench-{label}"), crate::fill::vendors(args), 2_000).await;
+    let env = TestEnv::new(&format!("bench-{label}"), crate::fill::vendors(args), 2_000).await?;
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
+    env.publish(products.iter().copied()).await?;
     let mut redis = Resp::connect(&redis_url()).await?;
 
     let log = env.dir.join(format!("peer-{label}.log"));
@@ -81,7 +83,12 @@ pub async fn run_peer_mode(
         .args(["--redis-url", &redis_url()])
         .arg("--vendors")
         .arg(&env.vendors_file)
-        .args(["--window", &window.to_string(), "--mode", mode.as_str()])
+        .args([
+            "--window",
+            &max_in_flight.to_string(),
+            "--mode",
+            mode.as_str(),
+        ])
         .stdout(Stdio::from(file.try_clone()?))
         .stderr(Stdio::from(file))
         .spawn()
@@ -116,7 +123,10 @@ pub async fn run_peer_mode(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let cpu_total = cpu_seconds(pid).context("reading the peer's CPU time")?;
-    let peak_rss_mib = peak_rss_kib(pid).context("reading the peer's peak memory")? / 1024.0;
+    let peak_rss_mib = memory(pid)
+        .context("reading the peer's peak memory")?
+        .peak_kib as f64
+        / 1024.0;
     peer.kill();
 
     let (started_at, stored_at_start, cpu_at_start) = first.context("nothing stored")?;
@@ -134,40 +144,6 @@ pub async fn run_peer_mode(
         peak_rss_mib,
         vendor_calls_per_product: vendor_calls as f64 / count as f64,
     })
-}
-
-/// CPU seconds (user + sys) the process `pid` has used so far (`/proc/PID/stat` utime + stime over the
-/// clock tick), or `None` when it cannot be read.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces: count the fields after its closing parenthesis, where
-    // the state is field 3, utime field 14 and stime field 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / clock_ticks_per_second())
-}
-
-/// The peak resident memory (VmHWM) of the process `pid`, in KiB.
-pub fn peak_rss_kib(pid: u32) -> Option<f64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-/// `getconf CLK_TCK`, the unit of `/proc/PID/stat` times (100 on Linux).
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// Reads every product's stored value and checks that it is a comparison our edge can serve

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
+use pricefront_harness::results;
 use pricefront_harness::topic::read_to_end;
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::TestEnv;
@@ -169,7 +170,7 @@ async fn one_run(
         support::three_healthy_vendors(),
         2_000,
     )
-    .await;
+    .await?;
     // Results fresh for one window only.
     let vendors = std::fs::read_to_string(&env.vendors_file)?.replace(
         "guarantee_window_secs = 600",
@@ -192,13 +193,13 @@ async fn one_run(
     let consumer = env.start_consumer(
         label,
         &["--fill-url", &worker.base, "--fill-token", &worker.token],
-    );
+    )?;
     support::wait_ready(&consumer, Duration::from_secs(60)).await?;
 
     // Every product computed once, and at the edge, before the reads start.
-    let products = support::products(&env, plan.products);
-    env.publish(products.iter().copied()).await;
-    support::wait_progress(&products, products.len(), Duration::from_secs(120)).await?;
+    let products = env.products(plan.products);
+    env.publish(products.iter().copied()).await?;
+    results::wait_progress(&products, products.len(), Duration::from_secs(120)).await?;
     consumer
         .wait_for_metric(
             "pricefront_cache_writes_total{sink=\"edge\",outcome=\"ok\"}",

@@ -3,7 +3,8 @@
 //! client library). None of them is a valid request: a valid `GET /v1/prices/{id}` of an uncached product
 //! would answer 503 where the REST proxy is unreachable, and is no client mistake.
 
-use pricefront_core::{Comparison, FreshnessPolicy, Money, Offer, ProductId, VendorOutcome};
+use pricefront_core::ProductId;
+use pricefront_harness::comparison_at;
 
 /// One request of the battery that reaches the Worker.
 #[derive(Debug, Clone)]
@@ -59,27 +60,6 @@ fn request(label: &str, method: &str, target: &str, expect: &'static [u16]) -> C
 fn with_header(mut case: Case, name: &str, value: impl Into<Vec<u8>>) -> Case {
     case.headers.push((name.into(), value.into()));
     case
-}
-
-/// A valid comparison of `product`, as the consumer would fill it.
-pub(crate) fn comparison(product: ProductId, now_ms: u64) -> Comparison {
-    let offer = |vendor: &str, minor| VendorOutcome::Answered {
-        offer: Offer {
-            vendor: vendor.into(),
-            price: Money {
-                minor_units: minor,
-                currency: "EUR".parse().expect("EUR is a currency"),
-            },
-            url: None,
-        },
-        guarantee_ms: 60_000,
-    };
-    Comparison::aggregate(
-        product,
-        [offer("alpha", 1999), offer("bravo", 1499)],
-        now_ms,
-        &FreshnessPolicy::default(),
-    )
 }
 
 /// The cases that reach the Worker. `product` and `other` are two valid ids nobody else uses; `token` is
@@ -229,7 +209,9 @@ pub(crate) fn worker_cases(
 
     // The fill endpoint: tokens.
     let fill_target = format!("/internal/v1/prices/{product}");
-    let valid = comparison(product, now_ms).to_json().into_bytes();
+    let valid = comparison_at(product, now_ms, 60_000)
+        .to_json()
+        .into_bytes();
     let fill = |label: &str, authorization: Option<Vec<u8>>, body: Vec<u8>, expect| {
         let mut case = request(&format!("fill: {label}"), "PUT", &fill_target, expect);
         if let Some(value) = authorization {
@@ -321,7 +303,7 @@ pub(crate) fn worker_cases(
 
     // The fill endpoint: bodies, with the right token.
     let right = || Some(bearer(token));
-    let other_json = comparison(other, now_ms).to_json();
+    let other_json = comparison_at(other, now_ms, 60_000).to_json();
     let mutate = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut value: serde_json::Value =
             serde_json::from_slice(&valid).expect("a comparison is JSON");

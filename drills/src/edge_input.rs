@@ -32,7 +32,7 @@ pub struct Target {
 }
 
 impl Target {
-    /// The Worker named by `EDGE_KV_URL`, with the token in `FILL_TOKEN` (as `scripts/test.sh` sets them).
+    /// The Worker named by `EDGE_KV_URL`, with the token in `EDGE_FILL_TOKEN` (as `scripts/test.sh` sets them).
     pub fn from_env() -> Result<Self, DrillError> {
         let var = |name: &'static str, hint: &'static str| {
             std::env::var(name)
@@ -45,7 +45,7 @@ impl Target {
                 "EDGE_KV_URL",
                 "the base URL of an edge Worker under wrangler dev (scripts/edge-dev.sh start NAME PORT --var FILL_TOKEN:...)",
             )?,
-            token: var("FILL_TOKEN", "the fill token the Worker was started with")?,
+            token: var("EDGE_FILL_TOKEN", "the fill token the Worker was started with")?,
         })
     }
 
@@ -100,7 +100,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<DrillReport, DrillError
     let cases = edge_cases::worker_cases(product, other, &target.token, now);
     // What the battery must not lose: a good result of `product`, stored before it.
     let edge = pricefront_harness::edge::Edge::at(target.base.clone());
-    let kept = edge_cases::comparison(product, now);
+    let kept = pricefront_harness::comparison_at(product, now, 60_000);
     let filled = edge
         .fill(&kept, &target.token)
         .await

@@ -159,13 +159,13 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     let settings: Vec<(&str, &str)> = vendors.iter().map(|v| (*v, quota.as_str())).collect();
     let env =
         TestEnv::with_vendor_settings("flood", support::three_healthy_vendors(), 2_000, &settings)
-            .await;
+            .await?;
     let worker = start_worker(&env, plan).await?;
     load_catalog(&env)?;
     let consumer = env.start_consumer(
         "flood",
         &["--fill-url", &worker.base, "--fill-token", &worker.token],
-    );
+    )?;
     support::wait_ready(&consumer, Duration::from_secs(60)).await?;
     let edge = worker.edge();
     for n in 0..plan.cached_products {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use pricefront_harness::results;
 use pricefront_harness::TestEnv;
 use tokio::time::Instant;
 
@@ -54,14 +55,14 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         requests: total,
         ..DrillReport::default()
     };
-    let env = TestEnv::new("drill-kafka", support::three_healthy_vendors(), 2_000).await;
+    let env = TestEnv::new("drill-kafka", support::three_healthy_vendors(), 2_000).await?;
     let window = plan.max_in_flight.to_string();
-    let mut consumer = env.start_consumer("a", &["--max-in-flight", window.as_str()]);
-    let products = support::products(&env, total);
+    let mut consumer = env.start_consumer("a", &["--max-in-flight", window.as_str()])?;
+    let products = env.products(total);
     let (first, second) = products.split_at(plan.before as usize);
-    env.publish(first.iter().copied()).await;
-    support::wait_progress(first, plan.restart_after, Duration::from_secs(120)).await?;
-    let stored_before = support::stored(&products).await?.len();
+    env.publish(first.iter().copied()).await?;
+    results::wait_progress(first, plan.restart_after, Duration::from_secs(120)).await?;
+    let stored_before = results::stored(&products).await?.len();
 
     // The restart blocks until the broker is ready again; the second batch is published meanwhile.
     let restart = support::stack(&["restart", "kafka"], &[], plan.restart_limit);
@@ -69,11 +70,12 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         // Publish once the broker is down, so the records wait in the producer's queue.
         let down = broker_down(plan.restart_limit).await;
         let began = Instant::now();
-        env.publish(second.iter().copied()).await;
-        (down, began.elapsed())
+        let published = env.publish(second.iter().copied()).await;
+        (down, began.elapsed(), published)
     };
-    let (restarted, (down, publish_took)) = tokio::join!(restart, publish);
+    let (restarted, (down, publish_took, published)) = tokio::join!(restart, publish);
     let restart_took = restarted?;
+    published?;
     let back_at = Instant::now();
     report.note(format!(
         "restart began with {stored_before} of {} results stored; `dev/stack.sh restart kafka` took {} (stop, then start until ready)",
@@ -101,10 +103,13 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     )
     .await?;
     support::check_recovered(&mut report, &mut consumer).await;
+    let assignments = consumer
+        .metric("pricefront_rebalances_total{event=\"assign\"}")
+        .await
+        .unwrap_or(0.0);
     report.note(format!(
-        "consumer log: {} Kafka errors while consuming; partition assignments: {} (1 = only the one at start, no rebalance)",
+        "consumer log: {} Kafka errors while consuming (no metric counts them); partition assignments          (pricefront_rebalances_total): {assignments} (1 = only the one at start, no rebalance)",
         consumer.log_count("kafka error while consuming"),
-        consumer.log_count("partitions assigned")
     ));
 
     let records = support::records_in(&env.topic).await?;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pricefront_harness::results;
 use pricefront_harness::TestEnv;
 use tokio::time::Instant;
 
@@ -49,22 +50,22 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         requests: plan.products,
         ..DrillReport::default()
     };
-    let env = TestEnv::new("drill-kill9", support::three_healthy_vendors(), 2_000).await;
+    let env = TestEnv::new("drill-kill9", support::three_healthy_vendors(), 2_000).await?;
     let window = plan.max_in_flight.to_string();
     let flags = ["--max-in-flight", window.as_str()];
-    let mut victim = env.start_consumer("victim", &flags);
-    let mut survivor = env.start_consumer("survivor", &flags);
+    let mut victim = env.start_consumer("victim", &flags)?;
+    let mut survivor = env.start_consumer("survivor", &flags)?;
     // Both must hold partitions before the work arrives, or the first would take it all.
     support::wait_assigned(&[&victim, &survivor], 3, Duration::from_secs(120)).await?;
     let victim_partitions = victim.assigned_partition_list();
 
-    let products = support::products(&env, plan.products);
-    let placed = env.publish_placed(products.iter().copied()).await;
+    let products = env.products(plan.products);
+    let placed = env.publish_placed(products.iter().copied()).await?;
     let target = (plan.products as f64 * plan.kill_at) as usize;
-    support::wait_progress(&products, target, Duration::from_secs(120)).await?;
-    victim.kill_9();
+    results::wait_progress(&products, target, Duration::from_secs(120)).await?;
+    victim.kill_9()?;
     let killed_at = Instant::now();
-    let stored_at_kill: std::collections::HashSet<_> = support::stored(&products)
+    let stored_at_kill: std::collections::HashSet<_> = results::stored(&products)
         .await?
         .into_iter()
         .map(|c| c.product_id)
@@ -84,7 +85,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         !orphaned.is_empty(),
         "the kill came after the victim's partitions were done: it tested nothing",
     );
-    if support::wait_any_stored(&orphaned, plan.limit).await? {
+    if results::wait_any_stored(&orphaned, plan.limit).await? {
         report.note(format!(
             "takeover: {} from the kill to the survivor's first stored result of the dead member's partitions",
             secs(killed_at.elapsed())
@@ -94,7 +95,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     }
 
     support::record_lost(&mut report, &products, plan.limit, "the kill", killed_at).await?;
-    if let Some(status) = support::exit_status(&mut survivor) {
+    if let Some(status) = survivor.exit_status() {
         report.fail(format!("the surviving consumer exited: {status}"));
     }
 

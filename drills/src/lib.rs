@@ -36,7 +36,8 @@ mod wire;
 
 use std::time::Duration;
 
-pub use report::{DrillReport, Machine, Verdict};
+pub use pricefront_harness::Machine;
+pub use report::{DrillReport, Verdict};
 
 /// Why a drill could not be run to its end (as opposed to a drill that ran and found a fault, which is a
 /// [`DrillReport`] with failures).
@@ -71,6 +72,10 @@ pub enum DrillError {
     /// The stack is not in the state the drill needs.
     #[error("the stack is not ready for the drill: {0}")]
     Precondition(String),
+    /// The harness could not drive the stack (Kafka, Redis or a consumer process failed, or something it
+    /// waited for did not happen in time).
+    #[error("{0}")]
+    Harness(#[from] pricefront_harness::HarnessError),
     /// A Redis command failed where the drill cannot go on without it.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

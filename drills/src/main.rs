@@ -2,19 +2,20 @@
 //! the other, and prints a table; with `--write`, rewrites RELIABILITY.md with it.
 //!
 //! Needs the stack (`dev/stack.sh up`) and the consumer's debug build (`cargo build -p
-//! pricefront-consumer`). The edge drill uses the Worker at `EDGE_KV_URL` (token `FILL_TOKEN`) when both
+//! pricefront-consumer`). The edge drill uses the Worker at `EDGE_KV_URL` (token `EDGE_FILL_TOKEN`) when both
 //! are set, and otherwise starts one under `wrangler dev` on `--edge-port` and stops it at the end.
 
 use std::future::Future;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use pricefront_drills::report::{reliability_document, table, utc_date};
+use pricefront_drills::report::{reliability_document, table};
 use pricefront_drills::{
     early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
     vendor_faults, DrillError, DrillReport, Machine, Verdict,
 };
 use pricefront_harness::edge::Edge;
+use pricefront_harness::utc_date;
 use pricefront_harness::worker::LocalWorker;
 
 /// Runs the reliability drills against the running local stack and prints what was lost and duplicated.
@@ -110,7 +111,7 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
             Some(target) => (target, None),
             None => {
                 eprintln!(
-                    "[drills] EDGE_KV_URL/FILL_TOKEN not set: starting a Worker on 127.0.0.1:{}",
+                    "[drills] EDGE_KV_URL/EDGE_FILL_TOKEN not set: starting a Worker on 127.0.0.1:{}",
                     args.edge_port
                 );
                 let port = args.edge_port;

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use pricefront_harness::results;
 use pricefront_harness::TestEnv;
 use tokio::time::Instant;
 
@@ -50,7 +51,7 @@ struct Persistence {
 }
 
 async fn config_get(name: &str) -> Result<String, DrillError> {
-    let mut connection = support::redis_connection().await?;
+    let mut connection = results::redis_connection().await?;
     let pair: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg(name)
@@ -62,7 +63,7 @@ async fn config_get(name: &str) -> Result<String, DrillError> {
 }
 
 async fn config_set(name: &str, value: &str) -> Result<(), DrillError> {
-    let mut connection = support::redis_connection().await?;
+    let mut connection = results::redis_connection().await?;
     redis::cmd("CONFIG")
         .arg("SET")
         .arg(name)
@@ -86,7 +87,7 @@ async fn persist_every_write() -> Result<(), DrillError> {
     let limit = Duration::from_secs(60);
     let deadline = Instant::now() + limit;
     loop {
-        let mut connection = support::redis_connection().await?;
+        let mut connection = results::redis_connection().await?;
         let info: String = redis::cmd("INFO")
             .arg("persistence")
             .query_async(&mut connection)
@@ -115,7 +116,7 @@ async fn persist_every_write() -> Result<(), DrillError> {
                 limit,
             });
         }
-        tokio::time::sleep(support::POLL).await;
+        tokio::time::sleep(results::POLL).await;
     }
 }
 
@@ -158,14 +159,14 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
 }
 
 async fn drill(plan: &Plan, report: &mut DrillReport) -> Result<(), DrillError> {
-    let env = TestEnv::new("drill-redis", support::three_healthy_vendors(), 2_000).await;
+    let env = TestEnv::new("drill-redis", support::three_healthy_vendors(), 2_000).await?;
     let window = plan.max_in_flight.to_string();
-    let mut consumer = env.start_consumer("a", &["--max-in-flight", window.as_str()]);
-    let products = support::products(&env, plan.products);
-    env.publish(products.iter().copied()).await;
-    support::wait_progress(&products, plan.restart_after, Duration::from_secs(120)).await?;
+    let mut consumer = env.start_consumer("a", &["--max-in-flight", window.as_str()])?;
+    let products = env.products(plan.products);
+    env.publish(products.iter().copied()).await?;
+    results::wait_progress(&products, plan.restart_after, Duration::from_secs(120)).await?;
 
-    let stored_before = support::stored(&products).await?.len();
+    let stored_before = results::stored(&products).await?.len();
     let took = support::stack(
         &["restart", "redis"],
         &[("REDIS_APPENDONLY", "1")],
@@ -173,7 +174,7 @@ async fn drill(plan: &Plan, report: &mut DrillReport) -> Result<(), DrillError> 
     )
     .await?;
     let back_at = Instant::now();
-    let stored_after = support::stored(&products).await?.len();
+    let stored_after = results::stored(&products).await?.len();
     report.note(format!(
         "{stored_before} results stored before the restart, {stored_after} right after it (the restart took {})",
         secs(took)
@@ -185,9 +186,12 @@ async fn drill(plan: &Plan, report: &mut DrillReport) -> Result<(), DrillError> 
 
     support::record_lost(report, &products, plan.limit, "Redis was back", back_at).await?;
     support::check_recovered(report, &mut consumer).await;
+    let failed_writes = consumer
+        .metric("pricefront_cache_writes_total{sink=\"redis\",outcome=\"error\"}")
+        .await
+        .unwrap_or(0.0);
     report.note(format!(
-        "consumer log: failed Redis writes retried: {}",
-        consumer.log_count("redis write failed")
+        "consumer metrics: failed Redis writes retried: {failed_writes}"
     ));
     let (extra_calls, extra_rounds) = support::extra_rounds(&env, products.len());
     let twice = support::compared_twice(&support::compared_counts(&env));

@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use pricefront_harness::Machine;
+
 /// The outcome of one drill.
 #[derive(Debug, Clone, Default)]
 pub struct DrillReport {
@@ -153,86 +155,6 @@ pub fn details(reports: &[DrillReport]) -> String {
     text
 }
 
-/// The machine the drills ran on.
-#[derive(Debug, Clone)]
-pub struct Machine {
-    /// Logical CPUs available to the process.
-    pub cpus: usize,
-    /// Total memory in MiB (`MemTotal` of /proc/meminfo).
-    pub memory_mib: u64,
-    /// The CPU model, when /proc/cpuinfo names it.
-    pub cpu_model: Option<String>,
-    /// The kernel release.
-    pub kernel: Option<String>,
-}
-
-impl Machine {
-    /// Reads the machine's figures from the system (Linux).
-    pub fn current() -> Self {
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("model name"))
-                    .and_then(|rest| rest.split_once(':'))
-                    .map(|(_, model)| model.trim().to_owned())
-            });
-        Self {
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_mib: memory_kib / 1024,
-            cpu_model,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .ok()
-                .map(|k| k.trim().to_owned()),
-        }
-    }
-
-    /// One line: `2 CPUs (model), 23.5 GiB memory, Linux 6.1`.
-    pub fn describe(&self) -> String {
-        let mut text = format!(
-            "{} CPUs (nproc), {:.1} GiB memory",
-            self.cpus,
-            self.memory_mib as f64 / 1024.0
-        );
-        if let Some(model) = &self.cpu_model {
-            let _ = write!(text, ", {model}");
-        }
-        if let Some(kernel) = &self.kernel {
-            let _ = write!(text, ", Linux {kernel}");
-        }
-        text
-    }
-}
-
-/// Today's date in UTC (`YYYY-MM-DD`), from the system clock.
-pub fn utc_date() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// The Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// RELIABILITY.md: what the drills do, the command, the date, the machine, the table and the details.
 pub fn reliability_document(
     reports: &[DrillReport],
@@ -261,7 +183,7 @@ pub fn reliability_document(
          each drill's checks, among them no 5xx from the Worker's own code (the runtime's answers to requests\n\
          that break HTTP itself are listed apart in the edge drill's notes and not held to that rule):\n\
          `cargo test -p pricefront-drills -- --test-threads 1` with the stack up and a Worker at `$EDGE_KV_URL`\n\
-         (`$FILL_TOKEN`). Tests never assert times; the times below are what this run took.\n\n\
+         (`$EDGE_FILL_TOKEN`). Tests never assert times; the times below are what this run took.\n\n\
          {table}\n\
          ## Details\n\n\
          {details}",
@@ -274,14 +196,6 @@ pub fn reliability_document(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_gregorian() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
-    }
 
     #[test]
     fn the_verdict_follows_failures_and_reasons() {

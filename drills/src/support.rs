@@ -1,11 +1,12 @@
-//! What the drills share: the stack script, reading results from Redis, consumer logs, health and
-//! memory, and the simulator's counts.
+//! What the drills share beyond the harness: the stack script, a report's losses and recovery, the
+//! consumer's health, and the simulator's counts.
 
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pricefront_core::{cache_key, Comparison, ProductId};
+use pricefront_core::{Comparison, ProductId};
+use pricefront_harness::results::{redis_connection, wait_stored, POLL};
 use pricefront_harness::{profiles, vendor, ConsumerProcess, TestEnv};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
@@ -13,9 +14,6 @@ use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
 use crate::DrillError;
-
-/// How often the drills poll.
-pub(crate) const POLL: Duration = Duration::from_millis(200);
 
 /// Runs `dev/stack.sh args` with `env` added, within `limit`; returns how long it took.
 pub(crate) async fn stack(
@@ -48,84 +46,6 @@ pub(crate) async fn stack(
     Ok(started.elapsed())
 }
 
-/// A new connection to the Redis of the stack, bounded in time.
-pub(crate) async fn redis_connection() -> Result<redis::aio::MultiplexedConnection, DrillError> {
-    let client = redis::Client::open(pricefront_harness::redis_url())?;
-    let connect = client.get_multiplexed_async_connection();
-    tokio::time::timeout(Duration::from_secs(3), connect)
-        .await
-        .map_err(|_| DrillError::Timeout {
-            what: "a connection to Redis".into(),
-            limit: Duration::from_secs(3),
-        })?
-        .map_err(DrillError::from)
-}
-
-/// The results stored in Redis for `products` (entries that parse as comparisons).
-pub(crate) async fn stored(products: &[ProductId]) -> Result<Vec<Comparison>, DrillError> {
-    let mut connection = redis_connection().await?;
-    let mut found = Vec::with_capacity(products.len());
-    for chunk in products.chunks(500) {
-        let keys: Vec<String> = chunk.iter().map(|p| cache_key(*p)).collect();
-        let mut mget = redis::cmd("MGET");
-        mget.arg(&keys);
-        let read = mget.query_async(&mut connection);
-        let values: Vec<Option<Vec<u8>>> = tokio::time::timeout(Duration::from_secs(5), read)
-            .await
-            .map_err(|_| DrillError::Timeout {
-                what: "an MGET from Redis".into(),
-                limit: Duration::from_secs(5),
-            })??;
-        found.extend(
-            values
-                .into_iter()
-                .flatten()
-                .filter_map(|bytes| Comparison::from_json(&bytes).ok()),
-        );
-    }
-    Ok(found)
-}
-
-/// Waits until every product has a stored result or `limit` passes, tolerating Redis being away
-/// meanwhile; returns what one final read finds (so a count is never from before a loss).
-pub(crate) async fn wait_stored(
-    products: &[ProductId],
-    limit: Duration,
-) -> Result<Vec<Comparison>, DrillError> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(found) = stored(products).await {
-            if found.len() == products.len() {
-                return Ok(found);
-            }
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    stored(products).await
-}
-
-/// Waits until at least `at_least` of `products` have stored results; fails after `limit`.
-pub(crate) async fn wait_progress(
-    products: &[ProductId],
-    at_least: usize,
-    limit: Duration,
-) -> Result<usize, DrillError> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let count = stored(products).await?.len();
-        if count >= at_least {
-            return Ok(count);
-        }
-        if Instant::now() >= deadline {
-            return Err(DrillError::Timeout {
-                what: format!("{at_least} stored results (only {count})"),
-                limit,
-            });
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// Three well-behaved vendors, 50 to 150 ms each.
 pub(crate) fn three_healthy_vendors() -> Profiles {
     profiles([
@@ -133,11 +53,6 @@ pub(crate) fn three_healthy_vendors() -> Profiles {
         ("bravo", vendor((50, 150), BodyShape::Flat)),
         ("charlie", vendor((50, 150), BodyShape::Nested)),
     ])
-}
-
-/// The first `count` products of `env`.
-pub(crate) fn products(env: &TestEnv, count: u64) -> Vec<ProductId> {
-    (0..count).map(|n| env.product(n)).collect()
 }
 
 /// Vendor calls beyond one round per product, and the extra rounds they make (rounded up).
@@ -171,7 +86,10 @@ pub(crate) async fn wait_assigned(
 ) -> Result<(), DrillError> {
     let deadline = Instant::now() + limit;
     loop {
-        let counts: Vec<usize> = consumers.iter().map(|c| c.assigned_partitions()).collect();
+        let mut counts = Vec::with_capacity(consumers.len());
+        for consumer in consumers {
+            counts.push(consumer.assigned_partitions().await);
+        }
         if counts.iter().all(|&n| n > 0) && counts.iter().sum::<usize>() == total {
             return Ok(());
         }
@@ -183,23 +101,6 @@ pub(crate) async fn wait_assigned(
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// Waits (within `limit`, polling every 100 ms) until any of the first 500 of `products` has a stored
-/// result; false when none had one in time or `products` is empty.
-pub(crate) async fn wait_any_stored(
-    products: &[ProductId],
-    limit: Duration,
-) -> Result<bool, DrillError> {
-    let deadline = Instant::now() + limit;
-    let sample = &products[..products.len().min(500)];
-    while !sample.is_empty() && Instant::now() < deadline {
-        if !stored(sample).await?.is_empty() {
-            return Ok(true);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(false)
 }
 
 /// Waits (within `limit`) for every product's result, records how many are lost in `report`, and notes
@@ -232,7 +133,7 @@ pub(crate) async fn check_recovered(
     report: &mut crate::DrillReport,
     consumer: &mut ConsumerProcess,
 ) {
-    match exit_status(consumer) {
+    match consumer.exit_status() {
         Some(status) => report.fail(format!("the consumer exited: {status}")),
         None => match wait_ready(consumer, Duration::from_secs(60)).await {
             Ok(_) => {
@@ -240,15 +141,6 @@ pub(crate) async fn check_recovered(
             }
             Err(error) => report.fail(format!("the consumer did not become ready again: {error}")),
         },
-    }
-}
-
-/// Whether the consumer process still runs (`None`); its exit status otherwise.
-pub(crate) fn exit_status(consumer: &mut ConsumerProcess) -> Option<String> {
-    match consumer.child.try_wait() {
-        Ok(None) => None,
-        Ok(Some(status)) => Some(status.to_string()),
-        Err(error) => Some(format!("unknown ({error})")),
     }
 }
 
@@ -279,18 +171,6 @@ pub(crate) async fn wait_ready(
     })
 }
 
-/// Peak and current resident memory of a process, in KiB (`VmHWM`, `VmRSS` of /proc/PID/status).
-pub(crate) fn memory_kib(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-    };
-    Some((field("VmHWM:")?, field("VmRSS:")?))
-}
-
 /// How many records `topic` (3 partitions) holds, from its watermarks.
 pub(crate) async fn records_in(topic: &str) -> Result<i64, DrillError> {
     let topic = topic.to_owned();
@@ -310,7 +190,7 @@ pub(crate) async fn records_in(topic: &str) -> Result<i64, DrillError> {
     .map_err(|error| DrillError::Precondition(format!("watermark task: {error}")))?
 }
 
-/// Checks that Kafka and Redis answer before a drill starts (the harness panics when they do not).
+/// Checks that Kafka and Redis answer before a drill starts, with the drill's hint.
 pub(crate) async fn check_stack() -> Result<(), DrillError> {
     redis_connection().await.map_err(|error| {
         DrillError::Precondition(format!(

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pricefront_core::{Comparison, FailureKind};
+use pricefront_harness::results;
 use pricefront_harness::{profiles, vendor, TestEnv};
 use tokio::time::Instant;
 use vendor_sim::{expected_price, BodyShape, VendorProfile};
@@ -99,7 +100,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
             .enumerate()
             .map(|(i, name)| (*name, vendor((50, 150), shape(i)))),
     );
-    let env = TestEnv::new("drill-vendors", healthy, plan.vendor_timeout_ms).await;
+    let env = TestEnv::new("drill-vendors", healthy, plan.vendor_timeout_ms).await?;
     let (deadline, window, cap) = (
         plan.vendor_deadline_ms.to_string(),
         plan.max_in_flight.to_string(),
@@ -117,12 +118,12 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
             "--max-body-bytes",
             cap.as_str(),
         ],
-    );
+    )?;
     let pid = consumer.child.id();
-    let products = support::products(&env, plan.products);
-    env.publish(products.iter().copied()).await;
+    let products = env.products(plan.products);
+    env.publish(products.iter().copied()).await?;
     let target = (plan.products as f64 * plan.faults_at) as usize;
-    support::wait_progress(&products, target, Duration::from_secs(120)).await?;
+    results::wait_progress(&products, target, Duration::from_secs(120)).await?;
     for (i, name) in VENDORS.iter().enumerate() {
         env.simulator.set_profile(
             name,
@@ -137,7 +138,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         );
     }
     let faults_from = Instant::now();
-    let stored_at_faults = support::stored(&products).await?.len();
+    let stored_at_faults = results::stored(&products).await?.len();
 
     // Sample the consumer's health while it works through the faults.
     let mut health_failures = 0;
@@ -150,8 +151,8 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         if !matches!(support::status_of(&health).await, Ok(200)) {
             health_failures += 1;
         }
-        results = support::stored(&products).await?;
-        if results.len() == products.len() || support::exit_status(&mut consumer).is_some() {
+        results = results::stored(&products).await?;
+        if results.len() == products.len() || consumer.exit_status().is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -170,7 +171,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         secs(faults_from.elapsed())
     ));
 
-    match support::exit_status(&mut consumer) {
+    match consumer.exit_status() {
         Some(status) => report.fail(format!("the consumer crashed: {status}")),
         None => {
             let status = support::status_of(&health).await.ok();
@@ -188,8 +189,11 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         health_failures == 0,
         format!("/healthz failed {health_failures} of {samples} times during the drill"),
     );
-    match support::memory_kib(pid) {
-        Some((peak, now)) => {
+    match pricefront_harness::process::memory(pid) {
+        Ok(pricefront_harness::process::Memory {
+            peak_kib: peak,
+            current_kib: now,
+        }) => {
             report.note(format!(
                 "consumer memory: peak RSS (VmHWM) {:.1} MiB, RSS at the end {:.1} MiB (--max-in-flight {}, --max-body-bytes {}, vendor timeout {} ms, deadline {} ms)",
                 peak as f64 / 1024.0,
@@ -208,7 +212,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
                 ),
             );
         }
-        None => report.note("the consumer's memory could not be read"),
+        Err(_) => report.note("the consumer's memory could not be read"),
     }
 
     check_results(&results, &env, &mut report);

@@ -2,7 +2,7 @@
 //! drill's verdict (no 5xx from the Worker's own code; the runtime's answers to requests that break HTTP
 //! itself are listed apart in the edge drill's notes). They
 //! restart shared services: run them alone and one at a time, with the stack up and a Worker at
-//! `$EDGE_KV_URL` (token `$FILL_TOKEN`):
+//! `$EDGE_KV_URL` (token `$EDGE_FILL_TOKEN`):
 //!
 //! ```sh
 //! cargo build -p pricefront-consumer
@@ -59,17 +59,7 @@ async fn faulty_vendors_still_give_a_stored_result_for_every_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_the_worker_sees_never_gets_a_5xx_always_a_problem_and_loses_nothing() {
-    let hint = "start a Worker (scripts/edge-dev.sh start NAME PORT --var FILL_TOKEN:...) and set EDGE_KV_URL and FILL_TOKEN";
-    let token =
-        std::env::var("FILL_TOKEN").unwrap_or_else(|_| panic!("FILL_TOKEN is not set: {hint}"));
-    let base = std::env::var("EDGE_KV_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| panic!("EDGE_KV_URL is not set: {hint}"));
-    let target = edge_input::Target {
-        base,
-        token: token.to_owned(),
-    };
+    let target = edge_input::Target::from_env().expect("the drill needs a Worker");
     let report = edge_input::run(&target, &edge_input::Plan::default())
         .await
         .expect("the drill could not run");

@@ -21,12 +21,12 @@ async fn a_request_ends_as_a_stored_result_with_the_best_offer() {
         ("bravo", vendor((10, 40), BodyShape::Flat)),
         ("charlie", vendor((10, 40), BodyShape::Nested)),
     ]);
-    let env = TestEnv::new("best-offer", vendors, 2_000).await;
-    let _consumer = env.start_consumer("a", &[]);
+    let env = TestEnv::new("best-offer", vendors, 2_000).await.unwrap();
+    let _consumer = env.start_consumer("a", &[]).unwrap();
     let products: Vec<_> = (0..10).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
+    env.publish(products.iter().copied()).await.unwrap();
 
-    for result in env.wait_for_results(&products, WAIT).await {
+    for result in env.wait_for_results(&products, WAIT).await.unwrap() {
         assert!(result.complete, "{result:?}");
         assert!(result.failures.is_empty());
         assert_eq!(result.offers.len(), 3);
@@ -51,12 +51,16 @@ async fn a_request_published_through_the_rest_proxy_ends_as_a_stored_result() {
         profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
         2_000,
     )
-    .await;
-    let _consumer = env.start_consumer("a", &[]);
+    .await
+    .unwrap();
+    let _consumer = env.start_consumer("a", &[]).unwrap();
     let products: Vec<_> = (0..5).map(|n| env.product(n)).collect();
-    let positions = env.publish_via_rest_proxy(products.iter().copied()).await;
+    let positions = env
+        .publish_via_rest_proxy(products.iter().copied())
+        .await
+        .unwrap();
     assert_eq!(positions.len(), 5);
-    for result in env.wait_for_results(&products, WAIT).await {
+    for result in env.wait_for_results(&products, WAIT).await.unwrap() {
         assert_eq!(
             result.best_offer.unwrap().price,
             env.expected_best(result.product_id, &["alpha"])
@@ -83,15 +87,17 @@ async fn one_vendor_erroring_and_one_hanging_still_give_a_partial_result() {
             },
         ),
     ]);
-    let env = TestEnv::new("partial", vendors, 500).await;
-    let _consumer = env.start_consumer(
-        "a",
-        &["--vendor-deadline-ms", "4000", "--vendor-backoff-ms", "50"],
-    );
+    let env = TestEnv::new("partial", vendors, 500).await.unwrap();
+    let _consumer = env
+        .start_consumer(
+            "a",
+            &["--vendor-deadline-ms", "4000", "--vendor-backoff-ms", "50"],
+        )
+        .unwrap();
     let products: Vec<_> = (0..5).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
+    env.publish(products.iter().copied()).await.unwrap();
 
-    for result in env.wait_for_results(&products, WAIT).await {
+    for result in env.wait_for_results(&products, WAIT).await.unwrap() {
         assert!(!result.complete);
         assert_eq!(result.offers.len(), 1);
         assert_eq!(result.best_offer.as_ref().unwrap().vendor, "good");
@@ -119,20 +125,22 @@ async fn a_poison_message_lands_in_the_dead_letter_topic_and_the_partition_goes_
         profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
         2_000,
     )
-    .await;
-    let mut consumer = env.start_consumer("a", &[]);
+    .await
+    .unwrap();
+    let mut consumer = env.start_consumer("a", &[]).unwrap();
     let product = env.product(1);
     let key = product.to_string();
     // The poison shares the product's key, so it sits in the same partition, before the good request.
     let poison = env
         .publish_raw(key.as_bytes(), b"{\"v\":1,\"productId\":\"-3\"")
-        .await;
-    let good = env.publish([product]).await[0];
+        .await
+        .unwrap();
+    let good = env.publish([product]).await.unwrap()[0];
     assert_eq!(poison.partition, good.partition);
-    env.wait_for_results(&[product], WAIT).await;
+    env.wait_for_results(&[product], WAIT).await.unwrap();
 
     // SIGTERM: a graceful stop that exits 0 and commits past the poison and the good request.
-    assert_eq!(consumer.terminate(), 0, "{}", consumer.log_text());
+    assert_eq!(consumer.terminate().unwrap(), 0, "{}", consumer.log_text());
     assert!(consumer.log_text().contains("stopped"));
     let committed = committed_offsets(&env.group, &env.topic);
     assert_eq!(committed[&good.partition], good.offset + 1);
@@ -162,14 +170,16 @@ async fn a_consumer_killed_with_sigkill_mid_run_resumes_and_every_product_gets_a
         ("alpha", vendor((20, 60), BodyShape::Nested)),
         ("bravo", vendor((20, 60), BodyShape::Flat)),
     ]);
-    let env = TestEnv::new("kill9", vendors, 2_000).await;
+    let env = TestEnv::new("kill9", vendors, 2_000).await.unwrap();
     let products: Vec<_> = (0..1_000).map(|n| env.product(n)).collect();
-    let mut first = env.start_consumer("first", &["--max-in-flight", "64"]);
-    env.publish(products.iter().copied()).await;
+    let mut first = env
+        .start_consumer("first", &["--max-in-flight", "64"])
+        .unwrap();
+    env.publish(products.iter().copied()).await.unwrap();
 
     // Kill it once part of the work is stored, with more still in flight.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while env.stored(&products).await.len() < 200 {
+    while env.stored(&products).await.unwrap().len() < 200 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no progress: {}",
@@ -177,15 +187,17 @@ async fn a_consumer_killed_with_sigkill_mid_run_resumes_and_every_product_gets_a
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    first.kill_9();
-    let stored_at_kill = env.stored(&products).await.len();
+    first.kill_9().unwrap();
+    let stored_at_kill = env.stored(&products).await.unwrap().len();
     assert!(
         stored_at_kill < products.len(),
         "the kill came too late to test anything"
     );
 
-    let _second = env.start_consumer("second", &["--max-in-flight", "64"]);
-    let results = env.wait_for_results(&products, WAIT).await;
+    let _second = env
+        .start_consumer("second", &["--max-in-flight", "64"])
+        .unwrap();
+    let results = env.wait_for_results(&products, WAIT).await.unwrap();
     assert_eq!(results.len(), 1_000);
     let asked: u64 = env.simulator.request_counts().values().sum();
     println!(
@@ -201,9 +213,10 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
         profiles([("alpha", vendor((10, 30), BodyShape::Nested))]),
         2_000,
     )
-    .await;
-    let one = env.start_consumer("one", &[]);
-    let two = env.start_consumer("two", &[]);
+    .await
+    .unwrap();
+    let one = env.start_consumer("one", &[]).unwrap();
+    let two = env.start_consumer("two", &[]).unwrap();
     // Both must hold partitions before the work arrives, or the first would take it all.
     let deadline = tokio::time::Instant::now() + WAIT;
     let assigned = "pricefront_assigned_partitions";
@@ -222,8 +235,8 @@ async fn two_consumers_in_one_group_share_the_partitions_and_finish_everything()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let products: Vec<_> = (0..300).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
-    env.wait_for_results(&products, WAIT).await;
+    env.publish(products.iter().copied()).await.unwrap();
+    env.wait_for_results(&products, WAIT).await.unwrap();
     let compared = "pricefront_comparison_duration_seconds_count";
     let by_one = one.metric(compared).await.unwrap_or(0.0) as usize;
     let by_two = two.metric(compared).await.unwrap_or(0.0) as usize;
@@ -247,11 +260,12 @@ async fn the_consumer_reports_metrics_and_readiness() {
         profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
         2_000,
     )
-    .await;
-    let consumer = env.start_consumer("a", &[]);
+    .await
+    .unwrap();
+    let consumer = env.start_consumer("a", &[]).unwrap();
     let products: Vec<_> = (0..20).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
-    env.wait_for_results(&products, WAIT).await;
+    env.publish(products.iter().copied()).await.unwrap();
+    env.wait_for_results(&products, WAIT).await.unwrap();
 
     let base = format!("http://127.0.0.1:{}", consumer.metrics_port);
     let get = |path: &'static str| {
@@ -292,9 +306,13 @@ async fn sequential_mode_still_finishes_everything() {
         profiles([("alpha", vendor((5, 10), BodyShape::Flat))]),
         2_000,
     )
-    .await;
-    let _consumer = env.start_consumer("a", &["--mode", "sequential"]);
+    .await
+    .unwrap();
+    let _consumer = env.start_consumer("a", &["--mode", "sequential"]).unwrap();
     let products: Vec<_> = (0..30).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
-    assert_eq!(env.wait_for_results(&products, WAIT).await.len(), 30);
+    env.publish(products.iter().copied()).await.unwrap();
+    assert_eq!(
+        env.wait_for_results(&products, WAIT).await.unwrap().len(),
+        30
+    );
 }

@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use pricefront_consumer::cache::{PutOutcome, RedisCache};
-use pricefront_consumer::fanout::now_ms;
 use pricefront_core::{
     Comparison, FailureKind, FreshnessPolicy, ProductId, UnixMillis, VendorFailure,
 };
 use pricefront_harness::private_redis::PrivateRedis;
-use pricefront_harness::{profiles, redis_url, vendor, ConsumerProcess, TestEnv};
+use pricefront_harness::{now_ms, profiles, redis_url, vendor, ConsumerProcess, TestEnv};
 use vendor_sim::BodyShape;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -83,17 +82,20 @@ async fn a_consumer_started_while_redis_is_down_waits_for_it_then_stores_results
         profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
         2_000,
     )
-    .await;
+    .await
+    .unwrap();
     // A Redis of this test's own, on a port of its own, down until the consumer runs.
     let mut redis = PrivateRedis::start().await;
     redis.stop();
     let private_redis_url = redis.url();
-    let consumer = env.start_consumer("a", &["--redis-url", &private_redis_url]);
+    let consumer = env
+        .start_consumer("a", &["--redis-url", &private_redis_url])
+        .unwrap();
     let readyz = format!("http://127.0.0.1:{}/readyz", consumer.metrics_port);
 
     // Running, holding partitions, and not ready, because Redis is not there.
     let (status, body) = wait_for(&consumer, "it holds partitions", || async {
-        if consumer.assigned_partitions() == 0 {
+        if consumer.assigned_partitions().await == 0 {
             return None;
         }
         readiness(&readyz).await
@@ -104,7 +106,7 @@ async fn a_consumer_started_while_redis_is_down_waits_for_it_then_stores_results
 
     // Requests that arrive while Redis is down wait for it.
     let products: Vec<_> = (0..3).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
+    env.publish(products.iter().copied()).await.unwrap();
     let metrics = format!("http://127.0.0.1:{}/metrics", consumer.metrics_port);
     wait_for(&consumer, "it consumed the requests", || async {
         let text = reqwest::get(&metrics).await.ok()?.text().await.ok()?;

@@ -75,7 +75,7 @@ async fn served_by(edge: &Edge, product: ProductId, limit: Duration) -> Option<s
 async fn a_result_redis_holds_but_the_edge_refused_reaches_the_kv_edge_after_a_takeover() {
     let (edge, token) = kv_edge();
     let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
-    let env = TestEnv::new("fill-takeover", vendors, 2_000).await;
+    let env = TestEnv::new("fill-takeover", vendors, 2_000).await.unwrap();
     let refused: Vec<&str> = SHORT_SESSION
         .iter()
         .copied()
@@ -86,19 +86,23 @@ async fn a_result_redis_holds_but_the_edge_refused_reaches_the_kv_edge_after_a_t
             "not-the-fill-token",
         ])
         .collect();
-    let mut first = env.start_consumer("refused", &refused);
+    let mut first = env.start_consumer("refused", &refused).unwrap();
     let product = env.product(1);
-    env.publish([product]).await;
+    env.publish([product]).await.unwrap();
 
     // Redis got the result; the edge refused it.
-    let stored = env.wait_for_results(&[product], WAIT).await.remove(0);
+    let stored = env
+        .wait_for_results(&[product], WAIT)
+        .await
+        .unwrap()
+        .remove(0);
     wait_for_metric(
         &first,
         "pricefront_cache_writes_total{sink=\"edge\",outcome=\"error\"}",
         |n| n >= 1.0,
     )
     .await;
-    first.kill_9();
+    first.kill_9().unwrap();
     let asked_before_takeover: u64 = env.simulator.request_counts().values().sum();
 
     let working: Vec<&str> = SHORT_SESSION
@@ -106,7 +110,7 @@ async fn a_result_redis_holds_but_the_edge_refused_reaches_the_kv_edge_after_a_t
         .copied()
         .chain(["--fill-url", &edge.base, "--fill-token", &token])
         .collect();
-    let second = env.start_consumer("takeover", &working);
+    let second = env.start_consumer("takeover", &working).unwrap();
     // Read the edge only once the takeover holds the partitions: a miss publishes a request to the
     // stack's own topic, whose consumers may fill a newer result meanwhile.
     wait_for_metric(&second, "pricefront_assigned_partitions", |n| n == 3.0).await;
@@ -133,19 +137,21 @@ async fn a_result_redis_holds_but_the_edge_refused_reaches_the_kv_edge_after_a_t
 async fn a_fill_endpoint_refusing_the_token_is_reported_as_misconfigured_and_not_ready() {
     let (edge, _) = kv_edge();
     let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
-    let env = TestEnv::new("fill-refused", vendors, 2_000).await;
-    let consumer = env.start_consumer(
-        "refused",
-        &[
-            "--fill-url",
-            &edge.base,
-            "--fill-token",
-            "not-the-fill-token",
-        ],
-    );
+    let env = TestEnv::new("fill-refused", vendors, 2_000).await.unwrap();
+    let consumer = env
+        .start_consumer(
+            "refused",
+            &[
+                "--fill-url",
+                &edge.base,
+                "--fill-token",
+                "not-the-fill-token",
+            ],
+        )
+        .unwrap();
     let product = env.product(1);
-    env.publish([product]).await;
-    env.wait_for_results(&[product], WAIT).await;
+    env.publish([product]).await.unwrap();
+    env.wait_for_results(&[product], WAIT).await.unwrap();
     wait_for_metric(
         &consumer,
         "pricefront_sink_misconfigured{sink=\"edge\"}",
@@ -177,32 +183,34 @@ async fn a_fill_endpoint_refusing_the_token_is_reported_as_misconfigured_and_not
 async fn redis_down_longer_than_the_max_poll_interval_costs_no_rebalance_and_loses_nothing() {
     let mut redis = PrivateRedis::start().await;
     let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
-    let env = TestEnv::new("redis-outage", vendors, 2_000).await;
+    let env = TestEnv::new("redis-outage", vendors, 2_000).await.unwrap();
     let max_poll_ms: u64 = 6_000;
     let max_poll = format!("max.poll.interval.ms={max_poll_ms}");
     let redis_flag = redis.url();
-    let consumer = env.start_consumer(
-        "a",
-        &[
-            "--redis-url",
-            &redis_flag,
-            "--redis-timeout-ms",
-            "300",
-            "--max-in-flight",
-            "8",
-            "--kafka-option",
-            &max_poll,
-            "--kafka-option",
-            "session.timeout.ms=6000",
-            "--kafka-option",
-            "heartbeat.interval.ms=1000",
-        ],
-    );
+    let consumer = env
+        .start_consumer(
+            "a",
+            &[
+                "--redis-url",
+                &redis_flag,
+                "--redis-timeout-ms",
+                "300",
+                "--max-in-flight",
+                "8",
+                "--kafka-option",
+                &max_poll,
+                "--kafka-option",
+                "session.timeout.ms=6000",
+                "--kafka-option",
+                "heartbeat.interval.ms=1000",
+            ],
+        )
+        .unwrap();
     wait_for_metric(&consumer, "pricefront_assigned_partitions", |n| n == 3.0).await;
 
     redis.stop();
     let products: Vec<_> = (0..200).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
+    env.publish(products.iter().copied()).await.unwrap();
     // The window fills up with messages whose results cannot be stored...
     wait_for_metric(&consumer, "pricefront_messages_in_flight", |n| n >= 8.0).await;
     // ...and stays full for longer than the max poll interval.
@@ -255,25 +263,29 @@ async fn a_redis_outage_does_not_hold_back_the_edge_fill() {
     let (edge, token) = kv_edge();
     let mut redis = PrivateRedis::start().await;
     let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
-    let env = TestEnv::new("fill-redis-down", vendors, 2_000).await;
+    let env = TestEnv::new("fill-redis-down", vendors, 2_000)
+        .await
+        .unwrap();
     let redis_flag = redis.url();
-    let consumer = env.start_consumer(
-        "a",
-        &[
-            "--redis-url",
-            &redis_flag,
-            "--redis-timeout-ms",
-            "300",
-            "--fill-url",
-            &edge.base,
-            "--fill-token",
-            &token,
-        ],
-    );
+    let consumer = env
+        .start_consumer(
+            "a",
+            &[
+                "--redis-url",
+                &redis_flag,
+                "--redis-timeout-ms",
+                "300",
+                "--fill-url",
+                &edge.base,
+                "--fill-token",
+                &token,
+            ],
+        )
+        .unwrap();
     wait_for_metric(&consumer, "pricefront_assigned_partitions", |n| n == 3.0).await;
     redis.stop();
     let product = env.product(1);
-    env.publish([product]).await;
+    env.publish([product]).await.unwrap();
     let served = served_by(&edge, product, WAIT).await;
     assert!(
         !redis.answers(),
@@ -328,7 +340,7 @@ fn end_offsets(topic: &str) -> BTreeMap<i32, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_comparison_is_dead_lettered_and_frees_its_product_and_partition() {
     let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
-    let env = TestEnv::new("panic", vendors, 2_000).await;
+    let env = TestEnv::new("panic", vendors, 2_000).await.unwrap();
     let settings = settings_for(&env);
     let metrics = Metrics::new();
     let client = reqwest::Client::new();
@@ -357,10 +369,10 @@ async fn a_panicking_comparison_is_dead_lettered_and_frees_its_product_and_parti
     });
     let checks = async {
         let others: Vec<_> = (1..20).map(|n| env.product(n)).collect();
-        env.publish([doomed]).await;
-        env.publish([doomed]).await;
-        env.publish(others.iter().copied()).await;
-        env.wait_for_results(&others, WAIT).await;
+        env.publish([doomed]).await.unwrap();
+        env.publish([doomed]).await.unwrap();
+        env.publish(others.iter().copied()).await.unwrap();
+        env.wait_for_results(&others, WAIT).await.unwrap();
 
         // Both messages of the panicking product end as dead letters with the reason.
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -388,8 +400,8 @@ async fn a_panicking_comparison_is_dead_lettered_and_frees_its_product_and_parti
 
         // The product is free again: once it stops panicking it gets a result.
         panicking.store(false, Ordering::SeqCst);
-        env.publish([doomed]).await;
-        env.wait_for_results(&[doomed], WAIT).await;
+        env.publish([doomed]).await.unwrap();
+        env.wait_for_results(&[doomed], WAIT).await.unwrap();
 
         // And every partition's offset is committed to its end.
         let ends = end_offsets(&env.topic);

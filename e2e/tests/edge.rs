@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pricefront_core::{Comparison, ProductId};
-use pricefront_harness::aged_comparison as comparison;
+use pricefront_harness::{aged_comparison as comparison, now_ms};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
@@ -26,10 +26,6 @@ fn product() -> ProductId {
 
 fn rand_u64() -> u64 {
     u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap())
-}
-
-fn now_ms() -> u64 {
-    pricefront_consumer::fanout::now_ms()
 }
 
 async fn fill(

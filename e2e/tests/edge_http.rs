@@ -1,4 +1,4 @@
-//! The edge Worker's HTTP semantics under `wrangler dev` (issue 9, items 5 to 7): the fill endpoint keeps
+//! The edge Worker's HTTP semantics under `wrangler dev`: the fill endpoint keeps
 //! the newer result, entity tags follow the served bytes and `If-None-Match` is honoured on every 200
 //! path, bearer authentication answers as RFC 9110 / RFC 6750 say, and a misconfigured Worker says so.
 //!
@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use pricefront_core::{Comparison, ProductId, UnixMillis};
-use pricefront_harness::{aged_comparison as comparison, comparison_at};
+use pricefront_core::{Comparison, ProductId};
+use pricefront_harness::{aged_comparison as comparison, comparison_at, now_ms};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
@@ -29,10 +29,6 @@ fn token() -> String {
 fn product() -> ProductId {
     let random = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
     ProductId::new(10_000_000 + random % 1_000_000_000).unwrap()
-}
-
-fn now_ms() -> UnixMillis {
-    pricefront_consumer::fanout::now_ms()
 }
 
 /// `PUT /internal/v1/prices/{product}` with `authorization` as the header, if any.

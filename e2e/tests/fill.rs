@@ -22,10 +22,12 @@ async fn a_result_the_consumer_fills_is_served_by_the_kv_backed_edge() {
         ("alpha", vendor((5, 20), BodyShape::Nested)),
         ("bravo", vendor((5, 20), BodyShape::Flat)),
     ]);
-    let env = TestEnv::new("fill", vendors, 2_000).await;
-    let consumer = env.start_consumer("a", &["--fill-url", &edge, "--fill-token", &token]);
+    let env = TestEnv::new("fill", vendors, 2_000).await.unwrap();
+    let consumer = env
+        .start_consumer("a", &["--fill-url", &edge, "--fill-token", &token])
+        .unwrap();
     let product = env.product(1);
-    env.publish([product]).await;
+    env.publish([product]).await.unwrap();
 
     let filled = consumer
         .wait_for_metric(

@@ -46,7 +46,9 @@ async fn miss(edge: &Edge, product: ProductId, client: &str) -> reqwest::Respons
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_over_its_miss_limit_gets_429_and_publishes_nothing_while_others_and_hits_go_on() {
-    let env = TestEnv::new("rate-limit", profiles([]), 2_000).await;
+    let env = TestEnv::new("rate-limit", profiles([]), 2_000)
+        .await
+        .unwrap();
     let worker = start_worker(
         "rate-limit",
         8807,
@@ -97,7 +99,7 @@ async fn a_client_over_its_miss_limit_gets_429_and_publishes_nothing_while_other
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_outside_the_catalog_is_a_404_that_publishes_nothing() {
-    let env = TestEnv::new("catalog", profiles([]), 2_000).await;
+    let env = TestEnv::new("catalog", profiles([]), 2_000).await.unwrap();
     let key = format!("catalog:{}", env.topic);
     let worker = start_worker(
         "catalog",
@@ -150,7 +152,9 @@ async fn a_pipeline_far_behind_turns_new_misses_away_with_503_and_hits_still_ans
         latency_max_ms: 300,
         ..VendorProfile::default()
     };
-    let env = TestEnv::new("backlog", profiles([("alpha", slow)]), 2_000).await;
+    let env = TestEnv::new("backlog", profiles([("alpha", slow)]), 2_000)
+        .await
+        .unwrap();
     let backlog_vars = |backend: &str| {
         vec![
             ("REQUEST_TOPIC", env.topic.clone()),
@@ -162,18 +166,20 @@ async fn a_pipeline_far_behind_turns_new_misses_away_with_503_and_hits_still_ans
     let via_redis = start_worker("backlog-redis", 8809, backlog_vars("redis")).await;
     let via_kv = start_worker("backlog-kv", 8810, backlog_vars("kv")).await;
     let fill_url = via_kv.edge().base.clone();
-    let _consumer = env.start_consumer(
-        "slow",
-        &[
-            "--max-in-flight",
-            "1",
-            "--fill-url",
-            &fill_url,
-            "--fill-token",
-            &via_kv.token,
-        ],
-    );
-    env.publish((0..300).map(|n| env.product(n))).await;
+    let _consumer = env
+        .start_consumer(
+            "slow",
+            &[
+                "--max-in-flight",
+                "1",
+                "--fill-url",
+                &fill_url,
+                "--fill-token",
+                &via_kv.token,
+            ],
+        )
+        .unwrap();
+    env.publish((0..300).map(|n| env.product(n))).await.unwrap();
 
     for (first, worker) in [(10_000, &via_redis), (30_000, &via_kv)] {
         let edge = worker.edge();

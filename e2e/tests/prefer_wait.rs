@@ -43,7 +43,9 @@ async fn a_waiting_miss_is_answered_with_its_result_by_the_kv_redis_edge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_longer_than_the_cap_is_capped_and_a_wait_that_runs_out_is_the_usual_202() {
     // A topic nobody consumes: the result never comes.
-    let env = TestEnv::new("prefer-wait", profiles([]), 2_000).await;
+    let env = TestEnv::new("prefer-wait", profiles([]), 2_000)
+        .await
+        .unwrap();
     let topic = env.topic.clone();
     let worker = tokio::task::spawn_blocking(move || {
         LocalWorker::start(

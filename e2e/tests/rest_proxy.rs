@@ -14,7 +14,8 @@ async fn a_request_published_through_the_bridge_is_the_exact_message_keyed_and_p
         profiles([("alpha", vendor((5, 10), BodyShape::Nested))]),
         1_000,
     )
-    .await;
+    .await
+    .unwrap();
     let requests: Vec<_> = (0..24)
         .map(|n| PriceRequest::new(env.product(n * 7919), format!("req-{n}"), now_ms()))
         .collect();
@@ -27,7 +28,8 @@ async fn a_request_published_through_the_bridge_is_the_exact_message_keyed_and_p
     for request in &requests {
         direct.push(
             env.publish_raw(request.kafka_key().as_bytes(), b"direct")
-                .await,
+                .await
+                .unwrap(),
         );
     }
 

@@ -63,8 +63,10 @@ async fn vendor_traceparents(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traced_read_is_one_trace_from_the_edge_through_kafka_to_every_vendor() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let env = TestEnv::new("trace", three_vendors(), 2_000).await;
-    let _consumer = env.start_consumer_with_env("traced", &[], &receiver.exporter_env());
+    let env = TestEnv::new("trace", three_vendors(), 2_000).await.unwrap();
+    let _consumer = env
+        .start_consumer_with_env("traced", &[], &receiver.exporter_env())
+        .unwrap();
     let topic = env.topic.clone();
     let worker = tokio::task::spawn_blocking(move || {
         LocalWorker::start(
@@ -160,8 +162,10 @@ async fn a_traced_read_is_one_trace_from_the_edge_through_kafka_to_every_vendor(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_in_the_message_alone_reaches_the_vendors_and_a_bad_one_starts_a_new_trace() {
     // What a proxy without record headers (Confluent's v2) delivers: the traceparent in the message.
-    let env = TestEnv::new("trace-message", three_vendors(), 2_000).await;
-    let _consumer = env.start_consumer("untraced-export", &[]);
+    let env = TestEnv::new("trace-message", three_vendors(), 2_000)
+        .await
+        .unwrap();
+    let _consumer = env.start_consumer("untraced-export", &[]).unwrap();
     let (traced, garbled) = (env.product(1), env.product(2));
     let message = |product: ProductId, traceparent: &str| {
         format!(
@@ -173,7 +177,8 @@ async fn a_trace_in_the_message_alone_reaches_the_vendors_and_a_bad_one_starts_a
             product.to_string().as_bytes(),
             message(product, traceparent).as_bytes(),
         )
-        .await;
+        .await
+        .unwrap();
     }
     let asked = vendor_traceparents(&env, traced, 3).await;
     assert!(asked
@@ -187,6 +192,7 @@ async fn a_trace_in_the_message_alone_reaches_the_vendors_and_a_bad_one_starts_a
     assert_eq!(
         env.wait_for_results(&[garbled], Duration::from_secs(30))
             .await
+            .unwrap()
             .len(),
         1
     );

@@ -35,14 +35,17 @@ async fn a_rate_quota_caps_the_requests_and_the_rest_fail_as_quota() {
         2_000,
         &[("limited", &format!("max_requests_per_second = {RATE}"))],
     )
-    .await;
+    .await
+    .unwrap();
     // Taken before the consumer starts, so before its token bucket is made: an upper bound of the
     // bucket's age.
     let started = Instant::now();
-    let consumer = env.start_consumer("a", &["--vendor-deadline-ms", "1500"]);
+    let consumer = env
+        .start_consumer("a", &["--vendor-deadline-ms", "1500"])
+        .unwrap();
     let products: Vec<_> = (0..40).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
-    let results = env.wait_for_results(&products, WAIT).await;
+    env.publish(products.iter().copied()).await.unwrap();
+    let results = env.wait_for_results(&products, WAIT).await.unwrap();
     let elapsed = started.elapsed().as_secs_f64();
 
     let sent = env.simulator.request_counts()["limited"];
@@ -122,12 +125,12 @@ async fn a_vendor_answering_429_opens_its_circuit_and_is_not_asked_for_every_pro
         ),
     ]);
     // The default breaker: a 429 opens it for max(5 s, Retry-After: 1).
-    let env = TestEnv::new("circuit", vendors, 2_000).await;
+    let env = TestEnv::new("circuit", vendors, 2_000).await.unwrap();
     // A small window, so that few calls are under way when the first 429 comes back.
-    let consumer = env.start_consumer("a", &["--max-in-flight", "4"]);
+    let consumer = env.start_consumer("a", &["--max-in-flight", "4"]).unwrap();
     let products: Vec<_> = (0..200).map(|n| env.product(n)).collect();
-    env.publish(products.iter().copied()).await;
-    let results = env.wait_for_results(&products, WAIT).await;
+    env.publish(products.iter().copied()).await.unwrap();
+    let results = env.wait_for_results(&products, WAIT).await.unwrap();
 
     let sent = env.simulator.request_counts()["throttling"];
     println!(

@@ -1,0 +1,68 @@
+//! Where the local stack listens (the defaults of `dev/stack.sh`, overridden by the environment that
+//! `dev/stack.sh env` prints), the repository's files, and the Kafka clients every run needs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::FutureProducer;
+
+use crate::HarnessError;
+
+/// The Kafka bootstrap servers: `KAFKA_BROKERS` (the consumer's own name for them), or the stack's.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// The Kafka REST proxy (Strimzi Kafka Bridge): `KAFKA_BRIDGE_URL`, or the stack's.
+pub fn bridge_url() -> String {
+    std::env::var("KAFKA_BRIDGE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
+}
+
+/// The Redis the consumers fill: `REDIS_URL`, or the stack's.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390/0".into())
+}
+
+/// The path of a file in the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// Creates `names`, 3 partitions each.
+pub async fn create_topics(names: &[&str]) -> Result<(), HarnessError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()?;
+    let topics: Vec<_> = names
+        .iter()
+        .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(|error| HarnessError::StackDown {
+            part: "Kafka",
+            detail: error.to_string(),
+        })?;
+    for result in results {
+        result.map_err(|(topic, code)| {
+            HarnessError::Process(format!("creating the test topic {topic}: {code}"))
+        })?;
+    }
+    Ok(())
+}
+
+/// A producer that writes straight to Kafka and partitions keys as the Java clients (and so the REST
+/// proxy) do: murmur2, so that a record of one product lands in the same partition either way.
+pub fn direct_producer() -> rdkafka::error::KafkaResult<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("partitioner", "murmur2_random")
+        .create()
+}
