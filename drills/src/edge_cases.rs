@@ -3,6 +3,7 @@
 //! client library). None of them is a valid request: a valid `GET /v1/prices/{id}` of an uncached product
 //! would answer 503 where the REST proxy is unreachable, and is no client mistake.
 
+use pricefront_core::route::{fill_path, FILL_PREFIX};
 use pricefront_core::ProductId;
 use pricefront_harness::comparison_at;
 
@@ -147,7 +148,7 @@ pub(crate) fn worker_cases(
         cases.push(request(
             &format!("method: {method} on fill"),
             method,
-            &format!("/internal/v1/prices/{product}"),
+            &fill_path(product),
             NOT_ALLOWED,
         ));
     }
@@ -208,7 +209,7 @@ pub(crate) fn worker_cases(
     cases.push(body_on_get);
 
     // The fill endpoint: tokens.
-    let fill_target = format!("/internal/v1/prices/{product}");
+    let fill_target = fill_path(product);
     let valid = comparison_at(product, now_ms, 60_000)
         .to_json()
         .into_bytes();
@@ -370,10 +371,10 @@ pub(crate) fn worker_cases(
         .push(("Content-Type".into(), b"text/plain".to_vec()));
     cases.push(text_plain);
     let mut bad_path = fill("a bad id in the path", right(), valid.clone(), BAD_REQUEST);
-    bad_path.target = "/internal/v1/prices/abc".into();
+    bad_path.target = format!("{FILL_PREFIX}abc");
     cases.push(bad_path);
     let mut zero_path = fill("id 0 in the path", right(), valid.clone(), BAD_REQUEST);
-    zero_path.target = "/internal/v1/prices/0".into();
+    zero_path.target = format!("{FILL_PREFIX}0");
     cases.push(zero_path);
     let mut wrong_product = fill(
         "a valid comparison for another id",
@@ -381,7 +382,7 @@ pub(crate) fn worker_cases(
         valid,
         BAD_REQUEST,
     );
-    wrong_product.target = format!("/internal/v1/prices/{other}");
+    wrong_product.target = fill_path(other);
     cases.push(wrong_product);
     cases
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use pricefront_core::route::{fill_path, FILL_PREFIX};
 use pricefront_core::{Comparison, ProductId};
 use pricefront_harness::{aged_comparison as comparison, now_ms};
 use reqwest::{Client, StatusCode};
@@ -36,7 +37,7 @@ async fn fill(
     token: Option<&str>,
 ) -> reqwest::Response {
     let mut request = client
-        .put(format!("{base}/internal/v1/prices/{product}"))
+        .put(format!("{base}{}", fill_path(product)))
         .body(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -134,7 +135,7 @@ async fn bad_ids_paths_and_methods_get_the_right_problem() {
     assert_eq!(response.headers()["allow"], "GET, HEAD");
     assert_problem(response, 405).await;
     let response = client
-        .get(format!("{base}/internal/v1/prices/1"))
+        .get(format!("{base}{FILL_PREFIX}1"))
         .send()
         .await
         .unwrap();

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use pricefront_core::route::fill_path;
 use pricefront_core::{Comparison, ProductId};
 use pricefront_harness::{aged_comparison as comparison, comparison_at, now_ms};
 use reqwest::{Client, StatusCode};
@@ -39,10 +40,7 @@ async fn fill(
     authorization: Option<&str>,
 ) -> reqwest::Response {
     let mut request = client
-        .put(format!(
-            "{base}/internal/v1/prices/{}",
-            comparison.product_id
-        ))
+        .put(format!("{base}{}", fill_path(comparison.product_id)))
         .body(comparison.to_json());
     if let Some(value) = authorization {
         request = request.header("authorization", value);

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pricefront_core::route::fill_path;
 use pricefront_core::{Comparison, ProductId};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
@@ -121,7 +122,7 @@ impl Edge {
     ) -> Result<Response, EdgeError> {
         let mut request = self
             .client
-            .put(format!("{}/internal/v1/prices/{product}", self.base))
+            .put(format!("{}{}", self.base, fill_path(product)))
             .body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
