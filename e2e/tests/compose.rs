@@ -216,7 +216,7 @@ fn consumer_settings() -> BTreeSet<String> {
 }
 
 fn simulator_settings() -> BTreeSet<String> {
-    settings_read_by(&["simulator/src/main.rs"])
+    settings_read_by(&["vendor-sim/src/main.rs"])
 }
 
 /// The names a Dockerfile sets with `ENV NAME=value [NAME=value...]` (continuation lines included).
@@ -315,7 +315,7 @@ fn every_setting_given_to_a_binary_is_one_it_reads() {
     let compose = compose();
     let cases = [
         ("consumer", consumer_settings(), "consumer/Dockerfile"),
-        ("vendor-sim", simulator_settings(), "simulator/Dockerfile"),
+        ("vendor-sim", simulator_settings(), "vendor-sim/Dockerfile"),
     ];
     for (name, known, dockerfile) in cases {
         assert!(
