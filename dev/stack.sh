@@ -30,8 +30,8 @@ set -euo pipefail
 
 DEV_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "$DEV_DIR/.." && pwd -P)"
-# shellcheck source=dev/lib.sh
-source "$DEV_DIR/lib.sh"
+# shellcheck source=dev/processes.sh
+source "$DEV_DIR/processes.sh"
 
 HOST=127.0.0.1
 STATE_DIR="$(realpath -m -- "${PF_STATE_DIR:-$REPO_ROOT/.run}")"
@@ -481,7 +481,7 @@ cmd_reset() {
 cmd_env() {
   cat <<EOF
 export PF_STATE_DIR='$STATE_DIR'
-export KAFKA_BOOTSTRAP_SERVERS='$HOST:$KAFKA_PORT'
+export KAFKA_BROKERS='$HOST:$KAFKA_PORT'
 export KAFKA_BRIDGE_URL='http://$HOST:$BRIDGE_PORT'
 export KAFKA_BRIDGE_MANAGEMENT_URL='http://$HOST:$BRIDGE_MANAGEMENT_PORT'
 export REDIS_URL='redis://$HOST:$REDIS_PORT'

@@ -10,8 +10,8 @@ if ! command -v wrk >/dev/null; then
   echo "[bench] installing wrk"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-# shellcheck source=scripts/lib.sh
-source scripts/lib.sh
+# shellcheck source=scripts/stack-session.sh
+source scripts/stack-session.sh
 stack_up_for_this_run
 scripts/build-edge.sh
 cargo build --release -p pricefront-consumer -p pricefront-bench

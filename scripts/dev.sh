@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole service locally in the foreground: Kafka, the REST proxy (where it can be had), Redis,
 # the vendor simulator, the consumer and the edge Worker under wrangler dev on 127.0.0.1:8787.
-# Ctrl-C (or SIGTERM) stops everything it started.
+# Ctrl-C (or SIGTERM) stops everything it started, and only that: a stack that was already running
+# (Kafka, the REST proxy, Redis) is left running (scripts/stack-session.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/toolchain.sh
-dev/stack.sh up
+# shellcheck source=scripts/stack-session.sh
+source scripts/stack-session.sh
+stack_up_for_this_run
 scripts/build-edge.sh
 cargo build --release -p vendor-sim -p pricefront-consumer
 
@@ -17,7 +20,7 @@ stop_all() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   scripts/edge-dev.sh stop dev || true
-  dev/stack.sh down || true
+  stop_stack_if_started
 }
 trap stop_all INT TERM EXIT
 

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/toolchain.sh
-# shellcheck source=scripts/lib.sh
-source scripts/lib.sh
+# shellcheck source=scripts/stack-session.sh
+source scripts/stack-session.sh
 stack_up_for_this_run
 scripts/build-edge.sh
 cargo build -p pricefront-consumer -p pricefront-drills

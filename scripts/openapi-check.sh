@@ -3,10 +3,10 @@
 # generated requests (valid and invalid) to every operation, and every answer's status code, content
 # type, headers and body checked against the document. Exits non-zero when a response does not conform.
 #
-#   EDGE_KV_URL=http://127.0.0.1:8787 FILL_TOKEN=abc scripts/openapi-check.sh [extra schemathesis args]
+#   EDGE_KV_URL=http://127.0.0.1:8787 EDGE_FILL_TOKEN=abc scripts/openapi-check.sh [extra schemathesis args]
 #
 # EDGE_KV_URL   base URL of the running Worker (e.g. scripts/edge-dev.sh start kv 8787 --var FILL_TOKEN:abc)
-# FILL_TOKEN    the Worker's fill token, sent as a bearer token (the internal PUT route needs it)
+# EDGE_FILL_TOKEN  the Worker's fill token, sent as a bearer token (the internal PUT route needs it)
 # MAX_EXAMPLES  test cases per operation and phase (default 30)
 # SEED          schemathesis' random seed (default: a fresh one; it is printed, to replay a failure)
 #
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 venv=$PWD/.run/venv
 base_url=${EDGE_KV_URL:?set EDGE_KV_URL to the running Worker, e.g. http://127.0.0.1:8787}
-token=${FILL_TOKEN:?set FILL_TOKEN to the fill token the Worker was started with}
+token=${EDGE_FILL_TOKEN:?set EDGE_FILL_TOKEN to the fill token the Worker was started with}
 
 if [[ $("$venv/bin/schemathesis" --version 2>/dev/null) != *" $SCHEMATHESIS_VERSION" ]]; then
   echo "[openapi] installing schemathesis $SCHEMATHESIS_VERSION into $venv"
@@ -46,7 +46,7 @@ fill() {
   status=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/json' --data "$body" "$base_url/internal/v1/prices/$id")
   if [[ $status != 204 ]]; then
-    echo "[openapi] storing a comparison for $id answered $status, not 204 (is FILL_TOKEN the Worker's?)" >&2
+    echo "[openapi] storing a comparison for $id answered $status, not 204 (is EDGE_FILL_TOKEN the Worker's?)" >&2
     exit 1
   fi
 }

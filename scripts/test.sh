@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 scripts/toolchain.sh
 
-# shellcheck source=scripts/lib.sh
-source scripts/lib.sh
+# shellcheck source=scripts/stack-session.sh
+source scripts/stack-session.sh
 service_pids=()
 stop_all() {
   for pid in "${service_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -30,7 +30,7 @@ trap stop_all EXIT
 echo "[test] building the edge Worker"
 scripts/build-edge.sh
 # A fresh token for the fill endpoint, passed as a local secret (never written to the repo). The tests
-# get it as EDGE_FILL_TOKEN: FILL_TOKEN is also the consumer's own setting, and must not leak into it.
+# get it as EDGE_FILL_TOKEN (FILL_TOKEN is the consumer's own setting: the tests never set it).
 EDGE_FILL_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export EDGE_FILL_TOKEN
 scripts/edge-dev.sh start kv 8787 --var "FILL_TOKEN:$EDGE_FILL_TOKEN" --var MISS_RATE_LIMIT_KEY:off
@@ -68,7 +68,7 @@ echo "[test] cargo test (core, simulator, consumer, end to end)"
 cargo test -- --test-threads 3
 
 echo "[test] the reliability drills that fit in a few minutes (they restart Kafka, Redis and the bridge: alone, one at a time)"
-FILL_TOKEN=$EDGE_FILL_TOKEN cargo test -p pricefront-drills -- --test-threads 1
+cargo test -p pricefront-drills -- --test-threads 1
 
 echo "[test] the Worker's real responses against openapi/edge.yaml (schemathesis)"
-FILL_TOKEN=$EDGE_FILL_TOKEN scripts/openapi-check.sh
+scripts/openapi-check.sh

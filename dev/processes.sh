@@ -1,10 +1,12 @@
 # shellcheck shell=bash
-# Shared helpers for dev/stack.sh: logging, pid files, bounded waits, process launch/stop.
-# Sourced, not executed. Expects PIDS_DIR and LOGS_DIR to be set by the caller.
+# Background processes by pid file, for dev/stack.sh and scripts/edge-dev.sh: logging, launch, bounded
+# waits, stop. One pid-file convention: "pid starttime" (the start time from /proc/PID/stat), so that a
+# reused pid is never taken for ours.
+# Sourced, not executed. Expects PIDS_DIR to be set by the caller; LOG_TAG (default stack) prefixes messages.
 
-log() { printf '[stack] %s\n' "$*" >&2; }
-die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
-warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
+log() { printf "[%s] %s\n" "${LOG_TAG:-stack}" "$*" >&2; }
+die() { printf "[%s] ERROR: %s\n" "${LOG_TAG:-stack}" "$*" >&2; exit 1; }
+warn() { printf "[%s] WARNING: %s\n" "${LOG_TAG:-stack}" "$*" >&2; }
 
 # now_ms: milliseconds since the epoch (for deadlines and timings).
 now_ms() { date +%s%3N; }

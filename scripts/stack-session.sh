@@ -1,5 +1,7 @@
 # shellcheck shell=bash
-# Shared by the scripts that need the local stack (test.sh, bench.sh, drills.sh). Sourced.
+# This run's session of the local stack, for the scripts that need it (dev.sh, test.sh, bench.sh,
+# drills.sh). Sourced. The convention of every script: stop only what you started. A stack that was
+# already running when the script began is left running; one the script started is stopped on exit.
 
 # stack_up_for_this_run: starts the stack unless it already runs, and stops it on exit only if this
 # run started it. Callers that need more on exit call stop_stack_if_started from their own trap.
