@@ -212,7 +212,11 @@ fn settings_read_by(sources: &[&str]) -> BTreeSet<String> {
 }
 
 fn consumer_settings() -> BTreeSet<String> {
-    settings_read_by(&["consumer/src/config.rs", "consumer/src/main.rs"])
+    settings_read_by(&[
+        "consumer/src/config.rs",
+        "consumer/src/main.rs",
+        "consumer/src/telemetry.rs",
+    ])
 }
 
 fn simulator_settings() -> BTreeSet<String> {
