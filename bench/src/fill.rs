@@ -7,6 +7,7 @@ use pricefront_harness::{profiles_of, vendor, TestEnv};
 use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
+use pricefront_harness::otlp::OtlpReceiver;
 use pricefront_harness::process::{cpu_seconds, memory};
 
 use crate::peer_consumer::{run_peer_mode, PeerMode, PeerRun};
@@ -61,6 +62,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             &format!("ours-{max_in_flight}"),
             args.products,
             &["--max-in-flight", &flag],
+            &[],
         )
         .await?;
         let ideal = f64::from(max_in_flight) / latency_s;
@@ -71,6 +73,31 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             &ours,
             ideal,
         ));
+        if max_in_flight == args.trace_export_at {
+            // The price of exporting every span (request, compare, one per vendor call) over OTLP,
+            // protobuf, to a receiver in this process.
+            let receiver = OtlpReceiver::start().await?;
+            let exporting = [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.clone()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+            ];
+            let traced = one_run(
+                args,
+                &format!("ours-otlp-{max_in_flight}"),
+                args.products,
+                &["--max-in-flight", &flag],
+                &exporting,
+            )
+            .await?;
+            rows.push(row(
+                &format!(
+                    "ours: --max-in-flight {max_in_flight}, spans exported over OTLP ({} exports)",
+                    receiver.exports()
+                ),
+                &traced,
+                ideal,
+            ));
+        }
         if args.no_peer {
             continue;
         }
@@ -103,6 +130,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             "sequential",
             args.sequential_products,
             &["--mode", "sequential"],
+            &[],
         )
         .await?;
         rows.push(row(
@@ -172,6 +200,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
              its Vert.x module for the HTTP fan-out (its best mode here; the core module with a thread per \
              record did about 4× worse), and it writes the same key and JSON to Redis, which the edge serves."
                 .into(),
+            "Ours always makes its trace spans (a request, a comparison and one per vendor call, each vendor call \
+             carrying its `traceparent`); the row with spans exported over OTLP is the price of sending them all \
+             (protobuf, batched) to a collector, here a receiver in the bench's process."
+                .into(),
         ]
         .into_iter()
         .chain(chart)
@@ -207,11 +239,17 @@ pub(crate) fn vendors(args: &Args) -> Profiles {
     }))
 }
 
-async fn one_run(args: &Args, label: &str, count: u64, flags: &[&str]) -> anyhow::Result<Run> {
+async fn one_run(
+    args: &Args,
+    label: &str,
+    count: u64,
+    flags: &[&str],
+    env_vars: &[(&str, String)],
+) -> anyhow::Result<Run> {
     let env = TestEnv::new(&format!("bench-{label}"), vendors(args), 2_000).await?;
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await?;
-    let consumer = env.start_consumer(label, flags)?;
+    let consumer = env.start_consumer_with_env(label, flags, env_vars)?;
     let limit = Instant::now() + Duration::from_secs(args.fill_limit_secs);
     let mut first = None;
     let finished_at = loop {

@@ -51,6 +51,9 @@ pub struct Args {
     /// at (repeatable).
     #[arg(long = "max-in-flight", default_values_t = [256, 512, 1024])]
     max_in_flight: Vec<u32>,
+    /// The `--max-in-flight` at which ours runs once more with its spans exported over OTLP (0: never).
+    #[arg(long, default_value_t = 512)]
+    trace_export_at: u32,
     /// Skip the Parallel Consumer peer in the fill benchmark (for quick runs of ours; not with `--write`).
     #[arg(long, conflicts_with = "write")]
     no_peer: bool,

@@ -1,5 +1,5 @@
-//! A receiver of OTLP/HTTP trace exports (the JSON encoding), so that tests can see the spans a
-//! consumer process exports.
+//! A receiver of OTLP/HTTP trace exports, so that tests can see the spans a consumer process exports
+//! (the JSON encoding is read; a protobuf export is accepted and counted, as benchmarks send it).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -26,6 +26,7 @@ pub struct OtlpReceiver {
     /// The base URL to give as `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub endpoint: String,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    exports: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl OtlpReceiver {
@@ -34,11 +35,21 @@ impl OtlpReceiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let spans = Arc::new(Mutex::new(Vec::new()));
+        let exports = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let router = Router::new()
             .route("/v1/traces", post(receive))
-            .with_state(spans.clone());
+            .with_state((spans.clone(), exports.clone()));
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok(Self { endpoint, spans })
+        Ok(Self {
+            endpoint,
+            spans,
+            exports,
+        })
+    }
+
+    /// How many export requests arrived, whatever their encoding.
+    pub fn exports(&self) -> u64 {
+        self.exports.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The environment that makes a consumer export its spans here, in JSON, within a fraction of a
@@ -63,11 +74,19 @@ impl OtlpReceiver {
     }
 }
 
-/// `POST /v1/traces`: an `ExportTraceServiceRequest` in JSON; the spans it holds are kept.
-async fn receive(
-    State(spans): State<Arc<Mutex<Vec<ReceivedSpan>>>>,
-    Json(export): Json<Value>,
-) -> Json<Value> {
+/// The receiver's state: the spans read, and the export requests counted.
+type Received = (
+    Arc<Mutex<Vec<ReceivedSpan>>>,
+    Arc<std::sync::atomic::AtomicU64>,
+);
+
+/// `POST /v1/traces`: an `ExportTraceServiceRequest`; the spans of a JSON one are kept.
+async fn receive(State((spans, exports)): State<Received>, body: axum::body::Bytes) -> Json<Value> {
+    exports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A protobuf export is not read (benchmarks only count them).
+    let Ok(export) = serde_json::from_slice::<Value>(&body) else {
+        return Json(serde_json::json!({}));
+    };
     let text = |span: &Value, field: &str| span[field].as_str().unwrap_or_default().to_owned();
     let received = export["resourceSpans"]
         .as_array()
