@@ -140,6 +140,10 @@ pub struct Metrics {
     pub lag: Family<PartitionLabel, Gauge>,
     /// Partitions currently assigned to this process.
     pub assigned_partitions: Gauge,
+    /// 1 for each partition this process holds (which ones, beside their count).
+    pub partition_assigned: Family<PartitionLabel, Gauge>,
+    /// Errors librdkafka reported while consuming (a broker away, say); it retries them itself.
+    pub kafka_errors: Counter,
     /// Rebalance events (assignments and revocations) this process went through.
     pub rebalances: Family<RebalanceLabel, Counter>,
     /// Partitions paused because the in-flight window is full (the consumer keeps polling).
@@ -172,6 +176,8 @@ impl Metrics {
             cache_writes: Family::default(),
             lag: Family::default(),
             assigned_partitions: Gauge::default(),
+            partition_assigned: Family::default(),
+            kafka_errors: Counter::default(),
             rebalances: Family::default(),
             paused_partitions: Gauge::default(),
             sink_misconfigured: Family::default(),
@@ -320,6 +326,16 @@ impl Metrics {
             "assigned_partitions",
             "Partitions currently assigned to this process",
             self.assigned_partitions.clone(),
+        );
+        registry.register(
+            "partition_assigned",
+            "1 for each partition this process holds",
+            self.partition_assigned.clone(),
+        );
+        registry.register(
+            "kafka_errors",
+            "Errors librdkafka reported while consuming (it retries them)",
+            self.kafka_errors.clone(),
         );
         registry.register(
             "rebalances",

@@ -76,6 +76,7 @@ impl ConsumerContext for PipelineContext {
                 tracker.revoke(element.partition());
             }
             self.metrics.assigned_partitions.set(0);
+            self.metrics.partition_assigned.clear();
             self.metrics.rebalanced("revoke");
             self.metrics.lag.clear();
             self.lags.forget_all();
@@ -88,6 +89,12 @@ impl ConsumerContext for PipelineContext {
             self.metrics
                 .assigned_partitions
                 .set(partitions.count() as i64);
+            for element in partitions.elements() {
+                let label = PartitionLabel {
+                    partition: i64::from(element.partition()),
+                };
+                self.metrics.partition_assigned.get_or_create(&label).set(1);
+            }
             self.metrics.rebalanced("assign");
             log_partitions("assigned", partitions);
         }
@@ -195,7 +202,10 @@ pub async fn run(
                         Err(_) => backlog.hold(consumer.as_ref(), message),
                     }
                 }
-                Err(error) => tracing::warn!(%error, "kafka error while consuming"),
+                Err(error) => {
+                    handler.metrics.kafka_errors.inc();
+                    tracing::warn!(%error, "kafka error while consuming")
+                }
             }
             continue;
         }
@@ -224,7 +234,10 @@ pub async fn run(
             }
             message = consumer.recv(), if backlog.is_paused() => match message {
                 Ok(message) => backlog.hold(consumer.as_ref(), Received::of(&message)),
-                Err(error) => tracing::warn!(%error, "kafka error while consuming"),
+                Err(error) => {
+                    handler.metrics.kafka_errors.inc();
+                    tracing::warn!(%error, "kafka error while consuming")
+                }
             },
         }
     }

@@ -107,9 +107,13 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         .metric("pricefront_rebalances_total{event=\"assign\"}")
         .await
         .unwrap_or(0.0);
+    let kafka_errors = consumer
+        .metric("pricefront_kafka_errors_total")
+        .await
+        .unwrap_or(0.0);
     report.note(format!(
-        "consumer log: {} Kafka errors while consuming (no metric counts them); partition assignments          (pricefront_rebalances_total): {assignments} (1 = only the one at start, no rebalance)",
-        consumer.log_count("kafka error while consuming"),
+        "consumer: {kafka_errors} Kafka errors while consuming (pricefront_kafka_errors_total); partition assignments \
+         (pricefront_rebalances_total): {assignments} (1 = only the one at start, no rebalance)",
     ));
 
     let records = support::records_in(&env.topic).await?;

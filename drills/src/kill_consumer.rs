@@ -57,7 +57,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     let mut survivor = env.start_consumer("survivor", &flags)?;
     // Both must hold partitions before the work arrives, or the first would take it all.
     support::wait_assigned(&[&victim, &survivor], 3, Duration::from_secs(120)).await?;
-    let victim_partitions = victim.assigned_partition_list();
+    let victim_partitions = victim.assigned_partition_list().await;
 
     let products = env.products(plan.products);
     let placed = env.publish_placed(products.iter().copied()).await?;

@@ -136,23 +136,22 @@ impl ConsumerProcess {
             .map_or(0, |n| n as usize)
     }
 
-    /// The partitions the process holds, from its last "partitions assigned" or "revoked" log line.
-    /// The only state read from the log: `/metrics` has their count
-    /// ([`ConsumerProcess::assigned_partitions`]), not which ones.
-    pub fn assigned_partition_list(&self) -> Vec<i32> {
-        let log = self.log_text();
-        let last = log
+    /// The partitions the process holds: the `pricefront_partition_assigned{partition="N"} 1` samples on
+    /// its `/metrics` (empty while it does not answer).
+    pub async fn assigned_partition_list(&self) -> Vec<i32> {
+        let Ok(page) = metrics::page(self.metrics_port).await else {
+            return Vec::new();
+        };
+        let mut partitions: Vec<i32> = page
             .lines()
-            .rfind(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
-        last.filter(|l| l.contains("assigned"))
-            .and_then(|l| l.split("partitions=[").nth(1))
-            .and_then(|rest| rest.split(']').next())
-            .map(|list| {
-                list.split(',')
-                    .filter_map(|p| p.trim().parse().ok())
-                    .collect()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("pricefront_partition_assigned{partition=\"")?;
+                let (partition, value) = rest.split_once("\"} ")?;
+                (value.trim() == "1").then(|| partition.parse().ok())?
             })
-            .unwrap_or_default()
+            .collect();
+        partitions.sort_unstable();
+        partitions
     }
 
     /// The value of the sample `name` (with its labels, as the exposition writes them, e.g.
@@ -181,14 +180,6 @@ impl ConsumerProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// How many log lines contain `needle` (for what `/metrics` does not count).
-    pub fn log_count(&self, needle: &str) -> usize {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .count()
     }
 }
 
