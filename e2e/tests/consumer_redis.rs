@@ -85,7 +85,7 @@ async fn a_consumer_started_while_redis_is_down_waits_for_it_then_stores_results
     .await
     .unwrap();
     // A Redis of this test's own, on a port of its own, down until the consumer runs.
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = PrivateRedis::start().await.unwrap();
     redis.stop();
     let private_redis_url = redis.url();
     let consumer = env
@@ -117,7 +117,7 @@ async fn a_consumer_started_while_redis_is_down_waits_for_it_then_stores_results
     })
     .await;
 
-    redis.restart().await;
+    redis.restart().await.unwrap();
     wait_for(&consumer, "it is ready once Redis is up", || async {
         readiness(&readyz)
             .await

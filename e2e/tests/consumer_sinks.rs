@@ -181,7 +181,7 @@ async fn a_fill_endpoint_refusing_the_token_is_reported_as_misconfigured_and_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_longer_than_the_max_poll_interval_costs_no_rebalance_and_loses_nothing() {
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = PrivateRedis::start().await.unwrap();
     let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
     let env = TestEnv::new("redis-outage", vendors, 2_000).await.unwrap();
     let max_poll_ms: u64 = 6_000;
@@ -215,7 +215,7 @@ async fn redis_down_longer_than_the_max_poll_interval_costs_no_rebalance_and_los
     wait_for_metric(&consumer, "pricefront_messages_in_flight", |n| n >= 8.0).await;
     // ...and stays full for longer than the max poll interval.
     tokio::time::sleep(Duration::from_millis(2 * max_poll_ms + 2_000)).await;
-    redis.restart().await;
+    redis.restart().await.unwrap();
 
     let cache = RedisCache::connect(&redis.url(), Duration::from_secs(5))
         .await
@@ -261,7 +261,7 @@ async fn redis_down_longer_than_the_max_poll_interval_costs_no_rebalance_and_los
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_does_not_hold_back_the_edge_fill() {
     let (edge, token) = kv_edge();
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = PrivateRedis::start().await.unwrap();
     let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
     let env = TestEnv::new("fill-redis-down", vendors, 2_000)
         .await
@@ -296,7 +296,7 @@ async fn a_redis_outage_does_not_hold_back_the_edge_fill() {
         "the edge never got {product} while Redis was down; log:\n{}",
         consumer.log_text()
     );
-    redis.restart().await;
+    redis.restart().await.unwrap();
 }
 
 /// A comparer that panics for one product while `panicking` is set.

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::HarnessError;
+
 /// How long a starting `redis-server` may take to answer `PING`.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
@@ -19,10 +21,10 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     /// Starts a `redis-server` on a free port of 127.0.0.1 and waits until it answers.
-    pub async fn start() -> Self {
+    pub async fn start() -> Result<Self, HarnessError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .expect("a free port")
+            .map_err(HarnessError::io("finding a free port"))?
             .port();
         let log = std::env::temp_dir().join(format!("pricefront-private-redis-{port}.log"));
         let mut redis = Self {
@@ -30,8 +32,8 @@ impl PrivateRedis {
             log,
             child: None,
         };
-        redis.spawn().await;
-        redis
+        redis.spawn().await?;
+        Ok(redis)
     }
 
     /// Its URL, `redis://127.0.0.1:PORT/0`.
@@ -53,31 +55,42 @@ impl PrivateRedis {
     }
 
     /// Starts it again on the same port (empty), and waits until it answers.
-    pub async fn restart(&mut self) {
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
         self.stop();
-        self.spawn().await;
+        self.spawn().await
     }
 
-    async fn spawn(&mut self) {
-        let log = std::fs::File::create(&self.log).expect("creating the private Redis log");
+    async fn spawn(&mut self) -> Result<(), HarnessError> {
+        let log = std::fs::File::create(&self.log)
+            .map_err(HarnessError::io("creating the private Redis log"))?;
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::from(log.try_clone().expect("the log file")))
+            .stdout(Stdio::from(
+                log.try_clone()
+                    .map_err(HarnessError::io("the private Redis log"))?,
+            ))
             .stderr(Stdio::from(log))
             .spawn()
-            .expect("starting redis-server: is it on the PATH? (`apt-get install redis-server`)");
+            .map_err(HarnessError::io(
+                "starting redis-server: is it on the PATH? (`apt-get install redis-server`)",
+            ))?;
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + START_LIMIT;
         while !self.answers() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the private redis-server on port {} did not answer within {START_LIMIT:?}: {}",
-                self.port,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
+            if tokio::time::Instant::now() >= deadline {
+                return Err(HarnessError::Timeout {
+                    what: format!(
+                        "the private redis-server on port {} answering PING (its log: {})",
+                        self.port,
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    ),
+                    limit: START_LIMIT,
+                });
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok(())
     }
 
     /// Whether it answers `PING` right now.
