@@ -40,9 +40,12 @@ pub struct BreakerSettings {
 }
 
 impl Default for BreakerSettings {
+    /// 20 failures in a row: many calls run at once, so a vendor failing 40% of them (which still
+    /// answers most) would see 5 in a row every few seconds and be cut off (the vendor-faults drill did
+    /// with 5); a vendor that is down still opens its circuit within its first 20 calls.
     fn default() -> Self {
         Self {
-            failure_threshold: 5,
+            failure_threshold: 20,
             cooldown: Duration::from_secs(5),
         }
     }

@@ -14,7 +14,7 @@
 //! offer_url_pointer = "/offer/url"             # optional
 //! max_requests_per_second = 0.5                # optional quota, per process (fractional allowed)
 //! max_concurrency = 4                          # optional quota, per process
-//! breaker_failures = 5                         # failed requests in a row that open the circuit
+//! breaker_failures = 20                        # failed requests in a row that open the circuit
 //! breaker_cooldown_ms = 5000                   # how long an open circuit stays open at first
 //! [vendor.headers]
 //! Authorization = "Bearer ${ALPHA_API_KEY}"    # ${VAR} is read from the environment at start
@@ -477,7 +477,7 @@ currency = "JPY"
         let vendors = parse(GOOD, env).unwrap();
         assert_eq!(vendors[0].quota, QuotaSettings::default());
         assert_eq!(vendors[0].breaker, BreakerSettings::default());
-        assert_eq!(vendors[0].breaker.failure_threshold, 5);
+        assert_eq!(vendors[0].breaker.failure_threshold, 20);
         assert_eq!(vendors[0].breaker.cooldown, Duration::from_millis(5_000));
         let with = |extra: &str| {
             parse(
