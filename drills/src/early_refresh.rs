@@ -12,7 +12,7 @@ use std::time::Duration;
 use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use pricefront_harness::results;
-use pricefront_harness::topic::read_to_end;
+use pricefront_harness::topic::records_per_product;
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::TestEnv;
 use tokio::time::Instant;
@@ -213,27 +213,9 @@ async fn one_run(
         })?;
 
     let mut tally = read_load(plan, &worker.edge(), &products).await;
-    let topic = env.topic.clone();
-    let records = tokio::task::spawn_blocking(move || {
-        read_to_end(
-            &pricefront_harness::brokers(),
-            &topic,
-            Duration::from_secs(60),
-        )
-    })
-    .await
-    .map_err(|e| DrillError::Precondition(e.to_string()))?
-    .map_err(|e| DrillError::Precondition(e.to_string()))?;
-    for record in records {
-        let id = record
-            .key
-            .as_deref()
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .and_then(|k| k.parse::<u64>().ok());
-        if let Some(id) = id {
-            *tally.records.entry(id).or_default() += 1;
-        }
-    }
+    tally.records = records_per_product(&env.topic)
+        .await
+        .map_err(|e| DrillError::Precondition(e.to_string()))?;
     drop(consumer);
     drop(worker);
     Ok((tally, env.first_product))

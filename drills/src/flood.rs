@@ -17,7 +17,7 @@ use std::time::Duration;
 use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use pricefront_harness::metrics::{page, sum_of};
-use pricefront_harness::topic::read_to_end;
+use pricefront_harness::topic::records_per_product;
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::{sample_comparison, ConsumerProcess, TestEnv};
 use tokio::task::JoinSet;
@@ -509,20 +509,10 @@ async fn recover(
 
 /// The ids with at least one record in the drill's topic.
 async fn published_products(env: &TestEnv) -> Result<HashSet<u64>, DrillError> {
-    let topic = env.topic.clone();
-    let records = tokio::task::spawn_blocking(move || {
-        read_to_end(
-            &pricefront_harness::brokers(),
-            &topic,
-            Duration::from_secs(60),
-        )
-    })
-    .await
-    .map_err(|e| DrillError::Precondition(e.to_string()))?
-    .map_err(|e| DrillError::Precondition(e.to_string()))?;
-    Ok(records
-        .iter()
-        .filter_map(|r| std::str::from_utf8(r.key.as_deref()?).ok()?.parse().ok())
+    Ok(records_per_product(&env.topic)
+        .await
+        .map_err(|e| DrillError::Precondition(e.to_string()))?
+        .into_keys()
         .collect())
 }
 

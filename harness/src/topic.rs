@@ -40,6 +40,9 @@ pub enum TopicError {
     /// Kafka refused or failed a call.
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// The blocking read could not be joined.
+    #[error("reading the topic: {0}")]
+    Blocking(String),
     /// The end of the topic was not reached in time.
     #[error(
         "reading {topic}: stopped at {read} records, the end was not reached within {limit:?}"
@@ -201,4 +204,29 @@ pub fn committed_offsets(
             _ => None,
         })
         .collect())
+}
+
+/// How many records of `topic` each product id (the key, a bare decimal id) has, read to the end on a
+/// blocking thread, for async callers; records whose key is not an id are left out.
+pub async fn records_per_product(
+    topic: &str,
+) -> Result<std::collections::HashMap<u64, u64>, TopicError> {
+    let topic = topic.to_owned();
+    let records = tokio::task::spawn_blocking(move || {
+        read_to_end(&crate::brokers(), &topic, Duration::from_secs(60))
+    })
+    .await
+    .map_err(|e| TopicError::Blocking(e.to_string()))??;
+    let mut counts = std::collections::HashMap::new();
+    for record in records {
+        let id = record
+            .key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.parse::<u64>().ok());
+        if let Some(id) = id {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    Ok(counts)
 }
