@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
-use pricefront_core::{Comparison, FreshnessPolicy, ProductId, UnixMillis, VendorOutcome};
+use pricefront_core::{
+    Comparison, FreshnessPolicy, ProductId, TraceContext, UnixMillis, VendorOutcome,
+};
 use prometheus_client::metrics::histogram::Histogram;
 use reqwest::Client;
 use tokio::time::Instant;
@@ -63,7 +65,8 @@ impl Comparer {
     }
 
     /// Asks every vendor concurrently and aggregates their answers; a failing vendor only adds a failure.
-    pub async fn compare(&self, product: ProductId) -> Comparison {
+    /// `trace` is the comparison's place in the request's trace: each vendor call is a hop under it.
+    pub async fn compare(&self, product: ProductId, trace: TraceContext) -> Comparison {
         let asks = self
             .vendors
             .iter()
@@ -71,9 +74,10 @@ impl Comparer {
             .zip(self.guards.iter())
             .map(|((vendor, latency), guards)| async move {
                 let started = Instant::now();
-                let outcome = ask_vendor(&self.client, vendor, guards, product, self.limits)
-                    .instrument(tracing::info_span!("vendor", vendor = %vendor.name))
-                    .await;
+                let outcome =
+                    ask_vendor(&self.client, vendor, guards, product, &trace, self.limits)
+                        .instrument(tracing::debug_span!("vendor", vendor = %vendor.name))
+                        .await;
                 // A call rejected before any request (quota, open circuit) is not a vendor's latency.
                 let asked = match &outcome {
                     VendorOutcome::Answered { .. } => true,

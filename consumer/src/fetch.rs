@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use pricefront_core::{
-    Currency, FailureKind, Money, Offer, ProductId, VendorFailure, VendorOutcome,
+    Currency, FailureKind, Money, Offer, ProductId, TraceContext, VendorFailure, VendorOutcome,
 };
 use reqwest::{header, Client, StatusCode};
 use serde_json::Value;
@@ -20,7 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use crate::breaker::{RequestOutcome, VendorBreaker};
 use crate::metrics::{Metrics, VendorLabel};
 use crate::quota::VendorQuota;
-use crate::telemetry::traceparent_of;
+use crate::telemetry::call_context;
 use crate::vendors::{CurrencySource, JsonPointer, Vendor};
 use pricefront_core::trace_context::TRACEPARENT;
 
@@ -153,6 +153,7 @@ pub async fn ask_vendor(
     vendor: &Vendor,
     guards: &VendorGuards,
     product: ProductId,
+    trace: &TraceContext,
     limits: FetchLimits,
 ) -> VendorOutcome {
     let started = Instant::now();
@@ -180,8 +181,7 @@ pub async fn ask_vendor(
     };
     let url = vendor.url_for(product);
     // This call's span, so that the vendor's own tracing joins the trace.
-    let traceparent = traceparent_of(&tracing::Span::current())
-        .and_then(|value| header::HeaderValue::from_str(&value).ok());
+    let traceparent = header::HeaderValue::from_str(&call_context(trace).to_string()).ok();
     let attempt = || async {
         waiting_for_quota.store(true, Ordering::Relaxed);
         let permit = guards.quota.acquire(deadline).await;
@@ -453,7 +453,16 @@ mod tests {
                 first_backoff: Duration::from_millis(5),
             };
             let product = ProductId::new(7).unwrap();
-            ask_vendor(&self.client, &self.vendor, &self.guards, product, limits).await
+            let trace = TraceContext::start([7; 24]);
+            ask_vendor(
+                &self.client,
+                &self.vendor,
+                &self.guards,
+                product,
+                &trace,
+                limits,
+            )
+            .await
         }
 
         fn requests(&self) -> u64 {

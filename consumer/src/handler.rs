@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
-use pricefront_core::{Comparison, Freshness, PriceRequest, ProductId, UnixMillis};
+use pricefront_core::{Comparison, Freshness, PriceRequest, ProductId, TraceContext, UnixMillis};
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::Instrument;
@@ -23,13 +23,14 @@ use crate::window::Received;
 
 /// Compares one product: [`Comparer`] in production; tests may wrap it (e.g. to inject a panic).
 pub trait Compare: Send + Sync + 'static {
-    /// Asks the vendors about `product` and aggregates their answers.
-    fn compare(&self, product: ProductId) -> BoxFuture<'_, Comparison>;
+    /// Asks the vendors about `product` and aggregates their answers; `trace` is the comparison's place
+    /// in the request's trace.
+    fn compare(&self, product: ProductId, trace: TraceContext) -> BoxFuture<'_, Comparison>;
 }
 
 impl Compare for Comparer {
-    fn compare(&self, product: ProductId) -> BoxFuture<'_, Comparison> {
-        Comparer::compare(self, product).boxed()
+    fn compare(&self, product: ProductId, trace: TraceContext) -> BoxFuture<'_, Comparison> {
+        Comparer::compare(self, product, trace).boxed()
     }
 }
 
@@ -72,7 +73,9 @@ impl MessageHandler {
         };
         let failure = match PriceRequest::from_json(payload.as_deref().unwrap_or_default()) {
             Ok(request) => {
-                let span = tracing::info_span!(
+                // Debug level: the log does not format its fields for every message; the trace layer
+                // (only while exporting) records it.
+                let span = tracing::debug_span!(
                     "request",
                     product = %request.product_id,
                     request = %request.request_id,
@@ -80,7 +83,7 @@ impl MessageHandler {
                     offset = ticket.offset,
                 );
                 // The record header where the REST proxy carries headers, else the message's field.
-                join_trace(
+                let trace = join_trace(
                     &span,
                     traceparent.or(request.traceparent.clone()).as_deref(),
                 );
@@ -89,7 +92,7 @@ impl MessageHandler {
                 self.metrics
                     .request_age_on_start
                     .observe(age_ms as f64 / 1000.0);
-                AssertUnwindSafe(self.clone().fulfil(&request))
+                AssertUnwindSafe(self.clone().fulfil(&request, trace))
                     .catch_unwind()
                     .instrument(span)
                     .await
@@ -115,11 +118,15 @@ impl MessageHandler {
     }
 
     /// Makes sure every sink holds a result of the request's product at least as new as the request.
-    async fn fulfil(self: Arc<Self>, request: &PriceRequest) -> Result<(), String> {
+    async fn fulfil(
+        self: Arc<Self>,
+        request: &PriceRequest,
+        trace: TraceContext,
+    ) -> Result<(), String> {
         // A flight that started before this request may end with an older result than it: then one
         // more flight, which fans out unless a newer result arrived meanwhile.
         for attempt in 0..2 {
-            let flight = self.flight(request.product_id, request.requested_at_ms);
+            let flight = self.flight(request.product_id, request.requested_at_ms, trace);
             let computed_at_ms = flight.await?;
             if computed_at_ms >= request.requested_at_ms || attempt == 1 {
                 break;
@@ -130,7 +137,12 @@ impl MessageHandler {
 
     /// The flight of `product` under way, or a new one. A panic in the flight ends as an error for each
     /// of its messages and never poisons the product's entry: the entry goes when the flight ends.
-    fn flight(self: &Arc<Self>, product: ProductId, requested_at_ms: UnixMillis) -> Flight {
+    fn flight(
+        self: &Arc<Self>,
+        product: ProductId,
+        requested_at_ms: UnixMillis,
+        trace: TraceContext,
+    ) -> Flight {
         let mut comparing = self
             .comparing
             .lock()
@@ -144,8 +156,8 @@ impl MessageHandler {
                 // in their own spans.
                 let work = AssertUnwindSafe(
                     self.clone()
-                        .refresh(product, requested_at_ms)
-                        .instrument(tracing::info_span!("compare", %product)),
+                        .refresh(product, requested_at_ms, trace)
+                        .instrument(tracing::debug_span!("compare", %product)),
                 );
                 let handler = self.clone();
                 async move {
@@ -171,6 +183,7 @@ impl MessageHandler {
         self: Arc<Self>,
         product: ProductId,
         requested_at_ms: UnixMillis,
+        trace: TraceContext,
     ) -> UnixMillis {
         if let Ok(Some(cached)) = self.sinks.cache.get(product).await {
             if cached.freshness(now_ms()) == Freshness::Fresh
@@ -181,7 +194,7 @@ impl MessageHandler {
             }
         }
         let started = std::time::Instant::now();
-        let mut comparison = self.comparer.compare(product).await;
+        let mut comparison = self.comparer.compare(product, trace).await;
         let took = started.elapsed();
         self.metrics.comparison_duration.observe(took.as_secs_f64());
         // Stored with the result: the edge weighs it to refresh hot products early.

@@ -97,13 +97,13 @@ impl TraceContext {
 /// The header form, version 00: `00-{trace-id}-{span-id}-{flags}`.
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            self.flags
-        )
+        // Written into one stack buffer: the consumer writes one for every vendor call.
+        let mut header = [b'-'; 55];
+        header[..2].copy_from_slice(b"00");
+        hex_into(&self.trace_id, &mut header[3..35]);
+        hex_into(&self.span_id, &mut header[36..52]);
+        hex_into(&[self.flags], &mut header[53..55]);
+        f.write_str(std::str::from_utf8(&header).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -128,8 +128,21 @@ fn nibble(digit: u8) -> Option<u8> {
     }
 }
 
+/// Lowercase hex, two digits a byte.
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut digits = vec![0; 2 * bytes.len()];
+    hex_into(bytes, &mut digits);
+    String::from_utf8(digits).expect("hex digits are ASCII")
+}
+
+/// Writes `bytes` as lowercase hex into `out` (twice as long): a table lookup, where a `format!` per
+/// byte showed in the consumer's profile.
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
 }
 
 /// The bytes, with the last one set to 1 when all are zero (an all-zero id is invalid).

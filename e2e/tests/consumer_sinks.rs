@@ -20,7 +20,7 @@ use pricefront_consumer::fanout::Comparer;
 use pricefront_consumer::metrics::Metrics;
 use pricefront_consumer::pipeline::{self, Compare, Outputs};
 use pricefront_consumer::{vendors, Settings};
-use pricefront_core::{Comparison, ProductId};
+use pricefront_core::{Comparison, ProductId, TraceContext};
 use pricefront_harness::edge::Edge;
 use pricefront_harness::private_redis::PrivateRedis;
 use pricefront_harness::topic::read_to_end;
@@ -307,11 +307,15 @@ struct PanicsFor {
 }
 
 impl Compare for PanicsFor {
-    fn compare(&self, product: ProductId) -> Pin<Box<dyn Future<Output = Comparison> + Send + '_>> {
+    fn compare(
+        &self,
+        product: ProductId,
+        trace: TraceContext,
+    ) -> Pin<Box<dyn Future<Output = Comparison> + Send + '_>> {
         if product == self.product && self.panicking.load(Ordering::SeqCst) {
             return Box::pin(async move { panic!("injected: comparing {product} panics") });
         }
-        Compare::compare(&self.inner, product)
+        Compare::compare(&self.inner, product, trace)
     }
 }
 

@@ -180,15 +180,26 @@ async fn a_trace_in_the_message_alone_reaches_the_vendors_and_a_bad_one_starts_a
         .await
         .unwrap();
     }
+    // Spans are not recorded here (no OTLP endpoint): the ids are drawn without them, and still each
+    // vendor call is a hop of its own under the client's trace.
     let asked = vendor_traceparents(&env, traced, 3).await;
     assert!(asked
         .iter()
         .all(|context| context.trace_id_hex() == TRACE_ID));
-    // Not dead-lettered: compared under a trace of its own.
+    let client_span = TraceContext::parse(CLIENT_TRACEPARENT).unwrap().span_id;
+    let mut spans: Vec<_> = asked.iter().map(|context| context.span_id).collect();
+    spans.sort_unstable();
+    spans.dedup();
+    assert_eq!(spans.len(), 3, "one span id per vendor call: {asked:?}");
+    assert!(!spans.contains(&client_span), "{asked:?}");
+    // Not dead-lettered: compared under a trace of its own, one for the whole comparison.
     let fresh = vendor_traceparents(&env, garbled, 3).await;
-    assert!(fresh
-        .iter()
-        .all(|context| context.trace_id_hex() != TRACE_ID));
+    assert!(
+        fresh
+            .iter()
+            .all(|context| context.trace_id_hex() != TRACE_ID
+                && context.trace_id == fresh[0].trace_id)
+    );
     assert_eq!(
         env.wait_for_results(&[garbled], Duration::from_secs(30))
             .await
