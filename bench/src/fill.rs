@@ -98,6 +98,25 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 ideal,
             ));
         }
+        // The floor under ours: the same vendor calls without Kafka or Redis (our fan-out alone), and
+        // bare reqwest GETs (the HTTP client alone).
+        for (floor, name) in [
+            (
+                Floor::Fanout,
+                "floor: our fan-out alone, no Kafka or Redis".to_owned(),
+            ),
+            (
+                Floor::Bare,
+                format!("floor: bare reqwest GETs, {} a product", args.vendors),
+            ),
+        ] {
+            let run = floor_run(args, max_in_flight, floor).await?;
+            rows.push(row(
+                &format!("{name}: {max_in_flight} at a time"),
+                &run,
+                ideal,
+            ));
+        }
         if args.no_peer {
             continue;
         }
@@ -200,6 +219,13 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
              its Vert.x module for the HTTP fan-out (its best mode here; the core module with a thread per \
              record did about 4× worse), and it writes the same key and JSON to Redis, which the edge serves."
                 .into(),
+            "The floor rows run the same vendor calls in a process of their own (`pricefront-fanout-floor`, \
+             one thread like the consumer, the consumer's HTTP client and limits) with no Kafka and no Redis: \
+             our whole fan-out (quotas, breakers, retries, timeouts, trace context, aggregation, the JSON \
+             stored), then bare `reqwest` GETs. Their CPU and memory are the part of ours that the HTTP client \
+             and the vendor calls cost; the rest is Kafka, Redis and the offsets. Their rate counts from the \
+             start (no group join), so \"complete\" is every comparison."
+                .into(),
             "Ours always carries the trace on (each vendor call sends a `traceparent` of its own) but records \
              spans only when it exports them: the row with spans exported over OTLP is the price of recording \
              them (a request, a comparison and one per vendor call) and sending them all (protobuf, batched) \
@@ -296,5 +322,66 @@ async fn one_run(
             / (count - done_at_start).max(1) as f64,
         peak_rss_mib,
         vendor_calls_per_product: calls as f64 / count as f64,
+    })
+}
+
+/// Which floor run: the consumer's fan-out alone, or bare GETs.
+#[derive(Clone, Copy)]
+enum Floor {
+    Fanout,
+    Bare,
+}
+
+/// Runs `pricefront-fanout-floor` (built beside this binary) against the same simulated vendors: the
+/// vendor calls without Kafka or Redis, in a process of their own so that its CPU and memory are its own.
+async fn floor_run(args: &Args, max_in_flight: u32, floor: Floor) -> anyhow::Result<Run> {
+    let mode = match floor {
+        Floor::Fanout => "fanout",
+        Floor::Bare => "bare",
+    };
+    let env = TestEnv::new(
+        &format!("bench-floor-{mode}-{max_in_flight}"),
+        vendors(args),
+        2_000,
+    )
+    .await?;
+    let binary = std::env::current_exe()?.with_file_name("pricefront-fanout-floor");
+    let output = tokio::process::Command::new(&binary)
+        .arg("--vendors")
+        .arg(&env.vendors_file)
+        .args(["--max-in-flight", &max_in_flight.to_string()])
+        .args(["--products", &args.products.to_string(), "--mode", mode])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(args.fill_limit_secs), output)
+        .await
+        .with_context(|| format!("{} took over {} s", binary.display(), args.fill_limit_secs))?
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("{}'s report", binary.display()))?;
+    let number = |name: &str| {
+        report[name]
+            .as_f64()
+            .with_context(|| format!("{name} in {report}"))
+    };
+    let comparisons = number("comparisons")?;
+    let cpu_per_1000 = number("cpu_seconds")? * 1000.0 / comparisons.max(1.0);
+    let calls: u64 = env.simulator.request_counts().values().sum();
+    Ok(Run {
+        products: comparisons as u64,
+        complete: comparisons as u64,
+        rate: comparisons / number("seconds")?.max(0.001),
+        cpu_s_per_1000: cpu_per_1000,
+        cpu_s_per_1000_fill: cpu_per_1000,
+        peak_rss_mib: number("peak_rss_kib")? / 1024.0,
+        vendor_calls_per_product: calls as f64 / comparisons.max(1.0),
     })
 }

@@ -1,0 +1,138 @@
+//! `pricefront-fanout-floor`: the vendor calls of the consumer without Kafka or Redis, so that the fill
+//! benchmark shows what the consumer's CPU and memory per comparison cost at the floor.
+//!
+//! It asks the vendors of `--vendors` about `--products` products, `--max-in-flight` at a time, on one
+//! thread as the consumer does, and prints one JSON line: the comparisons, the seconds they took, and
+//! this process's CPU seconds (user + sys) and peak RSS. Two modes:
+//! - `fanout`: the consumer's own fan-out ([`Comparer`]: quotas, breakers, retries, timeouts, metrics,
+//!   trace context, aggregation) and the JSON it stores;
+//! - `bare`: plain `reqwest` GETs, one per vendor, concurrently, with the consumer's HTTP client and the
+//!   body read: what the HTTP client alone costs.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use futures::future::join_all;
+use futures::StreamExt;
+use pricefront_consumer::fanout::Comparer;
+use pricefront_consumer::fetch::http_client;
+use pricefront_consumer::metrics::Metrics;
+use pricefront_consumer::{vendors, Settings};
+use pricefront_core::{ProductId, TraceContext};
+use pricefront_harness::process::{cpu_seconds, memory};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What each comparison does.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// The consumer's fan-out and the JSON it stores.
+    Fanout,
+    /// One plain GET per vendor, the body read.
+    Bare,
+}
+
+/// The vendor calls of the consumer without Kafka or Redis.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The vendors file, as the consumer reads it.
+    #[arg(long)]
+    vendors: PathBuf,
+    /// Comparisons at a time (the consumer's `--max-in-flight`).
+    #[arg(long)]
+    max_in_flight: u32,
+    /// Comparisons in all (products 1..=N).
+    #[arg(long)]
+    products: u64,
+    #[arg(long, value_enum)]
+    mode: Mode,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let comparisons = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(&args))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let pid = std::process::id();
+    let cpu = cpu_seconds(pid)?;
+    let peak_kib = memory(pid)?.peak_kib;
+    println!(
+        r#"{{"comparisons":{comparisons},"seconds":{seconds:.3},"cpu_seconds":{cpu:.3},"peak_rss_kib":{peak_kib}}}"#
+    );
+    Ok(())
+}
+
+async fn run(args: &Args) -> anyhow::Result<u64> {
+    // The consumer's own defaults for every limit, parsed as the consumer parses them.
+    let settings = Settings::try_parse_from([
+        "pricefront-consumer".as_ref(),
+        "--vendors".as_ref(),
+        args.vendors.as_os_str(),
+        "--max-in-flight".as_ref(),
+        args.max_in_flight.to_string().as_ref(),
+    ])?;
+    let vendors = vendors::load(&settings.vendors)?;
+    let client = http_client(settings.max_in_flight, vendors.len())?;
+    let products = (1..=args.products).map(|n| ProductId::new(n).context("a product id"));
+    let window = settings.max_in_flight as usize;
+    let mut done = 0;
+    match args.mode {
+        Mode::Fanout => {
+            let comparer = Comparer::new(
+                client,
+                vendors,
+                settings.fetch_limits(),
+                settings.freshness_policy(),
+                Metrics::new(),
+            );
+            let mut results = futures::stream::iter(products)
+                .map(|product| {
+                    let comparer = &comparer;
+                    async move {
+                        let comparison = comparer
+                            .compare(product?, TraceContext::start(rand::random()))
+                            .await;
+                        anyhow::Ok(serde_json::to_vec(&comparison)?.len())
+                    }
+                })
+                .buffer_unordered(window);
+            while let Some(result) = results.next().await {
+                result?;
+                done += 1;
+            }
+        }
+        Mode::Bare => {
+            let mut results = futures::stream::iter(products)
+                .map(|product| {
+                    let (client, vendors) = (&client, &vendors);
+                    async move {
+                        let product = product?;
+                        let calls = vendors.iter().map(|vendor| async move {
+                            client
+                                .get(vendor.url_for(product))
+                                .send()
+                                .await?
+                                .bytes()
+                                .await
+                        });
+                        for body in join_all(calls).await {
+                            body?;
+                        }
+                        anyhow::Ok(())
+                    }
+                })
+                .buffer_unordered(window);
+            while let Some(result) = results.next().await {
+                result?;
+                done += 1;
+            }
+        }
+    }
+    Ok(done)
+}
