@@ -194,7 +194,9 @@ pub async fn put(
                 return Ok(PutOutcome::KeptNewer);
             }
             let ttl = kv_ttl_secs(comparison.stale_until_ms, now_ms);
-            kv.put(&key, value.as_str())?
+            // As bytes: `put` of a string goes through serde-wasm-bindgen (and with it a float
+            // formatter and JSON.stringify), several KB of wasm for the same stored bytes.
+            kv.put_bytes(&key, value.as_bytes())?
                 .expiration_ttl(ttl)
                 .execute()
                 .await?;

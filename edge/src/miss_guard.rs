@@ -151,7 +151,8 @@ pub async fn store_backlog_report(
         .and_then(|bytes| BacklogReport::from_json(&bytes))
         .unwrap_or_default();
     stored.merge(report, now_ms);
-    kv.put(&key, stored.to_json())?
+    // As bytes, as every KV write of the Worker (see `cache::put`).
+    kv.put_bytes(&key, stored.to_json().as_bytes())?
         .expiration_ttl(REPORT_TTL_SECS)
         .execute()
         .await?;
