@@ -8,9 +8,10 @@
 //! most every few seconds and, when the total lag is above its `BACKLOG_MAX`, answers new misses 503
 //! instead of growing the backlog without bound ([`admits_misses`]); hits are unaffected.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::UnixMillis;
 
@@ -42,41 +43,62 @@ pub struct PartitionLag {
 /// The lag of a topic's partitions, as reported: `{"partitions":{"0":{"lag":12,"atMs":...}}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BacklogReport {
-    /// Lag by partition.
-    pub partitions: BTreeMap<i32, PartitionLag>,
+    /// Lag by partition, in partition order, each partition once. A sorted list, not a `BTreeMap`: a
+    /// topic has a few partitions, and the map's code was about 6 KB of the edge's wasm.
+    #[serde(with = "partition_map")]
+    pub partitions: Vec<(i32, PartitionLag)>,
 }
 
 impl BacklogReport {
     /// A report of `lags` (partition, lag) made at `now_ms`.
     pub fn of(lags: impl IntoIterator<Item = (i32, u64)>, now_ms: UnixMillis) -> Self {
-        Self {
-            partitions: lags
-                .into_iter()
-                .map(|(partition, lag)| (partition, PartitionLag { lag, at_ms: now_ms }))
-                .collect(),
+        let mut report = Self::default();
+        for (partition, lag) in lags {
+            report.put(partition, PartitionLag { lag, at_ms: now_ms });
         }
+        report
+    }
+
+    /// `partition`'s lag, if reported.
+    pub fn lag_of(&self, partition: i32) -> Option<&PartitionLag> {
+        self.position(partition).ok().map(|i| &self.partitions[i].1)
     }
 
     /// Takes `other`'s partitions where they are newer, and drops the partitions too old to count
     /// at `now_ms`.
     pub fn merge(&mut self, other: &BacklogReport, now_ms: UnixMillis) {
-        for (partition, lag) in &other.partitions {
-            let entry = self.partitions.entry(*partition).or_insert(*lag);
-            if lag.at_ms >= entry.at_ms {
-                *entry = *lag;
+        for &(partition, lag) in &other.partitions {
+            if self
+                .lag_of(partition)
+                .is_none_or(|held| lag.at_ms >= held.at_ms)
+            {
+                self.put(partition, lag);
             }
         }
         self.partitions
-            .retain(|_, lag| now_ms.saturating_sub(lag.at_ms) <= REPORT_MAX_AGE_MS);
+            .retain(|(_, lag)| now_ms.saturating_sub(lag.at_ms) <= REPORT_MAX_AGE_MS);
     }
 
     /// The total lag at `now_ms`, of the partitions whose reports still count.
     pub fn total(&self, now_ms: UnixMillis) -> u64 {
         self.partitions
-            .values()
-            .filter(|lag| now_ms.saturating_sub(lag.at_ms) <= REPORT_MAX_AGE_MS)
-            .map(|lag| lag.lag)
+            .iter()
+            .filter(|(_, lag)| now_ms.saturating_sub(lag.at_ms) <= REPORT_MAX_AGE_MS)
+            .map(|(_, lag)| lag.lag)
             .sum()
+    }
+
+    /// Sets `partition`'s lag, keeping the list in partition order.
+    fn put(&mut self, partition: i32, lag: PartitionLag) {
+        match self.position(partition) {
+            Ok(i) => self.partitions[i].1 = lag,
+            Err(i) => self.partitions.insert(i, (partition, lag)),
+        }
+    }
+
+    fn position(&self, partition: i32) -> Result<usize, usize> {
+        self.partitions
+            .binary_search_by_key(&partition, |(p, _)| *p)
     }
 
     /// The report as JSON.
@@ -87,6 +109,41 @@ impl BacklogReport {
     /// Reads a report; `None` for bytes that are not one (an unreadable report never blocks misses).
     pub fn from_json(bytes: &[u8]) -> Option<Self> {
         serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// The partitions as a JSON object keyed by partition, read into the sorted list (a partition named
+/// twice keeps its last value, as a map would).
+mod partition_map {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        partitions: &[(i32, PartitionLag)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(partitions.iter().map(|(partition, lag)| (partition, lag)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(i32, PartitionLag)>, D::Error> {
+        struct Partitions;
+        impl<'de> Visitor<'de> for Partitions {
+            type Value = BacklogReport;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an object of partitions' lags")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BacklogReport, A::Error> {
+                let mut report = BacklogReport::default();
+                while let Some((partition, lag)) = map.next_entry()? {
+                    report.put(partition, lag);
+                }
+                Ok(report)
+            }
+        }
+        Ok(deserializer.deserialize_map(Partitions)?.partitions)
     }
 }
 
@@ -108,13 +165,13 @@ mod tests {
         assert_eq!(stored.total(2_000), 10 + 5 + 7);
         // An older report of partition 1 (a member that lost it) does not win.
         stored.merge(&BacklogReport::of([(1, 99)], 1_500), 2_000);
-        assert_eq!(stored.partitions[&1].lag, 5);
+        assert_eq!(stored.lag_of(1).unwrap().lag, 5);
         // Partition 0 was last reported at 1 000: past the max age it no longer counts, and a merge
         // drops it.
         let later = 1_000 + REPORT_MAX_AGE_MS + 1;
         assert_eq!(stored.total(later), 5 + 7);
         stored.merge(&BacklogReport::default(), later);
-        assert!(!stored.partitions.contains_key(&0));
+        assert!(stored.lag_of(0).is_none());
     }
 
     #[test]
@@ -129,6 +186,15 @@ mod tests {
             Some(report)
         );
         assert_eq!(BacklogReport::from_json(b"nope"), None);
+        // Partitions in any order, one named twice: read in order, the last value kept.
+        let read = BacklogReport::from_json(
+            br#"{"partitions":{"2":{"lag":1,"atMs":7},"0":{"lag":2,"atMs":7},"2":{"lag":3,"atMs":8}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read.to_json(),
+            r#"{"partitions":{"0":{"lag":2,"atMs":7},"2":{"lag":3,"atMs":8}}}"#
+        );
     }
 
     #[test]
