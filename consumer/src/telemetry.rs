@@ -130,10 +130,8 @@ pub fn join_trace(span: &Span, traceparent: Option<&str>) -> TraceContext {
         // Fails only when the span is disabled: then it has no trace to join.
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
-    recorded_context(span).unwrap_or_else(|| match parent {
-        Some(parent) => parent.child(rand::random()),
-        None => TraceContext::start(rand::random()),
-    })
+    recorded_context(span)
+        .unwrap_or_else(|| TraceContext::continue_or_start(traceparent, rand::random()))
 }
 
 /// The context a call made under `parent` names itself by to the next hop: the current span's when

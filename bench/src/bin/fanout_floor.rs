@@ -9,6 +9,7 @@
 //! - `bare`: plain `reqwest` GETs, one per vendor, concurrently, with the consumer's HTTP client and the
 //!   body read: what the HTTP client alone costs.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -79,9 +80,7 @@ async fn run(args: &Args) -> anyhow::Result<u64> {
     ])?;
     let vendors = vendors::load(&settings.vendors)?;
     let client = http_client(settings.max_in_flight, vendors.len())?;
-    let products = (1..=args.products).map(|n| ProductId::new(n).context("a product id"));
     let window = settings.max_in_flight as usize;
-    let mut done = 0;
     match args.mode {
         Mode::Fanout => {
             let comparer = Comparer::new(
@@ -91,48 +90,58 @@ async fn run(args: &Args) -> anyhow::Result<u64> {
                 settings.freshness_policy(),
                 Metrics::new(),
             );
-            let mut results = futures::stream::iter(products)
-                .map(|product| {
-                    let comparer = &comparer;
-                    async move {
-                        let comparison = comparer
-                            .compare(product?, TraceContext::start(rand::random()))
-                            .await;
-                        anyhow::Ok(serde_json::to_vec(&comparison)?.len())
-                    }
-                })
-                .buffer_unordered(window);
-            while let Some(result) = results.next().await {
-                result?;
-                done += 1;
-            }
+            window_of(args.products, window, |product| {
+                let comparer = &comparer;
+                async move {
+                    let comparison = comparer
+                        .compare(product, TraceContext::start(rand::random()))
+                        .await;
+                    serde_json::to_vec(&comparison)?;
+                    Ok(())
+                }
+            })
+            .await
         }
         Mode::Bare => {
-            let mut results = futures::stream::iter(products)
-                .map(|product| {
-                    let (client, vendors) = (&client, &vendors);
-                    async move {
-                        let product = product?;
-                        let calls = vendors.iter().map(|vendor| async move {
-                            client
-                                .get(vendor.url_for(product))
-                                .send()
-                                .await?
-                                .bytes()
-                                .await
-                        });
-                        for body in join_all(calls).await {
-                            body?;
-                        }
-                        anyhow::Ok(())
+            window_of(args.products, window, |product| {
+                let (client, vendors) = (&client, &vendors);
+                async move {
+                    let calls = vendors.iter().map(|vendor| async move {
+                        client
+                            .get(vendor.url_for(product))
+                            .send()
+                            .await?
+                            .bytes()
+                            .await
+                    });
+                    for body in join_all(calls).await {
+                        body?;
                     }
-                })
-                .buffer_unordered(window);
-            while let Some(result) = results.next().await {
-                result?;
-                done += 1;
-            }
+                    Ok(())
+                }
+            })
+            .await
         }
+    }
+}
+
+/// Runs `compare` on products 1..=`products`, `window` at a time; the count done, or the first error.
+async fn window_of<F, Fut>(products: u64, window: usize, compare: F) -> anyhow::Result<u64>
+where
+    F: Fn(ProductId) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut results = futures::stream::iter(1..=products)
+        .map(|n| {
+            let product = ProductId::new(n).context("a product id");
+            let compared = product.map(&compare);
+            async move { compared?.await }
+        })
+        .buffer_unordered(window);
+    let mut done = 0;
+    while let Some(result) = results.next().await {
+        result?;
+        done += 1;
     }
     Ok(done)
 }
