@@ -138,6 +138,30 @@ async fn a_client_over_its_miss_limit_gets_429_and_publishes_nothing_while_other
         "exactly the accepted misses were published"
     );
 
+    // A poll of a pending request publishes nothing, so it is not a miss: a client polling its own
+    // request far past its limit still gets 202s. (Counted as misses, 251 requests pass even two
+    // windows' 240.) The claim lasts 5 s: a slower machine may publish once more per 5 s, no more.
+    let poller = format!("poller-{}", env.first_product);
+    let pending = env.product(1_500);
+    let polling = std::time::Instant::now();
+    assert_eq!(miss(&edge, pending, &poller).await.status(), 202);
+    let polls: Vec<u16> = stream::iter(0..250)
+        .map(|_| {
+            let (edge, poller) = (&edge, &poller);
+            async move { miss(edge, pending, poller).await.status().as_u16() }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let polled_secs = polling.elapsed().as_secs();
+    let refused = polls.iter().filter(|status| **status != 202).count();
+    assert_eq!(refused, 0, "{refused} of 250 polls were not 202: {polls:?}");
+    let published = published_for(&env.topic, pending).await.unwrap();
+    assert!(
+        (1..=1 + polled_secs as usize / 5).contains(&published),
+        "{published} requests published for one pending product polled for {polled_secs} s"
+    );
+
     // Another client is not limited by the flooder; a hit is never limited.
     let other = miss(&edge, env.product(1_000), "someone-else").await;
     assert_eq!(other.status(), 202);

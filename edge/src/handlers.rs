@@ -20,7 +20,9 @@ use crate::cache::{self, Lookup, PutOutcome};
 use crate::config::Config;
 use crate::error::EdgeError;
 use crate::miss_guard;
-use crate::publish::{publish_coalesced, remember_published, Published};
+use crate::publish::{
+    already_published, publish_coalesced, publish_unless_claimed, remember_published, Published,
+};
 use crate::reply;
 
 /// What a handler answers.
@@ -118,8 +120,9 @@ async fn refresh_in_background(
     }
 }
 
-/// A miss: publish a request, then either wait for its result (`Prefer: wait` granted `wait` seconds)
-/// or answer 202 at once; 503 when the REST proxy cannot take it.
+/// A miss: publish a request (unless one went out here in the last few seconds: then this is a poll of
+/// it, which the miss guards do not count), then either wait for its result (`Prefer: wait` granted
+/// `wait` seconds) or answer 202 at once; 503 when the REST proxy cannot take it.
 async fn queued(
     request: &Request,
     env: &Env,
@@ -129,13 +132,18 @@ async fn queued(
     now: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Response> {
-    if let Some(refusal) = miss_guard::refusal(request, env, config, now).await {
-        return Err(refused(refusal, product, config));
-    }
+    let published = if already_published(product, now).await {
+        // A poll of a pending request: nothing new is published, so no guard applies.
+        Published::Already
+    } else {
+        if let Some(refusal) = miss_guard::refusal(request, env, config, now).await {
+            return Err(refused(refusal, product, config));
+        }
+        publish_unless_claimed(config, product, now, trace)
+            .await
+            .map_err(|source| EdgeError::QueueUnavailable { product, source })?
+    };
     let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
-    let published = publish_coalesced(config, product, now, trace)
-        .await
-        .map_err(|source| EdgeError::QueueUnavailable { product, source })?;
     if published == Published::Now {
         ctx.wait_until(remember_published(product));
     }

@@ -1,10 +1,11 @@
 //! The checks a read passes before it publishes: the known-products filter (404), checked before the
 //! cache is even read (an id outside the catalog was never computed, and a flood of unknown ids then
-//! costs no cache reads), then, on a miss, the pipeline's backlog (503) and the client's rate limit
-//! (429). Each is off unless configured, and a
-//! check that cannot be made (KV or Redis away, no binding) lets the miss through: these guard the
-//! vendors against floods, they must not take the service down themselves. The rules are in
-//! [`pricefront_core::miss_guard`], [`pricefront_core::catalog`] and [`pricefront_core::backlog`].
+//! costs no cache reads), then, on a miss that would publish, the pipeline's backlog (503) and the
+//! client's rate limit (429); a poll of a request published here in the last few seconds publishes
+//! nothing and is not counted. Each is off unless configured, and a check that cannot be made (KV or
+//! Redis away, no binding) lets the miss through: these guard the vendors against floods, they must
+//! not take the service down themselves. The rules are in [`pricefront_core::miss_guard`],
+//! [`pricefront_core::catalog`] and [`pricefront_core::backlog`].
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -85,6 +85,25 @@ fn marker(product: ProductId) -> String {
     format!("https://pricefront.internal/published/{product}")
 }
 
+/// Whether a request for `product` went out from this location in the last few seconds: this
+/// isolate's claim, or another isolate's marker in the Cache API (then claimed here too, so that the
+/// next read of this isolate asks nothing). A read that finds one publishes nothing, so the guards of a
+/// new miss (backlog, rate limit) do not apply to it: a client polling its pending request is not
+/// making new misses.
+pub async fn already_published(product: ProductId, now_ms: UnixMillis) -> bool {
+    if claimed(product, now_ms) {
+        return true;
+    }
+    let marked = matches!(
+        Cache::default().get(marker(product).as_str(), false).await,
+        Ok(Some(_))
+    );
+    if marked {
+        claim(product, now_ms);
+    }
+    marked
+}
+
 /// Publishes a request for `product` unless one was published here in the last few seconds, joined
 /// to `trace` (the edge's span of the read that asked). The error says why, for the logs (the client's
 /// 503 does not name it).
@@ -94,10 +113,21 @@ pub async fn publish_coalesced(
     now_ms: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Published, PublishError> {
-    if !claim(product, now_ms) {
+    if already_published(product, now_ms).await {
         return Ok(Published::Already);
     }
-    if let Ok(Some(_)) = Cache::default().get(marker(product).as_str(), false).await {
+    publish_unless_claimed(config, product, now_ms, trace).await
+}
+
+/// Publishes a request for `product` after [`already_published`] said none went out, unless a
+/// concurrent read of this isolate claimed it meanwhile (then `Already`).
+pub async fn publish_unless_claimed(
+    config: &Config,
+    product: ProductId,
+    now_ms: UnixMillis,
+    trace: &TraceContext,
+) -> Result<Published, PublishError> {
+    if !claim(product, now_ms) {
         return Ok(Published::Already);
     }
     if let Err(error) = publish(config, product, now_ms, trace).await {
