@@ -25,9 +25,13 @@ case "$cmd" in
     fi
     clear_stale_pidfile "$component"
     : > "$logfile"
+    # wrangler appends a debug line for every inspector event (each fetch the Worker makes) to a log
+    # file of its own, by default under ~/.config/.wrangler/logs: keep it with the other logs instead.
+    debuglog=$state/logs/wrangler-debug-$name.log
+    : > "$debuglog"
     # The inspector port must differ between instances; keep it near the HTTP port. `launch` starts it
     # in a session of its own (setsid), so its pid is also its process group.
-    pid=$(launch "$component" "$logfile" env WRANGLER_SEND_METRICS=false CI=true \
+    pid=$(launch "$component" "$logfile" env WRANGLER_SEND_METRICS=false CI=true WRANGLER_LOG_PATH="$debuglog" \
       node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$port" \
       --inspector-port $((port + 1000)) --persist-to "$state/wrangler-$name" "$@")
     for _ in $(seq 1 180); do
