@@ -41,11 +41,29 @@ struct Route {
 }
 
 impl Route {
-    fn mean(&self, figure: impl Fn(&Load) -> f64) -> f64 {
-        self.rounds.iter().map(figure).sum::<f64>() / self.rounds.len().max(1) as f64
+    /// The median of `figure` over the rounds: a round disturbed by something else on the machine (a
+    /// pause of the JVMs beside it, say) moves a mean's p99 by tens of milliseconds, not a median's.
+    fn median(&self, figure: impl Fn(&Load) -> f64) -> f64 {
+        let mut figures: Vec<f64> = self.rounds.iter().map(figure).collect();
+        figures.sort_by(f64::total_cmp);
+        match figures.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => figures[n / 2],
+            n => (figures[n / 2 - 1] + figures[n / 2]) / 2.0,
+        }
     }
 
-    /// The latency distribution, each percentile's latency averaged over the rounds: (ms, percentile).
+    /// Each round's `figure`, in the order run, for the notes.
+    fn each_round(&self, figure: impl Fn(&Load) -> f64) -> String {
+        let figures: Vec<String> = self
+            .rounds
+            .iter()
+            .map(|l| format!("{:.0}", figure(l)))
+            .collect();
+        figures.join(", ")
+    }
+
+    /// The latency distribution, each percentile's median latency over the rounds: (ms, percentile).
     fn distribution(&self) -> Vec<(f64, f64)> {
         let Some(first) = self.rounds.first() else {
             return Vec::new();
@@ -55,7 +73,7 @@ impl Route {
             .iter()
             .enumerate()
             .map(|(i, &(percentile, _))| {
-                let ms = self.mean(|l| l.percentiles.get(i).map_or(f64::NAN, |p| p.1));
+                let ms = self.median(|l| l.percentiles.get(i).map_or(f64::NAN, |p| p.1));
                 (ms, percentile)
             })
             .collect()
@@ -136,8 +154,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
     }
     let (ours_hit, peer_hit, no_memo_hit, ours_health) =
         (&routes[0], &routes[1], &routes[2], &routes[3]);
-    let rps = |r: &Route| r.mean(|l| l.requests_per_sec);
-    let p99 = |r: &Route| r.mean(|l| l.p99_ms);
+    let rps = |r: &Route| r.median(|l| l.requests_per_sec);
+    let p99 = |r: &Route| r.median(|l| l.p99_ms);
     let mut table = vec![
         "| route | requests/s | p50 ms | p99 ms | non-2xx | socket errors |".into(),
         "| --- | ---: | ---: | ---: | ---: | --- |".into(),
@@ -147,7 +165,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             "| {} | {:.0} | {:.2} | {:.2} | {} | {} |",
             route.label,
             rps(route),
-            route.mean(|l| l.p50_ms),
+            route.median(|l| l.p50_ms),
             p99(route),
             route.rounds.iter().map(|l| l.non_2xx).sum::<u64>(),
             route
@@ -191,15 +209,18 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 "Ours ÷ JavaScript peer on the hit path: **{:.2}×** requests/s, p99 {:.2} ms against {:.2} ms. Ours ÷ our \
                  own `/healthz`: **{:.2}×**. Without the isolate's hot cache (`HOT_CACHE_MS=0`, a KV read per hit like \
                  the peer): {:.2}× the peer. The peer reads KV on every hit, as Cloudflare's KV documentation shows; \
-                 ours answers a product it read less than a second ago (and still fresh) from the isolate's memory.",
+                 ours answers a product it read less than a second ago (and still fresh) from the isolate's memory. \
+                 The p99 of each round, in ms: ours {}; the peer {}.",
                 rps(ours_hit) / rps(peer_hit),
                 p99(ours_hit),
                 p99(peer_hit),
                 rps(ours_hit) / rps(ours_health),
-                rps(no_memo_hit) / rps(peer_hit)
+                rps(no_memo_hit) / rps(peer_hit),
+                ours_hit.each_round(|l| l.p99_ms),
+                peer_hit.each_round(|l| l.p99_ms)
             ),
             format!(
-                "Each figure is the mean of {} rounds of `wrk -t2 -c{} -d{}s --latency`, the five routes alternating in \
+                "Each figure is the median of {} rounds of `wrk -t2 -c{} -d{}s --latency`, the five routes alternating in \
                  each round, on the same 2 cores as both Workers: local `wrangler dev` (workerd), not Cloudflare's \
                  network. The peer (`bench/peers/js-worker/`) reads the same key with `env.PRICES.get(key, \"json\")` \
                  and answers the same headers and body; each Worker is filled with the same comparison through its \

@@ -66,8 +66,9 @@ pub struct Args {
     /// Seconds of wrk load per edge route.
     #[arg(long, default_value_t = 10)]
     edge_seconds: u64,
-    /// Rounds of the edge benchmark (each loads the four routes once, alternating).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of the edge benchmark (each loads the five routes once, alternating); the figures are
+    /// their medians.
+    #[arg(long, default_value_t = 5)]
     edge_rounds: u32,
     /// wrk connections.
     #[arg(long, default_value_t = 16)]
