@@ -226,13 +226,6 @@ impl Metrics {
             .inc();
     }
 
-    /// How many revocations this process went through so far.
-    pub fn revocations(&self) -> u64 {
-        self.rebalances
-            .get_or_create(&RebalanceLabel { event: "revoke" })
-            .get()
-    }
-
     /// Records a rebalance event: `assign` or `revoke`.
     pub fn rebalanced(&self, event: &'static str) {
         self.rebalances

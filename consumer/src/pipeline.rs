@@ -29,7 +29,7 @@ use crate::handler::MessageHandler;
 use crate::metrics::{Metrics, PartitionLabel};
 use crate::offsets::OffsetTracker;
 use crate::sinks::Sinks;
-use crate::window::{Backlog, Received, PAUSE_WHEN_FULL_FOR};
+use crate::window::{Backlog, Received, Revoked, PAUSE_WHEN_FULL_FOR};
 
 /// Why the pipeline could not start or stop cleanly. Redis is not among the reasons: it may be away at
 /// start (the cache connects lazily) and writes wait for it.
@@ -45,6 +45,7 @@ pub(crate) struct PipelineContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     metrics: Arc<Metrics>,
     lags: Arc<PartitionLags>,
+    revoked: Arc<Revoked>,
 }
 
 impl ClientContext for PipelineContext {
@@ -75,6 +76,8 @@ impl ConsumerContext for PipelineContext {
             for element in partitions.elements() {
                 tracker.revoke(element.partition());
             }
+            self.revoked
+                .record(partitions.elements().iter().map(|e| e.partition()));
             self.metrics.assigned_partitions.set(0);
             self.metrics.partition_assigned.clear();
             self.metrics.rebalanced("revoke");
@@ -149,11 +152,13 @@ pub async fn run(
     } = outputs;
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     let lags = Arc::new(PartitionLags::default());
+    let revoked = Arc::new(Revoked::default());
     let consumer: PipelineConsumer =
         consumer_config(settings).create_with_context(PipelineContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
             lags: lags.clone(),
+            revoked: revoked.clone(),
         })?;
     // Aborted when this function returns, however it does.
     let _reporting = AbortOnDrop(tokio::spawn(report_periodically(
@@ -182,7 +187,6 @@ pub async fn run(
     let mut backlog = Backlog::new(settings.topic.clone(), handler.metrics.clone());
     let mut tasks = JoinSet::new();
     let consumer = handler.consumer.clone();
-    let mut revocations_seen = handler.metrics.revocations();
     tokio::pin!(shutdown);
     loop {
         while let Some(result) = tasks.try_join_next() {
@@ -194,6 +198,9 @@ pub async fn run(
                 () = &mut shutdown => break,
                 message = consumer.recv() => message,
             };
+            // Nothing is held here; the revocations are taken all the same, so that none is applied
+            // later to messages of a new assignment.
+            revoked.take();
             match message {
                 Ok(message) => {
                     let message = Received::of(&message);
@@ -216,15 +223,7 @@ pub async fn run(
             () = &mut shutdown => break,
             permit = window.clone().acquire_owned() => {
                 let permit = permit.expect("the window is never closed");
-                // Asking librdkafka for the assignment is a round trip to its thread: only after a
-                // revocation, not for every held message.
-                let revocations = handler.metrics.revocations();
-                if revocations != revocations_seen {
-                    revocations_seen = revocations;
-                    if let Some(assigned) = assigned_partitions(consumer.as_ref()) {
-                        backlog.keep_only(&assigned);
-                    }
-                }
+                backlog.forget_revoked(&revoked.take());
                 if let Some(message) = backlog.next(consumer.as_ref()) {
                     start(&handler, &mut tasks, message, permit);
                 }
@@ -233,7 +232,11 @@ pub async fn run(
                 backlog.pause_assigned(consumer.as_ref());
             }
             message = consumer.recv(), if backlog.is_paused() => match message {
-                Ok(message) => backlog.hold(consumer.as_ref(), Received::of(&message)),
+                Ok(message) => {
+                    // A revocation during this poll: what is held came before it.
+                    backlog.forget_revoked(&revoked.take());
+                    backlog.hold(consumer.as_ref(), Received::of(&message));
+                }
                 Err(error) => {
                     handler.metrics.kafka_errors.inc();
                     tracing::warn!(%error, "kafka error while consuming")
@@ -294,13 +297,6 @@ fn start(
         handler.handle(ticket, message).await;
         drop(permit);
     });
-}
-
-/// The partitions assigned now; `None` when librdkafka cannot say (then nothing is dropped: better a
-/// duplicate than a loss).
-fn assigned_partitions(consumer: &PipelineConsumer) -> Option<Vec<i32>> {
-    let list = consumer.assignment().ok()?;
-    Some(list.elements().iter().map(|e| e.partition()).collect())
 }
 
 fn report_task_end(result: Result<(), tokio::task::JoinError>) {

@@ -6,7 +6,7 @@
 //! message it handed out; every message handed out is either started or held here, so none is skipped.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, ConsumerContext};
@@ -52,6 +52,27 @@ impl Received {
                     .map(str::to_owned)
             }),
         }
+    }
+}
+
+/// The partitions revoked since the consume loop last looked: the rebalance callback records them
+/// (it runs within the loop's poll), and the loop takes them right after each poll, before it holds or
+/// starts anything more ([`Backlog::forget_revoked`]).
+#[derive(Debug, Default)]
+pub struct Revoked(Mutex<Vec<i32>>);
+
+impl Revoked {
+    /// Records that `partitions` were revoked.
+    pub fn record(&self, partitions: impl IntoIterator<Item = i32>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(partitions);
+    }
+
+    /// The partitions revoked since the last call.
+    pub fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -114,10 +135,14 @@ impl Backlog {
         message
     }
 
-    /// Drops the held messages of partitions that are not in `assigned` (revoked meanwhile: their new
-    /// owner consumes them).
-    pub fn keep_only(&mut self, assigned: &[i32]) {
-        self.held.retain(|m| assigned.contains(&m.partition));
+    /// Drops the held messages of the `revoked` partitions: they were received before the revocation,
+    /// and whoever is assigned the partition next consumes them again from its committed offset, this
+    /// member included. (Kept and started after the partition came back, one would open the new
+    /// assignment above messages still unfinished, and the committed offset could pass those.)
+    pub fn forget_revoked(&mut self, revoked: &[i32]) {
+        if !revoked.is_empty() {
+            self.held.retain(|m| !revoked.contains(&m.partition));
+        }
     }
 
     /// Pauses every assigned partition: the window has been full for [`PAUSE_WHEN_FULL_FOR`].
@@ -147,5 +172,70 @@ impl Backlog {
         self.metrics
             .paused_partitions
             .set(self.paused_partitions.len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::ClientConfig;
+
+    use super::*;
+
+    fn message(partition: i32, offset: i64) -> Received {
+        Received {
+            partition,
+            offset,
+            key: None,
+            payload: None,
+            traceparent: None,
+        }
+    }
+
+    /// A real client that is never polled: holding and dropping messages asks nothing of Kafka.
+    fn consumer() -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("group.id", "window-tests")
+            .create()
+            .expect("a consumer is created without connecting")
+    }
+
+    fn drain(backlog: &mut Backlog, consumer: &BaseConsumer) -> Vec<(i32, i64)> {
+        std::iter::from_fn(|| backlog.next(consumer))
+            .map(|m| (m.partition, m.offset))
+            .collect()
+    }
+
+    #[test]
+    fn messages_held_before_their_partition_was_revoked_go_even_when_it_comes_back() {
+        let consumer = consumer();
+        let mut backlog = Backlog::new("t".into(), Metrics::new());
+        backlog.hold(&consumer, message(0, 4));
+        backlog.hold(&consumer, message(0, 5));
+        backlog.hold(&consumer, message(1, 7));
+        // An eager rebalance revokes both partitions and gives partition 0 back. Started now, offset 4
+        // would be the new assignment's first message, and its finish would let the committed offset pass
+        // 0 to 3, still in flight from before or not consumed again yet.
+        let revoked = Revoked::default();
+        revoked.record([0, 1]);
+        backlog.forget_revoked(&revoked.take());
+        // The new assignment consumes partition 0 again from its committed offset.
+        backlog.hold(&consumer, message(0, 2));
+        backlog.forget_revoked(&revoked.take());
+        assert_eq!(drain(&mut backlog, &consumer), vec![(0, 2)]);
+    }
+
+    #[test]
+    fn a_revocation_of_other_partitions_keeps_the_held_messages_in_order() {
+        let consumer = consumer();
+        let mut backlog = Backlog::new("t".into(), Metrics::new());
+        for (partition, offset) in [(0, 4), (1, 7), (0, 5), (2, 3)] {
+            backlog.hold(&consumer, message(partition, offset));
+        }
+        // An incremental rebalance takes partition 1 only: the others' messages were handed out once
+        // and are not consumed again, so dropping them would lose them.
+        backlog.forget_revoked(&[1]);
+        assert_eq!(drain(&mut backlog, &consumer), vec![(0, 4), (0, 5), (2, 3)]);
     }
 }

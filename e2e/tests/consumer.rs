@@ -316,3 +316,119 @@ async fn sequential_mode_still_finishes_everything() {
         30
     );
 }
+
+/// A member whose window is full holds what it still receives. A rebalance that gives it a partition
+/// back must not start those held messages as the first of the new assignment: their finish would let
+/// the committed offset pass messages still in flight from before (a crash then loses them). Checked
+/// all along, through two rebalances (another member joins, then leaves): whatever offset the group
+/// has committed, every request below it has its result stored; and in the end every request has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_giving_a_full_window_its_partitions_back_never_commits_past_unstored_work() {
+    let env = TestEnv::new(
+        "rebalance-full",
+        profiles([("alpha", vendor((50, 1_500), BodyShape::Nested))]),
+        2_000,
+    )
+    .await
+    .unwrap();
+    let member = env
+        .start_consumer(
+            "member",
+            &["--max-in-flight", "8", "--commit-interval-ms", "100"],
+        )
+        .unwrap();
+    member
+        .wait_for_metric("pricefront_assigned_partitions", |v| v == 3.0, WAIT)
+        .await
+        .expect("the member is assigned every partition");
+    let products: Vec<_> = (0..150).map(|n| env.product(n)).collect();
+    let placed = env.publish_placed(products.iter().copied()).await.unwrap();
+    member
+        .wait_for_metric("pricefront_messages_in_flight", |v| v >= 8.0, WAIT)
+        .await
+        .expect("the window fills");
+
+    // Another member of the group joins and leaves, twice over: each time, every partition is revoked
+    // from `member` and some or all of them are given back.
+    let (group, topic) = (env.group.clone(), env.topic.clone());
+    let visits = tokio::task::spawn_blocking(move || visit_group_twice(&group, &topic));
+
+    let started = tokio::time::Instant::now();
+    let mut checks = 0;
+    loop {
+        let (group, topic) = (env.group.clone(), env.topic.clone());
+        let committed = tokio::task::spawn_blocking(move || committed_offsets(&group, &topic))
+            .await
+            .unwrap();
+        // Read after the committed offsets: a result stored by then was stored before they were read.
+        let stored: std::collections::HashSet<_> = env
+            .stored(&products)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.product_id)
+            .collect();
+        for (product, position) in &placed {
+            let below_committed = committed
+                .get(&position.partition)
+                .is_some_and(|&c| position.offset < c);
+            assert!(
+                !below_committed || stored.contains(product),
+                "offset {} of partition {} is committed ({committed:?}) but {product} has no result:\n{}",
+                position.offset,
+                position.partition,
+                member.log_text()
+            );
+        }
+        checks += 1;
+        if stored.len() == products.len() && visits.is_finished() {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{} of {} stored",
+            stored.len(),
+            products.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    visits.await.unwrap();
+    let page = pricefront_harness::metrics::page(member.metrics_port)
+        .await
+        .unwrap();
+    let revocations = page
+        .lines()
+        .find(|l| l.starts_with("pricefront_rebalances_total{event=\"revoke\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    println!("{checks} checks of the committed offsets; {revocations} revocations");
+    assert!(
+        revocations >= 2.0,
+        "the visits revoked the member's partitions {revocations} times"
+    );
+}
+
+/// Joins `group` on `topic` as a plain client, waits until it is assigned partitions (or 30 s), leaves,
+/// and does that twice.
+fn visit_group_twice(group: &str, topic: &str) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    for _ in 0..2 {
+        let visitor: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", pricefront_harness::brokers())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a visiting consumer");
+        visitor.subscribe(&[topic]).expect("subscribing");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline
+            && visitor.assignment().map_or(0, |a| a.count()) == 0
+        {
+            // Nothing it receives is processed or committed: the member consumes it again.
+            let _ = visitor.poll(Duration::from_millis(100));
+        }
+        visitor.unsubscribe();
+        drop(visitor);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
