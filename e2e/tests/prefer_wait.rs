@@ -40,13 +40,21 @@ async fn a_waiting_miss_is_answered_with_its_result_by_the_kv_redis_edge() {
     a_waiting_miss_is_answered_with_its_result("EDGE_KV_REDIS_URL").await;
 }
 
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_longer_than_the_cap_is_capped_and_a_wait_that_runs_out_is_the_usual_202() {
-    // A topic nobody consumes: the result never comes.
+    // A topic nobody consumes: the result never comes. And the Worker's Redis is away, so every read
+    // of the wait fails: the request was published all the same, so the answer is still the 202.
     let env = TestEnv::new("prefer-wait", profiles([]), 2_000)
         .await
         .unwrap();
     let topic = env.topic.clone();
+    let redis_port = closed_port().to_string();
     let worker = tokio::task::spawn_blocking(move || {
         LocalWorker::start(
             "prefer-wait",
@@ -54,6 +62,8 @@ async fn a_wait_longer_than_the_cap_is_capped_and_a_wait_that_runs_out_is_the_us
             &[
                 ("REQUEST_TOPIC", topic.as_str()),
                 ("PREFER_WAIT_MAX_SECS", "1"),
+                ("CACHE_BACKEND", "kv+redis"),
+                ("REDIS_PORT", redis_port.as_str()),
             ],
         )
     })

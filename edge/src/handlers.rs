@@ -168,7 +168,7 @@ async fn queued(
 
 /// Watches the consistent tier (Redis where there is one, else KV) for `product`'s result for up to
 /// `secs` seconds, backing off between reads ([`pauses`]); the answer once it is there, `None` when
-/// time ran out. Ends early when the client has gone (the runtime cancels the request too).
+/// time ran out (a read that fails counts as nothing there yet). Ends early when the client has gone (the runtime cancels the request too).
 async fn wait_for_result(
     request: &Request,
     env: &Env,
@@ -182,8 +182,16 @@ async fn wait_for_result(
         if signal.aborted() {
             return Ok(None);
         }
-        let Some(stored) = cache::get_consistent(config, env, product).await? else {
-            continue;
+        // The request is published: a read that fails is skipped, not the client's 202.
+        let stored = match cache::get_consistent(config, env, product).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => continue,
+            Err(error) => {
+                worker::console_warn!(
+                    "waiting for {product}: the cache could not be read: {error}"
+                );
+                continue;
+            }
         };
         let now = now_ms();
         match decide_read_of(Some(stored.header.lifetime()), now) {
