@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pricefront_core::backlog::BacklogReport;
+use pricefront_core::problem::{problem_type_of, MISCONFIGURED_TYPE};
 use pricefront_core::route::{fill_path, BACKLOG_PATH};
 use pricefront_core::Comparison;
 use reqwest::Client;
@@ -19,22 +20,28 @@ pub enum FillError {
     Refused {
         /// The HTTP status.
         status: u16,
+        /// The type of the problem document the edge answered, if it did.
+        problem_type: Option<String>,
         /// The start of the body (a problem document).
         body: String,
     },
 }
 
 impl FillError {
-    /// Whether the edge refused as misconfigured (400: a body it cannot read, a version mismatch;
-    /// 401/403: a wrong token), which retrying soon cannot fix; anything else is transient.
+    /// Whether the edge refused as misconfigured, which retrying soon cannot fix: 400 (a body it cannot
+    /// read, a version mismatch), 401/403 (a wrong token), or a `/problems/misconfigured` of its own (no
+    /// fill token set); anything else is transient.
     pub fn is_misconfiguration(&self) -> bool {
-        matches!(
-            self,
+        match self {
             FillError::Refused {
                 status: 400 | 401 | 403,
                 ..
+            } => true,
+            FillError::Refused { problem_type, .. } => {
+                problem_type.as_deref() == Some(MISCONFIGURED_TYPE)
             }
-        )
+            FillError::Unreachable(_) => false,
+        }
     }
 }
 
@@ -82,16 +89,11 @@ impl FillSink {
         if status.is_success() {
             return Ok(());
         }
-        let body: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
+        let text = response.text().await.unwrap_or_default();
         Err(FillError::Refused {
             status: status.as_u16(),
-            body,
+            problem_type: problem_type_of(text.as_bytes()),
+            body: text.chars().take(300).collect(),
         })
     }
 }
@@ -102,16 +104,20 @@ mod tests {
 
     #[test]
     fn a_refused_token_or_body_is_a_misconfiguration_and_the_rest_is_transient() {
-        let refused = |status| FillError::Refused {
+        let refused = |status, problem_type: Option<&str>| FillError::Refused {
             status,
+            problem_type: problem_type.map(str::to_owned),
             body: String::new(),
         };
         for status in [400, 401, 403] {
-            assert!(refused(status).is_misconfiguration(), "{status}");
+            assert!(refused(status, None).is_misconfiguration(), "{status}");
         }
         for status in [404, 429, 500, 503] {
-            assert!(!refused(status).is_misconfiguration(), "{status}");
+            assert!(!refused(status, None).is_misconfiguration(), "{status}");
         }
+        // An edge without a fill token says so with a 500 of its own type; other 500s are transient.
+        assert!(refused(500, Some(MISCONFIGURED_TYPE)).is_misconfiguration());
+        assert!(!refused(500, Some("/problems/unavailable")).is_misconfiguration());
         assert!(!FillError::Unreachable("refused".into()).is_misconfiguration());
     }
 }

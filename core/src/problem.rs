@@ -7,6 +7,20 @@ use crate::route::RouteError;
 /// The media type of problem details.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
+/// The type of [`Problem::misconfigured`]: the server's settings cannot work, and retrying soon will not
+/// change that.
+pub const MISCONFIGURED_TYPE: &str = "/problems/misconfigured";
+
+/// The `type` of a problem details document, if `body` is one.
+pub fn problem_type_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_slice::<Typed>(body).ok().map(|t| t.kind)
+}
+
 /// A problem details object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -162,6 +176,11 @@ mod tests {
         assert_eq!(problem.status, 500);
         let json: serde_json::Value = serde_json::from_str(&problem.to_json()).unwrap();
         assert_eq!(json["type"], "/problems/misconfigured");
+        assert_eq!(
+            problem_type_of(problem.to_json().as_bytes()).as_deref(),
+            Some(MISCONFIGURED_TYPE)
+        );
+        assert_eq!(problem_type_of(b"<html>500</html>"), None);
         assert_eq!(json["detail"], "FILL_TOKEN is not set");
         assert_eq!(Problem::unauthorized().status, 401);
     }

@@ -136,17 +136,25 @@ async fn a_result_redis_holds_but_the_edge_refused_reaches_the_kv_edge_after_a_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fill_endpoint_refusing_the_token_is_reported_as_misconfigured_and_not_ready() {
     let (edge, _) = kv_edge();
+    refused_fills_are_reported_as_misconfigured(&edge.base, "fill-refused").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_without_a_fill_token_is_reported_as_misconfigured_and_not_ready() {
+    // It answers every fill 500 `/problems/misconfigured`: not an outage that passes by itself.
+    let edge = Edge::from_env("EDGE_NO_FILL_TOKEN_URL").unwrap();
+    refused_fills_are_reported_as_misconfigured(&edge.base, "fill-no-token").await;
+}
+
+/// A consumer filling the edge at `base` with a token it refuses: the result still reaches Redis, the
+/// edge sink is reported misconfigured, `/readyz` says not ready, and the refusals are retried slowly.
+async fn refused_fills_are_reported_as_misconfigured(base: &str, name: &str) {
     let vendors = profiles([("alpha", vendor((5, 20), BodyShape::Nested))]);
-    let env = TestEnv::new("fill-refused", vendors, 2_000).await.unwrap();
+    let env = TestEnv::new(name, vendors, 2_000).await.unwrap();
     let consumer = env
         .start_consumer(
             "refused",
-            &[
-                "--fill-url",
-                &edge.base,
-                "--fill-token",
-                "not-the-fill-token",
-            ],
+            &["--fill-url", base, "--fill-token", "not-the-fill-token"],
         )
         .unwrap();
     let product = env.product(1);
