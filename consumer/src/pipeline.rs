@@ -198,9 +198,7 @@ pub async fn run(
                 () = &mut shutdown => break,
                 message = consumer.recv() => message,
             };
-            // Nothing is held here; the revocations are taken all the same, so that none is applied
-            // later to messages of a new assignment.
-            revoked.take();
+            backlog.forget_revoked(&revoked);
             match message {
                 Ok(message) => {
                     let message = Received::of(&message);
@@ -223,7 +221,7 @@ pub async fn run(
             () = &mut shutdown => break,
             permit = window.clone().acquire_owned() => {
                 let permit = permit.expect("the window is never closed");
-                backlog.forget_revoked(&revoked.take());
+                backlog.forget_revoked(&revoked);
                 if let Some(message) = backlog.next(consumer.as_ref()) {
                     start(&handler, &mut tasks, message, permit);
                 }
@@ -233,8 +231,7 @@ pub async fn run(
             }
             message = consumer.recv(), if backlog.is_paused() => match message {
                 Ok(message) => {
-                    // A revocation during this poll: what is held came before it.
-                    backlog.forget_revoked(&revoked.take());
+                    backlog.forget_revoked(&revoked);
                     backlog.hold(consumer.as_ref(), Received::of(&message));
                 }
                 Err(error) => {

@@ -71,7 +71,7 @@ impl Revoked {
     }
 
     /// The partitions revoked since the last call.
-    pub fn take(&self) -> Vec<i32> {
+    fn take(&self) -> Vec<i32> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
@@ -139,7 +139,10 @@ impl Backlog {
     /// and whoever is assigned the partition next consumes them again from its committed offset, this
     /// member included. (Kept and started after the partition came back, one would open the new
     /// assignment above messages still unfinished, and the committed offset could pass those.)
-    pub fn forget_revoked(&mut self, revoked: &[i32]) {
+    /// Takes what `revoked` recorded since the last call, so that each revocation is applied once, to
+    /// what was held before it (called right after every poll, held messages or not).
+    pub fn forget_revoked(&mut self, revoked: &Revoked) {
+        let revoked = revoked.take();
         if !revoked.is_empty() {
             self.held.retain(|m| !revoked.contains(&m.partition));
         }
@@ -219,10 +222,10 @@ mod tests {
         // 0 to 3, still in flight from before or not consumed again yet.
         let revoked = Revoked::default();
         revoked.record([0, 1]);
-        backlog.forget_revoked(&revoked.take());
+        backlog.forget_revoked(&revoked);
         // The new assignment consumes partition 0 again from its committed offset.
         backlog.hold(&consumer, message(0, 2));
-        backlog.forget_revoked(&revoked.take());
+        backlog.forget_revoked(&revoked);
         assert_eq!(drain(&mut backlog, &consumer), vec![(0, 2)]);
     }
 
@@ -235,7 +238,9 @@ mod tests {
         }
         // An incremental rebalance takes partition 1 only: the others' messages were handed out once
         // and are not consumed again, so dropping them would lose them.
-        backlog.forget_revoked(&[1]);
+        let revoked = Revoked::default();
+        revoked.record([1]);
+        backlog.forget_revoked(&revoked);
         assert_eq!(drain(&mut backlog, &consumer), vec![(0, 4), (0, 5), (2, 3)]);
     }
 }

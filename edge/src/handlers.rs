@@ -168,7 +168,8 @@ async fn queued(
 
 /// Watches the consistent tier (Redis where there is one, else KV) for `product`'s result for up to
 /// `secs` seconds, backing off between reads ([`pauses`]); the answer once it is there, `None` when
-/// time ran out (a read that fails counts as nothing there yet). Ends early when the client has gone (the runtime cancels the request too).
+/// time ran out (a read that fails counts as nothing there yet). Ends early when the client has gone
+/// (the runtime cancels the request too).
 async fn wait_for_result(
     request: &Request,
     env: &Env,
