@@ -85,10 +85,33 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         !orphaned.is_empty(),
         "the kill came after the victim's partitions were done: it tested nothing",
     );
-    if results::wait_any_stored(&orphaned, plan.limit).await? {
+    // When the group gave the survivor the dead member's partitions, watched beside the results.
+    let reassigned = async {
+        while Instant::now() < killed_at + plan.limit {
+            let held = survivor.assigned_partition_list().await;
+            if victim_partitions.iter().all(|p| held.contains(p)) {
+                return Some(killed_at.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    };
+    let first_result = async {
+        let stored = results::wait_any_stored(&orphaned, plan.limit).await?;
+        Ok::<_, DrillError>(stored.then(|| killed_at.elapsed()))
+    };
+    let (reassigned, first_result) = tokio::join!(reassigned, first_result);
+    if let Some(takeover) = first_result? {
+        let split = reassigned.map_or_else(String::new, |at| {
+            format!(
+                " ({} until the group gave them to the survivor, {} more until its first result of them)",
+                secs(at),
+                secs(takeover.saturating_sub(at))
+            )
+        });
         report.note(format!(
-            "takeover: {} from the kill to the survivor's first stored result of the dead member's partitions",
-            secs(killed_at.elapsed())
+            "takeover: {} from the kill to the survivor's first stored result of the dead member's partitions{split}",
+            secs(takeover)
         ));
     } else {
         report.fail("the survivor never took the dead member's partitions over");
