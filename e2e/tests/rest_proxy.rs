@@ -1,10 +1,63 @@
 //! The REST proxy publisher against the real Strimzi Kafka Bridge, byte for byte: the record the edge's
 //! produce call writes is the one the consumers expect, in the partition a Java client would choose.
+//! And a publish the bridge answers after the edge's `PUBLISH_TIMEOUT_MS` is finished, not dropped.
+
+use std::time::Duration;
 
 use pricefront_core::PriceRequest;
-use pricefront_harness::topic::read_to_end;
+use pricefront_harness::edge::unused_product;
+use pricefront_harness::topic::{published_for, read_to_end};
+use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::{brokers, now_ms, profiles, vendor, TestEnv};
 use vendor_sim::BodyShape;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_answered_after_its_timeout_lands_once_and_the_clients_retries_publish_nothing() {
+    // A Worker that waits 1 ms for the bridge: nearly every publish outlives its client's wait. Its
+    // topic is its own, and nobody consumes it.
+    let env = TestEnv::new("late-publish", profiles([]), 2_000)
+        .await
+        .unwrap();
+    let topic = env.topic.clone();
+    let worker = tokio::task::spawn_blocking(move || {
+        LocalWorker::start(
+            "late-publish",
+            8812,
+            &[
+                ("REQUEST_TOPIC", topic.as_str()),
+                ("PUBLISH_TIMEOUT_MS", "1"),
+            ],
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let edge = worker.edge();
+    let product = unused_product();
+    let first = edge.get_prices(product, None).await.unwrap();
+    assert!(
+        [202, 503].contains(&first.status().as_u16()),
+        "{}",
+        first.status()
+    );
+    // Retries within the coalescing window (5 s): the first request is still on its way, or in Kafka.
+    // Dropping it at the timeout gave its claim back, so each retry published again (and got 503).
+    for retry in 1..=5 {
+        let response = edge.get_prices(product, None).await.unwrap();
+        assert_eq!(response.status(), 202, "retry {retry}");
+    }
+    let mut published = 0;
+    for _ in 0..100 {
+        published = published_for(&env.topic, product).await.unwrap();
+        if published > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    published = published.max(published_for(&env.topic, product).await.unwrap());
+    assert_eq!(published, 1, "records of the product in the topic");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_published_through_the_bridge_is_the_exact_message_keyed_and_partitioned_like_kafkas_default(

@@ -139,7 +139,7 @@ async fn queued(
         if let Some(refusal) = miss_guard::refusal(request, env, config, now).await {
             return Err(refused(refusal, product, config));
         }
-        publish_unless_claimed(config, product, now, trace)
+        publish_unless_claimed(config, ctx, product, now, trace)
             .await
             .map_err(|source| EdgeError::QueueUnavailable { product, source })?
     };

@@ -1,16 +1,25 @@
 //! Publishing a request through the Kafka REST proxy, with a bounded wait, and at most once per product
 //! per few seconds: within an isolate, a map claimed before the first await makes a burst of concurrent
 //! reads publish once; across the isolates of a location, the Cache API remembers recent publishes.
+//!
+//! A publish whose answer is late is not abandoned: the request is out and the proxy may yet take it.
+//! Its exchange is finished after the client's answer (`ctx.wait_until`), its claim kept meanwhile, so
+//! that the connection is read to the end and kept for the next publish. Dropped mid-answer, every late
+//! publish cost a new connection, and the Strimzi bridge starts a Kafka producer for each: under a
+//! burst of refreshes the bridge slowed, more publishes were late, and it spiralled (the early-refresh
+//! drill: 1,034 late publishes, 1,260 new connections in a minute, half the hottest reads stale).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use futures::future::{select, Either};
 use pricefront_core::rest_proxy::{produce_url, ProduceError};
 use pricefront_core::{PriceRequest, ProductId, TraceContext, UnixMillis};
-use worker::{Cache, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{Cache, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use crate::config::Config;
 
@@ -25,18 +34,20 @@ thread_local! {
     static CLAIMS: RefCell<HashMap<ProductId, UnixMillis>> = RefCell::new(HashMap::new());
 }
 
-/// Claims the publish of `product` in this isolate, unless a claim is still running. Synchronous, so
-/// that of a burst of concurrent reads exactly one wins (an isolate runs one thing at a time).
-fn claim(product: ProductId, now_ms: UnixMillis) -> bool {
+/// Claims the publish of `product` in this isolate, unless a claim is still running: the claim's end
+/// (ms), which names it for [`release`]. Synchronous, so that of a burst of concurrent reads exactly
+/// one wins (an isolate runs one thing at a time).
+fn claim(product: ProductId, now_ms: UnixMillis) -> Option<UnixMillis> {
     CLAIMS.with_borrow_mut(|claims| {
         if claims.get(&product).is_some_and(|&until| until > now_ms) {
-            return false;
+            return None;
         }
         if claims.len() >= MAX_CLAIMS {
             claims.retain(|_, until| *until > now_ms);
         }
-        claims.insert(product, now_ms + u64::from(COALESCE_SECS) * 1000);
-        true
+        let until = now_ms + u64::from(COALESCE_SECS) * 1000;
+        claims.insert(product, until);
+        Some(until)
     })
 }
 
@@ -46,9 +57,14 @@ pub fn claimed(product: ProductId, now_ms: UnixMillis) -> bool {
     CLAIMS.with_borrow(|claims| claims.get(&product).is_some_and(|&until| until > now_ms))
 }
 
-/// Gives the claim back after a failed publish, so that the next read tries again.
-fn release(product: ProductId) {
-    CLAIMS.with_borrow_mut(|claims| claims.remove(&product));
+/// Gives the claim ending at `until` back after a failed publish, so that the next read tries again (a
+/// newer claim of the product, made after this one ran out, stays).
+fn release(product: ProductId, until: UnixMillis) {
+    CLAIMS.with_borrow_mut(|claims| {
+        if claims.get(&product) == Some(&until) {
+            claims.remove(&product);
+        }
+    });
 }
 
 /// Why a request was not published.
@@ -105,8 +121,8 @@ pub async fn already_published(product: ProductId, now_ms: UnixMillis) -> bool {
 }
 
 /// Publishes a request for `product` unless one was published here in the last few seconds, joined
-/// to `trace` (the edge's span of the read that asked). The error says why, for the logs (the client's
-/// 503 does not name it).
+/// to `trace` (the edge's span of the read that asked), in the background (after the answer: a refresh),
+/// so waiting for the proxy's answer as long as the runtime lets it. The error says why, for the logs.
 pub async fn publish_coalesced(
     config: &Config,
     product: ProductId,
@@ -116,25 +132,59 @@ pub async fn publish_coalesced(
     if already_published(product, now_ms).await {
         return Ok(Published::Already);
     }
-    publish_unless_claimed(config, product, now_ms, trace).await
+    let Some(until) = claim(product, now_ms) else {
+        return Ok(Published::Already);
+    };
+    match exchange(config, product, now_ms, trace) {
+        Ok(exchange) => exchange.await,
+        Err(error) => Err(error),
+    }
+    .inspect_err(|_| release(product, until))?;
+    Ok(Published::Now)
 }
 
-/// Publishes a request for `product` after [`already_published`] said none went out, unless a
-/// concurrent read of this isolate claimed it meanwhile (then `Already`).
+/// Publishes a request for `product` for a client waiting on it, after [`already_published`] said none
+/// went out, unless a concurrent read of this isolate claimed it meanwhile (then `Already`). The client
+/// waits at most `PUBLISH_TIMEOUT_MS`: a later answer is awaited after the client's (`ctx`), the claim
+/// kept until it comes, and remembered or given back as it says.
 pub async fn publish_unless_claimed(
     config: &Config,
+    ctx: &Context,
     product: ProductId,
     now_ms: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Published, PublishError> {
-    if !claim(product, now_ms) {
+    let Some(until) = claim(product, now_ms) else {
         return Ok(Published::Already);
+    };
+    let exchange =
+        exchange(config, product, now_ms, trace).inspect_err(|_| release(product, until))?;
+    let timeout = Delay::from(config.publish_timeout);
+    match select(exchange, timeout).await {
+        Either::Left((Ok(()), _)) => Ok(Published::Now),
+        Either::Left((Err(error), _)) => {
+            release(product, until);
+            Err(error)
+        }
+        Either::Right((_, exchange)) => {
+            ctx.wait_until(finish_late(exchange, product, until));
+            Err(PublishError::TimedOut {
+                timeout_ms: config.publish_timeout.as_millis(),
+            })
+        }
     }
-    if let Err(error) = publish(config, product, now_ms, trace).await {
-        release(product);
-        return Err(error);
+}
+
+/// Finishes a publish whose answer came after its client's: remembered at this location when the proxy
+/// took it, its claim given back when not.
+async fn finish_late(exchange: Exchange, product: ProductId, until: UnixMillis) {
+    match exchange.await {
+        Ok(()) => remember_published(product).await,
+        Err(error) => {
+            release(product, until);
+            worker::console_warn!("late publish of {product} failed: {error}");
+        }
     }
-    Ok(Published::Now)
 }
 
 /// Remembers at this location, for a few seconds, that `product` was just published, so that other
@@ -150,12 +200,17 @@ pub async fn remember_published(product: ProductId) {
     }
 }
 
-async fn publish(
+/// One produce request and its answer, read to the end (so that its connection can serve the next).
+type Exchange = Pin<Box<dyn Future<Output = Result<(), PublishError>>>>;
+
+/// The produce request of `product`'s message, ready to be sent: awaiting it sends it and reads the
+/// proxy's answer.
+fn exchange(
     config: &Config,
     product: ProductId,
     now_ms: UnixMillis,
     trace: &TraceContext,
-) -> Result<(), PublishError> {
+) -> Result<Exchange, PublishError> {
     let request_id = format!(
         "edge-{now_ms}-{:08x}",
         (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
@@ -178,24 +233,15 @@ async fn publish(
         .with_headers(headers)
         .with_body(Some(call.body.into()));
     let request = Request::new_with_init(&url, &init)?;
-    let sending = Box::pin(async move {
+    let api = config.proxy_api.clone();
+    Ok(Box::pin(async move {
         let mut response = Fetch::Request(request)
             .send()
             .await
             .map_err(PublishError::Unreachable)?;
         let status = response.status_code();
         let body = response.bytes().await?;
-        Ok::<_, PublishError>((status, body))
-    });
-    let timeout = Delay::from(config.publish_timeout);
-    let (status, body) = match select(sending, timeout).await {
-        Either::Left((result, _)) => result?,
-        Either::Right(_) => {
-            return Err(PublishError::TimedOut {
-                timeout_ms: config.publish_timeout.as_millis(),
-            })
-        }
-    };
-    config.proxy_api.parse_reply(status, &body)?;
-    Ok(())
+        api.parse_reply(status, &body)?;
+        Ok(())
+    }))
 }
