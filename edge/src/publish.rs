@@ -135,11 +135,11 @@ pub async fn publish_coalesced(
     let Some(until) = claim(product, now_ms) else {
         return Ok(Published::Already);
     };
-    match exchange(config, product, now_ms, trace) {
-        Ok(exchange) => exchange.await,
-        Err(error) => Err(error),
+    let published = async { exchange(config, product, now_ms, trace)?.await }.await;
+    if let Err(error) = published {
+        release(product, until);
+        return Err(error);
     }
-    .inspect_err(|_| release(product, until))?;
     Ok(Published::Now)
 }
 
