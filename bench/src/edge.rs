@@ -90,19 +90,14 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         bail!("wrk is missing: apt-get install -y wrk (make bench does)");
     }
     let started = Instant::now();
-    let ours = tokio::task::spawn_blocking(|| LocalWorker::start("bench", PORT, &[])).await??;
+    let ours = LocalWorker::start("bench", PORT, &[]).await?;
     let ours_start = started.elapsed();
     let started = Instant::now();
-    let peer = tokio::task::spawn_blocking(|| {
-        LocalWorker::start_from("bench-js", PEER_PORT, &[], Some(PEER_CONFIG))
-    })
-    .await??;
+    let peer = LocalWorker::start_from("bench-js", PEER_PORT, &[], Some(PEER_CONFIG)).await?;
     let peer_start = started.elapsed();
     // Ours again, reading KV on every hit as the peer does: what the isolate's hot cache is worth.
-    let no_memo = tokio::task::spawn_blocking(|| {
-        LocalWorker::start("bench-no-hot-cache", NO_MEMO_PORT, &[("HOT_CACHE_MS", "0")])
-    })
-    .await??;
+    let no_memo =
+        LocalWorker::start("bench-no-hot-cache", NO_MEMO_PORT, &[("HOT_CACHE_MS", "0")]).await?;
     let product = ProductId::new(4_242_424_242).context("a product id")?;
     let sample = sample_comparison(product);
     for worker in [&ours, &peer, &no_memo] {

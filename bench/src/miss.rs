@@ -166,19 +166,8 @@ async fn start_worker(
     topic: &str,
     backend: &'static str,
 ) -> anyhow::Result<LocalWorker> {
-    let topic = topic.to_owned();
-    let worker = tokio::task::spawn_blocking(move || {
-        LocalWorker::start(
-            name,
-            port,
-            &[
-                ("REQUEST_TOPIC", topic.as_str()),
-                ("CACHE_BACKEND", backend),
-            ],
-        )
-    })
-    .await??;
-    Ok(worker)
+    let vars = [("REQUEST_TOPIC", topic), ("CACHE_BACKEND", backend)];
+    Ok(LocalWorker::start(name, port, &vars).await?)
 }
 
 /// Stores `count` products from `first` in Redis only (fresh for an hour), 64 writes at a time.

@@ -177,19 +177,13 @@ async fn one_run(
         &format!("guarantee_window_secs = {}", plan.window.as_secs().max(1)),
     );
     std::fs::write(&env.vendors_file, vendors)?;
-    let topic = env.topic.clone();
-    let beta = beta.to_owned();
-    let name = format!("drill-early-{label}");
-    let worker = tokio::task::spawn_blocking(move || {
-        let mut vars = vec![("REQUEST_TOPIC", topic.as_str())];
-        if !beta.is_empty() {
-            vars.push(("EARLY_REFRESH_BETA", beta.as_str()));
-        }
-        LocalWorker::start(&name, port, &vars)
-    })
-    .await
-    .map_err(|e| DrillError::Precondition(e.to_string()))?
-    .map_err(|e| DrillError::Precondition(e.to_string()))?;
+    let mut vars = vec![("REQUEST_TOPIC", env.topic.as_str())];
+    if !beta.is_empty() {
+        vars.push(("EARLY_REFRESH_BETA", beta));
+    }
+    let worker = LocalWorker::start(&format!("drill-early-{label}"), port, &vars)
+        .await
+        .map_err(|e| DrillError::Precondition(e.to_string()))?;
     let consumer = env.start_consumer(
         label,
         &["--fill-url", &worker.base, "--fill-token", &worker.token],

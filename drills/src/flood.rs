@@ -299,13 +299,10 @@ async fn start_worker(env: &TestEnv, plan: &Plan) -> Result<LocalWorker, DrillEr
         ("BACKLOG_MAX", plan.backlog_max.to_string()),
         ("BACKLOG_CHECK_MS", "1000".into()),
     ];
-    tokio::task::spawn_blocking(move || {
-        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        LocalWorker::start("drill-flood", PORT, &vars)
-    })
-    .await
-    .map_err(|e| DrillError::Precondition(e.to_string()))?
-    .map_err(|e| DrillError::Precondition(e.to_string()))
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    LocalWorker::start("drill-flood", PORT, &vars)
+        .await
+        .map_err(|e| DrillError::Precondition(e.to_string()))
 }
 
 fn catalog_key(env: &TestEnv) -> String {

@@ -115,10 +115,9 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
                     args.edge_port
                 );
                 let port = args.edge_port;
-                let worker =
-                    tokio::task::spawn_blocking(move || LocalWorker::start("drills", port, &[]))
-                        .await
-                        .context("starting the Worker")??;
+                let worker = LocalWorker::start("drills", port, &[])
+                    .await
+                    .context("starting the Worker")?;
                 let target = edge_input::Target {
                     base: worker.base.clone(),
                     token: worker.token.clone(),

@@ -22,13 +22,8 @@ async fn start_worker(
     port: u16,
     vars: Vec<(&'static str, String)>,
 ) -> LocalWorker {
-    tokio::task::spawn_blocking(move || {
-        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        LocalWorker::start(name, port, &vars)
-    })
-    .await
-    .unwrap()
-    .unwrap()
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    LocalWorker::start(name, port, &vars).await.unwrap()
 }
 
 /// The clock's minute: the rate limiter's window.

@@ -53,22 +53,18 @@ async fn a_wait_longer_than_the_cap_is_capped_and_a_wait_that_runs_out_is_the_us
     let env = TestEnv::new("prefer-wait", profiles([]), 2_000)
         .await
         .unwrap();
-    let topic = env.topic.clone();
     let redis_port = closed_port().to_string();
-    let worker = tokio::task::spawn_blocking(move || {
-        LocalWorker::start(
-            "prefer-wait",
-            8803,
-            &[
-                ("REQUEST_TOPIC", topic.as_str()),
-                ("PREFER_WAIT_MAX_SECS", "1"),
-                ("CACHE_BACKEND", "kv+redis"),
-                ("REDIS_PORT", redis_port.as_str()),
-            ],
-        )
-    })
+    let worker = LocalWorker::start(
+        "prefer-wait",
+        8803,
+        &[
+            ("REQUEST_TOPIC", env.topic.as_str()),
+            ("PREFER_WAIT_MAX_SECS", "1"),
+            ("CACHE_BACKEND", "kv+redis"),
+            ("REDIS_PORT", redis_port.as_str()),
+        ],
+    )
     .await
-    .unwrap()
     .unwrap();
     let edge = worker.edge();
     let product = unused_product();

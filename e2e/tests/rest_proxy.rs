@@ -18,19 +18,15 @@ async fn a_publish_answered_after_its_timeout_lands_once_and_the_clients_retries
     let env = TestEnv::new("late-publish", profiles([]), 2_000)
         .await
         .unwrap();
-    let topic = env.topic.clone();
-    let worker = tokio::task::spawn_blocking(move || {
-        LocalWorker::start(
-            "late-publish",
-            8812,
-            &[
-                ("REQUEST_TOPIC", topic.as_str()),
-                ("PUBLISH_TIMEOUT_MS", "1"),
-            ],
-        )
-    })
+    let worker = LocalWorker::start(
+        "late-publish",
+        8812,
+        &[
+            ("REQUEST_TOPIC", env.topic.as_str()),
+            ("PUBLISH_TIMEOUT_MS", "1"),
+        ],
+    )
     .await
-    .unwrap()
     .unwrap();
     let edge = worker.edge();
     let product = unused_product();

@@ -67,19 +67,15 @@ async fn a_traced_read_is_one_trace_from_the_edge_through_kafka_to_every_vendor(
     let _consumer = env
         .start_consumer_with_env("traced", &[], &receiver.exporter_env())
         .unwrap();
-    let topic = env.topic.clone();
-    let worker = tokio::task::spawn_blocking(move || {
-        LocalWorker::start(
-            "trace",
-            8806,
-            &[
-                ("REQUEST_TOPIC", topic.as_str()),
-                ("REST_PROXY_RECORD_HEADERS", "true"),
-            ],
-        )
-    })
+    let worker = LocalWorker::start(
+        "trace",
+        8806,
+        &[
+            ("REQUEST_TOPIC", env.topic.as_str()),
+            ("REST_PROXY_RECORD_HEADERS", "true"),
+        ],
+    )
     .await
-    .unwrap()
     .unwrap();
     let product = env.product(1);
 

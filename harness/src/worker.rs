@@ -30,16 +30,16 @@ pub struct LocalWorker {
 
 impl LocalWorker {
     /// Starts the Worker named `name` on 127.0.0.1:`port` with a fresh random fill token and the given
-    /// `vars` (`NAME`, `value`), and waits until it answers (the script waits up to 180 s). Blocking.
+    /// `vars` (`NAME`, `value`), and waits until it answers (the script waits up to 180 s).
     /// Every client of a test is 127.0.0.1, so the per-client miss limit is off unless `vars` set
     /// `MISS_RATE_LIMIT_KEY`.
-    pub fn start(name: &str, port: u16, vars: &[(&str, &str)]) -> Result<Self, WorkerError> {
-        Self::start_from(name, port, vars, None)
+    pub async fn start(name: &str, port: u16, vars: &[(&str, &str)]) -> Result<Self, WorkerError> {
+        Self::start_from(name, port, vars, None).await
     }
 
     /// Like [`LocalWorker::start`], for the Worker that `config` (a `wrangler.toml`, relative to the
     /// repository) describes instead of the edge: a benchmark's peer Worker, say.
-    pub fn start_from(
+    pub async fn start_from(
         name: &str,
         port: u16,
         vars: &[(&str, &str)],
@@ -51,7 +51,7 @@ impl LocalWorker {
             detail,
         };
         let token = random_token().map_err(|e| error(e.to_string()))?;
-        let mut command = Command::new(repo_path("scripts/edge-dev.sh"));
+        let mut command = tokio::process::Command::new(repo_path("scripts/edge-dev.sh"));
         command.args(["start", name, &port.to_string()]);
         command.arg("--var").arg(format!("FILL_TOKEN:{token}"));
         // wrangler's line per request costs its node process about 0.7 ms of CPU a request on this
@@ -71,6 +71,7 @@ impl LocalWorker {
         let output = command
             .stdin(Stdio::null())
             .output()
+            .await
             .map_err(|e| error(e.to_string()))?;
         if !output.status.success() {
             return Err(error(format!(
