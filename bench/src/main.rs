@@ -76,9 +76,10 @@ pub struct Args {
     /// Distinct products missed in the miss-to-filled benchmark.
     #[arg(long, default_value_t = 1_000)]
     miss_products: u64,
-    /// Misses per second in the miss-to-filled benchmark.
-    #[arg(long, default_value_t = 20)]
-    miss_rate: u32,
+    /// Misses per second in the miss-to-filled benchmark (repeatable): each rate is a run of its own
+    /// for each Worker, so the figures show the path at light load beside the same path on busy CPUs.
+    #[arg(long = "miss-rate", default_values_t = [5, 20], value_parser = clap::value_parser!(u32).range(1..))]
+    miss_rates: Vec<u32>,
     /// How often a client polls after its 202, in ms.
     #[arg(long, default_value_t = 10)]
     miss_poll_ms: u64,
@@ -106,6 +107,11 @@ pub enum Bench {
 }
 
 impl Args {
+    /// The highest of the miss-to-filled rates: the `Prefer: wait` benchmark runs at it.
+    fn busiest_miss_rate(&self) -> u32 {
+        self.miss_rates.iter().copied().max().unwrap_or(20)
+    }
+
     fn runs(&self, bench: Bench) -> bool {
         self.only.is_empty() || self.only.contains(&bench)
     }

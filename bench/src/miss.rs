@@ -12,10 +12,11 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
+use pricefront_harness::machine::CpuTimes;
 use pricefront_harness::metrics::{self, Histogram};
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::{
-    now_ms, profiles_of, sample_comparison, vendor, ConsumerProcess, TestEnv,
+    now_ms, profiles_of, sample_comparison, vendor, ConsumerProcess, Machine, TestEnv,
 };
 use tokio::time::Instant;
 use vendor_sim::BodyShape;
@@ -101,8 +102,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     )?;
     wait_ready(consumer.metrics_port).await?;
     let (kv_edge, tiered_edge) = (kv.edge(), tiered.edge());
-    let kv_run = measured(args, &kv_edge, &consumer).await?;
-    let tiered_run = measured(args, &tiered_edge, &consumer).await?;
+    let mut measured_runs = Vec::new();
+    for &rate in &args.miss_rates {
+        measured_runs.push(measured(args, rate, "kv", &kv, &consumer).await?);
+        measured_runs.push(measured(args, rate, "kv+redis", &tiered, &consumer).await?);
+    }
     let (prefer, prefer_published) =
         crate::prefer::run(args, &[("kv", &kv_edge), ("kv+redis", &tiered_edge)]).await?;
     drop(consumer); // the publish path alone: nothing consumes while it is loaded
@@ -134,7 +138,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
 
     let in_topic =
         pricefront_harness::topic::count_records(&pricefront_harness::brokers(), &env.topic)?;
-    let runs = [&kv_run.warm, &kv_run.run, &tiered_run.warm, &tiered_run.run];
+    let runs: Vec<&MissRun> = measured_runs
+        .iter()
+        .flat_map(|m| [&m.warm, &m.run])
+        .collect();
     let counts = TopicCounts {
         in_topic,
         accepted: runs.iter().map(|r| r.accepted).sum::<u64>()
@@ -154,7 +161,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         tiered_hits,
     };
     Ok(vec![
-        miss_section(args, &kv_run, &tiered_run),
+        miss_section(args, &measured_runs),
         crate::publish::section(args, &runs, &counts),
         prefer,
     ])
@@ -184,28 +191,75 @@ async fn seed_redis(env: &TestEnv, first: u64, count: u64) -> anyhow::Result<()>
     results.into_iter().collect()
 }
 
-/// One Worker's miss-to-filled run: its warm-up, the measured run, and the consumer's stages over it.
+/// One Worker's miss-to-filled run at one rate: its warm-up, the measured run, the consumer's stages
+/// over it, and how busy the machine was meanwhile.
 struct Measured {
+    worker: &'static str,
+    rate: u32,
     warm: MissRun,
     run: MissRun,
     stages: Stages,
+    load: Load,
 }
 
 async fn measured(
     args: &Args,
-    edge: &Edge,
+    rate: u32,
+    worker: &'static str,
+    local: &LocalWorker,
     consumer: &ConsumerProcess,
 ) -> anyhow::Result<Measured> {
+    let edge = local.edge();
     // Warm-up, not measured: the bridge's and the Worker's first requests pay for JIT and connections.
-    let warm = warm_up(args, edge).await?;
+    let warm = miss_to_filled(rate, WARM_UP_PRODUCTS, args.miss_poll_ms, &edge).await?;
     let before = metrics::page(consumer.metrics_port).await?;
-    let run = miss_to_filled(args, edge).await?;
+    let started = Load::reading(local)?;
+    let run = miss_to_filled(rate, args.miss_products, args.miss_poll_ms, &edge).await?;
+    let load = started.until_now(local)?;
     let after = metrics::page(consumer.metrics_port).await?;
     Ok(Measured {
+        worker,
+        rate,
         warm,
         run,
         stages: Stages::between(&before, &after),
+        load,
     })
+}
+
+/// How busy the machine's CPUs were over a run: all of them (whoever used them), and the part the
+/// measured Worker's `wrangler dev` used; shares of all the CPUs' time, 0 to 1.
+struct Load {
+    machine: f64,
+    wrangler: f64,
+}
+
+/// Where a [`Load`] starts: the machine's and the Worker's CPU times, and when.
+struct LoadReading {
+    machine: CpuTimes,
+    wrangler_secs: f64,
+    at: Instant,
+}
+
+impl Load {
+    fn reading(worker: &LocalWorker) -> anyhow::Result<LoadReading> {
+        Ok(LoadReading {
+            machine: CpuTimes::now()?,
+            wrangler_secs: worker.cpu_seconds()?,
+            at: Instant::now(),
+        })
+    }
+}
+
+impl LoadReading {
+    fn until_now(&self, worker: &LocalWorker) -> anyhow::Result<Load> {
+        let cpus = Machine::current().cpus as f64;
+        let elapsed = self.at.elapsed().as_secs_f64().max(f64::EPSILON);
+        Ok(Load {
+            machine: CpuTimes::now()?.busy_share_since(&self.machine),
+            wrangler: (worker.cpu_seconds()? - self.wrangler_secs) / elapsed / cpus,
+        })
+    }
 }
 
 /// Where the consumer says the time of a miss went, from its stage histograms over the run (p50, p99 in
@@ -261,15 +315,21 @@ struct MissRun {
     accepted: u64,
 }
 
-/// Misses of distinct products at a bounded rate; for each, the time from its 202 to its first 200.
-async fn miss_to_filled(args: &Args, edge: &Edge) -> anyhow::Result<MissRun> {
-    let every = Duration::from_secs(1) / args.miss_rate;
-    let poll = Duration::from_millis(args.miss_poll_ms);
+/// Misses of `products` distinct products at `rate` a second, each polled every `poll_ms` after its 202;
+/// for each, the time from its 202 to its first 200.
+async fn miss_to_filled(
+    rate: u32,
+    products: u64,
+    poll_ms: u64,
+    edge: &Edge,
+) -> anyhow::Result<MissRun> {
+    let every = Duration::from_secs(1) / rate.max(1);
+    let poll = Duration::from_millis(poll_ms);
     let mut tick = tokio::time::interval(every);
     let mut tasks = tokio::task::JoinSet::new();
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let first = ProductId::new(9_000_000_000 + rand_offset()).context("a product id")?;
-    for n in 0..args.miss_products {
+    for n in 0..products {
         tick.tick().await;
         let (edge, accepted) = (edge.clone(), accepted.clone());
         let product = ProductId::new(first.get() + n).context("a product id")?;
@@ -322,80 +382,95 @@ async fn miss_to_filled(args: &Args, edge: &Edge) -> anyhow::Result<MissRun> {
     })
 }
 
-/// Misses of [`WARM_UP_PRODUCTS`] distinct products at the benchmark's rate, each polled until served.
-async fn warm_up(args: &Args, edge: &Edge) -> anyhow::Result<MissRun> {
-    let warm = Args {
-        miss_products: WARM_UP_PRODUCTS,
-        ..args.clone()
-    };
-    miss_to_filled(&warm, edge).await
-}
-
-fn miss_section(args: &Args, kv: &Measured, tiered: &Measured) -> Section {
+fn miss_section(args: &Args, runs: &[Measured]) -> Section {
     let vendor = args.vendor_latency_ms as f64;
-    let row = |name: &str, m: &Measured| {
+    let mut table = vec![
+        "| Worker | misses/s | CPUs busy (wrangler dev) | products | polls per product | p50 ms | p99 ms | max ms | overhead p50 ms | overhead p99 ms |"
+            .into(),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into(),
+    ];
+    for m in runs {
         let f = &m.run.filled;
-        format!(
-            "| {name} | {} | {:.1} | {:.1} | {:.1} | **{:.1}** | **{:.1}** |",
+        table.push(format!(
+            "| `{}` | {} | {:.0}% ({:.0}%) | {} | {:.1} | {:.1} | {:.1} | {:.1} | **{:.1}** | **{:.1}** |",
+            m.worker,
+            m.rate,
+            m.load.machine * 100.0,
+            m.load.wrangler * 100.0,
             f.count,
+            m.run.polls.count as f64 / f.count.max(1) as f64,
             f.p50,
             f.p99,
             f.max,
             f.p50 - vendor,
             f.p99 - vendor
-        )
-    };
-    let mut notes = vec![format!(
-        "{} distinct products missed at {}/s per Worker (after {WARM_UP_PRODUCTS} not measured), through the \
-         Strimzi Kafka Bridge; each client polls every {} ms after its 202 (so up to {} ms of each figure is \
-         the poll interval). {} vendors at a fixed {vendor:.0} ms: the overhead is the figure less that. \
-         Answers other than 202 then 200: `kv` {:?}, `kv+redis` {:?} (0 = no answer or over 30 s).",
-        args.miss_products,
-        args.miss_rate,
-        args.miss_poll_ms,
-        args.miss_poll_ms,
-        args.vendors,
-        kv.run.others,
-        tiered.run.others
-    )];
-    notes.extend([
+        ));
+    }
+    let others: Vec<String> = runs
+        .iter()
+        .map(|m| format!("`{}` at {}/s {:?}", m.worker, m.rate, m.run.others))
+        .collect();
+    let mut notes = vec![
+        format!(
+            "{} distinct products missed per Worker and rate (after {WARM_UP_PRODUCTS} not measured), through the \
+             Strimzi Kafka Bridge; each client polls every {} ms after its 202 (so up to {} ms of each figure is \
+             the poll interval). {} vendors at a fixed {vendor:.0} ms: the overhead is the figure less that. \
+             `kv` serves a product once the consumer's fill reached KV through the edge; `kv+redis` once the \
+             consumer stored it in Redis. Answers other than 202 then 200: {} (0 = no answer or over 30 s).",
+            args.miss_products,
+            args.miss_poll_ms,
+            args.miss_poll_ms,
+            args.vendors,
+            others.join(", ")
+        ),
+        String::new(),
+        "CPUs busy: the share of all the machine's CPU time that was busy over the measured run (`/proc/stat`), \
+         whoever used it; in brackets the part the measured Worker's `wrangler dev` used (its node process, its \
+         proxy and the Worker's runtime, one process group). Kafka, the bridge, Redis, the consumer, the \
+         simulated vendors and the polling clients share the same CPUs, and every poll is a request through \
+         `wrangler dev`, so at the higher rate the polls themselves keep the CPUs busy and the tail grows with \
+         the queueing."
+            .into(),
         String::new(),
         "Where the time goes (the client's clock for the 202; the consumer's stage histograms, 25% buckets, for \
          the rest), p50 / p99 in ms:"
             .into(),
         String::new(),
-        "| stage | `kv` | `kv+redis` |".into(),
-        "| --- | ---: | ---: |".into(),
-        format!(
-            "| the edge answers the miss (claim, publish through the bridge, 202) | {:.1} / {:.1} | {:.1} / {:.1} |",
-            kv.run.publish.p50, kv.run.publish.p99, tiered.run.publish.p50, tiered.run.publish.p99
-        ),
-        format!(
-            "| one poll after the 202, sent to answered (202 while pending, then the 200) | {:.1} / {:.1} | {:.1} / {:.1} |",
-            kv.run.polls.p50, kv.run.polls.p99, tiered.run.polls.p50, tiered.run.polls.p99
-        ),
-    ]);
-    for ((name, a), (_, b)) in kv.stages.rows.iter().zip(&tiered.stages.rows) {
-        let cell = |figures: &Option<(f64, f64)>| match figures {
-            Some((p50, p99)) => format!("{p50:.1} / {p99:.1}"),
-            None => "–".into(),
-        };
-        notes.push(format!("| {name} | {} | {} |", cell(a), cell(b)));
+    ];
+    let header: Vec<String> = runs
+        .iter()
+        .map(|m| format!("`{}` {}/s", m.worker, m.rate))
+        .collect();
+    notes.push(format!("| stage | {} |", header.join(" | ")));
+    notes.push(format!("| --- |{}", " ---: |".repeat(runs.len())));
+    let spread = |s: &Spread| format!("{:.1} / {:.1}", s.p50, s.p99);
+    let row = |name: &str, cells: Vec<String>| format!("| {name} | {} |", cells.join(" | "));
+    notes.push(row(
+        "the edge answers the miss (claim, publish through the bridge, 202)",
+        runs.iter().map(|m| spread(&m.run.publish)).collect(),
+    ));
+    notes.push(row(
+        "one poll after the 202, sent to answered (202 while pending, then the 200)",
+        runs.iter().map(|m| spread(&m.run.polls)).collect(),
+    ));
+    let stage_names = runs.first().map_or(&[][..], |m| &m.stages.rows[..]);
+    for (i, (name, _)) in stage_names.iter().enumerate() {
+        let cells = runs
+            .iter()
+            .map(
+                |m| match m.stages.rows.get(i).and_then(|(_, figures)| *figures) {
+                    Some((p50, p99)) => format!("{p50:.1} / {p99:.1}"),
+                    None => "–".into(),
+                },
+            )
+            .collect();
+        notes.push(row(name, cells));
     }
     Section {
         title:
             "3. Miss to filled (edge → bridge → Kafka → consumer → vendors → Redis and KV → edge)"
                 .into(),
-        table: vec![
-            "| Worker | products | p50 ms | p99 ms | max ms | overhead p50 ms | overhead p99 ms |"
-                .into(),
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |".into(),
-            row("`kv`: served once the consumer's fill reaches KV", kv),
-            row(
-                "`kv+redis`: served once the consumer stored it in Redis",
-                tiered,
-            ),
-        ],
+        table,
         notes,
     }
 }

@@ -29,8 +29,8 @@ struct ClientRun {
     published: u64,
 }
 
-/// Runs both client kinds on each of `edges` (label, Worker), `PRODUCTS` products each at `args.miss_rate`;
-/// the section, and how many misses were published (answered 202, or 200 after the wait).
+/// Runs both client kinds on each of `edges` (label, Worker), `PRODUCTS` products each at the busiest
+/// miss rate; the section, and how many misses were published (answered 202, or 200 after the wait).
 pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<(Section, u64)> {
     let mut published = 0;
     let mut table = vec![
@@ -65,7 +65,7 @@ pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<(Sectio
              polling client waits the `Retry-After` of each 202 (2 s) before asking again, as a well-behaved \
              client does. The waiting client's requests count 1 each: the edge reads the cache for it (25 ms \
              doubling to 400 ms), not the client.",
-            args.miss_rate
+            args.busiest_miss_rate()
         )],
     };
     Ok((section, published))
@@ -73,7 +73,7 @@ pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<(Sectio
 
 /// The waiting client and the polling client, alternating products on `edge`.
 async fn both(args: &Args, edge: &Edge) -> anyhow::Result<(ClientRun, ClientRun)> {
-    let every = Duration::from_secs(1) / args.miss_rate.max(1);
+    let every = Duration::from_secs(1) / args.busiest_miss_rate();
     let mut tick = tokio::time::interval(every);
     let first = 9_500_000_000 + (super::miss::rand_offset() % 1_000_000_000);
     let mut tasks = JoinSet::new();

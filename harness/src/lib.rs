@@ -20,9 +20,9 @@
 //! | [`edge`] | talking to a running Worker as a client does |
 //! | [`metrics`] | reading a Prometheus `/metrics` page |
 //! | [`topic`] | reading back what a topic holds |
-//! | [`process`] | a process's peak memory and CPU time |
+//! | [`process`] | a process's (or a process group's) peak memory and CPU time |
 //! | [`clock`] | now in milliseconds, today's date |
-//! | [`machine`] | describing the machine a report ran on |
+//! | [`machine`] | describing the machine a report ran on, and how busy its CPUs were |
 //! | [`private_redis`], [`otlp`] | a Redis of one test's own, an OTLP collector |
 
 pub mod clock;

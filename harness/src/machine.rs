@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::HarnessError;
+
 /// The machine the process runs on.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -61,5 +63,69 @@ impl Machine {
     /// The memory in GiB.
     pub fn memory_gib(&self) -> f64 {
         self.memory_mib as f64 / 1024.0
+    }
+}
+
+/// The whole machine's CPU time so far (the `cpu` line of /proc/stat, in clock ticks): read before
+/// and after a run, it tells how busy all the CPUs were meanwhile, whoever used them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// Ticks spent on anything but idle and I/O wait.
+    pub busy: u64,
+    /// All ticks, over all CPUs.
+    pub total: u64,
+}
+
+impl CpuTimes {
+    /// The machine's CPU times now.
+    pub fn now() -> Result<Self, HarnessError> {
+        let stat = std::fs::read_to_string("/proc/stat")
+            .map_err(HarnessError::io("reading /proc/stat"))?;
+        stat.lines()
+            .find_map(|line| line.strip_prefix("cpu "))
+            .and_then(Self::parse)
+            .ok_or_else(|| HarnessError::Process("/proc/stat has no cpu line".into()))
+    }
+
+    /// The times of a `cpu` line's values (user nice system idle iowait irq softirq steal ...; guest
+    /// time is already in user).
+    fn parse(values: &str) -> Option<Self> {
+        let ticks: Vec<u64> = values
+            .split_whitespace()
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let total: u64 = ticks.iter().sum();
+        let idle = ticks.get(3)? + ticks.get(4)?;
+        Some(Self {
+            busy: total - idle,
+            total,
+        })
+    }
+
+    /// The share of all the CPUs' time that was busy between `earlier` and this reading (0 to 1).
+    pub fn busy_share_since(&self, earlier: &CpuTimes) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.busy.saturating_sub(earlier.busy) as f64 / total as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuTimes;
+
+    #[test]
+    fn busy_share_counts_idle_and_io_wait_as_not_busy() {
+        let before = CpuTimes::parse("100 0 50 800 50 0 0 0 0 0").unwrap();
+        let after = CpuTimes::parse("250 0 100 900 50 0 0 0 0 0").unwrap();
+        assert_eq!(before.busy, 150);
+        assert_eq!(before.total, 1000);
+        // 200 busy ticks of 300.
+        assert!((after.busy_share_since(&before) - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(before.busy_share_since(&before), 0.0);
     }
 }

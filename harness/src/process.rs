@@ -1,4 +1,5 @@
-//! What a process (a consumer, the benchmark's peer) has used: its memory and CPU time, from /proc.
+//! What a process (a consumer, the benchmark's peer, a Worker's process group) has used: its memory and
+//! CPU time, from /proc.
 
 use std::process::Command;
 
@@ -37,17 +38,57 @@ pub fn cpu_seconds(pid: u32) -> Result<f64, HarnessError> {
     let path = format!("/proc/{pid}/stat");
     let stat =
         std::fs::read_to_string(&path).map_err(HarnessError::io(format!("reading {path}")))?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15; the list starts at field 3.
-    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    match (ticks(11), ticks(12)) {
+    let fields = stat_fields(&stat);
+    match (tick_field(&fields, UTIME), tick_field(&fields, STIME)) {
         (Some(user), Some(system)) => Ok((user + system) / clock_ticks_per_second()),
         _ => Err(HarnessError::Process(format!("{path} has no utime/stime"))),
     }
+}
+
+/// CPU seconds (user + sys) used so far by the running processes of the process group `pgid`: a Worker
+/// under `wrangler dev` is its node process and the two workerd it started, all in one group.
+pub fn group_cpu_seconds(pgid: u32) -> Result<f64, HarnessError> {
+    let entries = std::fs::read_dir("/proc").map_err(HarnessError::io("listing /proc"))?;
+    let mut ticks = 0.0;
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        // A process that ended meanwhile is simply not counted.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let fields = stat_fields(&stat);
+        if fields.get(PGRP).and_then(|g| g.parse::<u32>().ok()) != Some(pgid) {
+            continue;
+        }
+        ticks +=
+            tick_field(&fields, UTIME).unwrap_or(0.0) + tick_field(&fields, STIME).unwrap_or(0.0);
+    }
+    Ok(ticks / clock_ticks_per_second())
+}
+
+/// Indexes in [`stat_fields`] (`man 5 proc`: pgrp, utime and stime are fields 5, 14 and 15; the list
+/// starts at field 3).
+const PGRP: usize = 2;
+const UTIME: usize = 11;
+const STIME: usize = 12;
+
+/// The fields of a `/proc/PID/stat` line after the command name, which is in parentheses and may hold
+/// spaces.
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
+fn tick_field(fields: &[&str], index: usize) -> Option<f64> {
+    fields.get(index)?.parse().ok()
 }
 
 /// `getconf CLK_TCK`, the unit of `/proc/PID/stat` times (100 on Linux).

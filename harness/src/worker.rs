@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 
 use crate::edge::Edge;
-use crate::repo_path;
+use crate::{repo_path, HarnessError};
 
 /// Why a Worker could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,21 @@ impl LocalWorker {
     /// A client of this Worker.
     pub fn edge(&self) -> Edge {
         Edge::at(self.base.clone())
+    }
+
+    /// CPU seconds (user + sys) its `wrangler dev` has used so far: the node process and the two
+    /// workerd (wrangler's proxy and the Worker's runtime), one process group (`scripts/edge-dev.sh`
+    /// starts it in a session of its own and writes its pid, the group's id, first in its pid file).
+    pub fn cpu_seconds(&self) -> Result<f64, HarnessError> {
+        let path = repo_path(&format!(".run/pids/edge-{}.pid", self.name));
+        let text = std::fs::read_to_string(&path)
+            .map_err(HarnessError::io(format!("reading {}", path.display())))?;
+        let group = text
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse().ok())
+            .ok_or_else(|| HarnessError::Process(format!("{} names no process", path.display())))?;
+        crate::process::group_cpu_seconds(group)
     }
 
     /// Stops the Worker.
