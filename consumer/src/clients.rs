@@ -113,6 +113,13 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: &str = "2000";
 /// leaves room for a fetch of the largest message (`message.max.bytes`, 1 MB by default).
 pub const QUEUED_MAX_KBYTES: (u64, u64) = (2048, 16384);
 
+/// How long librdkafka waits before fetching a partition again once its prefetch is full, unless the
+/// options say otherwise (`fetch.queue.backoff.ms`, 1 s by default): a prefetch sized to a few windows
+/// drains well within a second, and the window then ran dry until the next fetch (the fill benchmark
+/// at window 256: 51% of the ideal, 72% with this). Checking the queue every 10 ms cost no measurable
+/// CPU there.
+pub const DEFAULT_FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// About how many bytes one request takes in a fetch (the message, its key and the record overhead).
 const APPROX_REQUEST_BYTES: u64 = 256;
 
@@ -139,6 +146,9 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         let (low, high) = QUEUED_MAX_KBYTES;
         let kbytes = (4 * window * APPROX_REQUEST_BYTES / 1024).clamp(low, high);
         config.set("queued.max.messages.kbytes", kbytes.to_string());
+    }
+    if !given("fetch.queue.backoff.ms") {
+        config.set("fetch.queue.backoff.ms", DEFAULT_FETCH_QUEUE_BACKOFF_MS);
     }
     // Either both defaults or neither: a heartbeat must stay well under the session it keeps alive.
     if !given("session.timeout.ms") && !given("heartbeat.interval.ms") {
@@ -240,6 +250,17 @@ mod tests {
             &Settings::from_flags(["c", "--kafka-option", "queued.min.messages=5"]).unwrap(),
         );
         assert_eq!(given.get("queued.min.messages"), Some("5"));
+    }
+
+    #[test]
+    fn a_full_prefetch_is_fetched_again_within_10_ms_unless_an_option_says_otherwise() {
+        let defaults = consumer_config(&Settings::from_flags(["c"]).unwrap());
+        assert_eq!(defaults.get("fetch.queue.backoff.ms"), Some("10"));
+        let given = consumer_config(
+            &Settings::from_flags(["c", "--consumer-option", "fetch.queue.backoff.ms=500"])
+                .unwrap(),
+        );
+        assert_eq!(given.get("fetch.queue.backoff.ms"), Some("500"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pricefront_consumer::dead_letter::ERROR_HEADER;
 use pricefront_core::FailureKind;
+use pricefront_harness::metrics;
 use pricefront_harness::topic::read_to_end;
 use pricefront_harness::{profiles, vendor, TestEnv};
 use vendor_sim::{BodyShape, VendorProfile};
@@ -431,4 +432,58 @@ fn visit_group_twice(group: &str, topic: &str) {
         drop(visitor);
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// The consumer keeps only a few windows of requests prefetched (so that a takeover is quick), and
+/// librdkafka waits `fetch.queue.backoff.ms` (1 s by default) before fetching again once that much is
+/// queued. With quick vendors the window drains the prefetch well within that second, so unless the
+/// consumer shortens the wait, the window runs dry between fetches although the backlog is far larger.
+/// Here it must stay at least half full in nearly every sample until the backlog is down to a window.
+/// Fetches of 16 KiB (about 80 requests) a partition make the gap plain: the window drains one fetch
+/// of each partition in a few tens of milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_window_stays_fed_while_the_backlog_lasts() {
+    const WINDOW: usize = 64;
+    let env = TestEnv::new(
+        "window-fed",
+        profiles([("alpha", vendor((50, 50), BodyShape::Flat))]),
+        2_000,
+    )
+    .await
+    .unwrap();
+    let products: Vec<_> = (0..2_000).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await.unwrap();
+    let window = WINDOW.to_string();
+    let flags = [
+        "--max-in-flight",
+        &window,
+        "--consumer-option",
+        "max.partition.fetch.bytes=16384",
+    ];
+    let consumer = env.start_consumer("fed", &flags).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut in_flight = Vec::new();
+    loop {
+        let page = metrics::page(consumer.metrics_port).await.ok();
+        let read = |name| page.as_deref().and_then(|p| metrics::sample(p, name));
+        let finished = read("pricefront_messages_finished_total").unwrap_or(0.0) as usize;
+        if finished + WINDOW >= products.len() {
+            break;
+        }
+        if finished > 0 {
+            in_flight.push(read("pricefront_messages_in_flight").unwrap_or(0.0) as usize);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {finished} finished:\n{}",
+            consumer.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fed = in_flight.iter().filter(|&&n| n >= WINDOW / 2).count();
+    assert!(
+        fed * 10 >= in_flight.len() * 9,
+        "the window was at least half full in {fed} of {} samples: {in_flight:?}",
+        in_flight.len()
+    );
 }
