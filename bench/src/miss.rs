@@ -213,9 +213,9 @@ async fn measured(
     // Warm-up, not measured: the bridge's and the Worker's first requests pay for JIT and connections.
     let warm = miss_to_filled(rate, WARM_UP_PRODUCTS, args.miss_poll_ms, &edge).await?;
     let before = metrics::page(consumer.metrics_port).await?;
-    let started = Load::reading(local)?;
+    let started = LoadReading::now(local)?;
     let run = miss_to_filled(rate, args.miss_products, args.miss_poll_ms, &edge).await?;
-    let load = started.until_now(local)?;
+    let load = started.load_until_now(local)?;
     let after = metrics::page(consumer.metrics_port).await?;
     Ok(Measured {
         worker,
@@ -241,18 +241,18 @@ struct LoadReading {
     at: Instant,
 }
 
-impl Load {
-    fn reading(worker: &LocalWorker) -> anyhow::Result<LoadReading> {
-        Ok(LoadReading {
+impl LoadReading {
+    /// The machine's and `worker`'s CPU times now.
+    fn now(worker: &LocalWorker) -> anyhow::Result<Self> {
+        Ok(Self {
             machine: CpuTimes::now()?,
             wrangler_secs: worker.cpu_seconds()?,
             at: Instant::now(),
         })
     }
-}
 
-impl LoadReading {
-    fn until_now(&self, worker: &LocalWorker) -> anyhow::Result<Load> {
+    /// The load from this reading until now.
+    fn load_until_now(&self, worker: &LocalWorker) -> anyhow::Result<Load> {
         let cpus = Machine::current().cpus as f64;
         let elapsed = self.at.elapsed().as_secs_f64().max(f64::EPSILON);
         Ok(Load {
