@@ -120,6 +120,9 @@ pub const QUEUED_MAX_KBYTES: (u64, u64) = (2048, 16384);
 /// CPU there.
 pub const DEFAULT_FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
+/// The fewest prefetched messages per partition librdkafka aims at, however small the window.
+const MIN_QUEUED_MESSAGES: u64 = 32;
+
 /// About how many bytes one request takes in a fetch (the message, its key and the record overhead).
 const APPROX_REQUEST_BYTES: u64 = 256;
 
@@ -133,13 +136,20 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
     // A short prefetch: by default librdkafka queues up to 100,000 messages per partition and fetches
     // up to 1 MiB per partition at once, so after a takeover the new partition's messages waited behind
     // thousands of the others (the kill -9 drill: 29 s from the kill to the first result of the dead
-    // member's partitions). About two windows per partition keeps the window fed.
+    // member's partitions). About two windows per partition keeps the window fed, fetched again as
+    // soon as it runs low ([`DEFAULT_FETCH_QUEUE_BACKOFF_MS`]). Small windows get small fetches too: the
+    // partitions a member already held are fetched again on a takeover as fast as the new ones, so a
+    // new partition's first request waits behind one fetch of each of them.
     let window = u64::from(settings.max_in_flight);
     if !given("queued.min.messages") {
-        config.set("queued.min.messages", (2 * window).max(100).to_string());
+        config.set(
+            "queued.min.messages",
+            (2 * window).max(MIN_QUEUED_MESSAGES).to_string(),
+        );
     }
     if !given("max.partition.fetch.bytes") {
-        let bytes = (2 * window * APPROX_REQUEST_BYTES).clamp(64 << 10, 1 << 20);
+        // A larger record still comes whole: the broker returns at least one record per fetch.
+        let bytes = (2 * window * APPROX_REQUEST_BYTES).clamp(4 << 10, 1 << 20);
         config.set("max.partition.fetch.bytes", bytes.to_string());
     }
     if !given("queued.max.messages.kbytes") {
@@ -244,8 +254,10 @@ mod tests {
             consumer_config(&Settings::from_flags(["c", "--max-in-flight", "65536"]).unwrap());
         assert_eq!(huge.get("queued.max.messages.kbytes"), Some("16384"));
         let small = consumer_config(&Settings::from_flags(["c", "--max-in-flight", "16"]).unwrap());
-        assert_eq!(small.get("queued.min.messages"), Some("100"));
-        assert_eq!(small.get("max.partition.fetch.bytes"), Some("65536"));
+        assert_eq!(small.get("queued.min.messages"), Some("32"));
+        assert_eq!(small.get("max.partition.fetch.bytes"), Some("8192"));
+        let tiny = consumer_config(&Settings::from_flags(["c", "--max-in-flight", "1"]).unwrap());
+        assert_eq!(tiny.get("max.partition.fetch.bytes"), Some("4096"));
         let given = consumer_config(
             &Settings::from_flags(["c", "--kafka-option", "queued.min.messages=5"]).unwrap(),
         );
