@@ -167,9 +167,12 @@ async fn a_poison_message_lands_in_the_dead_letter_topic_and_the_partition_goes_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_with_sigkill_mid_run_resumes_and_every_product_gets_a_result() {
+    // The vendors' latency bounds the pace, not the machine's speed: a window of 64 with
+    // calls of at least 200 ms stores at most 320 results a second, so at least 2.5 s pass
+    // between the 200th result, when the kill comes, and the 1,000th.
     let vendors = profiles([
-        ("alpha", vendor((20, 60), BodyShape::Nested)),
-        ("bravo", vendor((20, 60), BodyShape::Flat)),
+        ("alpha", vendor((200, 400), BodyShape::Nested)),
+        ("bravo", vendor((200, 400), BodyShape::Flat)),
     ]);
     let env = TestEnv::new("kill9", vendors, 2_000).await.unwrap();
     let products: Vec<_> = (0..1_000).map(|n| env.product(n)).collect();
