@@ -51,11 +51,12 @@ pub fn group_cpu_seconds(pgid: u32) -> Result<f64, HarnessError> {
     let entries = std::fs::read_dir("/proc").map_err(HarnessError::io("listing /proc"))?;
     let mut ticks = 0.0;
     for entry in entries.flatten() {
-        if !entry
+        // Only the numbered entries are processes ("self" would count this one twice).
+        if entry
             .file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_none()
         {
             continue;
         }
@@ -99,4 +100,17 @@ fn clock_ticks_per_second() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_group_has_used_at_least_what_one_of_its_processes_has() {
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let group: u32 = stat_fields(&own)[PGRP].parse().unwrap();
+        let mine = cpu_seconds(std::process::id()).unwrap();
+        assert!(group_cpu_seconds(group).unwrap() >= mine);
+    }
 }
