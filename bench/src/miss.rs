@@ -443,7 +443,8 @@ fn miss_section(args: &Args, runs: &[Measured]) -> Section {
         .collect();
     notes.push(format!("| stage | {} |", header.join(" | ")));
     notes.push(format!("| --- |{}", " ---: |".repeat(runs.len())));
-    let spread = |s: &Spread| format!("{:.1} / {:.1}", s.p50, s.p99);
+    let cell = |p50: f64, p99: f64| format!("{p50:.1} / {p99:.1}");
+    let spread = |s: &Spread| cell(s.p50, s.p99);
     let row = |name: &str, cells: Vec<String>| format!("| {name} | {} |", cells.join(" | "));
     notes.push(row(
         "the edge answers the miss (claim, publish through the bridge, 202)",
@@ -459,7 +460,7 @@ fn miss_section(args: &Args, runs: &[Measured]) -> Section {
             .iter()
             .map(
                 |m| match m.stages.rows.get(i).and_then(|(_, figures)| *figures) {
-                    Some((p50, p99)) => format!("{p50:.1} / {p99:.1}"),
+                    Some((p50, p99)) => cell(p50, p99),
                     None => "–".into(),
                 },
             )
