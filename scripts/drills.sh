@@ -10,5 +10,8 @@ scripts/toolchain.sh
 source scripts/stack-session.sh
 stack_up_for_this_run
 scripts/build-edge.sh
-cargo build -p pricefront-consumer -p pricefront-drills
-target/debug/pricefront-drills --write "$@"
+# The drills run the release consumer, the binary a user deploys: a debug build at window 256 is
+# CPU-bound on 2 cores, and its own slowness then looks like vendor timeouts.
+cargo build --release -p pricefront-consumer
+cargo build -p pricefront-drills
+PRICEFRONT_CONSUMER_BIN="$PWD/target/release/pricefront-consumer" target/debug/pricefront-drills --write "$@"

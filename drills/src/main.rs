@@ -1,9 +1,10 @@
 //! `pricefront-drills [--write]`: runs every reliability drill against the running local stack, one after
 //! the other, and prints a table; with `--write`, rewrites RELIABILITY.md with it.
 //!
-//! Needs the stack (`dev/stack.sh up`) and the consumer's debug build (`cargo build -p
-//! pricefront-consumer`). The edge drill uses the Worker at `EDGE_KV_URL` (token `EDGE_FILL_TOKEN`) when both
-//! are set, and otherwise starts one under `wrangler dev` on `--edge-port` and stops it at the end.
+//! Needs the stack (`dev/stack.sh up`) and a consumer build: `PRICEFRONT_CONSUMER_BIN`, which
+//! `make drills` and `make test` point at the release build, or else the debug build. The edge drill
+//! uses the Worker at `EDGE_KV_URL` (token `EDGE_FILL_TOKEN`) when both are set, and otherwise starts
+//! one under `wrangler dev` on `--edge-port` and stops it at the end.
 
 use std::future::Future;
 
@@ -144,10 +145,14 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
     println!("\n{}", table(&reports));
     if args.write {
         let root = pricefront_harness::repo_path(".");
-        let path = root.canonicalize().unwrap_or(root).join("RELIABILITY.md");
+        let root = root.canonicalize().unwrap_or(root);
+        let path = root.join("RELIABILITY.md");
+        let consumer = pricefront_harness::consumer_binary()?;
+        let consumer = consumer.strip_prefix(&root).unwrap_or(&consumer);
         let document = reliability_document(
             &reports,
-            "cargo run -p pricefront-drills -- --write",
+            "make drills",
+            &consumer.display().to_string(),
             &utc_date(),
             &Machine::current(),
         );

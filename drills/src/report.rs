@@ -155,10 +155,12 @@ pub fn details(reports: &[DrillReport]) -> String {
     text
 }
 
-/// RELIABILITY.md: what the drills do, the command, the date, the machine, the table and the details.
+/// RELIABILITY.md: what the drills do, the command, the consumer binary, the date, the machine, the table
+/// and the details.
 pub fn reliability_document(
     reports: &[DrillReport],
     command: &str,
+    consumer: &str,
     date: &str,
     machine: &Machine,
 ) -> String {
@@ -168,8 +170,8 @@ pub fn reliability_document(
          Each drill runs the real local stack (Kafka 4.1, the Strimzi Kafka Bridge 1.1.0 and Redis from\n\
          `dev/stack.sh`, consumer processes,\n\
          simulated vendors, the edge Worker under `wrangler dev`), injects one fault under a bounded load\n\
-         (on 127.0.0.1 only), and counts what follows. The consumers are the debug build\n\
-         (`cargo build -p pricefront-consumer`), as in the tests.\n\n\
+         (on 127.0.0.1 only), and counts what follows. The consumers run `{consumer}`: the release\n\
+         build, the binary a user deploys (a debug build at window 256 is CPU-bound on 2 cores).\n\n\
          - **lost**: published requests without a stored result in Redis at the end of the drill (Redis read\n\
            directly, every product checked), after waiting a bounded time for the system to recover by itself;\n\
            for the REST proxy drill, misses answered 202 without a record in Kafka; for the edge drill, a result\n\
