@@ -108,6 +108,9 @@ pub enum RequestOutcome {
         /// How long the vendor asked us to wait.
         retry_after: Option<Duration>,
     },
+    /// Nothing learnt about the vendor: a timeout while this process was itself late
+    /// ([`crate::lag`]). The failures in a row stay as they were; a probe's turn passes to the next call.
+    Inconclusive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +202,7 @@ impl CircuitBreaker {
                     let cooldown = self.settings.cooldown.max(retry_after.unwrap_or_default());
                     self.open(cooldown, now);
                 }
+                RequestOutcome::Inconclusive => {}
             },
             (State::HalfOpen { .. }, Admission::Probe) => match outcome {
                 RequestOutcome::Answered => {
@@ -212,6 +216,7 @@ impl CircuitBreaker {
                     let doubled = self.cooldown.saturating_mul(2);
                     self.open(doubled.max(retry_after.unwrap_or_default()), now);
                 }
+                RequestOutcome::Inconclusive => self.abandon(admission),
             },
             // A late outcome of a call from before the circuit opened: it says nothing new.
             _ => {}
@@ -470,6 +475,24 @@ mod tests {
             }),
             "capped"
         );
+    }
+
+    #[test]
+    fn an_inconclusive_outcome_neither_counts_nor_resets_and_passes_a_probe_on() {
+        let t0 = Instant::now();
+        let mut b = breaker(2);
+        b.record(Admission::Call, RequestOutcome::Failed, t0);
+        for _ in 0..10 {
+            b.record(Admission::Call, RequestOutcome::Inconclusive, t0);
+        }
+        assert_eq!(b.state(), CircuitState::Closed, "not counted as failures");
+        b.record(Admission::Call, RequestOutcome::Failed, t0);
+        assert_eq!(b.state(), CircuitState::Open, "nor did it reset the count");
+        let now = t0 + COOLDOWN;
+        assert_eq!(b.admit(now), Ok(Admission::Probe));
+        b.record(Admission::Probe, RequestOutcome::Inconclusive, now);
+        assert_eq!(b.state(), CircuitState::HalfOpen);
+        assert_eq!(b.admit(now), Ok(Admission::Probe), "the next call probes");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::fetch::{ask_vendor, FetchLimits, VendorGuards};
+use crate::lag::RuntimeLag;
 use crate::metrics::{Metrics, VendorLabel};
 use crate::vendors::Vendor;
 
@@ -26,19 +27,23 @@ pub struct Comparer {
     latencies: Arc<[Histogram]>,
     /// Each vendor's quota, circuit breaker and request counter, shared by every comparison.
     guards: Arc<[VendorGuards]>,
+    /// How late this process's runtime has been: a timeout while it was late is not the vendor's.
+    lag: Arc<RuntimeLag>,
     limits: FetchLimits,
     policy: FreshnessPolicy,
     metrics: Arc<Metrics>,
 }
 
 impl Comparer {
-    /// A comparer asking `vendors` through `client`.
+    /// A comparer asking `vendors` through `client`; a timeout while `lag` shows this process late is
+    /// not held against the vendor.
     pub fn new(
         client: Client,
         vendors: Vec<Vendor>,
         limits: FetchLimits,
         policy: FreshnessPolicy,
         metrics: Arc<Metrics>,
+        lag: Arc<RuntimeLag>,
     ) -> Self {
         let latencies = vendors
             .iter()
@@ -58,6 +63,7 @@ impl Comparer {
             vendors: vendors.into(),
             latencies,
             guards,
+            lag,
             limits,
             policy,
             metrics,
@@ -74,10 +80,17 @@ impl Comparer {
             .zip(self.guards.iter())
             .map(|((vendor, latency), guards)| async move {
                 let started = Instant::now();
-                let outcome =
-                    ask_vendor(&self.client, vendor, guards, product, &trace, self.limits)
-                        .instrument(tracing::debug_span!("vendor", vendor = %vendor.name))
-                        .await;
+                let outcome = ask_vendor(
+                    &self.client,
+                    vendor,
+                    guards,
+                    &self.lag,
+                    product,
+                    &trace,
+                    self.limits,
+                )
+                .instrument(tracing::debug_span!("vendor", vendor = %vendor.name))
+                .await;
                 // A call rejected before any request (quota, open circuit) is not a vendor's latency.
                 let asked = match &outcome {
                     VendorOutcome::Answered { .. } => true,

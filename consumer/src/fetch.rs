@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::breaker::{RequestOutcome, VendorBreaker};
+use crate::lag::RuntimeLag;
 use crate::metrics::{Metrics, VendorLabel};
 use crate::quota::VendorQuota;
 use crate::telemetry::call_context;
@@ -39,7 +40,12 @@ pub struct FetchLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AttemptError {
     Connect(String),
-    Timeout(Duration),
+    /// No answer within the vendor's timeout; `own_lateness` when this process was itself late enough
+    /// meanwhile that the vendor may have answered in time ([`RuntimeLag::excuses_timeout`]).
+    Timeout {
+        after: Duration,
+        own_lateness: Option<Duration>,
+    },
     Status {
         status: StatusCode,
         retry_after: Option<Duration>,
@@ -64,7 +70,11 @@ impl AttemptError {
     /// than 429) is the vendor answering, with a bug, not the vendor overloaded or down.
     fn breaker_outcome(&self) -> RequestOutcome {
         match self {
-            AttemptError::Connect(_) | AttemptError::Timeout(_) => RequestOutcome::Failed,
+            AttemptError::Timeout {
+                own_lateness: Some(_),
+                ..
+            } => RequestOutcome::Inconclusive,
+            AttemptError::Connect(_) | AttemptError::Timeout { .. } => RequestOutcome::Failed,
             AttemptError::Status {
                 status,
                 retry_after,
@@ -84,7 +94,7 @@ impl AttemptError {
     fn kind(&self) -> FailureKind {
         match self {
             AttemptError::Connect(_) => FailureKind::Connect,
-            AttemptError::Timeout(_) => FailureKind::Timeout,
+            AttemptError::Timeout { .. } => FailureKind::Timeout,
             AttemptError::Status { .. } => FailureKind::HttpStatus,
             AttemptError::TooLarge(_) => FailureKind::TooLarge,
             AttemptError::Malformed(_) => FailureKind::MalformedBody,
@@ -95,7 +105,18 @@ impl AttemptError {
     fn detail(&self) -> String {
         match self {
             AttemptError::Connect(e) => format!("could not connect: {e}"),
-            AttemptError::Timeout(t) => format!("no answer within {} ms", t.as_millis()),
+            AttemptError::Timeout {
+                after,
+                own_lateness: None,
+            } => format!("no answer within {} ms", after.as_millis()),
+            AttemptError::Timeout {
+                after,
+                own_lateness: Some(late),
+            } => format!(
+                "no answer within {} ms, while this consumer was itself up to {} ms late (not held against the vendor)",
+                after.as_millis(),
+                late.as_millis()
+            ),
             AttemptError::Status { status, .. } => format!("answered {status}"),
             AttemptError::TooLarge(cap) => format!("body larger than {cap} bytes"),
             AttemptError::Malformed(e) => format!("unreadable body: {e}"),
@@ -129,6 +150,8 @@ pub struct VendorGuards {
     pub breaker: VendorBreaker,
     /// HTTP requests sent to the vendor, every attempt counted.
     pub requests: Counter,
+    /// Timeouts not held against the vendor's circuit, this process being late itself.
+    pub timeouts_while_late: Counter,
 }
 
 impl VendorGuards {
@@ -142,16 +165,22 @@ impl VendorGuards {
             quota: VendorQuota::new(vendor.quota),
             breaker: VendorBreaker::new(vendor.breaker, circuit_state),
             requests: metrics.vendor_requests.get_or_create(&label).clone(),
+            timeouts_while_late: metrics
+                .vendor_timeouts_while_late
+                .get_or_create(&label)
+                .clone(),
         }
     }
 }
 
 /// Asks `vendor` for the price of `product`, within `limits` and `guards`. Never fails: a vendor that
 /// gives no offer is a [`VendorOutcome::Failed`] with the reason; `attempts` counts the requests sent.
+/// A timeout while this process was itself late (`lag`) is not held against the vendor's circuit.
 pub async fn ask_vendor(
     client: &Client,
     vendor: &Vendor,
     guards: &VendorGuards,
+    lag: &RuntimeLag,
     product: ProductId,
     trace: &TraceContext,
     limits: FetchLimits,
@@ -193,6 +222,7 @@ pub async fn ask_vendor(
         let result = attempt_once(
             client,
             vendor,
+            lag,
             url.clone(),
             limits.max_body_bytes,
             traceparent.as_ref(),
@@ -201,7 +231,11 @@ pub async fn ask_vendor(
         match &result {
             Ok(_) => pass.report(RequestOutcome::Answered),
             Err(e) => {
-                pass.report(e.breaker_outcome());
+                let outcome = e.breaker_outcome();
+                if outcome == RequestOutcome::Inconclusive {
+                    guards.timeouts_while_late.inc();
+                }
+                pass.report(outcome);
                 *last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
             }
         }
@@ -271,6 +305,7 @@ pub async fn ask_vendor(
 async fn attempt_once(
     client: &Client,
     vendor: &Vendor,
+    lag: &RuntimeLag,
     url: reqwest::Url,
     max_body: usize,
     traceparent: Option<&header::HeaderValue>,
@@ -299,9 +334,13 @@ async fn attempt_once(
         }
         read_capped(response, max_body).await
     };
+    let sent = Instant::now();
     let body = tokio::time::timeout(vendor.timeout, exchange)
         .await
-        .map_err(|_| AttemptError::Timeout(vendor.timeout))??;
+        .map_err(|_| AttemptError::Timeout {
+            after: vendor.timeout,
+            own_lateness: lag.excuses_timeout(sent, vendor.timeout),
+        })??;
     read_offer(vendor, &body).map_err(AttemptError::Malformed)
 }
 
@@ -399,7 +438,7 @@ mod tests {
     use std::sync::Arc;
 
     /// A vendor on 127.0.0.1 answering by the first path segment: `ok`, `503`, `429` (with
-    /// `Retry-After: 1`) or `bad` (not JSON); the requests it got per segment.
+    /// `Retry-After: 1`), `hang` (never) or `bad` (not JSON); the requests it got per segment.
     async fn vendor_server() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
         async fn answer(
             State(counts): State<Arc<Mutex<HashMap<String, u32>>>>,
@@ -410,6 +449,7 @@ mod tests {
                 "ok" => r#"{"p":"1.50"}"#.into_response(),
                 "503" => AxumStatus::SERVICE_UNAVAILABLE.into_response(),
                 "429" => (AxumStatus::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response(),
+                "hang" => std::future::pending().await,
                 _ => "<html>".into_response(),
             }
         }
@@ -428,18 +468,27 @@ mod tests {
         vendor: Vendor,
         guards: VendorGuards,
         metrics: Arc<Metrics>,
+        /// Not started: no lateness unless a test starts its probe.
+        lag: Arc<RuntimeLag>,
     }
 
     impl Harness {
         fn new(base: &str, mode: &str, extra: &str) -> Self {
+            // A timeout of 1 s unless `extra` gives one.
+            let timeout = if extra.contains("timeout_ms") {
+                ""
+            } else {
+                "timeout_ms = 1000\n"
+            };
             let text = format!(
-                "[[vendor]]\nname = \"v\"\nurl = \"{base}/{mode}/{{productId}}\"\nguarantee_window_secs = 60\nprice_pointer = \"/p\"\ncurrency = \"EUR\"\ntimeout_ms = 1000\n{extra}\n"
+                "[[vendor]]\nname = \"v\"\nurl = \"{base}/{mode}/{{productId}}\"\nguarantee_window_secs = 60\nprice_pointer = \"/p\"\ncurrency = \"EUR\"\n{timeout}{extra}\n"
             );
             let vendor = parse(&text, |_| None).unwrap().remove(0);
             let metrics = Metrics::new();
             let guards = VendorGuards::new(&vendor, &metrics);
             Self {
                 client: http_client(4, 1).unwrap(),
+                lag: RuntimeLag::new(metrics.runtime_lag.clone(), vendor.timeout),
                 vendor,
                 guards,
                 metrics,
@@ -458,6 +507,7 @@ mod tests {
                 &self.client,
                 &self.vendor,
                 &self.guards,
+                &self.lag,
                 product,
                 &trace,
                 limits,
@@ -475,6 +525,36 @@ mod tests {
             VendorOutcome::Failed(failure) => failure,
             answered => panic!("expected a failure, got {answered:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_while_this_process_was_late_is_not_held_against_the_vendors_circuit() {
+        let (base, _) = vendor_server().await;
+        // Lateness of 200 ms (a tenth of the timeout) or more excuses a timeout: a busy test machine
+        // does not make that much by itself.
+        let vendor = Harness::new(&base, "hang", "breaker_failures = 1\ntimeout_ms = 2000");
+        vendor.lag.start();
+        // The runtime's only thread busy for 500 ms while the call is out: had the vendor answered,
+        // this process would have read the answer up to 500 ms late.
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let late = failure(vendor.ask(5_000).await);
+        assert_eq!(late.kind, FailureKind::Timeout);
+        assert!(
+            late.detail.contains("not held against the vendor"),
+            "{}",
+            late.detail
+        );
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Closed);
+        assert_eq!(vendor.guards.timeouts_while_late.get(), 1);
+        // The same timeout with this process on time is the vendor's: one opens the circuit.
+        let on_time = failure(vendor.ask(5_000).await);
+        assert_eq!(on_time.kind, FailureKind::Timeout);
+        assert_eq!(on_time.detail, "no answer within 2000 ms");
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
+        assert_eq!(vendor.guards.timeouts_while_late.get(), 1);
     }
 
     #[tokio::test]
@@ -659,7 +739,11 @@ mod tests {
         );
         assert!(!status(404).is_retryable());
         assert!(AttemptError::Connect("refused".into()).is_retryable());
-        assert!(!AttemptError::Timeout(Duration::from_secs(1)).is_retryable());
+        assert!(!AttemptError::Timeout {
+            after: Duration::from_secs(1),
+            own_lateness: None
+        }
+        .is_retryable());
         assert!(!AttemptError::Malformed("x".into()).is_retryable());
     }
 }

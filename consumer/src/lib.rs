@@ -14,6 +14,7 @@
 //! - [`breaker`]: the per-vendor circuit breaker: closed, open after a 429 or failures in a row,
 //!   half-open for one probe.
 //! - [`fanout`]: asking every vendor at once and aggregating.
+//! - [`lag`]: how late this process's own runtime is, so that its own lateness is not blamed on a vendor.
 //! - [`cache`]: the Redis cache.
 //! - [`fill`]: the second sink, the edge's fill endpoint.
 //! - [`sinks`]: storing a result in every configured sink, independently, with classified retries.
@@ -25,6 +26,7 @@
 //! - [`clients`]: the Kafka clients' settings, each client only its own.
 //! - [`handler`]: what happens to one message: a result in every sink, once per product at a time.
 //! - [`window`]: the in-flight window; paused partitions and held messages while it is full.
+//! - [`window_size`]: the window's size, smaller while this process runs late.
 //! - [`pipeline`]: the consume loop and its graceful stop.
 
 pub mod backlog;
@@ -37,6 +39,7 @@ pub mod fanout;
 pub mod fetch;
 pub mod fill;
 pub mod handler;
+pub mod lag;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
@@ -45,5 +48,6 @@ pub mod sinks;
 pub mod telemetry;
 pub mod vendors;
 pub mod window;
+pub mod window_size;
 
 pub use config::Settings;

@@ -8,6 +8,7 @@ use pricefront_consumer::cache::RedisCache;
 use pricefront_consumer::config::Settings;
 use pricefront_consumer::fanout::Comparer;
 use pricefront_consumer::fill::FillSink;
+use pricefront_consumer::lag::RuntimeLag;
 use pricefront_consumer::metrics::{serve, Metrics};
 use pricefront_consumer::pipeline::{self, Outputs};
 use pricefront_consumer::{fetch, telemetry, vendors};
@@ -47,6 +48,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let client = fetch::http_client(settings.max_in_flight, vendors.len())
         .context("building the HTTP client")?;
     let metrics = Metrics::new();
+    // How late this process runs: vendor timeouts while it is late are not the vendors', and the
+    // in-flight window shrinks meanwhile.
+    let lag = RuntimeLag::new(
+        metrics.runtime_lag.clone(),
+        vendors::shortest_timeout(&vendors),
+    );
+    lag.start();
     let fill = settings.fill_url.as_deref().map(|url| {
         FillSink::new(
             client.clone(),
@@ -60,6 +68,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.fetch_limits(),
         settings.freshness_policy(),
         metrics.clone(),
+        lag.clone(),
     );
     let redis_timeout = Duration::from_millis(settings.redis_timeout_ms);
     // Redis may be away for a while at start: the process runs, not ready, and connects when it can;
@@ -77,6 +86,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         cache,
         fill,
         metrics,
+        lag,
     };
     tokio::select! {
         result = pipeline::run(&settings, comparer, outputs, shutdown_signal()) => result?,

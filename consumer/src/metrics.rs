@@ -157,6 +157,13 @@ pub struct Metrics {
     pub comparison_duration: Histogram,
     /// From a result's aggregation to a sink holding it, retries included.
     pub store_duration: StageFamily,
+    /// How late the runtime's lag probe woke each time ([`crate::lag`]).
+    pub runtime_lag: Histogram,
+    /// The in-flight window's size now, at most `--max-in-flight` ([`crate::window_size`]).
+    pub window_size: Gauge,
+    /// Vendor timeouts not held against the vendor's circuit: this process was itself late by a tenth
+    /// of the timeout or more while the call was out.
+    pub vendor_timeouts_while_late: Family<VendorLabel, Counter>,
 }
 
 impl Metrics {
@@ -184,6 +191,9 @@ impl Metrics {
             request_age_on_start: stage_histogram(),
             comparison_duration: stage_histogram(),
             store_duration: Family::new_with_constructor(stage_histogram),
+            runtime_lag: stage_histogram(),
+            window_size: Gauge::default(),
+            vendor_timeouts_while_late: Family::default(),
         })
     }
 
@@ -359,6 +369,21 @@ impl Metrics {
             "store_duration_seconds",
             "From a result's aggregation to a sink holding it, retries included",
             self.store_duration.clone(),
+        );
+        registry.register(
+            "runtime_lag_seconds",
+            "How late this process's runtime ran a task due now (a probe every 10 ms)",
+            self.runtime_lag.clone(),
+        );
+        registry.register(
+            "window_size",
+            "The in-flight window's size now, at most --max-in-flight: it shrinks while this process runs late",
+            self.window_size.clone(),
+        );
+        registry.register(
+            "vendor_timeouts_while_late",
+            "Vendor timeouts not held against the vendor's circuit: this process was itself late by a tenth of the timeout or more",
+            self.vendor_timeouts_while_late.clone(),
         );
         registry
     }

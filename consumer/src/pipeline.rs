@@ -15,7 +15,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
 use crate::backlog::{report_periodically, PartitionLags};
@@ -26,10 +26,12 @@ use crate::dead_letter::DeadLetterQueue;
 use crate::fill::FillSink;
 pub use crate::handler::Compare;
 use crate::handler::MessageHandler;
+use crate::lag::RuntimeLag;
 use crate::metrics::{Metrics, PartitionLabel};
 use crate::offsets::OffsetTracker;
 use crate::sinks::Sinks;
 use crate::window::{Backlog, Received, Revoked, PAUSE_WHEN_FULL_FOR};
+use crate::window_size::WindowSize;
 
 /// Why the pipeline could not start or stop cleanly. Redis is not among the reasons: it may be away at
 /// start (the cache connects lazily) and writes wait for it.
@@ -135,6 +137,8 @@ pub struct Outputs {
     pub fill: Option<FillSink>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// How late this process runs: the in-flight window follows it ([`WindowSize`]).
+    pub lag: Arc<RuntimeLag>,
 }
 
 /// Runs the consumer until `shutdown` completes, then lets in-flight work finish within the grace period
@@ -149,6 +153,7 @@ pub async fn run(
         cache,
         fill,
         metrics,
+        lag,
     } = outputs;
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     let lags = Arc::new(PartitionLags::default());
@@ -183,7 +188,11 @@ pub async fn run(
     });
     tracing::info!(topic = %settings.topic, group = %settings.group_id, max_in_flight = settings.max_in_flight, "consuming");
 
-    let window = Arc::new(Semaphore::new(settings.max_in_flight as usize));
+    let window = WindowSize::new(
+        settings.max_in_flight as usize,
+        handler.metrics.window_size.clone(),
+    );
+    window.follow(lag);
     let mut backlog = Backlog::new(settings.topic.clone(), handler.metrics.clone());
     let mut tasks = JoinSet::new();
     let consumer = handler.consumer.clone();
@@ -202,7 +211,7 @@ pub async fn run(
             match message {
                 Ok(message) => {
                     let message = Received::of(&message);
-                    match window.clone().try_acquire_owned() {
+                    match window.permits().clone().try_acquire_owned() {
                         Ok(permit) => start(&handler, &mut tasks, message, permit),
                         Err(_) => backlog.hold(consumer.as_ref(), message),
                     }
@@ -219,7 +228,7 @@ pub async fn run(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            permit = window.clone().acquire_owned() => {
+            permit = window.permits().clone().acquire_owned() => {
                 let permit = permit.expect("the window is never closed");
                 backlog.forget_revoked(&revoked);
                 if let Some(message) = backlog.next(consumer.as_ref()) {

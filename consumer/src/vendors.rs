@@ -257,6 +257,12 @@ impl UrlTemplate {
     }
 }
 
+/// The shortest timeout of `vendors` (zero when there are none): a tenth of it is the lateness the
+/// consumer tolerates in itself ([`crate::lag::RuntimeLag`]).
+pub fn shortest_timeout(vendors: &[Vendor]) -> Duration {
+    vendors.iter().map(|v| v.timeout).min().unwrap_or_default()
+}
+
 /// Reads and checks the vendors file at `path`, substituting `${VAR}` in header values from the
 /// environment.
 pub fn load(path: &Path) -> Result<Vec<Vendor>, VendorsError> {

@@ -12,6 +12,7 @@
 //! | [`rest_proxy`] | stop and restart of the Kafka REST proxy (the Strimzi Kafka Bridge) under misses |
 //! | [`early_refresh`] | results that expire every few seconds under a Zipf read load, early refreshes off and on |
 //! | [`flood`] | distinct random ids from a few identities, well above the limits, beside a legitimate client |
+//! | [`starved_consumer`] | the consumer kept to one CPU that a busy loop shares, with healthy vendors |
 //!
 //! "Lost" is always a published request without a stored result at the end of the drill (Redis read
 //! directly). "Duplicated" is work done more than once, as each drill defines it in its notes.
@@ -30,6 +31,7 @@ pub mod kill_consumer;
 pub mod redis_restart;
 pub mod report;
 pub mod rest_proxy;
+pub mod starved_consumer;
 mod support;
 pub mod vendor_faults;
 mod wire;

@@ -13,7 +13,7 @@ use clap::{Parser, ValueEnum};
 use pricefront_drills::report::{reliability_document, table};
 use pricefront_drills::{
     early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
-    vendor_faults, DrillError, DrillReport, Machine, Verdict,
+    starved_consumer, vendor_faults, DrillError, DrillReport, Machine, Verdict,
 };
 use pricefront_harness::edge::Edge;
 use pricefront_harness::utc_date;
@@ -45,6 +45,7 @@ enum Drill {
     RestProxy,
     EarlyRefresh,
     Flood,
+    Starved,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,6 +107,15 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
     }
     if wanted(Drill::Flood) {
         reports.push(attempt("flood of distinct ids", flood::run(&flood::Plan::default())).await);
+    }
+    if wanted(Drill::Starved) {
+        reports.push(
+            attempt(
+                "consumer short of CPU",
+                starved_consumer::run(&starved_consumer::Plan::default()),
+            )
+            .await,
+        );
     }
     if wanted(Drill::Edge) || wanted(Drill::RestProxy) {
         let (target, started) = match edge {

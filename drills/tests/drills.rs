@@ -11,7 +11,7 @@
 
 use pricefront_drills::{
     early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
-    vendor_faults, DrillReport, Verdict,
+    starved_consumer, vendor_faults, DrillReport, Verdict,
 };
 
 fn assert_passed(report: &DrillReport) {
@@ -44,6 +44,14 @@ async fn a_kafka_broker_restart_loses_nothing_and_the_consumer_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_loses_nothing() {
     let report = redis_restart::run(&redis_restart::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_short_of_cpu_opens_no_circuit_of_a_healthy_vendor_and_loses_nothing() {
+    let report = starved_consumer::run(&starved_consumer::Plan::default())
         .await
         .expect("the drill could not run");
     assert_passed(&report);

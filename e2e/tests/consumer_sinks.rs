@@ -17,6 +17,7 @@ use std::time::Duration;
 use pricefront_consumer::cache::RedisCache;
 use pricefront_consumer::dead_letter::ERROR_HEADER;
 use pricefront_consumer::fanout::Comparer;
+use pricefront_consumer::lag::RuntimeLag;
 use pricefront_consumer::metrics::Metrics;
 use pricefront_consumer::pipeline::{self, Compare, Outputs};
 use pricefront_consumer::{vendors, Settings};
@@ -356,12 +357,19 @@ async fn a_panicking_comparison_is_dead_lettered_and_frees_its_product_and_parti
     let settings = settings_for(&env);
     let metrics = Metrics::new();
     let client = reqwest::Client::new();
+    let vendors = vendors::load(&env.vendors_file).unwrap();
+    let lag = RuntimeLag::new(
+        metrics.runtime_lag.clone(),
+        vendors::shortest_timeout(&vendors),
+    );
+    lag.start();
     let comparer = Comparer::new(
         client,
-        vendors::load(&env.vendors_file).unwrap(),
+        vendors,
         settings.fetch_limits(),
         settings.freshness_policy(),
         metrics.clone(),
+        lag.clone(),
     );
     let panicking = Arc::new(AtomicBool::new(true));
     let doomed = env.product(0);
@@ -374,6 +382,7 @@ async fn a_panicking_comparison_is_dead_lettered_and_frees_its_product_and_parti
         cache: env.cache.clone(),
         fill: None,
         metrics,
+        lag,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let consuming = pipeline::run(&settings, comparer, outputs, async {

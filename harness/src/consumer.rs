@@ -25,6 +25,29 @@ impl TestEnv {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> Result<ConsumerProcess, HarnessError> {
+        self.spawn_consumer(label, extra, env, None)
+    }
+
+    /// Like [`TestEnv::start_consumer`], the process and all its threads kept to the CPU `cpu`
+    /// (`taskset`) at the scheduling priority `niceness` (`nice -n`, 0 to 19: the higher, the smaller
+    /// its share of the CPU beside a busy process), as a container with a small CPU quota would be.
+    pub fn start_consumer_on_cpu(
+        &self,
+        label: &str,
+        extra: &[&str],
+        cpu: usize,
+        niceness: u8,
+    ) -> Result<ConsumerProcess, HarnessError> {
+        self.spawn_consumer(label, extra, &[], Some((cpu, niceness)))
+    }
+
+    fn spawn_consumer(
+        &self,
+        label: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+        cpu: Option<(usize, u8)>,
+    ) -> Result<ConsumerProcess, HarnessError> {
         let log = self.dir.join(format!("consumer-{label}.log"));
         let file = std::fs::File::create(&log)
             .map_err(HarnessError::io(format!("creating {}", log.display())))?;
@@ -32,7 +55,19 @@ impl TestEnv {
             .try_clone()
             .map_err(HarnessError::io(format!("opening {}", log.display())))?;
         let metrics_port = free_port()?;
-        let child = Command::new(consumer_binary()?)
+        // taskset and nice exec the consumer: the process started is the consumer itself.
+        let mut command = match cpu {
+            Some((cpu, niceness)) => {
+                let mut taskset = Command::new("taskset");
+                taskset
+                    .args(["-c", &cpu.to_string()])
+                    .args(["nice", "-n", &niceness.to_string()])
+                    .arg(consumer_binary()?);
+                taskset
+            }
+            None => Command::new(consumer_binary()?),
+        };
+        let child = command
             .args([
                 "--brokers",
                 &brokers(),

@@ -63,7 +63,8 @@ pub fn sum_of(page: &str, name: &str) -> f64 {
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // From +0: an empty `sum()` of f64 is -0, printed "-0".
+        .fold(0.0, |total, value| total + value)
 }
 
 /// A histogram's cumulative buckets: (upper bound, count), in increasing order, `+Inf` last.

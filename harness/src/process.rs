@@ -32,17 +32,45 @@ pub fn memory(pid: u32) -> Result<Memory, HarnessError> {
     })
 }
 
-/// CPU seconds (user + sys) the process `pid` has used so far (`/proc/PID/stat` utime + stime over the
-/// clock tick).
-pub fn cpu_seconds(pid: u32) -> Result<f64, HarnessError> {
+/// The CPU time a process has used, in seconds: in its own code (user) and in the kernel on its behalf
+/// (system: its syscalls, and for loopback TCP the delivery of what it sends).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuSplit {
+    /// User time (`utime`).
+    pub user: f64,
+    /// System time (`stime`).
+    pub system: f64,
+}
+
+impl CpuSplit {
+    /// User + system.
+    pub fn total(&self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// The user and system CPU seconds the process `pid` has used so far (`/proc/PID/stat` utime and stime
+/// over the clock tick).
+pub fn cpu_split(pid: u32) -> Result<CpuSplit, HarnessError> {
     let path = format!("/proc/{pid}/stat");
     let stat =
         std::fs::read_to_string(&path).map_err(HarnessError::io(format!("reading {path}")))?;
     let fields = stat_fields(&stat);
     match (tick_field(&fields, UTIME), tick_field(&fields, STIME)) {
-        (Some(user), Some(system)) => Ok((user + system) / clock_ticks_per_second()),
+        (Some(user), Some(system)) => {
+            let tick = clock_ticks_per_second();
+            Ok(CpuSplit {
+                user: user / tick,
+                system: system / tick,
+            })
+        }
         _ => Err(HarnessError::Process(format!("{path} has no utime/stime"))),
     }
+}
+
+/// CPU seconds (user + sys) the process `pid` has used so far.
+pub fn cpu_seconds(pid: u32) -> Result<f64, HarnessError> {
+    cpu_split(pid).map(|split| split.total())
 }
 
 /// CPU seconds (user + sys) used so far by the running processes of the process group `pgid`: a Worker
@@ -80,6 +108,31 @@ const PGRP: usize = 2;
 const UTIME: usize = 11;
 const STIME: usize = 12;
 
+/// A process that keeps one CPU busy (a shell loop pinned with `taskset`) until dropped: what a noisy
+/// neighbour or a CPU quota does to a process kept to that CPU.
+#[derive(Debug)]
+pub struct CpuHog {
+    child: std::process::Child,
+}
+
+impl CpuHog {
+    /// Starts keeping the CPU `cpu` busy.
+    pub fn start(cpu: usize) -> Result<Self, HarnessError> {
+        let child = Command::new("taskset")
+            .args(["-c", &cpu.to_string(), "sh", "-c", "while :; do :; done"])
+            .spawn()
+            .map_err(HarnessError::io("starting a busy loop with taskset"))?;
+        Ok(Self { child })
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The fields of a `/proc/PID/stat` line after the command name, which is in parentheses and may hold
 /// spaces.
 fn stat_fields(stat: &str) -> Vec<&str> {
@@ -112,5 +165,34 @@ mod tests {
         let group: u32 = stat_fields(&own)[PGRP].parse().unwrap();
         let mine = cpu_seconds(std::process::id()).unwrap();
         assert!(group_cpu_seconds(group).unwrap() >= mine);
+    }
+
+    #[test]
+    fn a_cpu_hog_keeps_its_cpu_busy_until_dropped() {
+        let hog = CpuHog::start(0).unwrap();
+        let pid = hog.child.id();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(cpu_seconds(pid).unwrap() > 0.0);
+        drop(hog);
+        assert!(
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_err(),
+            "the busy loop is gone"
+        );
+    }
+
+    #[test]
+    fn a_busy_process_has_user_time_and_its_split_adds_up_to_its_cpu_seconds() {
+        let before = cpu_split(std::process::id()).unwrap();
+        // Busy in user space for a few clock ticks.
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = cpu_split(std::process::id()).unwrap();
+        assert!(after.user > before.user, "{before:?} then {after:?}");
+        assert!(after.system >= before.system);
+        let total = cpu_seconds(std::process::id()).unwrap();
+        assert!(total >= after.total());
     }
 }

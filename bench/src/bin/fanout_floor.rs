@@ -3,7 +3,7 @@
 //!
 //! It asks the vendors of `--vendors` about `--products` products, `--max-in-flight` at a time, on one
 //! thread as the consumer does, and prints one JSON line: the comparisons, the seconds they took, and
-//! this process's CPU seconds (user + sys) and peak RSS. Two modes:
+//! this process's CPU seconds (user + sys, and each apart) and peak RSS. Two modes:
 //! - `fanout`: the consumer's own fan-out ([`Comparer`]: quotas, breakers, retries, timeouts, metrics,
 //!   trace context, aggregation) and the JSON it stores;
 //! - `bare`: plain `reqwest` GETs, one per vendor, concurrently, with the consumer's HTTP client and the
@@ -19,10 +19,11 @@ use futures::future::join_all;
 use futures::StreamExt;
 use pricefront_consumer::fanout::Comparer;
 use pricefront_consumer::fetch::http_client;
+use pricefront_consumer::lag::RuntimeLag;
 use pricefront_consumer::metrics::Metrics;
 use pricefront_consumer::{vendors, Settings};
 use pricefront_core::{ProductId, TraceContext};
-use pricefront_harness::process::{cpu_seconds, memory};
+use pricefront_harness::process::{cpu_split, memory};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -61,10 +62,13 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(&args))?;
     let seconds = started.elapsed().as_secs_f64();
     let pid = std::process::id();
-    let cpu = cpu_seconds(pid)?;
+    let cpu = cpu_split(pid)?;
     let peak_kib = memory(pid)?.peak_kib;
     println!(
-        r#"{{"comparisons":{comparisons},"seconds":{seconds:.3},"cpu_seconds":{cpu:.3},"peak_rss_kib":{peak_kib}}}"#
+        r#"{{"comparisons":{comparisons},"seconds":{seconds:.3},"cpu_seconds":{:.3},"user_seconds":{:.3},"system_seconds":{:.3},"peak_rss_kib":{peak_kib}}}"#,
+        cpu.total(),
+        cpu.user,
+        cpu.system
     );
     Ok(())
 }
@@ -83,12 +87,19 @@ async fn run(args: &Args) -> anyhow::Result<u64> {
     let window = settings.max_in_flight as usize;
     match args.mode {
         Mode::Fanout => {
+            let metrics = Metrics::new();
+            let lag = RuntimeLag::new(
+                metrics.runtime_lag.clone(),
+                vendors::shortest_timeout(&vendors),
+            );
+            lag.start();
             let comparer = Comparer::new(
                 client,
                 vendors,
                 settings.fetch_limits(),
                 settings.freshness_policy(),
-                Metrics::new(),
+                metrics,
+                lag,
             );
             window_of(args.products, window, |product| {
                 let comparer = &comparer;

@@ -1,0 +1,175 @@
+//! Drill 8: the consumer short of CPU. It runs kept to one CPU that a busy loop shares, at a lower
+//! priority (`nice`), so that it gets about a tenth of that CPU: a container with a small CPU quota on
+//! a busy host. Its vendors are healthy and its backlog would fill its window many times over.
+//!
+//! Before the consumer watched its own lateness, it started its whole window, read the vendors'
+//! answers too late, took its own timeouts for the vendors' failures, opened every circuit, and stored
+//! all 2,000 results without a single offer. Now its window starts small and follows its lateness
+//! ([`pricefront_consumer::window_size`]), and a timeout while it is late is not held against the
+//! vendor ([`pricefront_consumer::lag`]).
+//!
+//! Every request must end as a stored result; results without any offer stay rare; no circuit opens;
+//! and the consumer must in fact have been late (its `pricefront_runtime_lag_seconds`), or the drill
+//! tested nothing.
+
+use std::time::Duration;
+
+use pricefront_harness::metrics::{self, Histogram};
+use pricefront_harness::process::CpuHog;
+use pricefront_harness::{profiles, results, vendor, TestEnv};
+use tokio::time::Instant;
+use vendor_sim::BodyShape;
+
+use crate::support::{self, secs};
+use crate::{DrillError, DrillReport};
+
+/// The load and the bounds of the drill.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Products published at once, one request each.
+    pub products: u64,
+    /// The consumer's in-flight window.
+    pub max_in_flight: u32,
+    /// The timeout of one vendor call.
+    pub vendor_timeout_ms: u64,
+    /// The CPU the consumer and the busy loop share.
+    pub cpu: usize,
+    /// The consumer's `nice` beside the busy loop (10: about a tenth of the CPU).
+    pub niceness: u8,
+    /// The most results without any offer that may be stored, as a share of the products.
+    pub max_without_offer: f64,
+    /// The longest wait for every result.
+    pub limit: Duration,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Self {
+            products: 2_000,
+            max_in_flight: 256,
+            vendor_timeout_ms: 1_000,
+            cpu: 0,
+            niceness: 10,
+            max_without_offer: 0.10,
+            limit: Duration::from_secs(300),
+        }
+    }
+}
+
+const VENDORS: [&str; 5] = ["alpha", "bravo", "charlie", "delta", "echo"];
+
+/// Runs the drill.
+pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
+    support::check_stack().await?;
+    let started = Instant::now();
+    let mut report = DrillReport {
+        name: "consumer short of CPU".into(),
+        fault: format!(
+            "the consumer kept to 1 CPU that a busy loop shares, at nice {}, window {}, 5 healthy vendors (50-150 ms, timeout {} ms)",
+            plan.niceness, plan.max_in_flight, plan.vendor_timeout_ms
+        ),
+        requests: plan.products,
+        ..DrillReport::default()
+    };
+    let healthy = profiles(VENDORS.iter().enumerate().map(|(i, name)| {
+        let shape = if i % 2 == 0 {
+            BodyShape::Nested
+        } else {
+            BodyShape::Flat
+        };
+        (*name, vendor((50, 150), shape))
+    }));
+    let env = TestEnv::new("drill-starved", healthy, plan.vendor_timeout_ms).await?;
+    let hog = CpuHog::start(plan.cpu)?;
+    let window = plan.max_in_flight.to_string();
+    let mut consumer = env.start_consumer_on_cpu(
+        "starved",
+        &["--max-in-flight", window.as_str()],
+        plan.cpu,
+        plan.niceness,
+    )?;
+    let products = env.products(plan.products);
+    env.publish(products.iter().copied()).await?;
+    let stored = results::wait_stored(&products, plan.limit).await?;
+    let page = metrics::page(consumer.metrics_port).await.ok();
+    drop(hog);
+
+    let lost = (products.len() - stored.len()) as u64;
+    report.lost = Some(lost);
+    report.check(
+        lost == 0,
+        format!(
+            "{lost} requests without a stored result after {:?}",
+            plan.limit
+        ),
+    );
+    if let Some(status) = consumer.exit_status() {
+        report.fail(format!("the consumer crashed: {status}"));
+    }
+    let (complete, without_offer) = (
+        stored.iter().filter(|r| r.complete).count(),
+        stored.iter().filter(|r| r.offers.is_empty()).count(),
+    );
+    report.note(format!(
+        "results: {complete} complete, {} partial, {without_offer} without any offer; all in {}",
+        stored.len() - complete - without_offer,
+        secs(started.elapsed())
+    ));
+    report.check(
+        without_offer as f64 <= plan.max_without_offer * plan.products as f64,
+        format!(
+            "{without_offer} of {} results without any offer from 5 healthy vendors",
+            plan.products
+        ),
+    );
+    let Some(page) = page else {
+        report.fail("the consumer's /metrics could not be read");
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    };
+    let circuit_open = metrics::sum_of(&page, "pricefront_vendor_rejected_total");
+    let timeouts_while_late = metrics::sum_of(&page, "pricefront_vendor_timeouts_while_late_total");
+    let timeouts = page
+        .lines()
+        .filter(|l| {
+            l.starts_with("pricefront_vendor_errors_total{") && l.contains("kind=\"timeout\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |total, value| total + value);
+    report.note(format!(
+        "vendor timeouts: {timeouts:.0}, {timeouts_while_late:.0} of them while the consumer was itself late (not held against the vendor); calls refused by an open circuit or a quota: {circuit_open:.0}"
+    ));
+    if let Some(size) = metrics::sample(&page, "pricefront_window_size") {
+        report.note(format!(
+            "the in-flight window at the end: {size:.0} of --max-in-flight {}",
+            plan.max_in_flight
+        ));
+    }
+    report.check(
+        circuit_open == 0.0,
+        format!(
+            "{circuit_open:.0} vendor calls refused by an open circuit, with every vendor healthy"
+        ),
+    );
+    let lag = Histogram::parse(&page, "pricefront_runtime_lag_seconds", "");
+    let worst = lag.as_ref().and_then(|h| h.quantile(1.0)).unwrap_or(0.0);
+    let p99 = lag.as_ref().and_then(|h| h.quantile(0.99)).unwrap_or(0.0);
+    report.note(format!(
+        "the consumer's lateness (lag probe every 10 ms): p99 {:.0} ms, worst {:.0} ms",
+        p99 * 1000.0,
+        worst * 1000.0
+    ));
+    // A tenth of the vendor timeout is the lateness that excuses a timeout: short of that, the consumer
+    // was never late enough for this drill to test anything.
+    let tenth = plan.vendor_timeout_ms as f64 / 10_000.0;
+    report.check(
+        worst >= tenth,
+        format!(
+            "the consumer was never late by {:.0} ms (worst {:.0} ms): the busy loop did not starve it, nothing was tested",
+            tenth * 1000.0,
+            worst * 1000.0
+        ),
+    );
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
