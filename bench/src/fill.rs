@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
 use pricefront_harness::otlp::OtlpReceiver;
-use pricefront_harness::process::{cpu_seconds, memory};
+use pricefront_harness::process::{cpu_seconds, cpu_split, memory, CpuSplit};
 
 use crate::peer_consumer::{run_peer_mode, PeerMode, PeerRun};
 use crate::plot::{lines_svg, Series};
@@ -55,6 +55,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
     let mut ours_at_first = None;
     let mut ours_points = Vec::new();
     let mut peer_points = Vec::new();
+    let mut ceiling = None;
     for &max_in_flight in &args.max_in_flight {
         let flag = max_in_flight.to_string();
         let ours = one_run(
@@ -110,10 +111,16 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 format!("floor: bare reqwest GETs, {} a product", args.vendors),
             ),
         ] {
-            let run = floor_run(args, max_in_flight, floor).await?;
+            let report = floor_run(args, max_in_flight, floor, args.products).await?;
+            if matches!(floor, Floor::Bare) && ceiling.is_none() {
+                // The same again on a fifth of the products: the difference is the CPU of the
+                // comparisons alone, without the start and the connections.
+                let small = floor_run(args, max_in_flight, floor, args.products / 5).await?;
+                ceiling = Ceiling::between(max_in_flight, &small, &report);
+            }
             rows.push(row(
                 &format!("{name}: {max_in_flight} at a time"),
-                &run,
+                &report.into(),
                 ideal,
             ));
         }
@@ -167,7 +174,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             .map(|&w| (f64::from(w), f64::from(w) / latency_s))
             .collect();
         let series = [
-            Series::new("ours", ours_points),
+            Series::new("ours", ours_points.clone()),
             Series::new("Parallel Consumer 0.5.3.3 (Vert.x)", peer_points),
             Series::dashed(
                 "latency-bound ideal (max_in_flight / vendor latency)",
@@ -233,9 +240,136 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 .into(),
         ]
         .into_iter()
+        .chain(ceiling.map(|c| c.describe(args, &ours_points)))
         .chain(chart)
         .collect(),
     })
+}
+
+/// What this machine allows the fill whoever does it: the CPU one comparison's vendor calls cost, the
+/// HTTP client's (bare `reqwest` GETs) and the simulated vendors' (they run in this process), each
+/// as the difference between two runs at one window, so that the start and the connections opened
+/// are not counted; and the comparisons a second that the machine's cores could give them at most.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ceiling {
+    /// The window both runs had.
+    window: u32,
+    /// The client's CPU seconds per comparison.
+    client: CpuSplit,
+    /// The simulated vendors' CPU seconds per comparison (all its vendor calls).
+    simulator: CpuSplit,
+    /// The machine's cores.
+    cores: f64,
+}
+
+impl Ceiling {
+    /// The ceiling from a `small` and a `full` run at `window`; none when the full run did no more.
+    fn between(window: u32, small: &FloorReport, full: &FloorReport) -> Option<Self> {
+        Self::from_differences(
+            window,
+            full.comparisons - small.comparisons,
+            [
+                (full.client, small.client),
+                (full.simulator, small.simulator),
+            ],
+            pricefront_harness::Machine::current().cpus as f64,
+        )
+    }
+
+    fn from_differences(
+        window: u32,
+        comparisons: f64,
+        [client, simulator]: [(CpuSplit, CpuSplit); 2],
+        cores: f64,
+    ) -> Option<Self> {
+        if comparisons < 1.0 {
+            return None;
+        }
+        let per_comparison = |(full, small): (CpuSplit, CpuSplit)| CpuSplit {
+            user: (full.user - small.user) / comparisons,
+            system: (full.system - small.system) / comparisons,
+        };
+        Some(Self {
+            window,
+            client: per_comparison(client),
+            simulator: per_comparison(simulator),
+            cores,
+        })
+    }
+
+    /// Comparisons a second at most: every core busy with nothing but the vendor calls.
+    fn rate(&self) -> f64 {
+        self.cores / (self.client.total() + self.simulator.total())
+    }
+
+    /// The note under the fill table: the CPU per comparison, the ceiling, and ours against it.
+    fn describe(&self, args: &Args, ours: &[(f64, f64)]) -> String {
+        let ms = |seconds: f64| format!("{:.3}", seconds * 1000.0);
+        let line = |name: &str, cpu: CpuSplit| {
+            format!(
+                "| {name} | {} | {} | {} |",
+                ms(cpu.user),
+                ms(cpu.system),
+                ms(cpu.total())
+            )
+        };
+        let both = CpuSplit {
+            user: self.client.user + self.simulator.user,
+            system: self.client.system + self.simulator.system,
+        };
+        let latency_s = args.vendor_latency_ms as f64 / 1000.0;
+        let slowest_ms = slowest_of(
+            args.vendors,
+            args.vendor_latency_ms as f64 * 0.9,
+            args.vendor_latency_ms as f64 * 1.1,
+        );
+        let against: Vec<String> = ours
+            .iter()
+            .map(|&(window, rate)| {
+                format!(
+                    "at window {window:.0} that ceiling is {:.0}% of the ideal, and ours reached {:.0}% of it",
+                    100.0 * self.rate() * latency_s / window,
+                    100.0 * rate / self.rate()
+                )
+            })
+            .collect();
+        [
+            String::new(),
+            format!(
+                "**What this machine allows.** The CPU of one comparison's {} vendor calls, whoever makes \
+                 them: bare `reqwest` GETs at window {}, a run of {} comparisons less a run of {} (so that the \
+                 start and the connections opened are not counted), the client's process and the simulated \
+                 vendors' (this benchmark's process) apart. System time is the kernel's work for the process: \
+                 its syscalls and, on loopback, the TCP delivery of what it sends.",
+                args.vendors,
+                self.window,
+                args.products,
+                args.products / 5
+            ),
+            String::new(),
+            "| CPU per comparison | user ms | system ms | total ms |".into(),
+            "| --- | ---: | ---: | ---: |".into(),
+            line("the HTTP client: reqwest, hyper, tokio", self.client),
+            line("the simulated vendors: axum, hyper, tokio", self.simulator),
+            line("both", both),
+            String::new(),
+            format!(
+                "With {:.0} cores doing nothing else, that is at most **{:.0} comparisons/s** ({}); Kafka, \
+                 Redis, the consumer's own work and the benchmark's scrapes come on top, and larger windows \
+                 cost more per call (more connections, more cache misses). With CPU to spare, a comparison \
+                 still waits for the slowest of its {} vendors: {:.1} ms on average at {} ms ±10%, so no \
+                 consumer gets above {:.0}% of the latency-bound ideal.",
+                self.cores,
+                self.rate(),
+                against.join("; "),
+                args.vendors,
+                slowest_ms,
+                args.vendor_latency_ms,
+                100.0 * args.vendor_latency_ms as f64 / slowest_ms
+            ),
+        ]
+        .join("\n")
+    }
 }
 
 fn row(name: &str, run: &Run, ideal: f64) -> String {
@@ -332,25 +466,58 @@ enum Floor {
     Bare,
 }
 
+/// What one run of `pricefront-fanout-floor` measured.
+struct FloorReport {
+    comparisons: f64,
+    seconds: f64,
+    /// The floor process's CPU.
+    client: CpuSplit,
+    /// This process's CPU over the run: the simulated vendors, which run here.
+    simulator: CpuSplit,
+    peak_rss_kib: f64,
+    vendor_calls: u64,
+}
+
+impl From<FloorReport> for Run {
+    fn from(floor: FloorReport) -> Self {
+        let cpu_per_1000 = floor.client.total() * 1000.0 / floor.comparisons.max(1.0);
+        Self {
+            products: floor.comparisons as u64,
+            complete: floor.comparisons as u64,
+            rate: floor.comparisons / floor.seconds.max(0.001),
+            cpu_s_per_1000: cpu_per_1000,
+            cpu_s_per_1000_fill: cpu_per_1000,
+            peak_rss_mib: floor.peak_rss_kib / 1024.0,
+            vendor_calls_per_product: floor.vendor_calls as f64 / floor.comparisons.max(1.0),
+        }
+    }
+}
+
 /// Runs `pricefront-fanout-floor` (built beside this binary) against the same simulated vendors: the
 /// vendor calls without Kafka or Redis, in a process of their own so that its CPU and memory are its own.
-async fn floor_run(args: &Args, max_in_flight: u32, floor: Floor) -> anyhow::Result<Run> {
+async fn floor_run(
+    args: &Args,
+    max_in_flight: u32,
+    floor: Floor,
+    products: u64,
+) -> anyhow::Result<FloorReport> {
     let mode = match floor {
         Floor::Fanout => "fanout",
         Floor::Bare => "bare",
     };
     let env = TestEnv::new(
-        &format!("bench-floor-{mode}-{max_in_flight}"),
+        &format!("bench-floor-{mode}-{max_in_flight}-{products}"),
         vendors(args),
         2_000,
     )
     .await?;
     let binary = std::env::current_exe()?.with_file_name("pricefront-fanout-floor");
+    let simulator_before = cpu_split(std::process::id())?;
     let output = tokio::process::Command::new(&binary)
         .arg("--vendors")
         .arg(&env.vendors_file)
         .args(["--max-in-flight", &max_in_flight.to_string()])
-        .args(["--products", &args.products.to_string(), "--mode", mode])
+        .args(["--products", &products.to_string(), "--mode", mode])
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .output();
@@ -358,6 +525,7 @@ async fn floor_run(args: &Args, max_in_flight: u32, floor: Floor) -> anyhow::Res
         .await
         .with_context(|| format!("{} took over {} s", binary.display(), args.fill_limit_secs))?
         .with_context(|| format!("running {}", binary.display()))?;
+    let simulator_after = cpu_split(std::process::id())?;
     if !output.status.success() {
         bail!(
             "{} failed: {}",
@@ -372,16 +540,64 @@ async fn floor_run(args: &Args, max_in_flight: u32, floor: Floor) -> anyhow::Res
             .as_f64()
             .with_context(|| format!("{name} in {report}"))
     };
-    let comparisons = number("comparisons")?;
-    let cpu_per_1000 = number("cpu_seconds")? * 1000.0 / comparisons.max(1.0);
-    let calls: u64 = env.simulator.request_counts().values().sum();
-    Ok(Run {
-        products: comparisons as u64,
-        complete: comparisons as u64,
-        rate: comparisons / number("seconds")?.max(0.001),
-        cpu_s_per_1000: cpu_per_1000,
-        cpu_s_per_1000_fill: cpu_per_1000,
-        peak_rss_mib: number("peak_rss_kib")? / 1024.0,
-        vendor_calls_per_product: calls as f64 / comparisons.max(1.0),
+    Ok(FloorReport {
+        comparisons: number("comparisons")?,
+        seconds: number("seconds")?,
+        client: CpuSplit {
+            user: number("user_seconds")?,
+            system: number("system_seconds")?,
+        },
+        simulator: CpuSplit {
+            user: simulator_after.user - simulator_before.user,
+            system: simulator_after.system - simulator_before.system,
+        },
+        peak_rss_kib: number("peak_rss_kib")?,
+        vendor_calls: env.simulator.request_counts().values().sum(),
     })
+}
+
+/// The expected longest of `n` latencies drawn uniformly between `low` and `high`: what a comparison
+/// waits for with its `n` vendors asked at once.
+fn slowest_of(n: usize, low: f64, high: f64) -> f64 {
+    low + (high - low) * n as f64 / (n as f64 + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comparison_waits_for_the_slowest_of_its_vendors() {
+        assert!((slowest_of(5, 90.0, 110.0) - (90.0 + 20.0 * 5.0 / 6.0)).abs() < 1e-9);
+        assert_eq!(slowest_of(1, 90.0, 110.0), 100.0);
+    }
+
+    fn cpu(user: f64, system: f64) -> CpuSplit {
+        CpuSplit { user, system }
+    }
+
+    #[test]
+    fn the_ceiling_counts_only_what_the_extra_comparisons_cost() {
+        // 8,000 more comparisons took 2.4 s more of the client's CPU and 1.6 s more of the simulator's:
+        // 0.5 ms a comparison, so 2 cores give 4,000 a second at most.
+        let ceiling = Ceiling::from_differences(
+            256,
+            8_000.0,
+            [
+                (cpu(2.0, 1.0), cpu(0.4, 0.2)),
+                (cpu(1.5, 0.5), cpu(0.3, 0.1)),
+            ],
+            2.0,
+        )
+        .expect("a ceiling");
+        assert!((ceiling.client.user - 0.0002).abs() < 1e-12);
+        assert!((ceiling.simulator.system - 0.00005).abs() < 1e-12);
+        assert!((ceiling.rate() - 4_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn no_ceiling_when_the_full_run_did_no_more_comparisons() {
+        let same = (cpu(1.0, 1.0), cpu(1.0, 1.0));
+        assert_eq!(Ceiling::from_differences(256, 0.0, [same, same], 2.0), None);
+    }
 }
