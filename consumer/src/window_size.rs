@@ -52,10 +52,10 @@ impl Control {
     }
 
     /// The control after a tick in which the runtime was late by `late`, with `tolerance` the lateness
-    /// tolerated and `max` the largest size.
+    /// tolerated (none when zero: no vendors) and `max` the largest size.
     pub fn next(self, max: usize, late: Duration, tolerance: Duration) -> Self {
         let size = self.size;
-        if late >= tolerance {
+        if !tolerance.is_zero() && late >= tolerance {
             return Self {
                 size: (size - size / 4).min(size.saturating_sub(1)).max(MIN_SIZE),
                 slow_start: false,
@@ -231,6 +231,15 @@ mod tests {
             "then an eighth at a time"
         );
         assert_eq!(Control::start(8).size, 8, "never above the max");
+    }
+
+    #[test]
+    fn without_a_tolerance_it_grows_to_the_max_and_stays() {
+        let mut control = Control::start(256);
+        for _ in 0..5 {
+            control = control.next(256, ms(900), Duration::ZERO);
+        }
+        assert_eq!(control.size, 256);
     }
 
     #[tokio::test]
