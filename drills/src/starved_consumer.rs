@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use pricefront_harness::metrics::{self, Histogram};
 use pricefront_harness::process::CpuHog;
-use pricefront_harness::{profiles, results, vendor, TestEnv};
+use pricefront_harness::{results, TestEnv};
 use tokio::time::Instant;
-use vendor_sim::BodyShape;
 
 use crate::support::{self, secs};
 use crate::{DrillError, DrillReport};
@@ -56,8 +55,6 @@ impl Default for Plan {
     }
 }
 
-const VENDORS: [&str; 5] = ["alpha", "bravo", "charlie", "delta", "echo"];
-
 /// Runs the drill.
 pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     support::check_stack().await?;
@@ -71,15 +68,12 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         requests: plan.products,
         ..DrillReport::default()
     };
-    let healthy = profiles(VENDORS.iter().enumerate().map(|(i, name)| {
-        let shape = if i % 2 == 0 {
-            BodyShape::Nested
-        } else {
-            BodyShape::Flat
-        };
-        (*name, vendor((50, 150), shape))
-    }));
-    let env = TestEnv::new("drill-starved", healthy, plan.vendor_timeout_ms).await?;
+    let env = TestEnv::new(
+        "drill-starved",
+        support::five_healthy_vendors(),
+        plan.vendor_timeout_ms,
+    )
+    .await?;
     let hog = CpuHog::start(plan.cpu)?;
     let window = plan.max_in_flight.to_string();
     let mut consumer = env.start_consumer_on_cpu(

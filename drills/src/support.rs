@@ -55,6 +55,28 @@ pub(crate) fn three_healthy_vendors() -> Profiles {
     ])
 }
 
+/// The five vendors of the drills that use five.
+pub(crate) const FIVE_VENDORS: [&str; 5] = ["alpha", "bravo", "charlie", "delta", "echo"];
+
+/// The body shape of the `i`th of [`FIVE_VENDORS`]: nested and flat in turn.
+pub(crate) fn shape_of(i: usize) -> BodyShape {
+    if i % 2 == 0 {
+        BodyShape::Nested
+    } else {
+        BodyShape::Flat
+    }
+}
+
+/// [`FIVE_VENDORS`], well-behaved, 50 to 150 ms each.
+pub(crate) fn five_healthy_vendors() -> Profiles {
+    profiles(
+        FIVE_VENDORS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (*name, vendor((50, 150), shape_of(i)))),
+    )
+}
+
 /// Vendor calls beyond one round per product, and the extra rounds they make (rounded up).
 pub(crate) fn extra_rounds(env: &TestEnv, products: usize) -> (u64, u64) {
     let vendors = env.profiles.vendors.len() as u64;

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use pricefront_core::{Comparison, FailureKind};
 use pricefront_harness::results;
-use pricefront_harness::{profiles, vendor, TestEnv};
+use pricefront_harness::{vendor, TestEnv};
 use tokio::time::Instant;
-use vendor_sim::{expected_price, BodyShape, VendorProfile};
+use vendor_sim::{expected_price, VendorProfile};
 
-use crate::support::{self, secs};
+use crate::support::{self, secs, shape_of, FIVE_VENDORS};
 use crate::{DrillError, DrillReport};
 
 /// The load, the faults and the bounds of the drill.
@@ -65,16 +65,6 @@ impl Default for Plan {
     }
 }
 
-const VENDORS: [&str; 5] = ["alpha", "bravo", "charlie", "delta", "echo"];
-
-fn shape(i: usize) -> BodyShape {
-    if i % 2 == 0 {
-        BodyShape::Nested
-    } else {
-        BodyShape::Flat
-    }
-}
-
 /// Runs the drill.
 pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     support::check_stack().await?;
@@ -94,13 +84,12 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         requests: plan.products,
         ..DrillReport::default()
     };
-    let healthy = profiles(
-        VENDORS
-            .iter()
-            .enumerate()
-            .map(|(i, name)| (*name, vendor((50, 150), shape(i)))),
-    );
-    let env = TestEnv::new("drill-vendors", healthy, plan.vendor_timeout_ms).await?;
+    let env = TestEnv::new(
+        "drill-vendors",
+        support::five_healthy_vendors(),
+        plan.vendor_timeout_ms,
+    )
+    .await?;
     let (deadline, window, cap) = (
         plan.vendor_deadline_ms.to_string(),
         plan.max_in_flight.to_string(),
@@ -124,7 +113,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     env.publish(products.iter().copied()).await?;
     let target = (plan.products as f64 * plan.faults_at) as usize;
     results::wait_progress(&products, target, Duration::from_secs(120)).await?;
-    for (i, name) in VENDORS.iter().enumerate() {
+    for (i, name) in FIVE_VENDORS.iter().enumerate() {
         env.simulator.set_profile(
             name,
             VendorProfile {
@@ -133,7 +122,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
                 malformed_rate: plan.malformed_rate,
                 oversized_rate: plan.oversized_rate,
                 oversized_bytes: plan.oversized_bytes,
-                ..vendor((50, 150), shape(i))
+                ..vendor((50, 150), shape_of(i))
             },
         );
     }
@@ -222,7 +211,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     report.note(format!(
         "duplicates: {twice} products compared twice; {calls} vendor calls for {} products ({:.2} per product and vendor, retries of 503s included)",
         products.len(),
-        calls as f64 / (products.len() * VENDORS.len()) as f64
+        calls as f64 / (products.len() * FIVE_VENDORS.len()) as f64
     ));
     report.elapsed = started.elapsed();
     Ok(report)
@@ -252,7 +241,7 @@ fn check_results(results: &[Comparison], env: &TestEnv, report: &mut DrillReport
                 offer.price == expected_price(&offer.vendor, result.product_id, currency)
             })
         });
-        if result.offers.len() + result.failures.len() != VENDORS.len()
+        if result.offers.len() + result.failures.len() != FIVE_VENDORS.len()
             || result.complete != result.failures.is_empty()
             || !prices_right
         {
