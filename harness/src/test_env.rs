@@ -59,8 +59,7 @@ impl TestEnv {
             .map_err(HarnessError::io(format!("creating {}", dir.display())))?;
 
         let simulator = Simulator::new(profiles.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
+        let listener = vendor_sim::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
             .map_err(HarnessError::io("binding the vendor simulator"))?;
         let address = listener
             .local_addr()

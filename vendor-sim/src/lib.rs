@@ -13,10 +13,12 @@
 //! Layout: [`profile`] (what a vendor does), [`price`] (the deterministic prices and body shapes),
 //! [`server`] (the axum routes).
 
+pub mod listen;
 pub mod price;
 pub mod profile;
 pub mod server;
 
+pub use listen::bind;
 pub use price::{expected_price, BodyShape};
 pub use profile::{Profiles, VendorProfile};
 pub use server::{router, serve, Simulator};

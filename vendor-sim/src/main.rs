@@ -35,9 +35,8 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Profiles::five_healthy(),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        vendor_sim::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, vendors = ?profiles.vendors.keys().collect::<Vec<_>>(), "vendor simulator ready");
     serve(listener, Simulator::new(profiles), shutdown_signal()).await?;
     Ok(())
