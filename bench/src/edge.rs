@@ -11,6 +11,7 @@ use pricefront_core::ProductId;
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::{repo_path, sample_comparison};
 
+use crate::paced::{self, PacedRun};
 use crate::plot::{lines_svg, Series};
 use crate::report::Section;
 use crate::Args;
@@ -151,6 +152,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         (&routes[0], &routes[1], &routes[2], &routes[3]);
     let rps = |r: &Route| r.median(|l| l.requests_per_sec);
     let p99 = |r: &Route| r.median(|l| l.p99_ms);
+    let same_load = same_load(args, rps(peer_hit), product, [&ours, &peer]).await;
     let mut table = vec![
         "| route | requests/s | p50 ms | p99 ms | non-2xx | socket errors |".into(),
         "| --- | ---: | ---: | ---: | ---: | --- |".into(),
@@ -222,6 +224,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                  own fill route.{chart}",
                 args.edge_rounds, args.edge_connections, args.edge_seconds
             ),
+            same_load,
             format!(
                 "Our Worker's wasm: {wasm_raw} bytes ({:.0} KB), {wasm_gzip} bytes gzipped ({:.0} KB); the peer is \
                  a {}-byte script. From starting `wrangler dev` to the first answer: ours {:.1} s, the peer {:.1} s.",
@@ -234,6 +237,50 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             ),
         ],
     })
+}
+
+/// The hit path of ours and of the peer at the same offered load, half of what the peer served under
+/// wrk: both well below saturation, so the tail is each Worker's and not the queue's. Paced rounds of
+/// `args.edge_seconds` each, the two alternating and taking turns to go first. A note with its table.
+async fn same_load(
+    args: &Args,
+    peer_rps: f64,
+    product: ProductId,
+    workers: [&LocalWorker; 2],
+) -> String {
+    let rate = ((peer_rps / 2.0 / 10.0).floor() as u32 * 10).max(10);
+    let mut runs: [Vec<PacedRun>; 2] = Default::default();
+    for round in 0..args.edge_rounds as usize {
+        for turn in 0..2 {
+            let which = (round + turn) % 2;
+            let edge = workers[which].edge();
+            runs[which].push(paced::get_prices_at(&edge, product, rate, args.edge_seconds).await);
+        }
+    }
+    let [ours, peer] = runs.map(|r| (PacedRun::spread(&r), PacedRun::failures(&r)));
+    let row = |label: &str, (spread, failed): &(crate::miss::Spread, u64)| {
+        format!(
+            "| {label} | {rate} | {} | {:.2} | {:.2} | {:.2} | {failed} |",
+            spread.count, spread.p50, spread.p99, spread.max
+        )
+    };
+    format!(
+        "\n**At the same offered load.** wrk's closed loop sends as fast as each Worker answers, so the faster one \
+         is measured under more load. Here both get the same {rate} requests/s (half of the peer's median under \
+         wrk) from an open loop: each request is due on a fixed schedule and timed from when it was due (so a stall \
+         is charged for the requests queued behind it), {} rounds of {} s per Worker, the two alternating.\n\n\
+         | Worker | requests/s offered | answered | p50 ms | p99 ms | max ms | failed |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n{}\n{}\n\n\
+         Ours ÷ JavaScript peer at the same load: p99 **{:.2} ms against {:.2} ms**, p50 {:.2} ms against {:.2} ms.\n",
+        args.edge_rounds,
+        args.edge_seconds,
+        row("ours: GET /v1/prices/{id}, cached", &ours),
+        row("JavaScript peer: GET /v1/prices/{id}, cached", &peer),
+        ours.0.p99,
+        peer.0.p99,
+        ours.0.p50,
+        peer.0.p50,
+    )
 }
 
 /// The built Worker's wasm, raw and gzipped (`gzip -9`), in bytes.

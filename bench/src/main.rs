@@ -5,8 +5,9 @@
 //!    (`--max-in-flight`), against the same consumer one message at a time per partition
 //!    (`--mode sequential`), and against the latency-bound ideal (max_in_flight / vendor latency). Peak memory of the consumer.
 //! 2. Edge hit path: wrk against the Worker under `wrangler dev` and against a plain JavaScript Worker
-//!    doing the same (`bench/peers/js-worker/`), each beside its `/healthz`, in alternating rounds; the
-//!    wasm's size and each Worker's start time.
+//!    doing the same (`bench/peers/js-worker/`), each beside its `/healthz`, in alternating rounds; then
+//!    both hit paths at the same offered load (an open loop, [`paced`]); the wasm's size and each
+//!    Worker's start time.
 //! 3. Miss to filled: from the edge's 202 to its first 200, through the Strimzi Kafka Bridge, Kafka, the
 //!    consumer, vendors at a fixed latency and both sinks, beside that vendor latency.
 //! 4. Publish path: distinct misses per second through the edge and the bridge, beside the hit path of the
@@ -15,6 +16,7 @@
 mod edge;
 mod fill;
 mod miss;
+mod paced;
 mod peer_consumer;
 mod plot;
 mod prefer;
