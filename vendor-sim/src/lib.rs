@@ -11,7 +11,8 @@
 //! - `GET /healthz`.
 //!
 //! Layout: [`profile`] (what a vendor does), [`price`] (the deterministic prices and body shapes),
-//! [`server`] (the axum routes).
+//! [`server`] (the axum routes), [`listen`] (its socket, with a listen queue for a consumer's burst of
+//! connections).
 
 pub mod listen;
 pub mod price;
