@@ -1,51 +1,64 @@
-//! A circuit breaker per vendor: stop asking a vendor that is overloaded or down, and probe it again
-//! after a cool-down.
+//! A circuit breaker per vendor, judged on a failure rate: stop asking a vendor that fails most calls,
+//! and try it again after a cool-down. The design follows resilience4j's `CircuitBreaker`, which most
+//! operators know; docs/configuration.md says where ours differs.
 //!
-//! [`CircuitBreaker`] is the pure state machine (time is passed in):
+//! [`CircuitBreaker`] is the pure state machine (time is passed in). It is fed each *call's* final
+//! outcome ([`CallOutcome`]), never each attempt: a 503 retried into an answer is one success.
 //!
-//! - **Closed**: calls go through. A 429 opens it at once; so do `failure_threshold` failed requests in
-//!   a row (connect errors, timeouts, 5xx). An answer, even an unreadable one (a malformed or too large
-//!   body is the vendor's bug, not overload), resets the count.
-//! - **Open**: calls are rejected without a request until the cool-down ends. A 429's `Retry-After`, when
-//!   longer than the cool-down, sets it.
-//! - **Half-open**: after the cool-down, exactly one call goes through as a probe (one request, no
-//!   retries); the others are rejected. The probe's answer closes the circuit and resets the cool-down;
-//!   its failure opens it again with the cool-down doubled, up to [`MAX_COOLDOWN`] (or the configured
-//!   cool-down, if longer). A probe that never reaches the vendor (its quota ran out, its deadline cut it)
-//!   lets the next call probe instead.
+//! - **Closed**: calls go through. Their outcomes fill a sliding window of at most `window_calls`
+//!   outcomes no older than `window`. Once the window holds `minimum_calls` outcomes, a failure rate of
+//!   `failure_rate` or more opens the circuit. A call that said nothing about the vendor (a timeout while
+//!   this process was itself late, a 429 the vendor had not yet been given time for) is not counted.
+//! - **Open**: calls are rejected without a request until the cool-down ends.
+//! - **Half-open**: after the cool-down, `half_open_calls` calls go through as trials (one request each,
+//!   no retries); the others are rejected while they are out. When all have ended, their failure rate
+//!   decides: below `failure_rate` closes the circuit (empty window, cool-down reset), otherwise it opens
+//!   again with the cool-down doubled, up to [`MAX_COOLDOWN`] (or the configured cool-down, if longer). A
+//!   trial that never reaches the vendor (its quota ran out, its deadline cut it before sending) gives its
+//!   place to the next call.
 //!
-//! Calls are admitted, not requests: a call admitted while the circuit was closed keeps its retries
-//! (connect errors and 5xx) even if the circuit opens meanwhile, and each of its requests' outcomes feeds
-//! the breaker. [`VendorBreaker`] shares one breaker among a process's comparisons and mirrors its
-//! state into the `pricefront_vendor_circuit_state` gauge.
+//! [`VendorBreaker`] shares one breaker among a process's comparisons, mirrors its state into the
+//! `pricefront_vendor_circuit_state` gauge and counts its openings.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
-/// The longest cool-down that doubling (or a vendor's `Retry-After`) reaches, unless the configured
-/// cool-down is longer.
+/// The longest cool-down that doubling reaches, unless the configured cool-down is longer.
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// A vendor's breaker settings, from the vendors file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerSettings {
-    /// Failed requests in a row (connect errors, timeouts, 5xx) that open the circuit; at least 1.
-    pub failure_threshold: u32,
-    /// How long the circuit stays open before a probe, until a probe fails.
+    /// The most call outcomes the sliding window holds (resilience4j's `slidingWindowSize`).
+    pub window_calls: u32,
+    /// The oldest outcome the window holds: older ones no longer count.
+    pub window: Duration,
+    /// No decision below this many outcomes in the window (`minimumNumberOfCalls`).
+    pub minimum_calls: u32,
+    /// The share of failed calls, in (0, 1], that opens the circuit (`failureRateThreshold`).
+    pub failure_rate: f64,
+    /// Trial calls let through by a half-open circuit (`permittedNumberOfCallsInHalfOpenState`).
+    pub half_open_calls: u32,
+    /// How long the circuit stays open before its trials, until trials fail.
     pub cooldown: Duration,
 }
 
 impl Default for BreakerSettings {
-    /// 20 failures in a row: many calls run at once, so a vendor failing 40% of them (which still
-    /// answers most) would see 5 in a row every few seconds and be cut off (the vendor-faults drill did
-    /// with 5); a vendor that is down still opens its circuit within its first 20 calls.
+    /// A window of the last 100 calls within 30 s, no decision below 20, open at 50% failed, 5 trials,
+    /// 5 s of cool-down: a vendor that answers most calls is never cut off, one that is down is cut off
+    /// within its first 20 calls.
     fn default() -> Self {
         Self {
-            failure_threshold: 20,
+            window_calls: 100,
+            window: Duration::from_secs(30),
+            minimum_calls: 20,
+            failure_rate: 0.5,
+            half_open_calls: 5,
             cooldown: Duration::from_secs(5),
         }
     }
@@ -58,7 +71,7 @@ pub enum CircuitState {
     Closed,
     /// Calls are rejected until the cool-down ends.
     Open,
-    /// One probe call goes through; the others are rejected.
+    /// A few trial calls go through; the others are rejected.
     HalfOpen,
 }
 
@@ -78,8 +91,8 @@ impl CircuitState {
 pub enum Admission {
     /// An ordinary call, while the circuit is closed.
     Call,
-    /// The one probe of a half-open circuit: one request, whose outcome decides.
-    Probe,
+    /// One of a half-open circuit's trials: one request, whose outcome counts towards the decision.
+    Trial,
 }
 
 /// Why a call was not let through.
@@ -91,33 +104,39 @@ pub enum CircuitRejection {
         /// Until the cool-down ends.
         remaining: Duration,
     },
-    /// The circuit is half-open and another call is its probe.
-    #[error("circuit half-open: another call is probing the vendor")]
-    ProbeInFlight,
+    /// The circuit is half-open and all of its trials are out.
+    #[error("circuit half-open: its trial calls are out")]
+    TrialsOut,
 }
 
-/// What one request to the vendor came to, as far as the breaker cares.
+/// What one call to the vendor, retries included, came to, as far as the breaker cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestOutcome {
-    /// The vendor answered (an offer, a 4xx other than 429, or a body we could not use).
-    Answered,
-    /// A connect error, a timeout or a 5xx.
+pub enum CallOutcome {
+    /// The vendor answered (an offer, a 4xx other than 429, or a body we could not use: the vendor's
+    /// bug, not overload).
+    Succeeded,
+    /// The call's last attempt met a connect error, a timeout, a 5xx, or a 429 after the vendor's own
+    /// `Retry-After` had been honoured.
     Failed,
-    /// A 429, with its `Retry-After` if it gave one.
-    Overloaded {
-        /// How long the vendor asked us to wait.
-        retry_after: Option<Duration>,
-    },
-    /// Nothing learnt about the vendor: a timeout while this process was itself late
-    /// ([`crate::lag`]). The failures in a row stay as they were; a probe's turn passes to the next call.
+    /// Nothing learnt about the vendor: a timeout while this process was itself late ([`crate::lag`]),
+    /// or a first 429 (a request to slow down, which the quota honours). Not counted; a trial's place
+    /// passes to the next call.
     Inconclusive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { consecutive_failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probe_in_flight: bool },
+    Closed,
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        /// Trials let through and not given back.
+        admitted: u32,
+        /// Trials ended, and how many of them failed.
+        ended: u32,
+        failed: u32,
+    },
 }
 
 /// One vendor's circuit breaker, a pure state machine: every method takes the current time.
@@ -125,7 +144,11 @@ enum State {
 pub struct CircuitBreaker {
     settings: BreakerSettings,
     state: State,
-    /// The cool-down of the current (or last) opening; doubled by a failed probe, reset on close.
+    /// The closed circuit's outcomes, oldest first: when each ended and whether it failed.
+    window: VecDeque<(Instant, bool)>,
+    /// How many outcomes of `window` are failures.
+    failures_in_window: u32,
+    /// The cool-down of the current (or last) opening; doubled by failed trials, reset on close.
     cooldown: Duration,
 }
 
@@ -134,107 +157,151 @@ impl CircuitBreaker {
     pub fn new(settings: BreakerSettings) -> Self {
         Self {
             settings,
-            state: State::Closed {
-                consecutive_failures: 0,
-            },
+            state: State::Closed,
+            window: VecDeque::with_capacity(settings.window_calls as usize),
+            failures_in_window: 0,
             cooldown: settings.cooldown,
         }
     }
 
     /// The state, as of the last call to [`admit`](Self::admit) or [`record`](Self::record): an open
-    /// circuit whose cool-down has ended shows as open until a call probes it.
+    /// circuit whose cool-down has ended shows as open until a call tries it.
     pub fn state(&self) -> CircuitState {
         match self.state {
-            State::Closed { .. } => CircuitState::Closed,
+            State::Closed => CircuitState::Closed,
             State::Open { .. } => CircuitState::Open,
             State::HalfOpen { .. } => CircuitState::HalfOpen,
         }
     }
 
+    /// The failure rate of the closed circuit's window at `now`, and how many outcomes it holds.
+    pub fn failure_rate(&mut self, now: Instant) -> (f64, u32) {
+        self.forget_older_than(now);
+        let calls = self.window.len() as u32;
+        let rate = if calls == 0 {
+            0.0
+        } else {
+            f64::from(self.failures_in_window) / f64::from(calls)
+        };
+        (rate, calls)
+    }
+
     /// Lets a call through at `now`, or says why not.
     pub fn admit(&mut self, now: Instant) -> Result<Admission, CircuitRejection> {
         match self.state {
-            State::Closed { .. } => Ok(Admission::Call),
+            State::Closed => Ok(Admission::Call),
             State::Open { until } if now < until => Err(CircuitRejection::Open {
                 remaining: until - now,
             }),
-            State::Open { .. }
-            | State::HalfOpen {
-                probe_in_flight: false,
-            } => {
+            State::Open { .. } => {
                 self.state = State::HalfOpen {
-                    probe_in_flight: true,
+                    admitted: 1,
+                    ended: 0,
+                    failed: 0,
                 };
-                Ok(Admission::Probe)
+                Ok(Admission::Trial)
             }
             State::HalfOpen {
-                probe_in_flight: true,
-            } => Err(CircuitRejection::ProbeInFlight),
+                admitted,
+                ended,
+                failed,
+            } if admitted < self.settings.half_open_calls => {
+                self.state = State::HalfOpen {
+                    admitted: admitted + 1,
+                    ended,
+                    failed,
+                };
+                Ok(Admission::Trial)
+            }
+            State::HalfOpen { .. } => Err(CircuitRejection::TrialsOut),
         }
     }
 
-    /// Records the outcome of one request of a call let through as `admission`. Outcomes of calls let
-    /// through before the circuit last opened are ignored.
-    pub fn record(&mut self, admission: Admission, outcome: RequestOutcome, now: Instant) {
-        match (self.state, admission) {
+    /// Records the final outcome of a call let through as `admission`. Outcomes of calls let through
+    /// before the circuit last changed state are ignored.
+    pub fn record(&mut self, admission: Admission, outcome: CallOutcome, now: Instant) {
+        match (self.state, admission, outcome) {
+            (_, _, CallOutcome::Inconclusive) => self.abandon(admission),
+            (State::Closed, Admission::Call, _) => {
+                let failed = outcome == CallOutcome::Failed;
+                self.push(now, failed);
+                let (rate, calls) = self.failure_rate(now);
+                if failed
+                    && calls >= self.settings.minimum_calls
+                    && rate >= self.settings.failure_rate
+                {
+                    self.open(self.settings.cooldown, now);
+                }
+            }
             (
-                State::Closed {
-                    consecutive_failures,
+                State::HalfOpen {
+                    admitted,
+                    ended,
+                    failed,
                 },
-                Admission::Call,
-            ) => match outcome {
-                RequestOutcome::Answered => {
-                    self.state = State::Closed {
-                        consecutive_failures: 0,
-                    }
-                }
-                RequestOutcome::Failed => {
-                    let failures = consecutive_failures.saturating_add(1);
-                    if failures >= self.settings.failure_threshold {
-                        self.open(self.settings.cooldown, now);
-                    } else {
-                        self.state = State::Closed {
-                            consecutive_failures: failures,
-                        };
-                    }
-                }
-                RequestOutcome::Overloaded { retry_after } => {
-                    let cooldown = self.settings.cooldown.max(retry_after.unwrap_or_default());
-                    self.open(cooldown, now);
-                }
-                RequestOutcome::Inconclusive => {}
-            },
-            (State::HalfOpen { .. }, Admission::Probe) => match outcome {
-                RequestOutcome::Answered => {
-                    self.state = State::Closed {
-                        consecutive_failures: 0,
+                Admission::Trial,
+                _,
+            ) => {
+                let ended = ended + 1;
+                let failed = failed + u32::from(outcome == CallOutcome::Failed);
+                if ended < self.settings.half_open_calls {
+                    self.state = State::HalfOpen {
+                        admitted,
+                        ended,
+                        failed,
                     };
+                } else if f64::from(failed) / f64::from(ended) >= self.settings.failure_rate {
+                    self.open(self.cooldown.saturating_mul(2), now);
+                } else {
+                    self.state = State::Closed;
                     self.cooldown = self.settings.cooldown;
                 }
-                RequestOutcome::Failed => self.open(self.cooldown.saturating_mul(2), now),
-                RequestOutcome::Overloaded { retry_after } => {
-                    let doubled = self.cooldown.saturating_mul(2);
-                    self.open(doubled.max(retry_after.unwrap_or_default()), now);
-                }
-                RequestOutcome::Inconclusive => self.abandon(admission),
-            },
-            // A late outcome of a call from before the circuit opened: it says nothing new.
+            }
+            // A late outcome of a call from before the circuit changed state: it says nothing new.
             _ => {}
         }
     }
 
-    /// A call let through as `admission` ends without reaching the vendor: a probe's turn passes to the
-    /// next call.
+    /// A call let through as `admission` ends without anything learnt (no request reached the vendor,
+    /// or its outcome was inconclusive): a trial's place passes to the next call.
     pub fn abandon(&mut self, admission: Admission) {
-        if admission == Admission::Probe
-            && self.state
-                == (State::HalfOpen {
-                    probe_in_flight: true,
-                })
+        if let (
+            Admission::Trial,
+            State::HalfOpen {
+                admitted,
+                ended,
+                failed,
+            },
+        ) = (admission, self.state)
         {
             self.state = State::HalfOpen {
-                probe_in_flight: false,
+                admitted: admitted.saturating_sub(1).max(ended),
+                ended,
+                failed,
             };
+        }
+    }
+
+    fn push(&mut self, now: Instant, failed: bool) {
+        if self.window.len() >= self.settings.window_calls as usize {
+            self.pop_oldest();
+        }
+        self.window.push_back((now, failed));
+        self.failures_in_window += u32::from(failed);
+    }
+
+    fn forget_older_than(&mut self, now: Instant) {
+        while let Some(&(at, _)) = self.window.front() {
+            if now.saturating_duration_since(at) <= self.settings.window {
+                break;
+            }
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some((_, failed)) = self.window.pop_front() {
+            self.failures_in_window -= u32::from(failed);
         }
     }
 
@@ -244,35 +311,40 @@ impl CircuitBreaker {
         self.state = State::Open {
             until: now + self.cooldown,
         };
+        self.window.clear();
+        self.failures_in_window = 0;
     }
 }
 
-/// One vendor's breaker, shared by every comparison of the process, its state mirrored into a gauge.
+/// One vendor's breaker, shared by every comparison of the process, its state mirrored into a gauge and
+/// its openings counted.
 #[derive(Debug)]
 pub struct VendorBreaker {
     breaker: Mutex<CircuitBreaker>,
     state_gauge: Gauge,
+    openings: Counter,
 }
 
 impl VendorBreaker {
-    /// A closed breaker with `settings`, showing its state in `state_gauge`.
-    pub fn new(settings: BreakerSettings, state_gauge: Gauge) -> Self {
+    /// A closed breaker with `settings`, showing its state in `state_gauge` and counting each time it
+    /// opens in `openings`.
+    pub fn new(settings: BreakerSettings, state_gauge: Gauge, openings: Counter) -> Self {
         let breaker = CircuitBreaker::new(settings);
         state_gauge.set(breaker.state().gauge_value());
         Self {
             breaker: Mutex::new(breaker),
             state_gauge,
+            openings,
         }
     }
 
-    /// Lets a call through now, or says why not. The pass reports the call's requests' outcomes, and
-    /// gives a probe's turn away if dropped before reporting any.
+    /// Lets a call through now, or says why not. The pass takes the call's final outcome
+    /// ([`BreakerPass::finish`]); dropped unfinished, it gives a trial's place away.
     pub fn admit(&self) -> Result<BreakerPass<'_>, CircuitRejection> {
         let admission = self.update(|breaker| breaker.admit(Instant::now()))?;
         Ok(BreakerPass {
             breaker: self,
-            admission,
-            reported: AtomicBool::new(false),
+            admission: Some(admission),
         })
     }
 
@@ -283,8 +355,13 @@ impl VendorBreaker {
 
     fn update<T>(&self, change: impl FnOnce(&mut CircuitBreaker) -> T) -> T {
         let mut breaker = self.lock();
+        let before = breaker.state();
         let result = change(&mut breaker);
-        self.state_gauge.set(breaker.state().gauge_value());
+        let after = breaker.state();
+        if after == CircuitState::Open && before != CircuitState::Open {
+            self.openings.inc();
+        }
+        self.state_gauge.set(after.gauge_value());
         result
     }
 
@@ -294,33 +371,34 @@ impl VendorBreaker {
     }
 }
 
-/// A call let through a [`VendorBreaker`].
+/// A call let through a [`VendorBreaker`]: finish it with the call's outcome.
 #[derive(Debug)]
 pub struct BreakerPass<'a> {
     breaker: &'a VendorBreaker,
-    admission: Admission,
-    reported: AtomicBool,
+    /// `None` once finished.
+    admission: Option<Admission>,
 }
 
 impl BreakerPass<'_> {
-    /// Whether this call is the half-open circuit's probe (which makes one request, without retries).
-    pub fn is_probe(&self) -> bool {
-        self.admission == Admission::Probe
+    /// Whether this call is one of a half-open circuit's trials (which make one request, without
+    /// retries).
+    pub fn is_trial(&self) -> bool {
+        self.admission == Some(Admission::Trial)
     }
 
-    /// Reports the outcome of one of the call's requests.
-    pub fn report(&self, outcome: RequestOutcome) {
-        self.reported.store(true, Ordering::Relaxed);
-        self.breaker
-            .update(|breaker| breaker.record(self.admission, outcome, Instant::now()));
+    /// Reports the call's final outcome.
+    pub fn finish(mut self, outcome: CallOutcome) {
+        if let Some(admission) = self.admission.take() {
+            self.breaker
+                .update(|breaker| breaker.record(admission, outcome, Instant::now()));
+        }
     }
 }
 
 impl Drop for BreakerPass<'_> {
     fn drop(&mut self) {
-        if !self.reported.load(Ordering::Relaxed) {
-            self.breaker
-                .update(|breaker| breaker.abandon(self.admission));
+        if let Some(admission) = self.admission.take() {
+            self.breaker.update(|breaker| breaker.abandon(admission));
         }
     }
 }
@@ -331,99 +409,137 @@ mod tests {
 
     const COOLDOWN: Duration = Duration::from_secs(5);
 
-    fn breaker(failure_threshold: u32) -> CircuitBreaker {
-        CircuitBreaker::new(BreakerSettings {
-            failure_threshold,
+    fn settings(minimum_calls: u32, half_open_calls: u32) -> BreakerSettings {
+        BreakerSettings {
+            window_calls: 10,
+            window: Duration::from_secs(30),
+            minimum_calls,
+            failure_rate: 0.5,
+            half_open_calls,
             cooldown: COOLDOWN,
-        })
+        }
     }
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
 
-    #[test]
-    fn consecutive_failures_open_it_and_an_answer_resets_the_count() {
-        let t0 = Instant::now();
-        let mut b = breaker(3);
-        for _ in 0..2 {
-            assert_eq!(b.admit(t0), Ok(Admission::Call));
-            b.record(Admission::Call, RequestOutcome::Failed, t0);
+    fn record(b: &mut CircuitBreaker, outcomes: &str, now: Instant) {
+        for c in outcomes.chars() {
+            let outcome = match c {
+                'f' => CallOutcome::Failed,
+                's' => CallOutcome::Succeeded,
+                _ => CallOutcome::Inconclusive,
+            };
+            b.record(Admission::Call, outcome, now);
         }
-        b.record(Admission::Call, RequestOutcome::Answered, t0);
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
-        assert_eq!(
-            b.state(),
-            CircuitState::Closed,
-            "the answer reset the count"
-        );
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
+    }
+
+    /// Opens `b` at `t0` with failures, then returns when its cool-down ends.
+    fn opened(b: &mut CircuitBreaker, t0: Instant) -> Instant {
+        record(b, "ffffffffff", t0);
         assert_eq!(b.state(), CircuitState::Open);
+        t0 + COOLDOWN
+    }
+
+    #[test]
+    fn failures_in_a_row_below_the_rate_do_not_open_it() {
+        // The old breaker opened on 20 failures in a row: a burst of hung calls timing out together did
+        // it to vendors that answered 60% of calls. Judged on the rate, 4 failures in a row among 10
+        // calls are 40%.
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(settings(5, 3));
+        record(&mut b, "ssssssffff", t0);
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.failure_rate(t0), (0.4, 10));
+        record(&mut b, "f", t0);
+        assert_eq!(b.state(), CircuitState::Open, "5 of the last 10 failed");
+    }
+
+    #[test]
+    fn no_decision_below_the_minimum_number_of_calls() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(settings(5, 3));
+        record(&mut b, "ffff", t0);
+        assert_eq!(b.state(), CircuitState::Closed, "4 calls say nothing yet");
+        record(&mut b, "f", t0);
+        assert_eq!(b.state(), CircuitState::Open);
+    }
+
+    #[test]
+    fn inconclusive_outcomes_are_not_counted() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(settings(5, 3));
+        record(&mut b, "ffffiiiiiiiiii", t0);
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.failure_rate(t0), (1.0, 4));
+    }
+
+    #[test]
+    fn the_window_slides_by_count_and_by_age() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(settings(5, 3));
+        record(&mut b, "ffff", t0);
+        record(&mut b, "ssssssssss", t0);
+        assert_eq!(b.failure_rate(t0), (0.0, 10), "the failures slid out");
+        let later = t0 + secs(31);
+        assert_eq!(b.failure_rate(later), (0.0, 0), "too old to count");
+        record(&mut b, "ffff", later);
+        assert_eq!(b.state(), CircuitState::Closed, "4 recent calls only");
+        record(&mut b, "f", later);
+        assert_eq!(b.state(), CircuitState::Open);
+    }
+
+    #[test]
+    fn an_open_circuit_rejects_until_the_cooldown_ends() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(settings(5, 3));
+        let after = opened(&mut b, t0);
         assert_eq!(
             b.admit(t0 + secs(1)),
             Err(CircuitRejection::Open { remaining: secs(4) })
         );
-    }
-
-    #[test]
-    fn a_429_opens_it_at_once_for_its_retry_after_when_longer() {
-        let t0 = Instant::now();
-        let mut b = breaker(5);
-        b.record(
-            Admission::Call,
-            RequestOutcome::Overloaded { retry_after: None },
-            t0,
-        );
-        assert_eq!(b.state(), CircuitState::Open);
-        assert!(b.admit(t0 + secs(4)).is_err());
-        assert_eq!(b.admit(t0 + secs(5)), Ok(Admission::Probe));
-
-        let mut b = breaker(5);
-        let overloaded = RequestOutcome::Overloaded {
-            retry_after: Some(secs(20)),
-        };
-        b.record(Admission::Call, overloaded, t0);
-        assert!(b.admit(t0 + secs(19)).is_err());
-        assert_eq!(b.admit(t0 + secs(20)), Ok(Admission::Probe));
-
-        let mut b = breaker(5);
-        let shorter = RequestOutcome::Overloaded {
-            retry_after: Some(secs(1)),
-        };
-        b.record(Admission::Call, shorter, t0);
-        assert!(b.admit(t0 + secs(2)).is_err(), "the cool-down is longer");
-    }
-
-    #[test]
-    fn half_open_lets_one_probe_through_and_its_answer_closes_it() {
-        let t0 = Instant::now();
-        let mut b = breaker(1);
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
-        let after = t0 + COOLDOWN;
-        assert_eq!(b.admit(after), Ok(Admission::Probe));
+        assert_eq!(b.admit(after), Ok(Admission::Trial));
         assert_eq!(b.state(), CircuitState::HalfOpen);
-        assert_eq!(b.admit(after), Err(CircuitRejection::ProbeInFlight));
+    }
+
+    #[test]
+    fn half_open_lets_its_trials_through_and_their_rate_closes_it() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(settings(5, 3));
+        let after = opened(&mut b, t0);
+        for _ in 0..3 {
+            assert_eq!(b.admit(after), Ok(Admission::Trial));
+        }
+        assert_eq!(b.admit(after), Err(CircuitRejection::TrialsOut));
         // A late failure of an older call changes nothing.
-        b.record(Admission::Call, RequestOutcome::Failed, after);
-        assert_eq!(b.state(), CircuitState::HalfOpen);
-        b.record(Admission::Probe, RequestOutcome::Answered, after);
-        assert_eq!(b.state(), CircuitState::Closed);
+        b.record(Admission::Call, CallOutcome::Failed, after);
+        b.record(Admission::Trial, CallOutcome::Succeeded, after);
+        b.record(Admission::Trial, CallOutcome::Failed, after);
+        assert_eq!(b.state(), CircuitState::HalfOpen, "one trial still out");
+        b.record(Admission::Trial, CallOutcome::Succeeded, after);
+        assert_eq!(b.state(), CircuitState::Closed, "1 of 3 failed");
         assert_eq!(b.admit(after), Ok(Admission::Call));
+        assert_eq!(
+            b.failure_rate(after),
+            (0.0, 0),
+            "a closed circuit starts afresh"
+        );
     }
 
     #[test]
-    fn a_failed_probe_doubles_the_cooldown_up_to_the_cap_and_a_close_resets_it() {
+    fn failed_trials_double_the_cooldown_up_to_the_cap_and_a_close_resets_it() {
         let t0 = Instant::now();
-        let mut b = breaker(1);
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
-        let mut now = t0 + COOLDOWN;
+        let mut b = CircuitBreaker::new(settings(5, 2));
+        let mut now = opened(&mut b, t0);
         let mut expected = COOLDOWN;
         for _ in 0..6 {
-            assert_eq!(b.admit(now), Ok(Admission::Probe));
-            b.record(Admission::Probe, RequestOutcome::Failed, now);
+            assert_eq!(b.admit(now), Ok(Admission::Trial));
+            assert_eq!(b.admit(now), Ok(Admission::Trial));
+            b.record(Admission::Trial, CallOutcome::Succeeded, now);
+            b.record(Admission::Trial, CallOutcome::Failed, now);
             expected = (expected * 2).min(MAX_COOLDOWN);
-            assert_eq!(b.state(), CircuitState::Open);
+            assert_eq!(b.state(), CircuitState::Open, "1 of 2 is 50%");
             assert_eq!(
                 b.admit(now),
                 Err(CircuitRejection::Open {
@@ -433,9 +549,12 @@ mod tests {
             now += expected;
         }
         assert_eq!(expected, MAX_COOLDOWN, "5, 10, 20, 40, then 60 s");
-        assert_eq!(b.admit(now), Ok(Admission::Probe));
-        b.record(Admission::Probe, RequestOutcome::Answered, now);
-        b.record(Admission::Call, RequestOutcome::Failed, now);
+        assert_eq!(b.admit(now), Ok(Admission::Trial));
+        assert_eq!(b.admit(now), Ok(Admission::Trial));
+        b.record(Admission::Trial, CallOutcome::Succeeded, now);
+        b.record(Admission::Trial, CallOutcome::Succeeded, now);
+        assert_eq!(b.state(), CircuitState::Closed);
+        record(&mut b, "fffff", now);
         assert_eq!(
             b.admit(now),
             Err(CircuitRejection::Open {
@@ -446,96 +565,52 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_answered_429_reopens_for_the_longer_of_double_and_retry_after() {
+    fn an_abandoned_or_inconclusive_trial_gives_its_place_away() {
         let t0 = Instant::now();
-        let mut b = breaker(1);
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
-        let now = t0 + COOLDOWN;
-        assert_eq!(b.admit(now), Ok(Admission::Probe));
-        let overloaded = RequestOutcome::Overloaded {
-            retry_after: Some(secs(30)),
-        };
-        b.record(Admission::Probe, overloaded, now);
-        assert_eq!(
-            b.admit(now),
-            Err(CircuitRejection::Open {
-                remaining: secs(30)
-            })
-        );
-        let later = now + secs(30);
-        assert_eq!(b.admit(later), Ok(Admission::Probe));
-        let huge = RequestOutcome::Overloaded {
-            retry_after: Some(secs(3_600)),
-        };
-        b.record(Admission::Probe, huge, later);
-        assert_eq!(
-            b.admit(later),
-            Err(CircuitRejection::Open {
-                remaining: MAX_COOLDOWN
-            }),
-            "capped"
-        );
-    }
-
-    #[test]
-    fn an_inconclusive_outcome_neither_counts_nor_resets_and_passes_a_probe_on() {
-        let t0 = Instant::now();
-        let mut b = breaker(2);
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
-        for _ in 0..10 {
-            b.record(Admission::Call, RequestOutcome::Inconclusive, t0);
-        }
-        assert_eq!(b.state(), CircuitState::Closed, "not counted as failures");
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
-        assert_eq!(b.state(), CircuitState::Open, "nor did it reset the count");
-        let now = t0 + COOLDOWN;
-        assert_eq!(b.admit(now), Ok(Admission::Probe));
-        b.record(Admission::Probe, RequestOutcome::Inconclusive, now);
-        assert_eq!(b.state(), CircuitState::HalfOpen);
-        assert_eq!(b.admit(now), Ok(Admission::Probe), "the next call probes");
-    }
-
-    #[test]
-    fn an_abandoned_probe_lets_the_next_call_probe() {
-        let t0 = Instant::now();
-        let mut b = breaker(1);
-        b.record(Admission::Call, RequestOutcome::Failed, t0);
-        let now = t0 + COOLDOWN;
-        assert_eq!(b.admit(now), Ok(Admission::Probe));
+        let mut b = CircuitBreaker::new(settings(5, 2));
+        let after = opened(&mut b, t0);
+        assert_eq!(b.admit(after), Ok(Admission::Trial));
+        assert_eq!(b.admit(after), Ok(Admission::Trial));
+        assert_eq!(b.admit(after), Err(CircuitRejection::TrialsOut));
         b.abandon(Admission::Call);
-        assert_eq!(b.admit(now), Err(CircuitRejection::ProbeInFlight));
-        b.abandon(Admission::Probe);
-        assert_eq!(b.admit(now), Ok(Admission::Probe));
+        assert_eq!(b.admit(after), Err(CircuitRejection::TrialsOut));
+        b.abandon(Admission::Trial);
+        assert_eq!(b.admit(after), Ok(Admission::Trial));
+        b.record(Admission::Trial, CallOutcome::Inconclusive, after);
+        assert_eq!(b.admit(after), Ok(Admission::Trial));
+        b.record(Admission::Trial, CallOutcome::Succeeded, after);
+        b.record(Admission::Trial, CallOutcome::Succeeded, after);
+        assert_eq!(b.state(), CircuitState::Closed);
     }
 
     #[test]
-    fn the_shared_breaker_mirrors_its_state_and_gives_up_a_dropped_probe() {
+    fn the_shared_breaker_mirrors_its_state_counts_openings_and_gives_up_a_dropped_trial() {
         let gauge = Gauge::default();
+        let openings = Counter::default();
         let shared = VendorBreaker::new(
             BreakerSettings {
-                failure_threshold: 1,
+                minimum_calls: 1,
+                half_open_calls: 1,
                 cooldown: Duration::ZERO,
+                ..BreakerSettings::default()
             },
             gauge.clone(),
+            openings.clone(),
         );
         assert_eq!(gauge.get(), 0);
-        shared
-            .admit()
-            .unwrap()
-            .report(RequestOutcome::Overloaded { retry_after: None });
+        shared.admit().unwrap().finish(CallOutcome::Failed);
         assert_eq!(gauge.get(), 1);
-        let probe = shared.admit().unwrap();
-        assert!(probe.is_probe());
+        assert_eq!(openings.get(), 1);
+        let trial = shared.admit().unwrap();
+        assert!(trial.is_trial());
         assert_eq!(gauge.get(), 2);
-        assert!(matches!(
-            shared.admit(),
-            Err(CircuitRejection::ProbeInFlight)
-        ));
-        drop(probe);
-        let probe = shared.admit().unwrap();
-        assert!(probe.is_probe(), "the dropped probe gave its turn away");
-        probe.report(RequestOutcome::Answered);
+        assert!(matches!(shared.admit(), Err(CircuitRejection::TrialsOut)));
+        drop(trial);
+        let trial = shared.admit().unwrap();
+        assert!(trial.is_trial(), "the dropped trial gave its place away");
+        trial.finish(CallOutcome::Succeeded);
         assert_eq!(shared.state(), CircuitState::Closed);
         assert_eq!(gauge.get(), 0);
+        assert_eq!(openings.get(), 1);
     }
 }

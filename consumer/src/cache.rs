@@ -1,8 +1,8 @@
 //! The Redis cache the consumer fills (and checks, so as not to fan out for a product that is fresh).
 //!
-//! A write never replaces a newer result of the same product: it runs the shared core's
-//! [`REDIS_SET_IF_NEWER`] script, which applies the rule of [`pricefront_core::newest_wins`] atomically
-//! on the server. The connection is made lazily, so a consumer can start while Redis is away
+//! A write never replaces a newer result of the same product, nor a servable one with offers by one
+//! without (stale-if-error): it runs the shared core's [`REDIS_STORE_IF_REPLACES`] script, which applies
+//! the rule of [`pricefront_core::newest_wins`] atomically on the server. The connection is made lazily, so a consumer can start while Redis is away
 //! ([`RedisCache::connect_lazily`], [`RedisCache::wait_until_reachable`]).
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use pricefront_core::backlog::{backlog_key, BacklogReport, REPORT_TTL_SECS};
 use pricefront_core::freshness::cache_ttl_ms;
-use pricefront_core::newest_wins::REDIS_SET_IF_NEWER;
+use pricefront_core::newest_wins::{replacement_from_script, Replacement, REDIS_STORE_IF_REPLACES};
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -21,22 +21,11 @@ use redis::Script;
 #[error("redis: {0}")]
 pub struct CacheError(#[from] redis::RedisError);
 
-/// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutOutcome {
-    /// The comparison is now the stored one.
-    Stored,
-    /// Redis holds a result of the product computed later: that one was kept, this one dropped.
-    KeptNewer,
-    /// The comparison was already past its stale-until: there was nothing to store.
-    Expired,
-}
-
 /// The comparison cache in Redis, one key per product ([`cache_key()`]), expiring at stale-until.
 #[derive(Clone)]
 pub struct RedisCache {
     connection: ConnectionManager,
-    set_if_newer: Arc<Script>,
+    store_if_replaces: Arc<Script>,
 }
 
 impl RedisCache {
@@ -59,7 +48,7 @@ impl RedisCache {
         let connection = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             connection,
-            set_if_newer: Arc::new(Script::new(REDIS_SET_IF_NEWER)),
+            store_if_replaces: Arc::new(Script::new(REDIS_STORE_IF_REPLACES)),
         })
     }
 
@@ -99,42 +88,35 @@ impl RedisCache {
         }))
     }
 
-    /// Stores `comparison` until its stale-until, unless Redis holds a result of the product computed
-    /// later ([`RedisCache::put_with_outcome`], without saying which happened).
-    pub async fn put(&self, comparison: &Comparison, now_ms: UnixMillis) -> Result<(), CacheError> {
-        self.put_with_outcome(comparison, now_ms).await.map(drop)
-    }
-
-    /// Stores `comparison` until its stale-until (`SET key value PX ms`, in [`REDIS_SET_IF_NEWER`]),
-    /// unless the stored result has a greater `computedAtMs`; an equal one is replaced. A comparison
-    /// already past stale-until at `now_ms` is not stored.
-    pub async fn put_with_outcome(
+    /// Stores `comparison` until its stale-until (`SET key value PX ms`, in [`REDIS_STORE_IF_REPLACES`]),
+    /// unless the stored result has a greater `computedAtMs`, or has offers and may still be served while
+    /// `comparison` has none ([`pricefront_core::newest_wins::replacement`]); says which. A comparison
+    /// already past stale-until at `now_ms` is not stored (and there is nothing to keep: `Store`).
+    pub async fn put(
         &self,
         comparison: &Comparison,
         now_ms: UnixMillis,
-    ) -> Result<PutOutcome, CacheError> {
+    ) -> Result<Replacement, CacheError> {
         let Some(ttl_ms) = cache_ttl_ms(comparison.stale_until_ms, now_ms) else {
-            return Ok(PutOutcome::Expired);
+            return Ok(Replacement::Store);
         };
         let mut connection = self.connection.clone();
-        let stored: i64 = self
-            .set_if_newer
+        let reply: i64 = self
+            .store_if_replaces
             .key(cache_key(comparison.product_id))
             .arg(comparison.to_json())
             .arg(comparison.computed_at_ms)
             .arg(ttl_ms)
+            .arg(comparison.offers.len())
             .invoke_async(&mut connection)
             .await?;
-        if stored == 1 {
-            Ok(PutOutcome::Stored)
-        } else {
-            tracing::info!(
-                product = %comparison.product_id,
-                computed_at_ms = comparison.computed_at_ms,
-                "Redis holds a newer result of the product: kept it"
-            );
-            Ok(PutOutcome::KeptNewer)
-        }
+        replacement_from_script(reply).ok_or_else(|| {
+            CacheError(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "the store script answered",
+                reply.to_string(),
+            )))
+        })
     }
 
     /// Merges this process's `report` into `topic`'s backlog report in Redis (read, merge, write: a

@@ -95,7 +95,8 @@ impl Comparer {
                 let asked = match &outcome {
                     VendorOutcome::Answered { .. } => true,
                     VendorOutcome::Failed(failure) => {
-                        self.metrics.vendor_failed(&vendor.name, failure.kind);
+                        self.metrics
+                            .vendor_failed(&vendor.name, failure.kind, failure.attempts);
                         failure.attempts > 0
                     }
                 };

@@ -1,11 +1,15 @@
 //! Asking one vendor for one product's price: the vendor's circuit breaker first, then for each attempt
-//! a place in the vendor's quota, a timeout, retries of connect errors and 5xx with jittered exponential
-//! backoff (honouring `Retry-After`), an overall deadline, and a cap on the body size. A 429 is not
-//! retried: it opens the vendor's circuit.
+//! a place in the vendor's quota, a timeout, retries of connect errors, 5xx and 429 with jittered
+//! exponential backoff (honouring `Retry-After`, in seconds or as an HTTP-date), an overall deadline,
+//! and a cap on the body size.
+//!
+//! The breaker is told each call's final outcome once, when the call ends ([`CallOutcome`]), not each
+//! attempt's. A 429 holds the vendor's quota until its `Retry-After` ([`crate::quota::SlowDown`]) and
+//! counts as a failure only when the vendor answers 429 again to a request sent after that. An attempt
+//! that the deadline cuts is a timeout like any other, never silently dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
 use pricefront_core::{
@@ -17,9 +21,9 @@ use tokio::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::breaker::{RequestOutcome, VendorBreaker};
+use crate::breaker::{CallOutcome, VendorBreaker};
 use crate::lag::RuntimeLag;
-use crate::metrics::{Metrics, VendorLabel};
+use crate::metrics::{Metrics, VendorAttemptLabels, VendorLabel};
 use crate::quota::VendorQuota;
 use crate::telemetry::call_context;
 use crate::vendors::{CurrencySource, JsonPointer, Vendor};
@@ -40,15 +44,20 @@ pub struct FetchLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AttemptError {
     Connect(String),
-    /// No answer within the vendor's timeout; `own_lateness` when this process was itself late enough
-    /// meanwhile that the vendor may have answered in time ([`RuntimeLag::excuses_timeout`]).
+    /// No answer within the vendor's timeout (or before the deadline cut the attempt);
+    /// `own_lateness` when this process was itself late enough meanwhile that the vendor may have
+    /// answered in time ([`RuntimeLag::excuses_timeout`]).
     Timeout {
         after: Duration,
         own_lateness: Option<Duration>,
     },
-    Status {
-        status: StatusCode,
+    /// An error status other than 429.
+    Status(StatusCode),
+    /// A 429: the vendor asks us to slow down; `keeps_refusing` when the request was sent after the
+    /// hold an earlier 429 asked for had ended.
+    TooManyRequests {
         retry_after: Option<Duration>,
+        keeps_refusing: bool,
     },
     TooLarge(usize),
     Malformed(String),
@@ -56,46 +65,101 @@ enum AttemptError {
     Quota(String),
 }
 
+/// What one attempt came to, as `pricefront_vendor_attempts_total` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttemptOutcome {
+    Ok,
+    Timeout,
+    Connect,
+    Http5xx,
+    Http429,
+    Http4xx,
+    Malformed,
+    TooLarge,
+}
+
+impl AttemptOutcome {
+    const ALL: [AttemptOutcome; 8] = [
+        AttemptOutcome::Ok,
+        AttemptOutcome::Timeout,
+        AttemptOutcome::Connect,
+        AttemptOutcome::Http5xx,
+        AttemptOutcome::Http429,
+        AttemptOutcome::Http4xx,
+        AttemptOutcome::Malformed,
+        AttemptOutcome::TooLarge,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Connect => "connect",
+            AttemptOutcome::Http5xx => "http_5xx",
+            AttemptOutcome::Http429 => "http_429",
+            AttemptOutcome::Http4xx => "http_4xx",
+            AttemptOutcome::Malformed => "malformed_body",
+            AttemptOutcome::TooLarge => "too_large",
+        }
+    }
+}
+
 impl AttemptError {
-    /// Connect errors and 5xx are retried; a 429 is not (it opens the circuit), nor is a timeout.
+    /// Connect errors, 5xx and 429 are retried (a 429 after its `Retry-After`); a timeout is not.
     fn is_retryable(&self) -> bool {
         match self {
-            AttemptError::Connect(_) => true,
-            AttemptError::Status { status, .. } => status.is_server_error(),
+            AttemptError::Connect(_) | AttemptError::TooManyRequests { .. } => true,
+            AttemptError::Status(status) => status.is_server_error(),
             _ => false,
         }
     }
 
-    /// What the attempt says about the vendor's health: a malformed or too large body (or a 4xx other
-    /// than 429) is the vendor answering, with a bug, not the vendor overloaded or down.
-    fn breaker_outcome(&self) -> RequestOutcome {
+    /// What the attempt, were it the call's last, says about the vendor's health: a malformed or too
+    /// large body (or a 4xx other than 429) is the vendor answering, with a bug, not the vendor
+    /// overloaded or down.
+    fn call_outcome(&self) -> CallOutcome {
         match self {
             AttemptError::Timeout {
                 own_lateness: Some(_),
                 ..
-            } => RequestOutcome::Inconclusive,
-            AttemptError::Connect(_) | AttemptError::Timeout { .. } => RequestOutcome::Failed,
-            AttemptError::Status {
-                status,
-                retry_after,
-            } if *status == StatusCode::TOO_MANY_REQUESTS => RequestOutcome::Overloaded {
-                retry_after: *retry_after,
-            },
-            AttemptError::Status { status, .. } if status.is_server_error() => {
-                RequestOutcome::Failed
+            } => CallOutcome::Inconclusive,
+            AttemptError::Connect(_) | AttemptError::Timeout { .. } => CallOutcome::Failed,
+            AttemptError::TooManyRequests { keeps_refusing, .. } => {
+                if *keeps_refusing {
+                    CallOutcome::Failed
+                } else {
+                    CallOutcome::Inconclusive
+                }
             }
-            AttemptError::Status { .. }
-            | AttemptError::TooLarge(_)
-            | AttemptError::Malformed(_)
-            | AttemptError::Quota(_) => RequestOutcome::Answered,
+            AttemptError::Status(status) if status.is_server_error() => CallOutcome::Failed,
+            AttemptError::Status(_) | AttemptError::TooLarge(_) | AttemptError::Malformed(_) => {
+                CallOutcome::Succeeded
+            }
+            AttemptError::Quota(_) => CallOutcome::Inconclusive,
         }
+    }
+
+    /// The attempt's label; `None` for a quota refusal, which sent no request.
+    fn outcome(&self) -> Option<AttemptOutcome> {
+        Some(match self {
+            AttemptError::Connect(_) => AttemptOutcome::Connect,
+            AttemptError::Timeout { .. } => AttemptOutcome::Timeout,
+            AttemptError::Status(status) if status.is_server_error() => AttemptOutcome::Http5xx,
+            AttemptError::Status(_) => AttemptOutcome::Http4xx,
+            AttemptError::TooManyRequests { .. } => AttemptOutcome::Http429,
+            AttemptError::TooLarge(_) => AttemptOutcome::TooLarge,
+            AttemptError::Malformed(_) => AttemptOutcome::Malformed,
+            AttemptError::Quota(_) => return None,
+        })
     }
 
     fn kind(&self) -> FailureKind {
         match self {
             AttemptError::Connect(_) => FailureKind::Connect,
             AttemptError::Timeout { .. } => FailureKind::Timeout,
-            AttemptError::Status { .. } => FailureKind::HttpStatus,
+            AttemptError::Status(_) | AttemptError::TooManyRequests { .. } => {
+                FailureKind::HttpStatus
+            }
             AttemptError::TooLarge(_) => FailureKind::TooLarge,
             AttemptError::Malformed(_) => FailureKind::MalformedBody,
             AttemptError::Quota(_) => FailureKind::Quota,
@@ -117,7 +181,14 @@ impl AttemptError {
                 after.as_millis(),
                 late.as_millis()
             ),
-            AttemptError::Status { status, .. } => format!("answered {status}"),
+            AttemptError::Status(status) => format!("answered {status}"),
+            AttemptError::TooManyRequests { retry_after, .. } => match retry_after {
+                Some(after) => format!(
+                    "answered 429 Too Many Requests, Retry-After {} ms",
+                    after.as_millis()
+                ),
+                None => "answered 429 Too Many Requests".into(),
+            },
             AttemptError::TooLarge(cap) => format!("body larger than {cap} bytes"),
             AttemptError::Malformed(e) => format!("unreadable body: {e}"),
             AttemptError::Quota(e) => e.clone(),
@@ -141,15 +212,17 @@ pub fn http_client(window: u32, vendors: usize) -> reqwest::Result<Client> {
 }
 
 /// What every call to one vendor shares across the process: its quota, its circuit breaker, and the
-/// count of requests sent to it.
+/// counts of requests sent to it.
 #[derive(Debug)]
 pub struct VendorGuards {
-    /// The vendor's quota (requests a second, requests at a time).
+    /// The vendor's quota (requests a second, requests at a time, and its requests to slow down).
     pub quota: VendorQuota,
     /// The vendor's circuit breaker.
     pub breaker: VendorBreaker,
     /// HTTP requests sent to the vendor, every attempt counted.
     pub requests: Counter,
+    /// Attempts by outcome, in the order of [`AttemptOutcome::ALL`].
+    attempts: Vec<Counter>,
     /// Timeouts not held against the vendor's circuit, this process being late itself.
     pub timeouts_while_late: Counter,
 }
@@ -161,16 +234,68 @@ impl VendorGuards {
             vendor: vendor.name.clone(),
         };
         let circuit_state = metrics.vendor_circuit_state.get_or_create(&label).clone();
+        let openings = metrics.vendor_circuit_opened.get_or_create(&label).clone();
+        let attempts = AttemptOutcome::ALL
+            .iter()
+            .map(|outcome| {
+                metrics
+                    .vendor_attempts
+                    .get_or_create(&VendorAttemptLabels {
+                        vendor: vendor.name.clone(),
+                        outcome: outcome.label(),
+                    })
+                    .clone()
+            })
+            .collect();
         Self {
             quota: VendorQuota::new(vendor.quota),
-            breaker: VendorBreaker::new(vendor.breaker, circuit_state),
+            breaker: VendorBreaker::new(vendor.breaker, circuit_state, openings),
             requests: metrics.vendor_requests.get_or_create(&label).clone(),
+            attempts,
             timeouts_while_late: metrics
                 .vendor_timeouts_while_late
                 .get_or_create(&label)
                 .clone(),
         }
     }
+
+    /// Counts an attempt that sent a request and came to `result`.
+    fn count_attempt(&self, result: &Result<Offer, AttemptError>) {
+        let outcome = match result {
+            Ok(_) => Some(AttemptOutcome::Ok),
+            Err(error) => error.outcome(),
+        };
+        if let Some(outcome) = outcome {
+            let index = AttemptOutcome::ALL.iter().position(|o| *o == outcome);
+            if let Some(counter) = index.and_then(|i| self.attempts.get(i)) {
+                counter.inc();
+            }
+        }
+        if let Err(error) = result {
+            if matches!(
+                error,
+                AttemptError::Timeout {
+                    own_lateness: Some(_),
+                    ..
+                }
+            ) {
+                self.timeouts_while_late.inc();
+            }
+        }
+    }
+}
+
+/// What a call has done so far, read when it ends (also when the deadline cuts it).
+#[derive(Debug, Default)]
+struct CallLog {
+    /// Requests sent.
+    attempts: u32,
+    /// The last attempt's error, if it failed.
+    last_error: Option<AttemptError>,
+    /// When the request in flight was sent, while one is.
+    in_flight_since: Option<Instant>,
+    /// Whether the call waits for room in the vendor's quota.
+    waiting_for_quota: bool,
 }
 
 /// Asks `vendor` for the price of `product`, within `limits` and `guards`. Never fails: a vendor that
@@ -187,23 +312,20 @@ pub async fn ask_vendor(
 ) -> VendorOutcome {
     let started = Instant::now();
     let deadline = started + limits.deadline;
-    let attempts = AtomicU32::new(0);
-    let waiting_for_quota = AtomicBool::new(false);
-    let last_error = Mutex::new(None::<AttemptError>);
-    let failure = |kind: FailureKind, detail: String| {
+    let failure = |kind: FailureKind, detail: String, attempts: u32| {
         VendorOutcome::Failed(VendorFailure {
             vendor: vendor.name.clone(),
             kind,
             detail,
-            attempts: attempts.load(Ordering::Relaxed),
+            attempts,
         })
     };
     let pass = match guards.breaker.admit() {
         Ok(pass) => pass,
-        Err(rejection) => return failure(FailureKind::CircuitOpen, rejection.to_string()),
+        Err(rejection) => return failure(FailureKind::CircuitOpen, rejection.to_string(), 0),
     };
-    // A half-open circuit's probe makes one request: its outcome decides, a retry would not.
-    let max_attempts = if pass.is_probe() {
+    // A half-open circuit's trial makes one request: its outcome decides, a retry would not.
+    let max_attempts = if pass.is_trial() {
         1
     } else {
         vendor.max_attempts
@@ -211,13 +333,20 @@ pub async fn ask_vendor(
     let url = vendor.url_for(product);
     // This call's span, so that the vendor's own tracing joins the trace.
     let traceparent = header::HeaderValue::from_str(&call_context(trace).to_string()).ok();
+    let log = Mutex::new(CallLog::default());
+    let lock = || log.lock().unwrap_or_else(PoisonError::into_inner);
     let attempt = || async {
-        waiting_for_quota.store(true, Ordering::Relaxed);
+        lock().waiting_for_quota = true;
         let permit = guards.quota.acquire(deadline).await;
-        waiting_for_quota.store(false, Ordering::Relaxed);
+        lock().waiting_for_quota = false;
         // Held for the HTTP exchange, body included.
         let _permit = permit.map_err(|exhausted| AttemptError::Quota(exhausted.to_string()))?;
-        attempts.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
+        {
+            let mut log = lock();
+            log.attempts += 1;
+            log.in_flight_since = Some(sent);
+        }
         guards.requests.inc();
         let result = attempt_once(
             client,
@@ -228,17 +357,22 @@ pub async fn ask_vendor(
             traceparent.as_ref(),
         )
         .await;
-        match &result {
-            Ok(_) => pass.report(RequestOutcome::Answered),
-            Err(e) => {
-                let outcome = e.breaker_outcome();
-                if outcome == RequestOutcome::Inconclusive {
-                    guards.timeouts_while_late.inc();
-                }
-                pass.report(outcome);
-                *last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+        let result = match result {
+            Err(AttemptError::TooManyRequests { retry_after, .. }) => {
+                Err(AttemptError::TooManyRequests {
+                    retry_after,
+                    keeps_refusing: guards.quota.slow_down(sent, retry_after),
+                })
             }
-        }
+            other => {
+                guards.quota.answered();
+                other
+            }
+        };
+        guards.count_attempt(&result);
+        let mut log = lock();
+        log.in_flight_since = None;
+        log.last_error = result.as_ref().err().cloned();
         result
     };
     let backoff = ExponentialBuilder::default()
@@ -253,7 +387,7 @@ pub async fn ask_vendor(
         .adjust(|error, delay| {
             let delay = match (error, delay) {
                 (
-                    AttemptError::Status {
+                    AttemptError::TooManyRequests {
                         retry_after: Some(after),
                         ..
                     },
@@ -265,40 +399,81 @@ pub async fn ask_vendor(
             delay.filter(|d| started.elapsed() + *d < limits.deadline)
         });
     let result = tokio::time::timeout(limits.deadline, retrying).await;
-    let last_attempt = || {
-        last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+    let mut log = log.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let result = match result {
+        Ok(result) => Ok(result),
+        Err(_) => match log.in_flight_since.take() {
+            // The deadline cut an attempt in flight: it timed out, and the vendor hears of it.
+            Some(sent) => {
+                let after = sent.elapsed();
+                let cut = AttemptError::Timeout {
+                    after,
+                    own_lateness: lag.excuses_timeout(sent, after),
+                };
+                let cut = Err(cut);
+                guards.count_attempt(&cut);
+                log.last_error = cut.err();
+                Err(log.waiting_for_quota)
+            }
+            None => Err(log.waiting_for_quota),
+        },
+    };
+    let last_attempt = |log: &CallLog| {
+        log.last_error
+            .as_ref()
             .map(|e| format!("; last attempt: {}", e.detail()))
             .unwrap_or_default()
     };
-    match result {
-        Ok(Ok(offer)) => VendorOutcome::Answered {
-            offer,
-            guarantee_ms: vendor.guarantee.as_millis().try_into().unwrap_or(u64::MAX),
-        },
+    // The call's outcome for the breaker: that of its last request; none when no request was sent.
+    let call_outcome = log.last_error.as_ref().map(AttemptError::call_outcome);
+    let outcome = match result {
+        Ok(Ok(offer)) => {
+            pass.finish(CallOutcome::Succeeded);
+            return VendorOutcome::Answered {
+                offer,
+                guarantee_ms: vendor.guarantee.as_millis().try_into().unwrap_or(u64::MAX),
+            };
+        }
         Ok(Err(error @ AttemptError::Quota(_))) => failure(
             error.kind(),
-            format!("{}{}", error.detail(), last_attempt()),
+            format!("{}{}", error.detail(), last_attempt(&log)),
+            log.attempts,
         ),
-        Ok(Err(error)) => failure(error.kind(), error.detail()),
-        Err(_) if waiting_for_quota.load(Ordering::Relaxed) => failure(
+        Ok(Err(error)) => failure(error.kind(), error.detail(), log.attempts),
+        Err(true) => failure(
             FailureKind::Quota,
             format!(
                 "quota: no room for a request before the deadline of {} ms{}",
                 limits.deadline.as_millis(),
-                last_attempt()
+                last_attempt(&log)
             ),
+            log.attempts,
         ),
-        Err(_) => failure(
+        Err(false) => failure(
             FailureKind::Deadline,
             format!(
                 "deadline of {} ms ran out{}",
                 limits.deadline.as_millis(),
-                last_attempt()
+                last_attempt(&log)
             ),
+            log.attempts,
         ),
+    };
+    match call_outcome {
+        Some(call_outcome) => pass.finish(call_outcome),
+        None => drop(pass),
+    }
+    outcome
+}
+
+/// Reads a `Retry-After` value: delay-seconds, or an HTTP-date (a date in the past is no delay).
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()
+            .map(|at| at.duration_since(now).unwrap_or_default()),
     }
 }
 
@@ -320,17 +495,19 @@ async fn attempt_once(
             .await
             .map_err(|e| AttemptError::Connect(without_url(e)))?;
         let status = response.status();
-        if !status.is_success() {
+        if status == StatusCode::TOO_MANY_REQUESTS {
             let retry_after = response
                 .headers()
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Err(AttemptError::Status {
-                status,
+                .and_then(|v| retry_after(v, SystemTime::now()));
+            return Err(AttemptError::TooManyRequests {
                 retry_after,
+                keeps_refusing: false,
             });
+        }
+        if !status.is_success() {
+            return Err(AttemptError::Status(status));
         }
         read_capped(response, max_body).await
     };
@@ -438,7 +615,8 @@ mod tests {
     use std::sync::Arc;
 
     /// A vendor on 127.0.0.1 answering by the first path segment: `ok`, `503`, `429` (with
-    /// `Retry-After: 1`), `hang` (never) or `bad` (not JSON); the requests it got per segment.
+    /// `Retry-After: 1`), `429once` (that, then an offer), `hang` (never) or `bad` (not JSON); the
+    /// requests it got per segment.
     async fn vendor_server() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
         async fn answer(
             State(counts): State<Arc<Mutex<HashMap<String, u32>>>>,
@@ -449,6 +627,10 @@ mod tests {
                 "ok" => r#"{"p":"1.50"}"#.into_response(),
                 "503" => AxumStatus::SERVICE_UNAVAILABLE.into_response(),
                 "429" => (AxumStatus::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response(),
+                "429once" if counts.lock().unwrap()["429once"] == 1 => {
+                    (AxumStatus::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response()
+                }
+                "429once" => r#"{"p":"1.50"}"#.into_response(),
                 "hang" => std::future::pending().await,
                 _ => "<html>".into_response(),
             }
@@ -518,6 +700,15 @@ mod tests {
         fn requests(&self) -> u64 {
             self.guards.requests.get()
         }
+
+        /// The value of `pricefront_{series}` on the metrics page.
+        fn metric_line(&self, series: &str) -> Option<f64> {
+            let page = self.metrics.render_text();
+            let prefix = format!("pricefront_{series} ");
+            page.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .and_then(|value| value.trim().parse().ok())
+        }
     }
 
     fn failure(outcome: VendorOutcome) -> VendorFailure {
@@ -532,7 +723,11 @@ mod tests {
         let (base, _) = vendor_server().await;
         // Lateness of 200 ms (a tenth of the timeout) or more excuses a timeout: a busy test machine
         // does not make that much by itself.
-        let vendor = Harness::new(&base, "hang", "breaker_failures = 1\ntimeout_ms = 2000");
+        let vendor = Harness::new(
+            &base,
+            "hang",
+            "breaker_minimum_calls = 1\ntimeout_ms = 2000",
+        );
         vendor.lag.start();
         // The runtime's only thread busy for 500 ms while the call is out: had the vendor answered,
         // this process would have read the answer up to 500 ms late.
@@ -558,65 +753,150 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_429_is_not_retried_and_opens_the_circuit_without_further_requests() {
+    async fn a_429_holds_the_vendor_for_its_retry_after_and_only_a_429_past_it_counts_as_a_failure()
+    {
         let (base, counts) = vendor_server().await;
-        let vendor = Harness::new(&base, "429", "max_attempts = 3");
+        let vendor = Harness::new(&base, "429", "max_attempts = 1\nbreaker_minimum_calls = 1");
         let first = failure(vendor.ask(2_000).await);
         assert_eq!(first.kind, FailureKind::HttpStatus);
-        assert_eq!(first.attempts, 1, "a 429 is not retried");
-        assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
-        let label = VendorLabel { vendor: "v".into() };
-        assert_eq!(
-            vendor
-                .metrics
-                .vendor_circuit_state
-                .get_or_create(&label)
-                .get(),
-            1
+        assert_eq!(first.attempts, 1);
+        assert!(
+            first.detail.contains("Retry-After 1000 ms"),
+            "{}",
+            first.detail
         );
-        for _ in 0..5 {
-            let rejected = failure(vendor.ask(2_000).await);
-            assert_eq!(rejected.kind, FailureKind::CircuitOpen);
-            assert_eq!(rejected.attempts, 0);
-            assert!(
-                rejected.detail.contains("circuit open"),
-                "{}",
-                rejected.detail
-            );
-        }
-        assert_eq!(counts.lock().unwrap()["429"], 1);
-        assert_eq!(vendor.requests(), 1);
+        assert_eq!(
+            vendor.guards.breaker.state(),
+            CircuitState::Closed,
+            "a first 429 asks to slow down: no failure"
+        );
+        // Within the vendor's Retry-After, a call whose deadline ends first sends nothing.
+        let held = failure(vendor.ask(300).await);
+        assert_eq!(held.kind, FailureKind::Quota);
+        assert_eq!(held.attempts, 0);
+        assert!(held.detail.contains("429 Retry-After"), "{}", held.detail);
+        // One whose deadline allows waits for the hold to end, then asks: a 429 again is a failure.
+        let started = Instant::now();
+        let again = failure(vendor.ask(3_000).await);
+        assert!(started.elapsed() >= Duration::from_millis(600), "it waited");
+        assert_eq!(again.kind, FailureKind::HttpStatus);
+        assert_eq!(again.attempts, 1);
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
+        assert_eq!(counts.lock().unwrap()["429"], 2);
+        assert_eq!(vendor.requests(), 2);
+        assert_eq!(
+            vendor.metric_line("vendor_attempts_total{vendor=\"v\",outcome=\"http_429\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            vendor.metric_line("vendor_circuit_opened_total{vendor=\"v\"}"),
+            Some(1.0)
+        );
     }
 
     #[tokio::test]
-    async fn failures_in_a_row_open_the_circuit_and_a_failed_probe_is_not_retried() {
+    async fn a_429_is_retried_after_its_retry_after() {
+        let (base, counts) = vendor_server().await;
+        let vendor = Harness::new(
+            &base,
+            "429once",
+            "max_attempts = 2\nbreaker_minimum_calls = 1",
+        );
+        let started = Instant::now();
+        assert!(matches!(
+            vendor.ask(3_000).await,
+            VendorOutcome::Answered { .. }
+        ));
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "it waited for Retry-After: 1"
+        );
+        assert_eq!(counts.lock().unwrap()["429once"], 2);
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_counts_once_however_many_attempts_and_a_failed_trial_is_not_retried() {
         let (base, counts) = vendor_server().await;
         let vendor = Harness::new(
             &base,
             "503",
-            "max_attempts = 2\nbreaker_failures = 2\nbreaker_cooldown_ms = 50",
+            "max_attempts = 2\nbreaker_minimum_calls = 2\nbreaker_half_open_calls = 1\nbreaker_cooldown_ms = 50",
         );
         let first = failure(vendor.ask(2_000).await);
         assert_eq!(first.kind, FailureKind::HttpStatus);
         assert_eq!(first.attempts, 2, "a 503 keeps its retries");
+        assert_eq!(
+            vendor.guards.breaker.state(),
+            CircuitState::Closed,
+            "one call, however many attempts, is one outcome: below the minimum of 2"
+        );
+        assert_eq!(failure(vendor.ask(2_000).await).attempts, 2);
         assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
         assert_eq!(
             failure(vendor.ask(2_000).await).kind,
             FailureKind::CircuitOpen
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let probe = failure(vendor.ask(2_000).await);
-        assert_eq!(probe.kind, FailureKind::HttpStatus);
-        assert_eq!(probe.attempts, 1, "the probe makes one request");
+        let trial = failure(vendor.ask(2_000).await);
+        assert_eq!(trial.kind, FailureKind::HttpStatus);
+        assert_eq!(trial.attempts, 1, "the trial makes one request");
         assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
-        assert_eq!(counts.lock().unwrap()["503"], 3);
-        assert_eq!(vendor.requests(), 3);
+        assert_eq!(counts.lock().unwrap()["503"], 5);
+        assert_eq!(vendor.requests(), 5);
+        assert_eq!(
+            vendor.metric_line("vendor_attempts_total{vendor=\"v\",outcome=\"http_5xx\"}"),
+            Some(5.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_vendor_opens_its_circuit_when_the_deadline_cuts_its_timeout() {
+        let (base, _) = vendor_server().await;
+        // The vendor's timeout is longer than the call's deadline: the deadline cuts every attempt.
+        let vendor = Harness::new(
+            &base,
+            "hang",
+            "timeout_ms = 5000\nbreaker_minimum_calls = 2",
+        );
+        for _ in 0..2 {
+            let cut = failure(vendor.ask(200).await);
+            assert_eq!(cut.kind, FailureKind::Deadline);
+            assert!(
+                cut.detail.contains("last attempt: no answer within"),
+                "{}",
+                cut.detail
+            );
+        }
+        assert_eq!(vendor.guards.breaker.state(), CircuitState::Open);
+        assert_eq!(
+            vendor.metric_line("vendor_attempts_total{vendor=\"v\",outcome=\"timeout\"}"),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_as_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date past is no delay"
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-1", now), None);
     }
 
     #[tokio::test]
     async fn malformed_bodies_do_not_open_the_circuit() {
         let (base, _) = vendor_server().await;
-        let vendor = Harness::new(&base, "bad", "breaker_failures = 1");
+        let vendor = Harness::new(&base, "bad", "breaker_minimum_calls = 1");
         for _ in 0..3 {
             assert_eq!(
                 failure(vendor.ask(2_000).await).kind,
@@ -728,15 +1008,13 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retried() {
-        let status = |code: u16| AttemptError::Status {
-            status: StatusCode::from_u16(code).unwrap(),
+        let status = |code: u16| AttemptError::Status(StatusCode::from_u16(code).unwrap());
+        assert!(AttemptError::TooManyRequests {
             retry_after: None,
-        };
+            keeps_refusing: false
+        }
+        .is_retryable());
         assert!(status(503).is_retryable());
-        assert!(
-            !status(429).is_retryable(),
-            "a 429 opens the circuit instead"
-        );
         assert!(!status(404).is_retryable());
         assert!(AttemptError::Connect("refused".into()).is_retryable());
         assert!(!AttemptError::Timeout {

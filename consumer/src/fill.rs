@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pricefront_core::backlog::BacklogReport;
+use pricefront_core::newest_wins::{Replacement, FILL_OUTCOME_HEADER};
 use pricefront_core::problem::{problem_type_of, MISCONFIGURED_TYPE};
 use pricefront_core::route::{fill_path, BACKLOG_PATH};
 use pricefront_core::Comparison;
@@ -63,18 +64,27 @@ impl FillSink {
         }
     }
 
-    /// Stores `comparison` at the edge.
-    pub async fn put(&self, comparison: &Comparison) -> Result<(), FillError> {
-        self.put_json(&fill_path(comparison.product_id), comparison.to_json())
-            .await
+    /// Stores `comparison` at the edge; says whether the edge stored it or kept what it holds
+    /// ([`FILL_OUTCOME_HEADER`]; an edge that does not say stored it).
+    pub async fn put(&self, comparison: &Comparison) -> Result<Replacement, FillError> {
+        let response = self
+            .put_json(&fill_path(comparison.product_id), comparison.to_json())
+            .await?;
+        let outcome = response
+            .headers()
+            .get(FILL_OUTCOME_HEADER)
+            .and_then(|v| v.to_str().ok());
+        Ok(Replacement::from_fill_outcome(outcome).unwrap_or(Replacement::Store))
     }
 
     /// Reports this process's backlog to the edge (`PUT /internal/v1/backlog`).
     pub async fn put_backlog(&self, report: &BacklogReport) -> Result<(), FillError> {
-        self.put_json(BACKLOG_PATH, report.to_json()).await
+        self.put_json(BACKLOG_PATH, report.to_json())
+            .await
+            .map(drop)
     }
 
-    async fn put_json(&self, path: &str, body: String) -> Result<(), FillError> {
+    async fn put_json(&self, path: &str, body: String) -> Result<reqwest::Response, FillError> {
         let response = self
             .client
             .put(format!("{}{path}", self.base_url))
@@ -87,7 +97,7 @@ impl FillSink {
             .map_err(|e| FillError::Unreachable(e.without_url().to_string()))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
         Err(FillError::Refused {

@@ -178,7 +178,8 @@ impl MessageHandler {
     /// Makes every sink hold a result of `product` at least as new as `requested_at_ms`: the one Redis
     /// holds when it is fresh and that new (then only the edge is filled with it: a consumer that
     /// stored it in Redis may have died before the edge took it), else a new comparison. Returns the
-    /// stored result's `computedAtMs`.
+    /// stored result's `computedAtMs`. A comparison that asked no vendor at all (every one refused
+    /// before a request) is not stored: the request is done with, and nothing replaces what is held.
     async fn refresh(
         self: Arc<Self>,
         product: ProductId,
@@ -202,7 +203,13 @@ impl MessageHandler {
         // Debug, not info: a line per comparison cost CPU at thousands a second; the metrics count them
         // (`pricefront_comparison_duration_seconds_count`).
         tracing::debug!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");
-        self.sinks.store(&comparison).await;
+        if comparison.asked_no_vendor() {
+            // Every vendor refused before a request (circuits open, quotas): not a result. What the
+            // caches hold stays; the edge publishes the product again when a client still wants it.
+            self.metrics.comparisons_without_request.inc();
+        } else {
+            self.sinks.store(&comparison).await;
+        }
         comparison.computed_at_ms
     }
 

@@ -45,6 +45,16 @@ fn main() -> anyhow::Result<()> {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let vendors = vendors::load(&settings.vendors)?;
     tracing::info!(vendors = ?vendors.iter().map(|v| &v.name).collect::<Vec<_>>(), "vendors loaded");
+    let limits = settings.fetch_limits();
+    let cut = vendors::timeouts_not_within(&vendors, limits.deadline);
+    if !cut.is_empty() {
+        tracing::warn!(
+            vendors = ?cut,
+            deadline_ms = limits.deadline.as_millis() as u64,
+            "these vendors' timeout_ms is not shorter than --vendor-deadline-ms: the deadline cuts each attempt \
+             before its timeout, so a timed-out attempt is never retried; set timeout_ms below the deadline"
+        );
+    }
     let client = fetch::http_client(settings.max_in_flight, vendors.len())
         .context("building the HTTP client")?;
     let metrics = Metrics::new();
@@ -65,7 +75,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let comparer = Comparer::new(
         client,
         vendors,
-        settings.fetch_limits(),
+        limits,
         settings.freshness_policy(),
         metrics.clone(),
         lag.clone(),

@@ -11,6 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use pricefront_core::newest_wins::Replacement;
 use pricefront_core::FailureKind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -43,6 +44,25 @@ pub struct VendorRejectionLabels {
     /// The vendor's configured name.
     pub vendor: String,
     /// `quota` or `circuit_open`.
+    pub reason: &'static str,
+}
+
+/// Labels of one attempt (one HTTP request) to a vendor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VendorAttemptLabels {
+    /// The vendor's configured name.
+    pub vendor: String,
+    /// `ok`, `timeout`, `connect`, `http_5xx`, `http_429`, `http_4xx`, `malformed_body` or `too_large`.
+    pub outcome: &'static str,
+}
+
+/// Labels of a result a sink did not store over the one it holds.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeptLabels {
+    /// The sink: `redis` or `edge`.
+    pub sink: &'static str,
+    /// `newer` (the held result was computed later) or `useful` (stale-if-error: the held result has
+    /// offers and may still be served, the new one has none).
     pub reason: &'static str,
 }
 
@@ -134,6 +154,15 @@ pub struct Metrics {
     pub vendor_rejected: Family<VendorRejectionLabels, Counter>,
     /// HTTP requests actually sent to each vendor, every attempt counted.
     pub vendor_requests: Family<VendorLabel, Counter>,
+    /// Attempts (HTTP requests) to each vendor by outcome, retried ones included.
+    pub vendor_attempts: Family<VendorAttemptLabels, Counter>,
+    /// Times each vendor's circuit opened.
+    pub vendor_circuit_opened: Family<VendorLabel, Counter>,
+    /// Results a sink did not store because it holds a newer or a more useful one.
+    pub results_kept: Family<KeptLabels, Counter>,
+    /// Comparisons that asked no vendor at all (every circuit open or quota refused): not results,
+    /// so nothing was stored for them.
+    pub comparisons_without_request: Counter,
     /// Cache writes per sink and outcome.
     pub cache_writes: Family<WriteLabels, Counter>,
     /// Consumer lag per partition, from librdkafka's statistics.
@@ -180,6 +209,10 @@ impl Metrics {
             vendor_circuit_state: Family::default(),
             vendor_rejected: Family::default(),
             vendor_requests: Family::default(),
+            vendor_attempts: Family::default(),
+            vendor_circuit_opened: Family::default(),
+            results_kept: Family::default(),
+            comparisons_without_request: Counter::default(),
             cache_writes: Family::default(),
             lag: Family::default(),
             assigned_partitions: Gauge::default(),
@@ -197,11 +230,11 @@ impl Metrics {
         })
     }
 
-    /// Records a vendor failure, and for a call rejected without a request (its quota ran out, its
-    /// circuit is open) the rejection.
-    pub fn vendor_failed(&self, vendor: &str, kind: FailureKind) {
+    /// Records a vendor failure after `attempts` requests, and for a call rejected without any request
+    /// (its quota had no room, its circuit is open) the rejection.
+    pub fn vendor_failed(&self, vendor: &str, kind: FailureKind, attempts: u32) {
         let reason = match kind {
-            FailureKind::Quota => Some("quota"),
+            FailureKind::Quota if attempts == 0 => Some("quota"),
             FailureKind::CircuitOpen => Some("circuit_open"),
             _ => None,
         };
@@ -236,6 +269,21 @@ impl Metrics {
             .inc();
     }
 
+    /// Records what `sink` did with a result, when it kept the one it holds instead.
+    pub fn result_kept(&self, sink: Sink, decision: Replacement) {
+        let reason = match decision {
+            Replacement::Store => return,
+            Replacement::KeepNewer => "newer",
+            Replacement::KeepUseful => "useful",
+        };
+        self.results_kept
+            .get_or_create(&KeptLabels {
+                sink: sink.label(),
+                reason,
+            })
+            .inc();
+    }
+
     /// Records a rebalance event: `assign` or `revoke`.
     pub fn rebalanced(&self, event: &'static str) {
         self.rebalances
@@ -261,6 +309,14 @@ impl Metrics {
                     .is_some_and(|gauge| gauge.get() > 0)
             })
             .collect()
+    }
+
+    /// The metrics page's text, as `/metrics` serves it.
+    pub fn render_text(self: &Arc<Self>) -> String {
+        let mut text = String::new();
+        // Writing to a String does not fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry());
+        text
     }
 
     fn registry(self: &Arc<Self>) -> Registry {
@@ -314,6 +370,26 @@ impl Metrics {
             "vendor_requests",
             "HTTP requests sent to each vendor, every attempt counted",
             self.vendor_requests.clone(),
+        );
+        registry.register(
+            "vendor_attempts",
+            "HTTP requests to each vendor by outcome (ok, timeout, connect, http_5xx, http_429, http_4xx, malformed_body, too_large), retried ones included",
+            self.vendor_attempts.clone(),
+        );
+        registry.register(
+            "vendor_circuit_opened",
+            "Times each vendor's circuit breaker opened",
+            self.vendor_circuit_opened.clone(),
+        );
+        registry.register(
+            "results_kept",
+            "Results a sink did not store over the one it holds, by reason: newer (computed later) or useful (it has offers and may still be served, the new one has none: stale-if-error)",
+            self.results_kept.clone(),
+        );
+        registry.register(
+            "comparisons_without_request",
+            "Comparisons in which every vendor was refused before any request (circuit open or quota): nothing stored",
+            self.comparisons_without_request.clone(),
         );
         registry.register(
             "cache_writes",
@@ -463,9 +539,10 @@ mod tests {
         };
         metrics.vendor_circuit_state.get_or_create(&label).set(1);
         metrics.vendor_requests.get_or_create(&label).inc();
-        metrics.vendor_failed("alpha", FailureKind::Quota);
-        metrics.vendor_failed("alpha", FailureKind::CircuitOpen);
-        metrics.vendor_failed("alpha", FailureKind::Timeout);
+        metrics.vendor_failed("alpha", FailureKind::Quota, 0);
+        metrics.vendor_failed("alpha", FailureKind::Quota, 2);
+        metrics.vendor_failed("alpha", FailureKind::CircuitOpen, 0);
+        metrics.vendor_failed("alpha", FailureKind::Timeout, 1);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).unwrap();
         for line in [
@@ -473,7 +550,7 @@ mod tests {
             "pricefront_vendor_requests_total{vendor=\"alpha\"} 1",
             "pricefront_vendor_rejected_total{vendor=\"alpha\",reason=\"quota\"} 1",
             "pricefront_vendor_rejected_total{vendor=\"alpha\",reason=\"circuit_open\"} 1",
-            "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"quota\"} 1",
+            "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"quota\"} 2",
             "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"circuit_open\"} 1",
             "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"timeout\"} 1",
         ] {
@@ -483,5 +560,7 @@ mod tests {
             );
         }
         assert!(!text.contains("reason=\"timeout\""));
+        // A quota failure after a request sent (its retry found no room) was no rejection: `rejected`
+        // means no request sent.
     }
 }

@@ -96,6 +96,51 @@ pub enum QuotaExhausted {
         /// The vendor's `max_requests_per_second`.
         per_second: f64,
     },
+    /// The vendor asked us to slow down (a 429's `Retry-After`) until after the deadline.
+    #[error("quota: the vendor asked for no request for {} ms more (429 Retry-After)", remaining.as_millis())]
+    SlowDown {
+        /// Until the vendor's `Retry-After` ends.
+        remaining: Duration,
+    },
+}
+
+/// A vendor's requests to slow down (429 with `Retry-After`), honoured by holding its quota until the
+/// time it asked for. A pure state machine: time is passed in.
+///
+/// A 429 is a request to slow down, not a failure of the vendor; a vendor that answers 429 again to a
+/// request sent after the hold it asked for had ended is failing its calls, like any other failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlowDown {
+    /// Until when no request is sent, set by the last 429; `None` after an answer past it.
+    held_until: Option<Instant>,
+}
+
+impl SlowDown {
+    /// How long a 429 without a (readable) `Retry-After` holds the vendor's quota.
+    pub const DEFAULT_HOLD: Duration = Duration::from_secs(1);
+
+    /// Records a 429, answered at `now` to a request sent at `sent_at`, asking for `retry_after` (or
+    /// [`Self::DEFAULT_HOLD`]). Returns whether the vendor keeps refusing: the request was sent once an
+    /// earlier hold had ended.
+    pub fn asked(&mut self, sent_at: Instant, now: Instant, retry_after: Option<Duration>) -> bool {
+        let keeps_refusing = self.held_until.is_some_and(|until| sent_at >= until);
+        let until = now + retry_after.unwrap_or(Self::DEFAULT_HOLD);
+        self.held_until = Some(self.held_until.map_or(until, |held| held.max(until)));
+        keeps_refusing
+    }
+
+    /// Records an answer other than a 429 at `now`: once past the hold, the vendor is no longer asking
+    /// to slow down.
+    pub fn answered(&mut self, now: Instant) {
+        if self.held_until.is_some_and(|until| now >= until) {
+            self.held_until = None;
+        }
+    }
+
+    /// When a request may be sent, if the vendor asked to wait past `now`.
+    pub fn held_until(&self, now: Instant) -> Option<Instant> {
+        self.held_until.filter(|until| *until > now)
+    }
 }
 
 /// Room for one request within the quota; the concurrency slot is held until this is dropped.
@@ -110,6 +155,7 @@ pub struct VendorQuota {
     settings: QuotaSettings,
     bucket: Option<Mutex<TokenBucket>>,
     slots: Option<Arc<Semaphore>>,
+    slow_down: Mutex<SlowDown>,
 }
 
 impl VendorQuota {
@@ -124,11 +170,41 @@ impl VendorQuota {
                 let permits = usize::try_from(limit).unwrap_or(usize::MAX);
                 Arc::new(Semaphore::new(permits.min(Semaphore::MAX_PERMITS)))
             }),
+            slow_down: Mutex::new(SlowDown::default()),
         }
     }
 
-    /// Waits for a concurrency slot and then a token, but never past `deadline`.
+    /// Records a 429 to a request sent at `sent_at`: holds the quota for its `retry_after`; returns
+    /// whether the vendor keeps refusing ([`SlowDown::asked`]).
+    pub fn slow_down(&self, sent_at: Instant, retry_after: Option<Duration>) -> bool {
+        self.lock_slow_down()
+            .asked(sent_at, Instant::now(), retry_after)
+    }
+
+    /// Records an answer other than a 429.
+    pub fn answered(&self) {
+        self.lock_slow_down().answered(Instant::now());
+    }
+
+    fn lock_slow_down(&self) -> std::sync::MutexGuard<'_, SlowDown> {
+        self.slow_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the end of a vendor's request to slow down, a concurrency slot and then a token, but
+    /// never past `deadline`: fails at once when the vendor asked for no request until after it.
     pub async fn acquire(&self, deadline: Instant) -> Result<QuotaPermit, QuotaExhausted> {
+        let now = Instant::now();
+        let held_until = self.lock_slow_down().held_until(now);
+        if let Some(until) = held_until {
+            if until > deadline {
+                return Err(QuotaExhausted::SlowDown {
+                    remaining: until - now,
+                });
+            }
+            tokio::time::sleep_until(until).await;
+        }
         let slot = match (&self.slots, self.settings.max_concurrency) {
             (Some(slots), Some(limit)) => {
                 let exhausted = QuotaExhausted::Concurrency { limit };
@@ -258,5 +334,61 @@ mod tests {
         );
         drop(held);
         assert!(quota.acquire(Instant::now() + ms(100)).await.is_ok());
+    }
+
+    #[test]
+    fn a_429_holds_the_quota_and_only_a_429_past_the_hold_counts_as_refusing() {
+        let t0 = Instant::now();
+        let mut slow = SlowDown::default();
+        assert_eq!(slow.held_until(t0), None);
+        assert!(
+            !slow.asked(t0, t0, Some(ms(2_000))),
+            "a first 429 asks to slow down"
+        );
+        assert_eq!(slow.held_until(t0), Some(t0 + ms(2_000)));
+        assert!(
+            !slow.asked(t0 + ms(10), t0 + ms(20), None),
+            "a request sent during the hold is no refusal"
+        );
+        assert_eq!(
+            slow.held_until(t0),
+            Some(t0 + ms(2_000)),
+            "the longer hold stays"
+        );
+        slow.answered(t0 + ms(100));
+        assert_eq!(
+            slow.held_until(t0 + ms(100)),
+            Some(t0 + ms(2_000)),
+            "an early answer does not end it"
+        );
+        assert!(
+            slow.asked(t0 + ms(2_000), t0 + ms(2_010), Some(ms(500))),
+            "sent after the hold ended: the vendor keeps refusing"
+        );
+        slow.answered(t0 + ms(3_000));
+        assert_eq!(slow.held_until(t0 + ms(3_000)), None);
+        assert!(
+            !slow.asked(t0 + ms(4_000), t0 + ms(4_000), None),
+            "a new episode"
+        );
+        assert_eq!(
+            slow.held_until(t0 + ms(4_000)),
+            Some(t0 + ms(5_000)),
+            "1 s by default"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hold_past_the_deadline_refuses_at_once_and_one_within_it_waits() {
+        let quota = VendorQuota::new(QuotaSettings::default());
+        let t0 = Instant::now();
+        quota.slow_down(t0, Some(ms(300)));
+        let refused = quota.acquire(Instant::now() + ms(100)).await.unwrap_err();
+        assert!(
+            matches!(refused, QuotaExhausted::SlowDown { .. }),
+            "{refused}"
+        );
+        quota.acquire(Instant::now() + ms(5_000)).await.unwrap();
+        assert!(t0.elapsed() >= ms(300), "waited for the hold to end");
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use pricefront_core::newest_wins::Replacement;
 use pricefront_core::Comparison;
 
 use crate::cache::{CacheError, RedisCache};
@@ -73,12 +74,13 @@ impl Sinks {
         }
     }
 
-    /// Runs `write` until it succeeds, waiting between attempts as its failure's class says.
+    /// Runs `write` until it succeeds, waiting between attempts as its failure's class says; counts a
+    /// result the sink did not store over the one it holds.
     async fn write_until_stored<E, F, Fut>(&self, sink: Sink, mut write: F)
     where
         E: SinkFailure,
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), E>>,
+        Fut: Future<Output = Result<Replacement, E>>,
     {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
@@ -89,7 +91,8 @@ impl Sinks {
         let started = std::time::Instant::now();
         loop {
             let error = match write().await {
-                Ok(()) => {
+                Ok(decision) => {
+                    self.metrics.result_kept(sink, decision);
                     self.metrics
                         .store_duration
                         .get_or_create(&SinkLabel { sink: sink.label() })

@@ -14,7 +14,11 @@
 //! offer_url_pointer = "/offer/url"             # optional
 //! max_requests_per_second = 0.5                # optional quota, per process (fractional allowed)
 //! max_concurrency = 4                          # optional quota, per process
-//! breaker_failures = 20                        # failed requests in a row that open the circuit
+//! breaker_failure_rate_percent = 50           # failed calls in the window that open the circuit
+//! breaker_minimum_calls = 20                   # no decision below this many calls in the window
+//! breaker_window_calls = 100                   # the window: the last N calls ...
+//! breaker_window_secs = 30                     # ... no older than this
+//! breaker_half_open_calls = 5                  # trial calls after the cool-down
 //! breaker_cooldown_ms = 5000                   # how long an open circuit stays open at first
 //! [vendor.headers]
 //! Authorization = "Bearer ${ALPHA_API_KEY}"    # ${VAR} is read from the environment at start
@@ -87,8 +91,18 @@ struct VendorEntry {
     offer_url_pointer: Option<String>,
     max_requests_per_second: Option<f64>,
     max_concurrency: Option<u32>,
-    #[serde(default = "default_breaker_failures")]
-    breaker_failures: u32,
+    /// Replaced by the failure-rate settings: read only to say so.
+    breaker_failures: Option<u32>,
+    #[serde(default = "default_breaker_failure_rate_percent")]
+    breaker_failure_rate_percent: f64,
+    #[serde(default = "default_breaker_minimum_calls")]
+    breaker_minimum_calls: u32,
+    #[serde(default = "default_breaker_window_calls")]
+    breaker_window_calls: u32,
+    #[serde(default = "default_breaker_window_secs")]
+    breaker_window_secs: u64,
+    #[serde(default = "default_breaker_half_open_calls")]
+    breaker_half_open_calls: u32,
     #[serde(default = "default_breaker_cooldown_ms")]
     breaker_cooldown_ms: u64,
 }
@@ -97,8 +111,24 @@ fn default_timeout_ms() -> u64 {
     2_000
 }
 
-fn default_breaker_failures() -> u32 {
-    BreakerSettings::default().failure_threshold
+fn default_breaker_failure_rate_percent() -> f64 {
+    BreakerSettings::default().failure_rate * 100.0
+}
+
+fn default_breaker_minimum_calls() -> u32 {
+    BreakerSettings::default().minimum_calls
+}
+
+fn default_breaker_window_calls() -> u32 {
+    BreakerSettings::default().window_calls
+}
+
+fn default_breaker_window_secs() -> u64 {
+    BreakerSettings::default().window.as_secs()
+}
+
+fn default_breaker_half_open_calls() -> u32 {
+    BreakerSettings::default().half_open_calls
 }
 
 fn default_breaker_cooldown_ms() -> u64 {
@@ -257,6 +287,17 @@ impl UrlTemplate {
     }
 }
 
+/// The vendors whose `timeout_ms` is not shorter than the call's `deadline`: the deadline cuts each of
+/// their attempts before its own timeout, so they are never retried after a timeout (the cut attempt
+/// still counts as a timeout for the circuit).
+pub fn timeouts_not_within(vendors: &[Vendor], deadline: Duration) -> Vec<&str> {
+    vendors
+        .iter()
+        .filter(|vendor| vendor.timeout >= deadline)
+        .map(|vendor| vendor.name.as_str())
+        .collect()
+}
+
 /// The shortest timeout of `vendors` (zero when there are none): a tenth of it is the lateness the
 /// consumer tolerates in itself ([`crate::lag::RuntimeLag`]).
 pub fn shortest_timeout(vendors: &[Vendor]) -> Duration {
@@ -336,8 +377,29 @@ fn resolve(entry: &VendorEntry, env: &impl Fn(&str) -> Option<String>) -> Result
     if entry.max_concurrency == Some(0) {
         return Err("max_concurrency must be at least 1".into());
     }
-    if entry.breaker_failures == 0 {
-        return Err("breaker_failures must be at least 1".into());
+    if entry.breaker_failures.is_some() {
+        return Err("breaker_failures (failures in a row) was replaced: the circuit now opens on a failure rate; \
+             set breaker_failure_rate_percent and breaker_minimum_calls instead (docs/configuration.md)"
+            .into());
+    }
+    let rate = entry.breaker_failure_rate_percent;
+    if !(rate > 0.0 && rate <= 100.0) {
+        return Err(format!(
+            "breaker_failure_rate_percent must be in (0, 100], not {rate}"
+        ));
+    }
+    if entry.breaker_window_calls == 0
+        || entry.breaker_window_secs == 0
+        || entry.breaker_half_open_calls == 0
+        || entry.breaker_minimum_calls == 0
+    {
+        return Err("breaker_window_calls, breaker_window_secs, breaker_minimum_calls and breaker_half_open_calls must be at least 1".into());
+    }
+    if entry.breaker_minimum_calls > entry.breaker_window_calls {
+        return Err(format!(
+            "breaker_minimum_calls ({}) must not exceed breaker_window_calls ({}): the circuit could never open",
+            entry.breaker_minimum_calls, entry.breaker_window_calls
+        ));
     }
     let mut headers = HeaderMap::new();
     for (name, value) in &entry.headers {
@@ -366,7 +428,11 @@ fn resolve(entry: &VendorEntry, env: &impl Fn(&str) -> Option<String>) -> Result
             max_concurrency: entry.max_concurrency,
         },
         breaker: BreakerSettings {
-            failure_threshold: entry.breaker_failures,
+            window_calls: entry.breaker_window_calls,
+            window: Duration::from_secs(entry.breaker_window_secs),
+            minimum_calls: entry.breaker_minimum_calls,
+            failure_rate: rate / 100.0,
+            half_open_calls: entry.breaker_half_open_calls,
             cooldown: Duration::from_millis(entry.breaker_cooldown_ms),
         },
     })
@@ -479,11 +545,33 @@ currency = "JPY"
     }
 
     #[test]
+    fn names_the_vendors_whose_timeout_the_deadline_cuts() {
+        let with = |name: &str, timeout_ms: u64| {
+            parse(
+                &format!("[[vendor]]\nname = \"{name}\"\nurl = \"http://x/{{productId}}\"\nguarantee_window_secs = 1\nprice_pointer = \"/p\"\ncurrency = \"EUR\"\ntimeout_ms = {timeout_ms}\n"),
+                env,
+            )
+            .unwrap()
+            .remove(0)
+        };
+        let vendors = [
+            with("short", 1_000),
+            with("equal", 3_000),
+            with("long", 5_000),
+        ];
+        assert_eq!(
+            timeouts_not_within(&vendors, Duration::from_millis(3_000)),
+            ["equal", "long"]
+        );
+    }
+
+    #[test]
     fn reads_quotas_and_breaker_settings_with_their_defaults() {
         let vendors = parse(GOOD, env).unwrap();
         assert_eq!(vendors[0].quota, QuotaSettings::default());
         assert_eq!(vendors[0].breaker, BreakerSettings::default());
-        assert_eq!(vendors[0].breaker.failure_threshold, 20);
+        assert_eq!(vendors[0].breaker.minimum_calls, 20);
+        assert_eq!(vendors[0].breaker.failure_rate, 0.5);
         assert_eq!(vendors[0].breaker.cooldown, Duration::from_millis(5_000));
         let with = |extra: &str| {
             parse(
@@ -491,12 +579,22 @@ currency = "JPY"
                 env,
             )
         };
-        let vendor = with("max_requests_per_second = 0.5\nmax_concurrency = 4\nbreaker_failures = 2\nbreaker_cooldown_ms = 750")
+        let vendor = with("max_requests_per_second = 0.5\nmax_concurrency = 4\nbreaker_failure_rate_percent = 25\nbreaker_minimum_calls = 2\nbreaker_window_calls = 8\nbreaker_window_secs = 9\nbreaker_half_open_calls = 3\nbreaker_cooldown_ms = 750")
             .unwrap()
             .remove(0);
         assert_eq!(vendor.quota.max_requests_per_second, Some(0.5));
         assert_eq!(vendor.quota.max_concurrency, Some(4));
-        assert_eq!(vendor.breaker.failure_threshold, 2);
+        assert_eq!(
+            vendor.breaker,
+            BreakerSettings {
+                window_calls: 8,
+                window: Duration::from_secs(9),
+                minimum_calls: 2,
+                failure_rate: 0.25,
+                half_open_calls: 3,
+                cooldown: Duration::from_millis(750),
+            }
+        );
         assert_eq!(vendor.breaker.cooldown, Duration::from_millis(750));
         let whole = with("max_requests_per_second = 3").unwrap().remove(0);
         assert_eq!(
@@ -510,7 +608,11 @@ currency = "JPY"
             ("max_requests_per_second = nan", "> 0"),
             ("max_requests_per_second = inf", "> 0"),
             ("max_concurrency = 0", "at least 1"),
-            ("breaker_failures = 0", "at least 1"),
+            ("breaker_failures = 3", "was replaced"),
+            ("breaker_failure_rate_percent = 0", "in (0, 100]"),
+            ("breaker_failure_rate_percent = 101", "in (0, 100]"),
+            ("breaker_half_open_calls = 0", "at least 1"),
+            ("breaker_minimum_calls = 101", "must not exceed"),
         ] {
             let error = with(bad).unwrap_err().to_string();
             assert!(error.contains(expected), "{bad}: {error}");

@@ -205,6 +205,18 @@ impl Comparison {
         Freshness::at(Some(self.lifetime()), now_ms)
     }
 
+    /// Whether no vendor was asked at all: no offer, and every vendor refused before any request (its
+    /// circuit open, or no room in its quota). Such a comparison says nothing about the product and is
+    /// not a result: the consumer stores nothing for it.
+    pub fn asked_no_vendor(&self) -> bool {
+        self.offers.is_empty()
+            && !self.failures.is_empty()
+            && self.failures.iter().all(|failure| {
+                failure.attempts == 0
+                    && matches!(failure.kind, FailureKind::CircuitOpen | FailureKind::Quota)
+            })
+    }
+
     /// The result as JSON, the form stored in the caches.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a comparison always serializes")
@@ -268,6 +280,38 @@ mod tests {
             detail: "no answer within 2s".into(),
             attempts: 1,
         })
+    }
+
+    fn refused(vendor: &str, kind: FailureKind, attempts: u32) -> VendorOutcome {
+        VendorOutcome::Failed(VendorFailure {
+            vendor: vendor.into(),
+            kind,
+            detail: "refused".into(),
+            attempts,
+        })
+    }
+
+    #[test]
+    fn a_comparison_that_asked_no_vendor_is_told_apart() {
+        let policy = FreshnessPolicy::default();
+        let of =
+            |outcomes: Vec<VendorOutcome>| Comparison::aggregate(id(), outcomes, 1_000, &policy);
+        let open = |v| refused(v, FailureKind::CircuitOpen, 0);
+        let quota = |v| refused(v, FailureKind::Quota, 0);
+        assert!(of(vec![open("a"), quota("b")]).asked_no_vendor());
+        assert!(
+            !of(vec![open("a"), failed("b")]).asked_no_vendor(),
+            "b was asked"
+        );
+        assert!(
+            !of(vec![open("a"), refused("b", FailureKind::Quota, 1)]).asked_no_vendor(),
+            "b was asked before its quota ran out"
+        );
+        assert!(!of(vec![open("a"), answered("b", 1, 60_000)]).asked_no_vendor());
+        assert!(
+            !of(vec![]).asked_no_vendor(),
+            "no vendor configured is no refusal"
+        );
     }
 
     fn id() -> ProductId {

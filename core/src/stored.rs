@@ -28,6 +28,15 @@ pub struct StoredHeader {
     /// How long its fan-out took, when known.
     #[serde(default)]
     pub fan_out_ms: Option<u64>,
+    /// How many offers it has (counted, not parsed): whether it is worth keeping
+    /// ([`crate::newest_wins`]).
+    #[serde(default, deserialize_with = "count_elements")]
+    pub offers: usize,
+}
+
+/// Counts the elements of a JSON array without parsing them.
+fn count_elements<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    Vec::<serde::de::IgnoredAny>::deserialize(deserializer).map(|elements| elements.len())
 }
 
 impl StoredHeader {
@@ -56,6 +65,7 @@ impl StoredHeader {
             fresh_until_ms: comparison.fresh_until_ms,
             stale_until_ms: comparison.stale_until_ms,
             fan_out_ms: comparison.fan_out_ms,
+            offers: comparison.offers.len(),
         }
     }
 

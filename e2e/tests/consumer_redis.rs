@@ -1,13 +1,16 @@
-//! The consumer and its Redis: the newer of two results is the one kept, and a consumer started while
-//! Redis is down waits for it instead of exiting.
+//! The consumer and its Redis: the newer of two results is the one kept, a result without offers never
+//! replaces a servable one with offers (stale-if-error), and a consumer started while Redis is down
+//! waits for it instead of exiting.
 //! Start the stack first: `dev/stack.sh up` (`make test` does). The consumer binary is the debug build
 //! (`cargo test` builds it) unless PRICEFRONT_CONSUMER_BIN names another.
 
 use std::time::Duration;
 
-use pricefront_consumer::cache::{PutOutcome, RedisCache};
+use pricefront_consumer::cache::RedisCache;
+use pricefront_core::newest_wins::Replacement;
 use pricefront_core::{
-    Comparison, FailureKind, FreshnessPolicy, ProductId, UnixMillis, VendorFailure,
+    Comparison, FailureKind, FreshnessPolicy, Money, Offer, ProductId, UnixMillis, VendorFailure,
+    VendorOutcome,
 };
 use pricefront_harness::private_redis::PrivateRedis;
 use pricefront_harness::{now_ms, profiles, redis_url, vendor, ConsumerProcess, TestEnv};
@@ -48,15 +51,13 @@ async fn an_older_result_never_replaces_a_newer_one_in_redis() {
     let older = comparison(product, now - 1_000, "older");
 
     assert_eq!(
-        cache.put_with_outcome(&newer, now_ms()).await.unwrap(),
-        PutOutcome::Stored
+        cache.put(&newer, now_ms()).await.unwrap(),
+        Replacement::Store
     );
     assert_eq!(
-        cache.put_with_outcome(&older, now_ms()).await.unwrap(),
-        PutOutcome::KeptNewer
+        cache.put(&older, now_ms()).await.unwrap(),
+        Replacement::KeepNewer
     );
-    // The plain `put` keeps the newer one too.
-    cache.put(&older, now_ms()).await.unwrap();
     assert_eq!(
         cache.get(product).await.unwrap().as_ref(),
         Some(&newer),
@@ -65,13 +66,74 @@ async fn an_older_result_never_replaces_a_newer_one_in_redis() {
 
     let same_time = comparison(product, now, "same time, written later");
     assert_eq!(
-        cache.put_with_outcome(&same_time, now_ms()).await.unwrap(),
-        PutOutcome::Stored
+        cache.put(&same_time, now_ms()).await.unwrap(),
+        Replacement::Store
     );
     assert_eq!(
         cache.get(product).await.unwrap().as_ref(),
         Some(&same_time),
         "a result computed at the same time replaces (a retried write is idempotent)"
+    );
+}
+
+/// A comparison of `product` computed at `computed_at_ms` with one offer.
+fn with_offer(product: ProductId, computed_at_ms: UnixMillis) -> Comparison {
+    let offer = Offer {
+        vendor: "alpha".into(),
+        price: Money {
+            minor_units: 1_999,
+            currency: "EUR".parse().unwrap(),
+        },
+        url: None,
+    };
+    Comparison::aggregate(
+        product,
+        [VendorOutcome::Answered {
+            offer,
+            guarantee_ms: 60_000,
+        }],
+        computed_at_ms,
+        &FreshnessPolicy::default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_without_offers_never_replaces_a_servable_one_with_offers_in_redis() {
+    let cache = RedisCache::connect(&redis_url(), Duration::from_secs(5))
+        .await
+        .expect("Redis is not reachable: start the stack with `dev/stack.sh up`");
+    let product = unused_product();
+    let now = now_ms();
+    let useful = with_offer(product, now - 1_000);
+    assert!(useful.stale_until_ms > now);
+    assert_eq!(
+        cache.put(&useful, now_ms()).await.unwrap(),
+        Replacement::Store
+    );
+    let empty = comparison(product, now, "every vendor failed");
+    assert_eq!(
+        cache.put(&empty, now_ms()).await.unwrap(),
+        Replacement::KeepUseful
+    );
+    assert_eq!(
+        cache.get(product).await.unwrap().as_ref(),
+        Some(&useful),
+        "the empty result replaced the one with an offer"
+    );
+    let newer_offer = with_offer(product, now);
+    assert_eq!(
+        cache.put(&newer_offer, now_ms()).await.unwrap(),
+        Replacement::Store,
+        "a result with an offer replaces"
+    );
+    // Past the stored result's stale-until, the empty result is all there is: it is stored.
+    let much_later = comparison(product, newer_offer.stale_until_ms, "later");
+    assert_eq!(
+        cache
+            .put(&much_later, much_later.computed_at_ms)
+            .await
+            .unwrap(),
+        Replacement::Store
     );
 }
 

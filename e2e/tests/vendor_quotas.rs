@@ -1,6 +1,6 @@
 //! Per-vendor quotas and circuit breakers in a real consumer process, against the real broker and Redis,
-//! with simulated vendors: a rate quota caps what a vendor is sent, and a vendor answering 429 is left
-//! alone while its circuit is open.
+//! with simulated vendors: a rate quota caps what a vendor is sent, and a vendor answering 429 is held
+//! for its `Retry-After`, then, answering 429 again past it, left alone while its circuit is open.
 //! Start the stack first: `dev/stack.sh up` (`make test` does). The consumer binary is the debug build
 //! (`cargo test` builds it) unless PRICEFRONT_CONSUMER_BIN names another.
 
@@ -112,7 +112,7 @@ async fn a_rate_quota_caps_the_requests_and_the_rest_fail_as_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vendor_answering_429_opens_its_circuit_and_is_not_asked_for_every_product() {
+async fn a_vendor_answering_429_is_held_for_its_retry_after_then_its_circuit_opens_on_the_rate() {
     let vendors = profiles([
         ("steady", vendor((5, 20), BodyShape::Flat)),
         (
@@ -124,10 +124,24 @@ async fn a_vendor_answering_429_opens_its_circuit_and_is_not_asked_for_every_pro
             },
         ),
     ]);
-    // The default breaker: a 429 opens it for max(5 s, Retry-After: 1).
-    let env = TestEnv::new("circuit", vendors, 2_000).await.unwrap();
+    // The simulator's 429 says `Retry-After: 1`. One attempt per call, and a decision after 4 calls, so
+    // that the test is short: the first 429s only hold the vendor for 1 s; the 429s to requests sent
+    // after that are failures, and 4 of them open the circuit.
+    let env = TestEnv::with_vendor_settings(
+        "circuit",
+        vendors,
+        2_000,
+        &[("throttling", "max_attempts = 1\nbreaker_minimum_calls = 4")],
+    )
+    .await
+    .unwrap();
     // A small window, so that few calls are under way when the first 429 comes back.
-    let consumer = env.start_consumer("a", &["--max-in-flight", "4"]).unwrap();
+    let consumer = env
+        .start_consumer(
+            "a",
+            &["--max-in-flight", "4", "--vendor-deadline-ms", "3000"],
+        )
+        .unwrap();
     let products: Vec<_> = (0..200).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await.unwrap();
     let results = env.wait_for_results(&products, WAIT).await.unwrap();
@@ -142,43 +156,59 @@ async fn a_vendor_answering_429_opens_its_circuit_and_is_not_asked_for_every_pro
         "throttling was asked {sent} times for {} products",
         products.len()
     );
-    let state = "pricefront_vendor_circuit_state{vendor=\"throttling\"}";
-    let open = consumer
-        .wait_for_metric(state, |v| v == 1.0, Duration::from_secs(10))
+    let opened = consumer
+        .wait_for_metric(
+            "pricefront_vendor_circuit_opened_total{vendor=\"throttling\"}",
+            |v| v >= 1.0,
+            Duration::from_secs(10),
+        )
         .await;
-    assert_eq!(open, Ok(1.0), "{}", consumer.log_text());
+    assert!(opened.is_ok(), "{opened:?}\n{}", consumer.log_text());
 
-    let mut rejected = 0;
+    let (mut asked, mut rejected) = (0, 0);
     for result in &results {
         assert!(answered(result, "steady"), "{result:?}");
         let failure = failure_of(result, "throttling").expect("throttling always fails");
         match failure.kind {
             FailureKind::HttpStatus => {
-                assert_eq!(failure.attempts, 1, "a 429 is not retried: {failure:?}")
+                asked += 1;
+                assert_eq!(failure.attempts, 1, "{failure:?}");
+                assert!(
+                    failure.detail.contains("Retry-After 1000 ms"),
+                    "{failure:?}"
+                );
             }
-            FailureKind::CircuitOpen => {
+            FailureKind::CircuitOpen | FailureKind::Quota => {
                 rejected += 1;
-                assert_eq!(failure.attempts, 0);
+                assert_eq!(failure.attempts, 0, "{failure:?}");
             }
             other => panic!("throttling failed with {other:?}: {failure:?}"),
         }
     }
+    assert_eq!(asked, sent as usize, "one request per call that asked");
+    assert!(
+        asked > 4,
+        "the first 429s ({asked} calls asked) opened the circuit: they only ask to slow down"
+    );
     assert_eq!(
         rejected,
-        products.len() - sent as usize,
-        "every other call was rejected"
+        products.len() - asked,
+        "every other call was refused"
+    );
+    let refused = |reason: &str| {
+        let series = format!(
+            "pricefront_vendor_rejected_total{{vendor=\"throttling\",reason=\"{reason}\"}}"
+        );
+        let consumer = &consumer;
+        async move { consumer.metric(&series).await.unwrap_or(0.0) }
+    };
+    assert_eq!(
+        refused("circuit_open").await + refused("quota").await,
+        rejected as f64
     );
     assert_eq!(
         consumer
-            .metric(
-                "pricefront_vendor_rejected_total{vendor=\"throttling\",reason=\"circuit_open\"}"
-            )
-            .await,
-        Some(rejected as f64)
-    );
-    assert_eq!(
-        consumer
-            .metric("pricefront_vendor_requests_total{vendor=\"throttling\"}")
+            .metric("pricefront_vendor_attempts_total{vendor=\"throttling\",outcome=\"http_429\"}")
             .await,
         Some(sent as f64)
     );

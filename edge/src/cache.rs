@@ -5,7 +5,9 @@
 
 use pricefront_core::edge_rules::{kv_ttl_secs, needs_second_tier, pick_tier, TierPick};
 use pricefront_core::freshness::cache_ttl_ms;
-use pricefront_core::newest_wins::{supersedes, REDIS_SET_IF_NEWER};
+use pricefront_core::newest_wins::{
+    replacement, replacement_from_script, Held, Replacement, REDIS_STORE_IF_REPLACES,
+};
 use pricefront_core::redis_protocol::{RedisAddress, Reply};
 use pricefront_core::stored::{Stored, StoredHeader};
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
@@ -18,15 +20,6 @@ use crate::redis::command;
 
 /// The KV binding's name.
 pub const KV_BINDING: &str = "PRICES";
-
-/// What a [`put`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutOutcome {
-    /// The comparison is stored (or was already past its stale-until: nothing to keep).
-    Written,
-    /// The cache holds a result computed later; it was kept.
-    KeptNewer,
-}
 
 /// What a read found.
 pub struct Lookup {
@@ -170,28 +163,30 @@ pub async fn write_back(
 }
 
 /// Stores `comparison` until its stale-until (KV: rounded up to KV's one-minute minimum), unless the
-/// cache holds a newer one. KV (also with `kv+redis`: the consumers write Redis themselves): read,
-/// compare, write (KV has no conditional write; two fills of one product racing within a read's time
-/// can still both write). Redis: [`REDIS_SET_IF_NEWER`], atomic.
+/// cache holds a newer one, or a servable one with offers while `comparison` has none
+/// ([`replacement`]). KV (also with `kv+redis`: the consumers write Redis themselves): read, decide,
+/// write (KV has no conditional write; two fills of one product racing within a read's time can still
+/// both write). Redis: [`REDIS_STORE_IF_REPLACES`], atomic.
 pub async fn put(
     config: &Config,
     env: &Env,
     comparison: &Comparison,
     now_ms: UnixMillis,
-) -> Result<PutOutcome> {
+) -> Result<Replacement> {
     let key = cache_key(comparison.product_id);
     let value = comparison.to_json();
     match &config.cache {
         CacheBackend::Kv | CacheBackend::KvThenRedis(_) => {
             let kv = env.kv(KV_BINDING)?;
-            let stored_at = kv
+            let held = kv
                 .get(&key)
                 .bytes()
                 .await?
                 .and_then(|b| StoredHeader::from_json(&b).ok())
-                .map(|stored| stored.computed_at_ms);
-            if !supersedes(comparison, stored_at) {
-                return Ok(PutOutcome::KeptNewer);
+                .map(|stored| Held::from(&stored));
+            let decision = replacement(comparison, held);
+            if decision != Replacement::Store {
+                return Ok(decision);
             }
             let ttl = kv_ttl_secs(comparison.stale_until_ms, now_ms);
             // As bytes: `put` of a string goes through serde-wasm-bindgen (and with it a float
@@ -203,34 +198,34 @@ pub async fn put(
             if let Some(stored) = Stored::from_bytes(value.into_bytes()) {
                 hot_cache::put(&stored, now_ms, config.hot_cache_ms);
             }
-            Ok(PutOutcome::Written)
+            Ok(Replacement::Store)
         }
         CacheBackend::Redis(address) => {
             let Some(ttl_ms) = cache_ttl_ms(comparison.stale_until_ms, now_ms) else {
-                return Ok(PutOutcome::Written);
+                return Ok(Replacement::Store);
             };
             let ttl = ttl_ms.to_string();
             let computed_at = comparison.computed_at_ms.to_string();
+            let offers = comparison.offers.len().to_string();
             let reply = command(
                 address,
                 &[
                     b"EVAL",
-                    REDIS_SET_IF_NEWER.as_bytes(),
+                    REDIS_STORE_IF_REPLACES.as_bytes(),
                     b"1",
                     key.as_bytes(),
                     value.as_bytes(),
                     computed_at.as_bytes(),
                     ttl.as_bytes(),
+                    offers.as_bytes(),
                 ],
             )
             .await?;
             match reply {
-                Reply::Integer(1) => Ok(PutOutcome::Written),
-                Reply::Integer(0) => Ok(PutOutcome::KeptNewer),
-                _ => Err(Error::RustError(
-                    "redis: unexpected reply to the set-if-newer script".into(),
-                )),
+                Reply::Integer(n) => replacement_from_script(n),
+                _ => None,
             }
+            .ok_or_else(|| Error::RustError("redis: unexpected reply to the store script".into()))
         }
     }
 }

@@ -7,6 +7,7 @@ use pricefront_core::edge_rules::{
     ReadDecision, RETRY_AFTER_SECS,
 };
 use pricefront_core::miss_guard::Refusal;
+use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
 use pricefront_core::stored::Stored;
 use pricefront_core::{Comparison, Freshness, ProductId, TraceContext, UnixMillis};
 use std::rc::Rc;
@@ -16,7 +17,7 @@ use pricefront_core::early_refresh::refresh_early;
 use pricefront_core::prefer_wait::{pauses, preference_applied};
 use worker::{Context, Date, Delay, Env, Request, Response};
 
-use crate::cache::{self, Lookup, PutOutcome};
+use crate::cache::{self, Lookup};
 use crate::config::Config;
 use crate::error::EdgeError;
 use crate::miss_guard;
@@ -274,8 +275,8 @@ fn authorize(request: &Request, config: &Config) -> Result<()> {
 }
 
 /// `PUT /internal/v1/prices/{productId}`: the consumer stores a finished comparison. The newer
-/// `computedAtMs` wins: an older comparison is accepted (204, the cache holds one at least as new) but
-/// not stored.
+/// `computedAtMs` wins, and a comparison without offers never replaces a servable one with offers: such
+/// a comparison is accepted (204) but not stored, and the 204 says why in [`FILL_OUTCOME_HEADER`].
 pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) -> Result<Response> {
     let config = config(env)?;
     authorize(&request, &config)?;
@@ -290,11 +291,10 @@ pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) ->
         }
         Err(error) => return Err(EdgeError::InvalidComparison(error.to_string())),
     };
-    if let PutOutcome::KeptNewer = cache::put(&config, env, &comparison, now_ms()).await? {
-        worker::console_log!(
-            "fill of {product} computed at {} skipped: the cache holds a newer result",
-            comparison.computed_at_ms
-        );
+    let decision = cache::put(&config, env, &comparison, now_ms()).await?;
+    let response = Response::empty()?.with_status(204);
+    if let Some(outcome) = decision.fill_outcome() {
+        response.headers().set(FILL_OUTCOME_HEADER, outcome)?;
     }
-    Ok(Response::empty()?.with_status(204))
+    Ok(response)
 }

@@ -43,7 +43,7 @@ impl TestEnv {
     }
 
     /// Like [`TestEnv::new`], with extra lines of TOML in some vendors' entries of the vendors file:
-    /// `(vendor, "max_requests_per_second = 2\nbreaker_failures = 3")`.
+    /// `(vendor, "max_requests_per_second = 2\nbreaker_minimum_calls = 3")`.
     pub async fn with_vendor_settings(
         name: &str,
         profiles: Profiles,
