@@ -22,6 +22,22 @@ pub const DEFAULT_BACKLOG_MAX: u64 = 10_000;
 /// A partition's report counts for this long after it was made.
 pub const REPORT_MAX_AGE_MS: u64 = 30_000;
 
+/// How old a Workers KV read may be: KV serves a location its cached copy of a key for up to 60 s
+/// after a write elsewhere (its minimum `cacheTtl`), so a report read from KV may be that much older
+/// than the newest one written.
+pub const KV_STALENESS_MS: u64 = 60_000;
+
+/// How old a partition's report may be and still count for a reader of the stored value: the reports'
+/// own age, plus KV's staleness when read from KV (`from_kv`). A copy KV kept for its minute still
+/// counts there, rather than reading as "no backlog".
+pub fn max_age_ms(from_kv: bool) -> u64 {
+    if from_kv {
+        REPORT_MAX_AGE_MS + KV_STALENESS_MS
+    } else {
+        REPORT_MAX_AGE_MS
+    }
+}
+
 /// How long the stored value lives without a new report (Redis `PX`, KV expiration).
 pub const REPORT_TTL_SECS: u64 = 60;
 
@@ -65,9 +81,14 @@ impl BacklogReport {
     }
 
     /// Takes `other`'s partitions where they are newer, and drops the partitions too old to count
-    /// at `now_ms`.
+    /// at `now_ms`. A report stamped after `now_ms` (its reporter's clock runs ahead) is taken as made
+    /// at `now_ms`: the merger's clock decides, so that it cannot pin its partition's lag.
     pub fn merge(&mut self, other: &BacklogReport, now_ms: UnixMillis) {
         for &(partition, lag) in &other.partitions {
+            let lag = PartitionLag {
+                at_ms: lag.at_ms.min(now_ms),
+                ..lag
+            };
             if self
                 .lag_of(partition)
                 .is_none_or(|held| lag.at_ms >= held.at_ms)
@@ -79,13 +100,20 @@ impl BacklogReport {
             .retain(|(_, lag)| now_ms.saturating_sub(lag.at_ms) <= REPORT_MAX_AGE_MS);
     }
 
-    /// The total lag at `now_ms`, of the partitions whose reports still count.
+    /// The total lag at `now_ms`, of the partitions whose reports still count (read from a current
+    /// store: Redis).
     pub fn total(&self, now_ms: UnixMillis) -> u64 {
+        self.total_within(now_ms, REPORT_MAX_AGE_MS)
+    }
+
+    /// The total lag at `now_ms` of the partitions reported in the last `max_age_ms` ([`max_age_ms`]),
+    /// saturating rather than wrapping. A report from more than `max_age_ms` ahead of `now_ms` does not
+    /// count (its reporter's clock is off, so its age is unknown); one less far ahead counts as made now.
+    pub fn total_within(&self, now_ms: UnixMillis, max_age_ms: u64) -> u64 {
         self.partitions
             .iter()
-            .filter(|(_, lag)| now_ms.saturating_sub(lag.at_ms) <= REPORT_MAX_AGE_MS)
-            .map(|(_, lag)| lag.lag)
-            .sum()
+            .filter(|(_, lag)| now_ms.abs_diff(lag.at_ms) <= max_age_ms)
+            .fold(0u64, |sum, (_, lag)| sum.saturating_add(lag.lag))
     }
 
     /// Sets `partition`'s lag, keeping the list in partition order.
@@ -195,6 +223,46 @@ mod tests {
             read.to_json(),
             r#"{"partitions":{"0":{"lag":2,"atMs":7},"2":{"lag":3,"atMs":8}}}"#
         );
+    }
+
+    #[test]
+    fn a_report_stamped_in_the_future_neither_pins_its_partition_nor_outlives_its_age() {
+        // A consumer whose clock runs an hour ahead reports partition 0 at the edge's 1 000.
+        let hour = 3_600_000;
+        let mut stored = BacklogReport::default();
+        stored.merge(&BacklogReport::of([(0, 50_000)], 1_000 + hour), 1_000);
+        // Merged at the edge's clock: a correct report a second later wins.
+        stored.merge(&BacklogReport::of([(0, 3)], 2_000), 2_000);
+        assert_eq!(stored.lag_of(0).unwrap().lag, 3);
+        // Read straight from a store the consumers write (Redis): a report from far ahead of the
+        // reader's clock does not count, and one within the age counts as made now.
+        let ahead = BacklogReport::of([(0, 50_000)], 1_000 + hour);
+        assert_eq!(ahead.total(1_000), 0);
+        let slightly = BacklogReport::of([(0, 7)], 1_000 + REPORT_MAX_AGE_MS);
+        assert_eq!(slightly.total(1_000), 7);
+    }
+
+    #[test]
+    fn the_total_saturates_instead_of_wrapping() {
+        let report = BacklogReport::of([(0, u64::MAX), (1, 2)], 1_000);
+        assert_eq!(report.total(1_000), u64::MAX);
+        assert!(!admits_misses(Some(report.total(1_000)), 10));
+    }
+
+    #[test]
+    fn a_kv_copy_as_old_as_kv_may_serve_still_counts() {
+        // KV may answer with a copy up to KV_STALENESS_MS old: its reports still count when read
+        // from KV, not when read from Redis (which is current).
+        let report = BacklogReport::of([(0, 20_000)], 1_000);
+        let later = 1_000 + REPORT_MAX_AGE_MS + KV_STALENESS_MS / 2;
+        assert_eq!(report.total(later), 0);
+        assert_eq!(report.total_within(later, max_age_ms(true)), 20_000);
+        assert!(!admits_misses(
+            Some(report.total_within(later, max_age_ms(true))),
+            10_000
+        ));
+        let too_late = 1_000 + REPORT_MAX_AGE_MS + KV_STALENESS_MS + 1;
+        assert_eq!(report.total_within(too_late, max_age_ms(true)), 0);
     }
 
     #[test]
