@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::freshness::Lifetime;
+use crate::problem::Problem;
 use crate::stored::{freshness_label, StoredHeader};
 use crate::{Comparison, Freshness, ProductId, UnixMillis};
 
@@ -297,6 +298,98 @@ pub fn authorize_fill(
     }
 }
 
+/// Why this isolate published a request for a product in the last few seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishedFor {
+    /// A miss: no tier had a usable result, and its client polls for the first one.
+    Miss,
+    /// A refresh of a result a tier holds (stale, or fresh and refreshed early).
+    Refresh,
+}
+
+/// The tier a `kv+redis` read asks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstTier {
+    /// KV, then Redis only if KV has nothing fresh ([`needs_second_tier`]).
+    Kv,
+    /// Redis, then KV only if Redis has nothing usable: the polls of a miss this isolate published,
+    /// whose result the consumer stores in Redis first (one read per poll, not two).
+    Redis,
+}
+
+/// Which tier a `kv+redis` read of a product asks first, given why this isolate last published it
+/// (`None`: not lately). A refresh is no reason: KV holds the product, and its fresh entry answers
+/// without Redis (Redis on every read of a hot product for the seconds after each early refresh was
+/// a connection per read).
+pub fn first_tier(published: Option<PublishedFor>) -> FirstTier {
+    match published {
+        Some(PublishedFor::Miss) => FirstTier::Redis,
+        _ => FirstTier::Kv,
+    }
+}
+
+/// Moves `comparison`'s times back to `now_ms` when its writer's clock stamped it later (a result is
+/// never computed after it arrives): computed-at, fresh-until and stale-until by the same amount, so
+/// that it stays fresh for its own window, not for the window plus the clocks' skew. The fill endpoint
+/// applies it on arrival, when the edge's clock is the one to read the result by; whether it moved
+/// the times. A writer's clock behind the edge's cannot be told from a result's age (NTP keeps both
+/// within far less than any window).
+pub fn rebase_to_clock(comparison: &mut Comparison, now_ms: UnixMillis) -> bool {
+    let ahead = comparison.computed_at_ms.saturating_sub(now_ms);
+    comparison.computed_at_ms -= ahead;
+    comparison.fresh_until_ms = comparison.fresh_until_ms.saturating_sub(ahead);
+    comparison.stale_until_ms = comparison.stale_until_ms.saturating_sub(ahead);
+    ahead > 0
+}
+
+/// KV's limit on writes to one key: one a second.
+pub const KV_WRITE_RETRY_SECS: u64 = 1;
+
+/// The answer to a fill (or backlog report) whose cache write failed with `error` (the runtime's
+/// message), with its `Retry-After` in seconds: always a 503 `/problems/unavailable`, which the
+/// consumer retries; never a 500 or a 400, which it takes for a misconfiguration. KV's per-key write
+/// limit (production answers `429 Too Many Requests`; `wrangler dev` does not enforce it) is retried
+/// after its one second.
+pub fn failed_write_answer(error: &str) -> (Problem, u64) {
+    let lower = error.to_ascii_lowercase();
+    let rate_limited = lower.contains("429") || lower.contains("too many requests");
+    let retry_after = if rate_limited {
+        KV_WRITE_RETRY_SECS
+    } else {
+        RETRY_AFTER_SECS
+    };
+    (Problem::unavailable(), retry_after)
+}
+
+/// Why a fill's body is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FillBodyError {
+    /// The body could not be read (the connection failed mid-body): a 503 with `Retry-After`, never
+    /// the 400 of a body that is not a comparison, which the consumer takes for its own
+    /// misconfiguration.
+    #[error("the body could not be read")]
+    Unreadable,
+    /// The body is not a comparison of the product in the path: 400 `/problems/invalid-comparison`.
+    #[error("{0}")]
+    NotAComparison(String),
+}
+
+/// Reads a fill's `body` (`None`: it could not be read) as the comparison of `product`.
+pub fn fill_comparison(
+    body: Option<&[u8]>,
+    product: ProductId,
+) -> Result<Comparison, FillBodyError> {
+    let body = body.ok_or(FillBodyError::Unreadable)?;
+    match Comparison::from_json(body) {
+        Ok(c) if c.product_id == product => Ok(c),
+        Ok(c) => Err(FillBodyError::NotAComparison(format!(
+            "the body is the comparison of {}, not of {product}",
+            c.product_id
+        ))),
+        Err(error) => Err(FillBodyError::NotAComparison(error.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,5 +621,62 @@ mod tests {
             prop_assert!(u64::from(now) + ttl * 1000 >= u64::from(stale));
             prop_assert!(ttl >= KV_MIN_TTL_SECS);
         }
+    }
+
+    #[test]
+    fn a_kv_read_after_a_refresh_asks_kv_first_and_the_polls_of_a_miss_redis() {
+        assert_eq!(first_tier(Some(PublishedFor::Refresh)), FirstTier::Kv);
+        assert_eq!(first_tier(None), FirstTier::Kv);
+        assert_eq!(first_tier(Some(PublishedFor::Miss)), FirstTier::Redis);
+    }
+
+    #[test]
+    fn a_result_stamped_by_a_clock_ahead_is_fresh_for_its_own_window_only() {
+        // Computed by a consumer whose clock runs 10 minutes ahead, fresh for 30 s, filled at the
+        // edge's 1 000 000.
+        let mut result = comparison(1_000_000 + 600_000);
+        assert!(rebase_to_clock(&mut result, 1_000_000));
+        assert_eq!(
+            decide_read(Some(&result), 1_000_000),
+            ReadDecision::Fresh { max_age_secs: 30 }
+        );
+        assert_eq!(decide_read(Some(&result), 1_031_000), ReadDecision::Stale);
+        assert_eq!(decide_read(Some(&result), 1_091_000), ReadDecision::Miss);
+        // A clock that is not ahead changes nothing.
+        let mut on_time = comparison(1_000_000);
+        let before = on_time.clone();
+        assert!(!rebase_to_clock(&mut on_time, 1_005_000));
+        assert_eq!(on_time, before);
+    }
+
+    #[test]
+    fn a_failed_cache_write_is_a_503_to_retry_and_kvs_write_limit_a_second_later() {
+        let (problem, retry) = failed_write_answer("Error: KV PUT failed: 429 Too Many Requests");
+        assert_eq!((problem.status, retry), (503, KV_WRITE_RETRY_SECS));
+        assert_eq!(problem.kind, "/problems/unavailable");
+        let (problem, retry) = failed_write_answer("KV PUT failed: 500 Internal Server Error");
+        assert_eq!((problem.status, retry), (503, RETRY_AFTER_SECS));
+    }
+
+    #[test]
+    fn a_fill_body_that_could_not_be_read_is_not_an_invalid_comparison() {
+        let product = ProductId::new(5).unwrap();
+        assert_eq!(
+            fill_comparison(None, product),
+            Err(FillBodyError::Unreadable)
+        );
+        let json = comparison(1_000).to_json();
+        assert_eq!(
+            fill_comparison(Some(json.as_bytes()), product),
+            Ok(comparison(1_000))
+        );
+        assert!(matches!(
+            fill_comparison(Some(json.as_bytes()), ProductId::new(6).unwrap()),
+            Err(FillBodyError::NotAComparison(_))
+        ));
+        assert!(matches!(
+            fill_comparison(Some(b"{"), product),
+            Err(FillBodyError::NotAComparison(_))
+        ));
     }
 }
