@@ -49,13 +49,19 @@ pub struct BreakerSettings {
 }
 
 impl Default for BreakerSettings {
-    /// A window of the last 100 calls within 30 s, no decision below 20, open at 50% failed, 5 trials,
+    /// A window of the last 1,000 calls within 10 s, no decision below 20, open at 50% failed, 5 trials,
     /// 5 s of cool-down: a vendor that answers most calls is never cut off, one that is down is cut off
-    /// within its first 20 calls.
+    /// within about half the window.
+    ///
+    /// The window is long because outcomes come in bursts: a comparison ends only when all its vendors
+    /// end, so the in-flight window fills with comparisons waiting on a hung call, and their timeouts
+    /// all come back together, `timeout_ms` after they were sent. With the last 100 calls (resilience4j's
+    /// default), a vendor hanging on 10% of its requests and answering 66% of them had its circuit opened
+    /// by such a burst in the vendor-faults drill.
     fn default() -> Self {
         Self {
-            window_calls: 100,
-            window: Duration::from_secs(30),
+            window_calls: 1_000,
+            window: Duration::from_secs(10),
             minimum_calls: 20,
             failure_rate: 0.5,
             half_open_calls: 5,

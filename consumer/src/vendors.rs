@@ -16,8 +16,8 @@
 //! max_concurrency = 4                          # optional quota, per process
 //! breaker_failure_rate_percent = 50           # failed calls in the window that open the circuit
 //! breaker_minimum_calls = 20                   # no decision below this many calls in the window
-//! breaker_window_calls = 100                   # the window: the last N calls ...
-//! breaker_window_secs = 30                     # ... no older than this
+//! breaker_window_calls = 1000                  # the window: the last N calls ...
+//! breaker_window_secs = 10                     # ... no older than this
 //! breaker_half_open_calls = 5                  # trial calls after the cool-down
 //! breaker_cooldown_ms = 5000                   # how long an open circuit stays open at first
 //! [vendor.headers]
@@ -612,7 +612,7 @@ currency = "JPY"
             ("breaker_failure_rate_percent = 0", "in (0, 100]"),
             ("breaker_failure_rate_percent = 101", "in (0, 100]"),
             ("breaker_half_open_calls = 0", "at least 1"),
-            ("breaker_minimum_calls = 101", "must not exceed"),
+            ("breaker_minimum_calls = 1001", "must not exceed"),
         ] {
             let error = with(bad).unwrap_err().to_string();
             assert!(error.contains(expected), "{bad}: {error}");

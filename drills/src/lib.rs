@@ -33,6 +33,7 @@ pub mod report;
 pub mod rest_proxy;
 pub mod starved_consumer;
 mod support;
+pub mod vendor_down;
 pub mod vendor_faults;
 mod wire;
 

@@ -13,7 +13,7 @@ use clap::{Parser, ValueEnum};
 use pricefront_drills::report::{reliability_document, table};
 use pricefront_drills::{
     early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
-    starved_consumer, vendor_faults, DrillError, DrillReport, Machine, Verdict,
+    starved_consumer, vendor_down, vendor_faults, DrillError, DrillReport, Machine, Verdict,
 };
 use pricefront_harness::edge::Edge;
 use pricefront_harness::utc_date;
@@ -41,6 +41,7 @@ enum Drill {
     Kafka,
     Redis,
     Vendors,
+    VendorDown,
     Edge,
     RestProxy,
     EarlyRefresh,
@@ -92,6 +93,15 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
             attempt(
                 "vendor faults",
                 vendor_faults::run(&vendor_faults::Plan::default()),
+            )
+            .await,
+        );
+    }
+    if wanted(Drill::VendorDown) {
+        reports.push(
+            attempt(
+                "one vendor down",
+                vendor_down::run(&vendor_down::Plan::default()),
             )
             .await,
         );

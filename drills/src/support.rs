@@ -1,11 +1,12 @@
 //! What the drills share beyond the harness: the stack script, a report's losses and recovery, the
 //! consumer's health, and the simulator's counts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::time::Duration;
 
 use pricefront_core::{Comparison, ProductId};
+use pricefront_harness::metrics;
 use pricefront_harness::results::{redis_connection, wait_stored, POLL};
 use pricefront_harness::{profiles, vendor, ConsumerProcess, TestEnv};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -241,4 +242,130 @@ pub(crate) async fn check_stack() -> Result<(), DrillError> {
 /// Seconds with one decimal, for notes.
 pub(crate) fn secs(duration: Duration) -> String {
     format!("{:.1} s", duration.as_secs_f64())
+}
+
+/// One vendor's calls as the consumer counted them (`pricefront_vendor_attempts_total`,
+/// `pricefront_vendor_circuit_opened_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct VendorCalls {
+    /// Requests sent.
+    pub attempts: f64,
+    /// Requests the vendor answered: an offer, a 4xx other than 429, or a body we could not use.
+    pub answered: f64,
+    /// Times its circuit opened.
+    pub opened: f64,
+}
+
+impl VendorCalls {
+    /// The share of its requests the vendor answered (1 when it was sent none).
+    pub fn answered_share(&self) -> f64 {
+        if self.attempts == 0.0 {
+            1.0
+        } else {
+            self.answered / self.attempts
+        }
+    }
+}
+
+/// Each vendor's calls, from a consumer's metrics page.
+pub(crate) fn vendor_calls(page: &str) -> BTreeMap<String, VendorCalls> {
+    const ATTEMPTS: &str = "pricefront_vendor_attempts_total";
+    let mut calls: BTreeMap<String, VendorCalls> = BTreeMap::new();
+    for line in page.lines().filter(|l| metrics::is_series_of(l, ATTEMPTS)) {
+        let (Some(vendor), Some(outcome), Some(n)) = (
+            metrics::label_value(line, "vendor"),
+            metrics::label_value(line, "outcome"),
+            line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        let entry = calls.entry(vendor.to_owned()).or_default();
+        entry.attempts += n;
+        if ["ok", "http_4xx", "malformed_body", "too_large"].contains(&outcome) {
+            entry.answered += n;
+        }
+    }
+    for (vendor, opened) in
+        metrics::by_label(page, "pricefront_vendor_circuit_opened_total", "vendor")
+    {
+        calls.entry(vendor).or_default().opened = opened;
+    }
+    calls
+}
+
+/// Notes each vendor's answered share and circuit openings, and fails the drill when a circuit opened
+/// for a vendor that answered at least half of its requests, `exempt` aside (a vendor the drill takes
+/// down for a while, whose share over the whole drill says nothing of its window).
+pub(crate) fn check_circuits(page: &str, report: &mut crate::DrillReport, exempt: Option<&str>) {
+    let calls = vendor_calls(page);
+    let summary: Vec<String> = calls
+        .iter()
+        .map(|(vendor, c)| {
+            format!(
+                "{vendor} {:.0}% of {:.0} answered, opened {:.0}",
+                c.answered_share() * 100.0,
+                c.attempts,
+                c.opened
+            )
+        })
+        .collect();
+    report.note(format!(
+        "vendor requests answered and circuit openings: {}",
+        summary.join("; ")
+    ));
+    report.check(
+        !calls.is_empty(),
+        "no vendor attempts in the consumer's metrics",
+    );
+    for (vendor, c) in calls.iter().filter(|(v, _)| Some(v.as_str()) != exempt) {
+        report.check(
+            !(c.opened > 0.0 && c.answered_share() >= 0.5),
+            format!(
+                "{vendor}'s circuit opened {:.0} times although it answered {:.0}% of its requests",
+                c.opened,
+                c.answered_share() * 100.0
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_circuit_opened_on_a_vendor_answering_most_requests_fails_the_drill() {
+        let page = "\
+pricefront_vendor_attempts_total{vendor=\"a\",outcome=\"ok\"} 6
+pricefront_vendor_attempts_total{vendor=\"a\",outcome=\"malformed_body\"} 1
+pricefront_vendor_attempts_total{vendor=\"a\",outcome=\"timeout\"} 3
+pricefront_vendor_circuit_opened_total{vendor=\"a\"} 0
+pricefront_vendor_attempts_total{vendor=\"b\",outcome=\"timeout\"} 9
+pricefront_vendor_attempts_total{vendor=\"b\",outcome=\"ok\"} 1
+pricefront_vendor_circuit_opened_total{vendor=\"b\"} 2
+";
+        let calls = vendor_calls(page);
+        assert_eq!(calls["a"].answered_share(), 0.7);
+        assert_eq!(calls["b"].opened, 2.0);
+        let mut report = crate::DrillReport::default();
+        check_circuits(page, &mut report, None);
+        assert_eq!(
+            report.verdict(),
+            crate::Verdict::Passed,
+            "{}",
+            report.details()
+        );
+        let opened_a = page.replace(
+            "pricefront_vendor_circuit_opened_total{vendor=\"a\"} 0",
+            "pricefront_vendor_circuit_opened_total{vendor=\"a\"} 1",
+        );
+        let mut report = crate::DrillReport::default();
+        check_circuits(&opened_a, &mut report, None);
+        assert_eq!(
+            report.verdict(),
+            crate::Verdict::Failed,
+            "{}",
+            report.details()
+        );
+    }
 }

@@ -11,7 +11,7 @@
 
 use pricefront_drills::{
     early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
-    starved_consumer, vendor_faults, DrillReport, Verdict,
+    starved_consumer, vendor_down, vendor_faults, DrillReport, Verdict,
 };
 
 fn assert_passed(report: &DrillReport) {
@@ -60,6 +60,14 @@ async fn a_consumer_short_of_cpu_opens_no_circuit_of_a_healthy_vendor_and_loses_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_vendors_still_give_a_stored_result_for_every_request() {
     let report = vendor_faults::run(&vendor_faults::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_vendor_down_opens_its_circuit_the_others_keep_answering_and_it_closes_once_back() {
+    let report = vendor_down::run(&vendor_down::Plan::short())
         .await
         .expect("the drill could not run");
     assert_passed(&report);

@@ -67,6 +67,35 @@ pub fn sum_of(page: &str, name: &str) -> f64 {
         .fold(0.0, |total, value| total + value)
 }
 
+/// The series of the metric `name` in `page` summed by the value of their label `label` (e.g. the
+/// attempts of `pricefront_vendor_attempts_total` by `vendor`); series without that label are left out.
+pub fn by_label(page: &str, name: &str, label: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut sums = std::collections::BTreeMap::new();
+    for line in page.lines().filter(|l| is_series_of(l, name)) {
+        let sample = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let (Some(value), Some(sample)) = (label_value(line, label), sample) {
+            *sums.entry(value.to_owned()).or_insert(0.0) += sample;
+        }
+    }
+    sums
+}
+
+/// Whether the exposition `line` is a sample of the metric `name` with labels.
+pub fn is_series_of(line: &str, name: &str) -> bool {
+    line.strip_prefix(name)
+        .is_some_and(|rest| rest.starts_with('{'))
+}
+
+/// The value of the label `label` in the exposition `line` (`name{a="x",b="y"} 1`), if it has it.
+pub fn label_value<'a>(line: &'a str, label: &str) -> Option<&'a str> {
+    let labels = line.split_once('{')?.1.split('}').next()?;
+    labels.split(',').find_map(|pair| {
+        pair.strip_prefix(label)?
+            .strip_prefix("=\"")?
+            .strip_suffix('"')
+    })
+}
+
 /// A histogram's cumulative buckets: (upper bound, count), in increasing order, `+Inf` last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
@@ -182,5 +211,20 @@ y_total 7
     fn a_sample_is_found_by_its_full_name() {
         assert_eq!(sample(PAGE, "y_total"), Some(7.0));
         assert_eq!(sample(PAGE, "y"), None);
+    }
+
+    #[test]
+    fn series_are_summed_by_a_label() {
+        let page = "# HELP x\npricefront_a_total{vendor=\"v\",outcome=\"ok\"} 3\npricefront_a_total{vendor=\"v\",outcome=\"timeout\"} 2\npricefront_a_total{vendor=\"w\",outcome=\"ok\"} 1\npricefront_ab_total{vendor=\"v\"} 9\npricefront_a_total 4\n";
+        let sums = by_label(page, "pricefront_a_total", "vendor");
+        assert_eq!(sums.len(), 2);
+        assert_eq!(sums["v"], 5.0);
+        assert_eq!(sums["w"], 1.0);
+        assert_eq!(by_label(page, "pricefront_a_total", "outcome")["ok"], 4.0);
+        assert_eq!(
+            label_value("x{vendor=\"v\",outcome=\"ok\"} 3", "outcome"),
+            Some("ok")
+        );
+        assert_eq!(label_value("x{vendor=\"v\"} 3", "outcome"), None);
     }
 }
