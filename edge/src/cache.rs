@@ -3,7 +3,9 @@
 //! the rules that the newer result wins ([`pricefront_core::newest_wins`]) and which tier answers
 //! ([`pricefront_core::edge_rules::pick_tier`]).
 
-use pricefront_core::edge_rules::{kv_ttl_secs, needs_second_tier, pick_tier, TierPick};
+use pricefront_core::edge_rules::{
+    first_tier, kv_ttl_secs, needs_second_tier, pick_tier, FirstTier, TierPick,
+};
 use pricefront_core::freshness::cache_ttl_ms;
 use pricefront_core::newest_wins::{
     replacement, replacement_from_script, Held, Replacement, REDIS_STORE_IF_REPLACES,
@@ -44,15 +46,20 @@ pub async fn get(
     };
     match &config.cache {
         CacheBackend::Kv => Ok(answer(kv_read(config, env, product, &key, now_ms).await?)),
-        CacheBackend::Redis(address) => Ok(answer(redis_get(address, &key).await?)),
-        CacheBackend::KvThenRedis(address) if publish::claimed(product, now_ms) => {
-            // This isolate just published the product: the consumer stores the result in Redis
-            // first and in KV after, so the polls read Redis first and KV only while Redis has
-            // nothing usable (one read per poll, not two; the fill brings KV along).
-            let redis = redis_get(address, &key).await.unwrap_or_else(|error| {
-                worker::console_warn!("redis (second tier) unreachable: {error}");
-                None
-            });
+        CacheBackend::Redis(address) => Ok(answer(redis_get(config, address, &key).await?)),
+        CacheBackend::KvThenRedis(address)
+            if first_tier(publish::published_for(product, now_ms)) == FirstTier::Redis =>
+        {
+            // This isolate just published the product's miss: the consumer stores the result in
+            // Redis first and in KV after, so the polls read Redis first and KV only while Redis has
+            // nothing usable (one read per poll, not two; the fill brings KV along). Not after a
+            // refresh: KV holds the product then, and a fresh entry there needs no Redis.
+            let redis = redis_get(config, address, &key)
+                .await
+                .unwrap_or_else(|error| {
+                    worker::console_warn!("redis (second tier) unreachable: {error}");
+                    None
+                });
             if pick_tier(None, redis.as_ref().map(|s| &s.header), now_ms) == TierPick::Redis {
                 return Ok(answer(redis));
             }
@@ -65,7 +72,7 @@ pub async fn get(
                 return Ok(answer(kv));
             }
             // Redis unreachable: KV's answer (or a miss) is still an answer.
-            let redis = match redis_get(address, &key).await {
+            let redis = match redis_get(config, address, &key).await {
                 Ok(redis) => redis,
                 Err(error) => {
                     worker::console_warn!("redis (second tier) unreachable: {error}");
@@ -98,7 +105,7 @@ pub async fn get_consistent(
     match &config.cache {
         CacheBackend::Kv => kv_get(env, &key).await,
         CacheBackend::Redis(address) | CacheBackend::KvThenRedis(address) => {
-            redis_get(address, &key).await
+            redis_get(config, address, &key).await
         }
     }
 }
@@ -127,11 +134,13 @@ async fn kv_get(env: &Env, key: &str) -> Result<Option<Stored>> {
     Ok(bytes.and_then(Stored::from_bytes))
 }
 
-async fn redis_get(address: &RedisAddress, key: &str) -> Result<Option<Stored>> {
-    Ok(match command(address, &[b"GET", key.as_bytes()]).await? {
-        Reply::Bulk(bytes) => bytes.and_then(Stored::from_bytes),
-        Reply::Simple(_) | Reply::Integer(_) => None,
-    })
+async fn redis_get(config: &Config, address: &RedisAddress, key: &str) -> Result<Option<Stored>> {
+    Ok(
+        match command(address, config.redis_timeout, &[b"GET", key.as_bytes()]).await? {
+            Reply::Bulk(bytes) => bytes.and_then(Stored::from_bytes),
+            Reply::Simple(_) | Reply::Integer(_) => None,
+        },
+    )
 }
 
 /// Writes `stored` (Redis's answer to a `kv+redis` read) to KV, unless `kv_had` is as new.
@@ -209,6 +218,7 @@ pub async fn put(
             let offers = comparison.offers.len().to_string();
             let reply = command(
                 address,
+                config.redis_timeout,
                 &[
                     b"EVAL",
                     REDIS_STORE_IF_REPLACES.as_bytes(),

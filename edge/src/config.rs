@@ -67,6 +67,8 @@ pub struct Config {
     pub backlog_max: u64,
     /// How often an isolate reads the backlog at most, in ms (`BACKLOG_CHECK_MS`).
     pub backlog_check_ms: u64,
+    /// The longest one Redis command may take, connection included (`REDIS_TIMEOUT_MS`).
+    pub redis_timeout: Duration,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -169,6 +171,11 @@ impl Config {
             backlog_check_ms: var(env, "BACKLOG_CHECK_MS")
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(5_000),
+            redis_timeout: Duration::from_millis(
+                var(env, "REDIS_TIMEOUT_MS")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(1_000),
+            ),
         })
     }
 }

@@ -4,7 +4,9 @@
 //! `worker::Error` from any I/O becomes [`EdgeError::Internal`], answered 503 `/problems/unavailable`.
 //! The problems themselves (types, titles, details) are built in [`pricefront_core::problem`].
 
-use pricefront_core::edge_rules::{BEARER_CHALLENGE, RETRY_AFTER_SECS};
+use pricefront_core::edge_rules::{
+    failed_write_answer, FillBodyError, BEARER_CHALLENGE, RETRY_AFTER_SECS,
+};
 use pricefront_core::problem::Problem;
 use pricefront_core::route::RouteError;
 use pricefront_core::ProductId;
@@ -43,6 +45,11 @@ pub enum EdgeError {
     /// A fill's body is not a comparison of its product: 400 `/problems/invalid-comparison`.
     #[error("invalid comparison: {0}")]
     InvalidComparison(String),
+    /// A fill's or a backlog report's body could not be read (the connection failed mid-body): 503
+    /// `/problems/unavailable` with `Retry-After`, retried by the consumer (a 400 it would take for
+    /// its own misconfiguration).
+    #[error("the request body could not be read")]
+    BodyUnreadable,
     /// A backlog report's body does not parse: 400 `/problems/invalid-backlog`.
     #[error("invalid backlog report")]
     InvalidBacklog,
@@ -53,10 +60,23 @@ pub enum EdgeError {
     /// an error: the operator must act).
     #[error("misconfigured: {0}")]
     Misconfigured(String),
+    /// A fill's or a backlog report's cache write failed (KV's write limit, Redis away): 503
+    /// `/problems/unavailable` with `Retry-After` ([`failed_write_answer`]), which the consumer retries.
+    #[error("cache write failed: {0}")]
+    WriteFailed(worker::Error),
     /// Anything else that failed inside (a cache, the runtime): 503 `/problems/unavailable`,
     /// `Retry-After`; the cause is logged, never sent.
     #[error(transparent)]
     Internal(#[from] worker::Error),
+}
+
+impl From<FillBodyError> for EdgeError {
+    fn from(error: FillBodyError) -> Self {
+        match error {
+            FillBodyError::Unreadable => EdgeError::BodyUnreadable,
+            FillBodyError::NotAComparison(detail) => EdgeError::InvalidComparison(detail),
+        }
+    }
 }
 
 impl EdgeError {
@@ -72,17 +92,20 @@ impl EdgeError {
             EdgeError::InvalidBacklog => Problem::invalid_backlog(),
             EdgeError::Unauthorized => Problem::unauthorized(),
             EdgeError::Misconfigured(detail) => Problem::misconfigured(detail.as_str()),
-            EdgeError::Internal(_) => Problem::unavailable(),
+            EdgeError::WriteFailed(error) => failed_write_answer(&error.to_string()).0,
+            EdgeError::BodyUnreadable | EdgeError::Internal(_) => Problem::unavailable(),
         }
     }
 
     /// The seconds of the answer's `Retry-After`, when it has one.
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            EdgeError::QueueUnavailable { .. } | EdgeError::Backlogged | EdgeError::Internal(_) => {
-                Some(RETRY_AFTER_SECS)
-            }
+            EdgeError::QueueUnavailable { .. }
+            | EdgeError::Backlogged
+            | EdgeError::BodyUnreadable
+            | EdgeError::Internal(_) => Some(RETRY_AFTER_SECS),
             EdgeError::RateLimited { period_secs } => Some(*period_secs),
+            EdgeError::WriteFailed(error) => Some(failed_write_answer(&error.to_string()).1),
             _ => None,
         }
     }
@@ -93,6 +116,7 @@ impl EdgeError {
     pub fn log(&self, method: &str, path: &str) {
         match self {
             EdgeError::Internal(error) => worker::console_error!("{method} {path}: {error}"),
+            EdgeError::WriteFailed(error) => worker::console_warn!("{method} {path}: {error}"),
             EdgeError::Misconfigured(_) => worker::console_error!("{self}"),
             EdgeError::QueueUnavailable { .. } => worker::console_warn!("{self}"),
             _ => {}

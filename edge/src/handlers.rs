@@ -3,13 +3,13 @@
 
 use pricefront_core::backlog::BacklogReport;
 use pricefront_core::edge_rules::{
-    authorize_fill, decide_read_of, etag_of, if_none_match, location, FillAuthorization, Pending,
-    ReadDecision, RETRY_AFTER_SECS,
+    authorize_fill, decide_read_of, etag_of, fill_comparison, if_none_match, location,
+    rebase_to_clock, FillAuthorization, Pending, PublishedFor, ReadDecision, RETRY_AFTER_SECS,
 };
 use pricefront_core::miss_guard::Refusal;
 use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
 use pricefront_core::stored::Stored;
-use pricefront_core::{Comparison, Freshness, ProductId, TraceContext, UnixMillis};
+use pricefront_core::{Freshness, ProductId, TraceContext, UnixMillis};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -133,7 +133,7 @@ async fn queued(
     now: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Response> {
-    let published = if already_published(product, now).await {
+    let published = if already_published(product, now, PublishedFor::Miss).await {
         // A poll of a pending request: nothing new is published, so no guard applies.
         Published::Already
     } else {
@@ -254,9 +254,15 @@ fn refused(refusal: Refusal, product: ProductId, config: &Config) -> EdgeError {
 pub async fn fill_backlog(mut request: Request, env: &Env) -> Result<Response> {
     let config = config(env)?;
     authorize(&request, &config)?;
-    let body = request.bytes().await.unwrap_or_default();
+    // A body that could not be read is the connection's failure, not the consumer's: 503, retried.
+    let body = request
+        .bytes()
+        .await
+        .map_err(|_| EdgeError::BodyUnreadable)?;
     let report = BacklogReport::from_json(&body).ok_or(EdgeError::InvalidBacklog)?;
-    miss_guard::store_backlog_report(env, &config, &report, now_ms()).await?;
+    miss_guard::store_backlog_report(env, &config, &report, now_ms())
+        .await
+        .map_err(EdgeError::WriteFailed)?;
     Ok(Response::empty()?.with_status(204))
 }
 
@@ -276,22 +282,20 @@ fn authorize(request: &Request, config: &Config) -> Result<()> {
 
 /// `PUT /internal/v1/prices/{productId}`: the consumer stores a finished comparison. The newer
 /// `computedAtMs` wins, and a comparison without offers never replaces a servable one with offers: such
-/// a comparison is accepted (204) but not stored, and the 204 says why in [`FILL_OUTCOME_HEADER`].
+/// a comparison is accepted (204) but not stored, and the 204 says why in [`FILL_OUTCOME_HEADER`]. One
+/// computed after this edge's now (the consumer's clock runs ahead) is moved to now
+/// ([`rebase_to_clock`]). A write the cache refused (KV's one write a second per key) is a 503 with
+/// `Retry-After`, which the consumer retries.
 pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) -> Result<Response> {
     let config = config(env)?;
     authorize(&request, &config)?;
-    let body = request.bytes().await.unwrap_or_default();
-    let comparison = match Comparison::from_json(&body) {
-        Ok(c) if c.product_id == product => c,
-        Ok(c) => {
-            return Err(EdgeError::InvalidComparison(format!(
-                "the body is the comparison of {}, not of {product}",
-                c.product_id
-            )))
-        }
-        Err(error) => return Err(EdgeError::InvalidComparison(error.to_string())),
-    };
-    let decision = cache::put(&config, env, &comparison, now_ms()).await?;
+    let body = request.bytes().await.ok();
+    let mut comparison = fill_comparison(body.as_deref(), product)?;
+    let now = now_ms();
+    rebase_to_clock(&mut comparison, now);
+    let decision = cache::put(&config, env, &comparison, now)
+        .await
+        .map_err(EdgeError::WriteFailed)?;
     let response = Response::empty()?.with_status(204);
     if let Some(outcome) = decision.fill_outcome() {
         response.headers().set(FILL_OUTCOME_HEADER, outcome)?;

@@ -1,4 +1,5 @@
-//! The checks a read passes before it publishes: the known-products filter (404), checked before the
+//! The checks a read passes before it publishes: the known-products filter (404; read by one request
+//! of an isolate at a time, its last good copy kept through a failed read), checked before the
 //! cache is even read (an id outside the catalog was never computed, and a flood of unknown ids then
 //! costs no cache reads), then, on a miss that would publish, the pipeline's backlog (503) and the
 //! client's rate limit (429); a poll of a request published here in the last few seconds publishes
@@ -10,26 +11,34 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use pricefront_core::backlog::{admits_misses, backlog_key, BacklogReport, REPORT_TTL_SECS};
+use pricefront_core::backlog::{
+    admits_misses, backlog_key, max_age_ms, BacklogReport, REPORT_TTL_SECS,
+};
 use pricefront_core::catalog::KnownProducts;
-use pricefront_core::miss_guard::Refusal;
+use pricefront_core::miss_guard::{CatalogCache, CatalogRead, CatalogStep, Limiter, Refusal};
 use pricefront_core::{ProductId, UnixMillis};
-use worker::{Env, Request, Result};
+use worker::{Date, Delay, Env, Request, Result};
 
 use crate::cache::KV_BINDING;
 use crate::config::{CacheBackend, Config};
 use crate::redis;
 
-/// The rate limiting binding (`[[ratelimits]]` in `wrangler.toml`).
+/// The rate limiting binding (`[[ratelimits]]` in `wrangler.toml`) of the client's limit.
 const LIMITER_BINDING: &str = "MISS_LIMITER";
 
-/// How long an isolate keeps the known-products filter before reading it again.
-const CATALOG_REFRESH_MS: u64 = 300_000;
+/// The binding of the address's limit behind API keys (`header:` mode).
+const ADDRESS_LIMITER_BINDING: &str = "MISS_ADDRESS_LIMITER";
+
+/// How long a request waits, at most, for another request's first read of the filter.
+const CATALOG_WAIT_MS: u64 = 2_000;
+
+/// Between two looks at another request's first read of the filter.
+const CATALOG_WAIT_STEP_MS: u64 = 20;
 
 thread_local! {
-    /// This isolate's known-products filter: when it was read, and what (`None`: no filter stored).
-    static CATALOG: RefCell<Option<(UnixMillis, Option<Rc<KnownProducts>>)>> =
-        const { RefCell::new(None) };
+    /// This isolate's known-products filter (read by one request at a time, kept through failures).
+    static CATALOG: RefCell<CatalogCache<Rc<KnownProducts>>> =
+        const { RefCell::new(CatalogCache::new()) };
     /// This isolate's last reading of the backlog: when, and the total (`None`: unknown).
     static BACKLOG: RefCell<Option<(UnixMillis, Option<u64>)>> = const { RefCell::new(None) };
 }
@@ -55,47 +64,56 @@ pub async fn pipeline_has_room(env: &Env, config: &Config, now_ms: UnixMillis) -
     admits_misses(backlog(env, config, now_ms).await, config.backlog_max)
 }
 
-/// Whether `product` may be in the catalog: `true` without a filter.
+/// Whether `product` may be in the catalog: `true` without a filter, or when none could be read yet.
 pub async fn known(env: &Env, config: &Config, product: ProductId, now_ms: UnixMillis) -> bool {
     let Some(key) = &config.known_products_key else {
         return true;
     };
-    let cached = CATALOG.with_borrow(|c| {
-        c.as_ref()
-            .filter(|(at, _)| now_ms.saturating_sub(*at) < CATALOG_REFRESH_MS)
-            .map(|(_, filter)| filter.clone())
-    });
-    let filter = match cached {
-        Some(filter) => filter,
-        None => {
-            let filter = read_catalog(env, key).await;
-            CATALOG.with_borrow_mut(|c| *c = Some((now_ms, filter.clone())));
-            filter
+    let mut now = now_ms;
+    let give_up_at = now_ms + CATALOG_WAIT_MS;
+    let filter = loop {
+        match CATALOG.with_borrow_mut(|c| c.step(now)) {
+            CatalogStep::Use(filter) => break filter,
+            CatalogStep::Read => {
+                let read = read_catalog(env, key).await;
+                let now = Date::now().as_millis();
+                CATALOG.with_borrow_mut(|c| c.finish(read, now));
+            }
+            // Another request is reading the first filter: its answer, unless it is very slow.
+            CatalogStep::Wait if now < give_up_at => {
+                Delay::from(std::time::Duration::from_millis(CATALOG_WAIT_STEP_MS)).await;
+            }
+            CatalogStep::Wait => break None,
         }
+        now = Date::now().as_millis();
     };
     filter.is_none_or(|filter| filter.may_contain(product))
 }
 
-async fn read_catalog(env: &Env, key: &str) -> Option<Rc<KnownProducts>> {
+async fn read_catalog(env: &Env, key: &str) -> CatalogRead<Rc<KnownProducts>> {
     let bytes = match env.kv(KV_BINDING) {
         Ok(kv) => kv.get(key).bytes().await.map_err(|e| e.to_string()),
         Err(error) => Err(error.to_string()),
     };
     match bytes {
         Ok(Some(bytes)) => match KnownProducts::from_bytes(&bytes) {
-            Ok(filter) => Some(Rc::new(filter)),
+            Ok(filter) => CatalogRead::Loaded(Rc::new(filter)),
             Err(error) => {
-                worker::console_error!("KNOWN_PRODUCTS_KEY {key}: {error}; not filtering");
-                None
+                worker::console_error!(
+                    "KNOWN_PRODUCTS_KEY {key}: {error}; keeping the last filter"
+                );
+                CatalogRead::Unreadable
             }
         },
         Ok(None) => {
             worker::console_error!("KNOWN_PRODUCTS_KEY {key} holds nothing in KV; not filtering");
-            None
+            CatalogRead::Absent
         }
         Err(error) => {
-            worker::console_warn!("the known-products filter could not be read: {error}");
-            None
+            worker::console_warn!(
+                "the known-products filter could not be read: {error}; keeping the last one"
+            );
+            CatalogRead::Failed
         }
     }
 }
@@ -113,9 +131,10 @@ async fn backlog(env: &Env, config: &Config, now_ms: UnixMillis) -> Option<u64> 
     if let Some(total) = cached {
         return total;
     }
+    let from_kv = matches!(config.cache, CacheBackend::Kv);
     let total = read_backlog(env, config)
         .await
-        .map(|report| report.total(now_ms));
+        .map(|report| report.total_within(now_ms, max_age_ms(from_kv)));
     BACKLOG.with_borrow_mut(|b| *b = Some((now_ms, total)));
     total
 }
@@ -126,7 +145,7 @@ async fn read_backlog(env: &Env, config: &Config) -> Option<BacklogReport> {
     let key = backlog_key(&config.topic);
     let bytes = match &config.cache {
         CacheBackend::Redis(address) | CacheBackend::KvThenRedis(address) => {
-            match redis::command(address, &[b"GET", key.as_bytes()]).await {
+            match redis::command(address, config.redis_timeout, &[b"GET", key.as_bytes()]).await {
                 Ok(pricefront_core::redis_protocol::Reply::Bulk(bytes)) => bytes,
                 _ => None,
             }
@@ -160,7 +179,8 @@ pub async fn store_backlog_report(
     Ok(())
 }
 
-/// Whether the client may make one more miss; `true` when nothing is limited or the binding is missing.
+/// Whether the client may make one more miss: within every limit it counts against (its API key's
+/// and its address's in `header:` mode); `true` when nothing is limited or a binding is missing.
 async fn within_rate_limit(request: &Request, env: &Env, config: &Config) -> bool {
     let header = match &config.miss_limit_key {
         pricefront_core::miss_guard::MissLimitKey::Header(name) => {
@@ -169,20 +189,22 @@ async fn within_rate_limit(request: &Request, env: &Env, config: &Config) -> boo
         _ => None,
     };
     let ip = request.headers().get("CF-Connecting-IP").ok().flatten();
-    let Some(key) = config
+    for (limiter, key) in config
         .miss_limit_key
-        .key_of(header.as_deref(), ip.as_deref())
-    else {
-        return true;
-    };
-    let Ok(limiter) = env.rate_limiter(LIMITER_BINDING) else {
-        return true;
-    };
-    match limiter.limit(key).await {
-        Ok(outcome) => outcome.success,
-        Err(error) => {
-            worker::console_warn!("the miss rate limiter failed: {error}");
-            true
+        .limits_of(header.as_deref(), ip.as_deref())
+    {
+        let binding = match limiter {
+            Limiter::Client => LIMITER_BINDING,
+            Limiter::Address => ADDRESS_LIMITER_BINDING,
+        };
+        let Ok(limiter) = env.rate_limiter(binding) else {
+            continue;
+        };
+        match limiter.limit(key).await {
+            Ok(outcome) if !outcome.success => return false,
+            Ok(_) => {}
+            Err(error) => worker::console_warn!("the miss rate limiter {binding} failed: {error}"),
         }
     }
+    true
 }

@@ -17,6 +17,7 @@ use std::pin::Pin;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use futures::future::{select, Either};
+use pricefront_core::edge_rules::PublishedFor;
 use pricefront_core::rest_proxy::{produce_url, ProduceError};
 use pricefront_core::{PriceRequest, ProductId, TraceContext, UnixMillis};
 use worker::{Cache, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
@@ -30,38 +31,49 @@ const COALESCE_SECS: u32 = 5;
 const MAX_CLAIMS: usize = 10_000;
 
 thread_local! {
-    /// This isolate's recent publishes: product → until when (ms) it suppresses another.
-    static CLAIMS: RefCell<HashMap<ProductId, UnixMillis>> = RefCell::new(HashMap::new());
+    /// This isolate's recent publishes: product → until when (ms) it suppresses another, and why it
+    /// was published (which tier its next reads ask first: [`published_for`]).
+    static CLAIMS: RefCell<HashMap<ProductId, (UnixMillis, PublishedFor)>> =
+        RefCell::new(HashMap::new());
 }
 
-/// Claims the publish of `product` in this isolate, unless a claim is still running: the claim's end
-/// (ms), which names it for [`release`]. Synchronous, so that of a burst of concurrent reads exactly
-/// one wins (an isolate runs one thing at a time).
-fn claim(product: ProductId, now_ms: UnixMillis) -> Option<UnixMillis> {
+/// Claims the publish of `product` in this isolate for `reason`, unless a claim is still running: the
+/// claim's end (ms), which names it for [`release`]. Synchronous, so that of a burst of concurrent
+/// reads exactly one wins (an isolate runs one thing at a time).
+fn claim(product: ProductId, now_ms: UnixMillis, reason: PublishedFor) -> Option<UnixMillis> {
     CLAIMS.with_borrow_mut(|claims| {
-        if claims.get(&product).is_some_and(|&until| until > now_ms) {
+        if claims
+            .get(&product)
+            .is_some_and(|&(until, _)| until > now_ms)
+        {
             return None;
         }
         if claims.len() >= MAX_CLAIMS {
-            claims.retain(|_, until| *until > now_ms);
+            claims.retain(|_, (until, _)| *until > now_ms);
         }
         let until = now_ms + u64::from(COALESCE_SECS) * 1000;
-        claims.insert(product, until);
+        claims.insert(product, (until, reason));
         Some(until)
     })
 }
 
-/// Whether this isolate published `product` in the last few seconds (its claim still runs): its result
-/// is on its way, to Redis first.
-pub fn claimed(product: ProductId, now_ms: UnixMillis) -> bool {
-    CLAIMS.with_borrow(|claims| claims.get(&product).is_some_and(|&until| until > now_ms))
+/// Why this isolate published `product` in the last few seconds, if it did (its claim still runs).
+/// Only deduplication asks whether; the tier a read asks first depends on why
+/// ([`pricefront_core::edge_rules::first_tier`]).
+pub fn published_for(product: ProductId, now_ms: UnixMillis) -> Option<PublishedFor> {
+    CLAIMS.with_borrow(|claims| {
+        claims
+            .get(&product)
+            .filter(|(until, _)| *until > now_ms)
+            .map(|&(_, reason)| reason)
+    })
 }
 
 /// Gives the claim ending at `until` back after a failed publish, so that the next read tries again (a
 /// newer claim of the product, made after this one ran out, stays).
 fn release(product: ProductId, until: UnixMillis) {
     CLAIMS.with_borrow_mut(|claims| {
-        if claims.get(&product) == Some(&until) {
+        if claims.get(&product).is_some_and(|&(at, _)| at == until) {
             claims.remove(&product);
         }
     });
@@ -103,11 +115,23 @@ fn marker(product: ProductId) -> String {
 
 /// Whether a request for `product` went out from this location in the last few seconds: this
 /// isolate's claim, or another isolate's marker in the Cache API (then claimed here too, so that the
-/// next read of this isolate asks nothing). A read that finds one publishes nothing, so the guards of a
+/// next read of this isolate asks nothing), for `reason` (a miss's claim stays one). A read that finds one publishes nothing, so the guards of a
 /// new miss (backlog, rate limit) do not apply to it: a client polling its pending request is not
 /// making new misses.
-pub async fn already_published(product: ProductId, now_ms: UnixMillis) -> bool {
-    if claimed(product, now_ms) {
+pub async fn already_published(
+    product: ProductId,
+    now_ms: UnixMillis,
+    reason: PublishedFor,
+) -> bool {
+    if published_for(product, now_ms).is_some() {
+        if reason == PublishedFor::Miss {
+            // A refresh's claim, and now the product is missing: its reads are polls from here on.
+            CLAIMS.with_borrow_mut(|claims| {
+                if let Some(claim) = claims.get_mut(&product) {
+                    claim.1 = PublishedFor::Miss;
+                }
+            });
+        }
         return true;
     }
     let marked = matches!(
@@ -115,7 +139,7 @@ pub async fn already_published(product: ProductId, now_ms: UnixMillis) -> bool {
         Ok(Some(_))
     );
     if marked {
-        claim(product, now_ms);
+        claim(product, now_ms, reason);
     }
     marked
 }
@@ -129,10 +153,10 @@ pub async fn publish_coalesced(
     now_ms: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Published, PublishError> {
-    if already_published(product, now_ms).await {
+    if already_published(product, now_ms, PublishedFor::Refresh).await {
         return Ok(Published::Already);
     }
-    let Some(until) = claim(product, now_ms) else {
+    let Some(until) = claim(product, now_ms, PublishedFor::Refresh) else {
         return Ok(Published::Already);
     };
     let published = async { exchange(config, product, now_ms, trace)?.await }.await;
@@ -154,7 +178,7 @@ pub async fn publish_unless_claimed(
     now_ms: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Published, PublishError> {
-    let Some(until) = claim(product, now_ms) else {
+    let Some(until) = claim(product, now_ms, PublishedFor::Miss) else {
         return Ok(Published::Already);
     };
     let exchange =

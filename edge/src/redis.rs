@@ -2,15 +2,34 @@
 //! connection's AUTH and SELECT pipelined with the command in one write. The protocol itself (URL,
 //! framing, replies) is in [`pricefront_core::redis_protocol`].
 //!
+//! Every command is bounded by `REDIS_TIMEOUT_MS` (connecting, the handshake and the reply together):
+//! a Redis that accepts and never answers costs a read that long, and the caller falls back (to KV, or
+//! to letting a miss through).
+//!
 //! A connection cannot outlive its request: the Workers runtime binds every I/O object to the request
 //! that created it, so an isolate cannot keep one open for the next request.
 
+use std::pin::pin;
+use std::time::Duration;
+
+use futures::future::{select, Either};
 use pricefront_core::redis_protocol::{encode_command, parse_reply, RedisAddress, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use worker::{Error, Result, SecureTransport, Socket};
+use worker::{Delay, Error, Result, SecureTransport, Socket};
 
-/// Sends one command to Redis at `address` (after its handshake) and returns its reply.
-pub async fn command(address: &RedisAddress, args: &[&[u8]]) -> Result<Reply> {
+/// Sends one command to Redis at `address` (after its handshake) and returns its reply, or an error
+/// when it takes longer than `timeout` (the connection is dropped).
+pub async fn command(address: &RedisAddress, timeout: Duration, args: &[&[u8]]) -> Result<Reply> {
+    match select(pin!(exchange(address, args)), Delay::from(timeout)).await {
+        Either::Left((reply, _)) => reply,
+        Either::Right(_) => Err(Error::RustError(format!(
+            "redis gave no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+async fn exchange(address: &RedisAddress, args: &[&[u8]]) -> Result<Reply> {
     let transport = if address.tls {
         SecureTransport::On
     } else {
