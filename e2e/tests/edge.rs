@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
 use pricefront_core::route::{fill_path, FILL_PREFIX};
-use pricefront_core::{Comparison, ProductId};
+use pricefront_core::{Comparison, FailureKind, FreshnessPolicy, ProductId, VendorFailure};
 use pricefront_harness::{aged_comparison as comparison, now_ms};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
@@ -242,4 +243,52 @@ async fn a_result_written_by_the_consumers_redis_cache_is_served_by_the_redis_ba
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["computedAtMs"], stored.computed_at_ms);
+}
+
+/// A comparison of `product` computed now in which every vendor failed.
+fn without_offers(product: ProductId) -> Comparison {
+    Comparison::aggregate(
+        product,
+        [pricefront_core::VendorOutcome::Failed(VendorFailure {
+            vendor: "alpha".into(),
+            kind: FailureKind::Timeout,
+            detail: "no answer within 1000 ms".into(),
+            attempts: 1,
+        })],
+        now_ms(),
+        &FreshnessPolicy::default(),
+    )
+}
+
+#[tokio::test]
+async fn a_fill_without_offers_never_replaces_a_servable_result_with_offers() {
+    let client = Client::new();
+    for var in ["EDGE_KV_URL", "EDGE_REDIS_URL"] {
+        let base = edge(var);
+        let p = product();
+        // Stale (fresh for a minute, two minutes ago) but still servable.
+        let useful = comparison(p, 120_000);
+        fill_ok(&client, &base, &useful).await;
+        let empty = without_offers(p);
+        assert!(empty.computed_at_ms > useful.computed_at_ms);
+        let response = fill(&client, &base, p, empty.to_json(), Some(&token())).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "{var}");
+        assert_eq!(
+            response
+                .headers()
+                .get(FILL_OUTCOME_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some("kept-useful"),
+            "{var}"
+        );
+        let served = get_prices(&client, &base, p, None).await;
+        assert_eq!(served.status(), StatusCode::OK, "{var}");
+        let body: Value = served.json().await.unwrap();
+        assert_eq!(body["freshness"], "stale", "{var}");
+        assert_eq!(
+            body["computedAtMs"], useful.computed_at_ms,
+            "{var}: the empty result replaced the one with offers"
+        );
+        assert_eq!(body["offers"].as_array().map(Vec::len), Some(2), "{var}");
+    }
 }
