@@ -190,6 +190,12 @@ pub struct Metrics {
     pub runtime_lag: Histogram,
     /// The in-flight window's size now, at most `--max-in-flight` ([`crate::window_size`]).
     pub window_size: Gauge,
+    /// The in-flight window's permits in use now: at most its size, once the permits owed are retired.
+    pub window_in_use: Gauge,
+    /// Dead letters too large for the dead-letter topic, sent summarised ([`crate::dead_letter`]).
+    pub dead_letters_summarised: Counter,
+    /// Dead letters the dead-letter topic refused for good, even summarised: logged, not retried.
+    pub dead_letters_dropped: Counter,
     /// Vendor timeouts not held against the vendor's circuit: this process was itself late by a tenth
     /// of the timeout or more while the call was out.
     pub vendor_timeouts_while_late: Family<VendorLabel, Counter>,
@@ -226,6 +232,9 @@ impl Metrics {
             store_duration: Family::new_with_constructor(stage_histogram),
             runtime_lag: stage_histogram(),
             window_size: Gauge::default(),
+            window_in_use: Gauge::default(),
+            dead_letters_summarised: Counter::default(),
+            dead_letters_dropped: Counter::default(),
             vendor_timeouts_while_late: Family::default(),
         })
     }
@@ -455,6 +464,21 @@ impl Metrics {
             "window_size",
             "The in-flight window's size now, at most --max-in-flight: it shrinks while this process runs late",
             self.window_size.clone(),
+        );
+        registry.register(
+            "window_in_use",
+            "The in-flight window's permits in use now: messages in flight, at most the window's size once the permits owed are retired",
+            self.window_in_use.clone(),
+        );
+        registry.register(
+            "dead_letters_summarised",
+            "Dead letters too large for the dead-letter topic, sent summarised: key, origin, error and the payload's first bytes",
+            self.dead_letters_summarised.clone(),
+        );
+        registry.register(
+            "dead_letters_dropped",
+            "Dead letters the dead-letter topic refused for good, even summarised: logged as errors, not retried",
+            self.dead_letters_dropped.clone(),
         );
         registry.register(
             "vendor_timeouts_while_late",

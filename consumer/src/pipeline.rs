@@ -15,7 +15,6 @@ use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
 use crate::backlog::{report_periodically, PartitionLags};
@@ -31,7 +30,7 @@ use crate::metrics::{Metrics, PartitionLabel};
 use crate::offsets::OffsetTracker;
 use crate::sinks::Sinks;
 use crate::window::{Backlog, Received, Revoked, PAUSE_WHEN_FULL_FOR};
-use crate::window_size::WindowSize;
+use crate::window_size::{WindowPermit, WindowSize};
 
 /// Why the pipeline could not start or stop cleanly. Redis is not among the reasons: it may be away at
 /// start (the cache connects lazily) and writes wait for it.
@@ -191,6 +190,7 @@ pub async fn run(
     let window = WindowSize::new(
         settings.max_in_flight as usize,
         handler.metrics.window_size.clone(),
+        handler.metrics.window_in_use.clone(),
     );
     window.follow(lag);
     let mut backlog = Backlog::new(settings.topic.clone(), handler.metrics.clone());
@@ -211,9 +211,9 @@ pub async fn run(
             match message {
                 Ok(message) => {
                     let message = Received::of(&message);
-                    match window.permits().clone().try_acquire_owned() {
-                        Ok(permit) => start(&handler, &mut tasks, message, permit),
-                        Err(_) => backlog.hold(consumer.as_ref(), message),
+                    match window.try_acquire() {
+                        Some(permit) => start(&handler, &mut tasks, message, permit),
+                        None => backlog.hold(consumer.as_ref(), message),
                     }
                 }
                 Err(error) => {
@@ -228,8 +228,7 @@ pub async fn run(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            permit = window.permits().clone().acquire_owned() => {
-                let permit = permit.expect("the window is never closed");
+            permit = window.acquire() => {
                 backlog.forget_revoked(&revoked);
                 if let Some(message) = backlog.next(consumer.as_ref()) {
                     start(&handler, &mut tasks, message, permit);
@@ -289,7 +288,7 @@ fn start(
     handler: &Arc<MessageHandler>,
     tasks: &mut JoinSet<()>,
     message: Received,
-    permit: OwnedSemaphorePermit,
+    permit: WindowPermit,
 ) {
     handler.metrics.consumed.inc();
     handler.metrics.in_flight.inc();

@@ -12,14 +12,17 @@
 //! - in between: unchanged.
 //!
 //! The window is a semaphore of permits; a smaller size takes permits out of circulation as they come
-//! back, so that no comparison under way is stopped. Messages that find no permit wait as they do when
-//! the window is full (see [`crate::window`]); Kafka keeps the rest.
+//! back, so that no comparison under way is stopped. A permit owed is retired as its message finishes,
+//! before it returns to the semaphore: returned, tokio would hand it straight to a message waiting for
+//! one, and a window whose messages always wait would never shrink. Messages that find no permit wait
+//! as they do when the window is full (see [`crate::window`]); Kafka keeps the rest.
+//! `pricefront_window_size` shows the size, `pricefront_window_in_use` the permits out.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::lag::RuntimeLag;
@@ -84,19 +87,50 @@ pub struct WindowSize {
     control: Mutex<Control>,
     /// The size now (`pricefront_window_size`).
     gauge: Gauge,
+    /// The permits out now (`pricefront_window_in_use`).
+    in_use_gauge: Gauge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Size {
     /// The size: permits in circulation, less those owed.
     now: usize,
-    /// Permits to take out of circulation as soon as they are free.
+    /// Permits to take out of circulation as soon as they are free or come back.
     owed: usize,
+    /// Permits out: messages in flight.
+    in_use: usize,
+}
+
+/// One message's place in the window, returned when dropped; or retired, when the window owes permits
+/// (it was made smaller while they were out), so that the window shrinks even while messages wait.
+#[derive(Debug)]
+pub struct WindowPermit {
+    permit: Option<OwnedSemaphorePermit>,
+    window: Arc<WindowSize>,
+}
+
+impl Drop for WindowPermit {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let mut size = self.window.lock();
+        size.in_use = size.in_use.saturating_sub(1);
+        if size.owed > 0 {
+            size.owed -= 1;
+            permit.forget();
+        } else {
+            // Under the lock, so that a resize sees it either out or back.
+            drop(permit);
+        }
+        self.window.in_use_gauge.set(size.in_use as i64);
+    }
 }
 
 impl WindowSize {
-    /// A window of at most `max` permits that starts at [`Control::start`], shown in `gauge`.
-    pub fn new(max: usize, gauge: Gauge) -> Arc<Self> {
+    /// A window of at most `max` permits that starts at [`Control::start`]; its size shown in `gauge`,
+    /// the permits out in `in_use_gauge`.
+    pub fn new(max: usize, gauge: Gauge, in_use_gauge: Gauge) -> Arc<Self> {
         let max = max.max(MIN_SIZE);
         let control = Control::start(max);
         gauge.set(control.size as i64);
@@ -106,15 +140,44 @@ impl WindowSize {
             state: Mutex::new(Size {
                 now: control.size,
                 owed: 0,
+                in_use: 0,
             }),
             control: Mutex::new(control),
             gauge,
+            in_use_gauge,
         })
     }
 
-    /// The permits: one per message in flight.
-    pub fn permits(&self) -> &Arc<Semaphore> {
-        &self.permits
+    /// A permit, when one is free.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<WindowPermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(self.hand_out(permit))
+    }
+
+    /// A permit, once one is free (cancel-safe: dropped while waiting, it takes none).
+    pub async fn acquire(self: &Arc<Self>) -> WindowPermit {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the window is never closed");
+        self.hand_out(permit)
+    }
+
+    /// The permits out now: messages in flight.
+    pub fn in_use(&self) -> usize {
+        self.lock().in_use
+    }
+
+    fn hand_out(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> WindowPermit {
+        let mut size = self.lock();
+        size.in_use += 1;
+        self.in_use_gauge.set(size.in_use as i64);
+        WindowPermit {
+            permit: Some(permit),
+            window: self.clone(),
+        }
     }
 
     /// The size now.
@@ -245,21 +308,22 @@ mod tests {
     #[tokio::test]
     async fn a_smaller_size_takes_permits_back_as_they_come_free_and_a_larger_one_gives_them_at_once(
     ) {
-        let window = WindowSize::new(4, Gauge::default());
-        let permits = window.permits().clone();
+        let window = WindowSize::new(4, Gauge::default(), Gauge::default());
+        let permits = window.permits.clone();
         assert_eq!(
             window.size(),
             4,
             "a window under the initial size starts whole"
         );
-        let held: Vec<_> = (0..3)
-            .map(|_| permits.clone().try_acquire_owned().unwrap())
-            .collect();
+        let held: Vec<_> = (0..3).map(|_| window.try_acquire().unwrap()).collect();
         window.resize(1);
         assert_eq!(window.size(), 1);
         assert_eq!(permits.available_permits(), 0, "the free one is taken back");
+        assert_eq!(window.in_use(), 3);
         drop(held);
-        // Two of the three returned are owed; one stays.
+        assert_eq!(window.in_use(), 0);
+        assert_eq!(window.in_use_gauge.get(), 0);
+        // Two of the three are retired as they come back; one returns.
         window.resize(1);
         assert_eq!(permits.available_permits(), 1);
         window.resize(3);
@@ -267,13 +331,54 @@ mod tests {
         assert_eq!(window.gauge.get(), 3);
     }
 
+    /// Lets every spawned task run as far as it can.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_smaller_size_holds_even_while_messages_wait_for_a_permit() {
+        let window = WindowSize::new(4, Gauge::default(), Gauge::default());
+        let mut held: Vec<_> = (0..4).map(|_| window.try_acquire().unwrap()).collect();
+        window.resize(1);
+        // A message always waits for a permit (the window is full, Kafka has more), while the messages
+        // in flight finish one by one, a tick after each.
+        let mut waiter = None;
+        for _ in 0..8 {
+            let waiting = waiter.get_or_insert_with(|| {
+                let window = window.clone();
+                tokio::spawn(async move { window.acquire().await })
+            });
+            settle().await;
+            if waiting.is_finished() {
+                held.push(waiter.take().unwrap().await.unwrap());
+                continue;
+            }
+            held.remove(0);
+            settle().await;
+            window.resize(1);
+        }
+        settle().await;
+        if let Some(waiting) = waiter.filter(|w| w.is_finished()) {
+            held.push(waiting.await.unwrap());
+        }
+        assert!(
+            held.len() <= window.size(),
+            "{} permits held with a window of {}",
+            held.len(),
+            window.size()
+        );
+        assert_eq!(window.in_use(), held.len());
+        assert_eq!(window.in_use_gauge.get(), held.len() as i64);
+    }
+
     #[tokio::test]
     async fn growing_while_permits_are_owed_cancels_the_debt_first() {
-        let window = WindowSize::new(4, Gauge::default());
-        let permits = window.permits().clone();
-        let held: Vec<_> = (0..4)
-            .map(|_| permits.clone().try_acquire_owned().unwrap())
-            .collect();
+        let window = WindowSize::new(4, Gauge::default(), Gauge::default());
+        let permits = window.permits.clone();
+        let held: Vec<_> = (0..4).map(|_| window.try_acquire().unwrap()).collect();
         window.resize(2);
         window.resize(3);
         drop(held);

@@ -10,7 +10,8 @@
 //!
 //! Every request must end as a stored result; results without any offer stay rare; no circuit opens;
 //! and the consumer must in fact have been late (its `pricefront_runtime_lag_seconds`), or the drill
-//! tested nothing.
+//! tested nothing. The report shows the window's size (`pricefront_window_size`) and the permits in
+//! use (`pricefront_window_in_use`, sampled every [`SAMPLE_EVERY`]): the size alone is only the target.
 
 use std::time::Duration;
 
@@ -21,6 +22,34 @@ use tokio::time::Instant;
 
 use crate::support::{self, secs};
 use crate::{DrillError, DrillReport};
+
+/// How often the consumer's window is sampled while the drill waits (each scrape costs the starved
+/// consumer a little CPU).
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the samples of the window showed.
+#[derive(Debug, Default, Clone, Copy)]
+struct WindowSamples {
+    samples: u32,
+    smallest_size: Option<f64>,
+    most_in_use: f64,
+    most_above_size: f64,
+}
+
+impl WindowSamples {
+    fn record(&mut self, page: &str) {
+        let (Some(size), Some(in_use)) = (
+            metrics::sample(page, "pricefront_window_size"),
+            metrics::sample(page, "pricefront_window_in_use"),
+        ) else {
+            return;
+        };
+        self.samples += 1;
+        self.smallest_size = Some(self.smallest_size.map_or(size, |s: f64| s.min(size)));
+        self.most_in_use = self.most_in_use.max(in_use);
+        self.most_above_size = self.most_above_size.max(in_use - size);
+    }
+}
 
 /// The load and the bounds of the drill.
 #[derive(Debug, Clone)]
@@ -84,7 +113,19 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     )?;
     let products = env.products(plan.products);
     env.publish(products.iter().copied()).await?;
-    let stored = results::wait_stored(&products, plan.limit).await?;
+    let waiting = results::wait_stored(&products, plan.limit);
+    tokio::pin!(waiting);
+    let mut window = WindowSamples::default();
+    let stored = loop {
+        tokio::select! {
+            stored = &mut waiting => break stored?,
+            () = tokio::time::sleep(SAMPLE_EVERY) => {
+                if let Ok(page) = metrics::page(consumer.metrics_port).await {
+                    window.record(&page);
+                }
+            }
+        }
+    };
     let page = metrics::page(consumer.metrics_port).await.ok();
     drop(hog);
 
@@ -134,9 +175,16 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         "vendor timeouts: {timeouts:.0}, {timeouts_while_late:.0} of them while the consumer was itself late (not held against the vendor); calls refused by an open circuit or a quota: {circuit_open:.0}"
     ));
     if let Some(size) = metrics::sample(&page, "pricefront_window_size") {
+        let in_use = metrics::sample(&page, "pricefront_window_in_use").unwrap_or(0.0);
         report.note(format!(
-            "the in-flight window at the end: {size:.0} of --max-in-flight {}",
+            "the in-flight window at the end: {size:.0} of --max-in-flight {}, {in_use:.0} permits in use",
             plan.max_in_flight
+        ));
+    }
+    if let Some(smallest) = window.smallest_size {
+        report.note(format!(
+            "the in-flight window while it worked ({} samples, one a second): smallest {smallest:.0}; permits in use at most {:.0}, above the size by at most {:.0} (messages started before a shrink, finishing)",
+            window.samples, window.most_in_use, window.most_above_size
         ));
     }
     report.check(
