@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pricefront_core::{ProductId, TraceContext};
+use pricefront_core::{PriceRequest, ProductId, TraceContext};
 use pricefront_harness::otlp::{OtlpReceiver, ReceivedSpan};
 use pricefront_harness::topic::records_with_key;
 use pricefront_harness::worker::LocalWorker;
@@ -202,5 +202,35 @@ async fn a_trace_in_the_message_alone_reaches_the_vendors_and_a_bad_one_starts_a
             .unwrap()
             .len(),
         1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_header_trace_wins_over_the_one_in_the_message() {
+    // A consumer that read only the message's field would pass the test above: both name the edge's
+    // span there. Here they name two different traces.
+    const HEADER_TRACE: &str = "11111111111111111111111111111111";
+    const MESSAGE_TRACE: &str = "22222222222222222222222222222222";
+    let env = TestEnv::new("trace-header", three_vendors(), 2_000)
+        .await
+        .unwrap();
+    let _consumer = env.start_consumer("traced", &[]).unwrap();
+    let product = env.product(1);
+    let request = PriceRequest::new(product, "trace-header-test", pricefront_harness::now_ms())
+        .with_traceparent(format!("00-{MESSAGE_TRACE}-2222222222222222-01"));
+    let header = format!("00-{HEADER_TRACE}-1111111111111111-01");
+    env.publish_with_headers(
+        request.kafka_key().as_bytes(),
+        request.to_json().as_bytes(),
+        &[("traceparent", header.as_str())],
+    )
+    .await
+    .unwrap();
+    let asked = vendor_traceparents(&env, product, 3).await;
+    assert!(
+        asked
+            .iter()
+            .all(|context| context.trace_id_hex() == HEADER_TRACE),
+        "every vendor call carries the record header's trace, not the message's: {asked:?}"
     );
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use pricefront_core::rest_proxy::{ProxyApi, RecordPosition};
 use pricefront_core::{PriceRequest, ProductId};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use crate::stack::bridge_url;
@@ -46,7 +47,28 @@ impl TestEnv {
         key: &[u8],
         value: &[u8],
     ) -> Result<RecordPosition, HarnessError> {
-        let record = FutureRecord::to(&self.topic).key(key).payload(value);
+        self.publish_with_headers(key, value, &[]).await
+    }
+
+    /// Publishes a record with raw `key` and `value` bytes and the record `headers` (name, value)
+    /// straight to Kafka.
+    pub async fn publish_with_headers(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<RecordPosition, HarnessError> {
+        let mut record_headers = OwnedHeaders::new();
+        for (name, header_value) in headers {
+            record_headers = record_headers.insert(Header {
+                key: name,
+                value: Some(header_value.as_bytes()),
+            });
+        }
+        let record = FutureRecord::to(&self.topic)
+            .key(key)
+            .payload(value)
+            .headers(record_headers);
         let delivery = self
             .producer
             .send(record, Duration::from_secs(30))
