@@ -30,9 +30,12 @@ impl PartitionLags {
         self.lock().insert(partition, lag);
     }
 
-    /// Forgets every partition (they were revoked): their new owner reports them.
-    pub fn forget_all(&self) {
-        self.lock().clear();
+    /// Forgets `partitions` (they were revoked): their new owner reports them. The others stay.
+    pub fn forget(&self, partitions: &[i32]) {
+        let mut lags = self.lock();
+        for partition in partitions {
+            lags.remove(partition);
+        }
     }
 
     /// The report of what is recorded, made at `now_ms`; `None` when nothing is.
