@@ -8,11 +8,12 @@ use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
 use pricefront_harness::otlp::OtlpReceiver;
-use pricefront_harness::process::{cpu_seconds, cpu_split, memory, CpuSplit};
+use pricefront_harness::process::{cpu_split, CpuSplit};
 
 use crate::peer_consumer::{run_peer_mode, PeerMode, PeerRun};
 use crate::plot::{lines_svg, Series};
 use crate::report::Section;
+use crate::usage::{Proc, UsageProbe};
 use crate::Args;
 
 /// What one consumer run measured (ours, the classic way, or the peer).
@@ -411,6 +412,7 @@ async fn one_run(
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await?;
     let consumer = env.start_consumer_with_env(label, flags, env_vars)?;
+    let probe = UsageProbe::new(&Proc, label, consumer.child.id());
     let limit = Instant::now() + Duration::from_secs(args.fill_limit_secs);
     let mut first = None;
     let finished_at = loop {
@@ -419,11 +421,7 @@ async fn one_run(
             .await
             .unwrap_or(0.0) as u64;
         if finished >= 1 && first.is_none() {
-            first = Some((
-                Instant::now(),
-                finished,
-                cpu_seconds(consumer.child.id()).ok(),
-            ));
+            first = Some((Instant::now(), finished, probe.at_first_result()?));
         }
         if finished >= count {
             break Instant::now();
@@ -438,9 +436,7 @@ async fn one_run(
     };
     let (started_at, done_at_start, cpu_at_start) = first.context("nothing finished")?;
     let seconds = (finished_at - started_at).as_secs_f64().max(0.001);
-    let pid = consumer.child.id();
-    let peak_rss_mib = memory(pid).map_or(0.0, |m| m.peak_kib as f64 / 1024.0);
-    let cpu = cpu_seconds(pid).unwrap_or(0.0);
+    let usage = probe.at_end(cpu_at_start)?;
     let results = env.stored(&products).await?;
     let stored = results.len() as u64;
     if stored != count {
@@ -451,10 +447,9 @@ async fn one_run(
         products: count,
         complete: results.iter().filter(|r| r.complete).count() as u64,
         rate: (count - done_at_start) as f64 / seconds,
-        cpu_s_per_1000: cpu * 1000.0 / count as f64,
-        cpu_s_per_1000_fill: (cpu - cpu_at_start.unwrap_or(cpu)) * 1000.0
-            / (count - done_at_start).max(1) as f64,
-        peak_rss_mib,
+        cpu_s_per_1000: usage.cpu_s_per_1000(count),
+        cpu_s_per_1000_fill: usage.cpu_s_per_1000_fill(count - done_at_start),
+        peak_rss_mib: usage.peak_rss_mib,
         vendor_calls_per_product: calls as f64 / count as f64,
     })
 }

@@ -22,6 +22,7 @@ mod plot;
 mod prefer;
 mod publish;
 mod report;
+mod usage;
 
 use clap::Parser;
 

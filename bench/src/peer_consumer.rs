@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use pricefront_core::{cache_key, Comparison, ProductId};
-use pricefront_harness::process::{cpu_seconds, memory};
 use pricefront_harness::{redis_url, repo_path, TestEnv};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::usage::{Proc, UsageProbe};
 use crate::Args;
 
 /// How the peer does its per-record work.
@@ -94,7 +94,7 @@ pub async fn run_peer_mode(
         .spawn()
         .with_context(|| format!("starting {}", jar.display()))?;
     let mut peer = Peer { child, log };
-    let pid = peer.child.id();
+    let probe = UsageProbe::new(&Proc, label, peer.child.id());
 
     let keys: Vec<String> = products.iter().map(|p| cache_key(*p)).collect();
     let limit = Instant::now() + Duration::from_secs(args.fill_limit_secs);
@@ -108,7 +108,7 @@ pub async fn run_peer_mode(
         }
         let stored = redis.count_existing(&keys).await?;
         if stored >= 1 && first.is_none() {
-            first = Some((Instant::now(), stored, cpu_seconds(pid).unwrap_or(0.0)));
+            first = Some((Instant::now(), stored, probe.at_first_result()?));
         }
         if stored >= count {
             break Instant::now();
@@ -122,14 +122,10 @@ pub async fn run_peer_mode(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let cpu_total = cpu_seconds(pid).context("reading the peer's CPU time")?;
-    let peak_rss_mib = memory(pid)
-        .context("reading the peer's peak memory")?
-        .peak_kib as f64
-        / 1024.0;
+    let (started_at, stored_at_start, cpu_at_start) = first.context("nothing stored")?;
+    let usage = probe.at_end(cpu_at_start)?;
     peer.kill();
 
-    let (started_at, stored_at_start, cpu_at_start) = first.context("nothing stored")?;
     let seconds = (finished_at - started_at).as_secs_f64().max(0.001);
     let filled = (count - stored_at_start).max(1);
     let complete = check_stored(&mut redis, &products).await?;
@@ -139,9 +135,9 @@ pub async fn run_peer_mode(
         products: count,
         complete,
         rate,
-        cpu_s_per_1000: cpu_total / count as f64 * 1000.0,
-        cpu_s_per_1000_fill: (cpu_total - cpu_at_start) / filled as f64 * 1000.0,
-        peak_rss_mib,
+        cpu_s_per_1000: usage.cpu_s_per_1000(count),
+        cpu_s_per_1000_fill: usage.cpu_s_per_1000_fill(filled),
+        peak_rss_mib: usage.peak_rss_mib,
         vendor_calls_per_product: vendor_calls as f64 / count as f64,
     })
 }
