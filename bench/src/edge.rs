@@ -152,7 +152,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         (&routes[0], &routes[1], &routes[2], &routes[3]);
     let rps = |r: &Route| r.median(|l| l.requests_per_sec);
     let p99 = |r: &Route| r.median(|l| l.p99_ms);
-    let same_load = same_load(args, rps(peer_hit), product, [&ours, &peer]).await;
+    let same_load = same_load(args, rps(peer_hit), product, [&ours, &peer]).await?;
     let mut table = vec![
         "| route | requests/s | p50 ms | p99 ms | non-2xx | socket errors |".into(),
         "| --- | ---: | ---: | ---: | ---: | --- |".into(),
@@ -247,7 +247,7 @@ async fn same_load(
     peer_rps: f64,
     product: ProductId,
     workers: [&LocalWorker; 2],
-) -> String {
+) -> anyhow::Result<String> {
     let rate = ((peer_rps / 2.0 / 10.0).floor() as u32 * 10).max(10);
     let mut runs: [Vec<PacedRun>; 2] = Default::default();
     for round in 0..args.edge_rounds as usize {
@@ -258,13 +258,22 @@ async fn same_load(
         }
     }
     let [ours, peer] = runs.map(|r| (PacedRun::spread(&r), PacedRun::failures(&r)));
+    let ours = (
+        ours.0.context("ours at the same load: nothing answered")?,
+        ours.1,
+    );
+    let peer = (
+        peer.0
+            .context("the peer at the same load: nothing answered")?,
+        peer.1,
+    );
     let row = |label: &str, (spread, failed): &(crate::miss::Spread, u64)| {
         format!(
             "| {label} | {rate} | {} | {:.2} | {:.2} | {:.2} | {failed} |",
             spread.count, spread.p50, spread.p99, spread.max
         )
     };
-    format!(
+    Ok(format!(
         "\n**At the same offered load.** wrk's closed loop sends as fast as each Worker answers, so the faster one \
          is measured under more load. Here both get the same {rate} requests/s (half of the peer's median under \
          wrk) from an open loop: each request is due on a fixed schedule and timed from when it was due (so a stall \
@@ -280,7 +289,7 @@ async fn same_load(
         peer.0.p99,
         ours.0.p50,
         peer.0.p50,
-    )
+    ))
 }
 
 /// The built Worker's wasm, raw and gzipped (`gzip -9`), in bytes.

@@ -8,8 +8,9 @@
 //!    doing the same (`bench/peers/js-worker/`), each beside its `/healthz`, in alternating rounds; then
 //!    both hit paths at the same offered load (an open loop, [`paced`]); the wasm's size and each
 //!    Worker's start time.
-//! 3. Miss to filled: from the edge's 202 to its first 200, through the Strimzi Kafka Bridge, Kafka, the
-//!    consumer, vendors at a fixed latency and both sinks, beside that vendor latency.
+//! 3. Miss to filled: from sending the first GET (answered 202 once the edge has published) to receiving
+//!    the first 200, through the Strimzi Kafka Bridge, Kafka, the consumer, vendors at a fixed latency
+//!    and both sinks, beside that vendor latency.
 //! 4. Publish path: distinct misses per second through the edge and the bridge, beside the hit path of the
 //!    same Worker under the same load loop; every accepted publish counted in the topic.
 

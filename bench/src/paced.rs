@@ -9,7 +9,7 @@ use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use tokio::time::Instant;
 
-use crate::miss::Spread;
+use crate::miss::{NoSamples, Spread};
 
 /// The most requests one paced run sends, whatever its rate and length.
 const MAX_REQUESTS: u64 = 100_000;
@@ -25,7 +25,7 @@ pub struct PacedRun {
 
 impl PacedRun {
     /// The latency figures of these runs together.
-    pub fn spread(runs: &[PacedRun]) -> Spread {
+    pub fn spread(runs: &[PacedRun]) -> Result<Spread, NoSamples> {
         Spread::of(
             runs.iter()
                 .flat_map(|r| r.latencies.iter().copied())

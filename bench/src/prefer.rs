@@ -10,7 +10,7 @@ use pricefront_harness::edge::Edge;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::miss::Spread;
+use crate::miss::{NoSamples, Spread};
 use crate::report::Section;
 use crate::Args;
 
@@ -104,7 +104,13 @@ async fn both(args: &Args, edge: &Edge) -> anyhow::Result<(ClientRun, ClientRun)
             None => into.failed += 1,
         }
     }
-    Ok((waited.run(), polled.run()))
+    let run = |outcomes: Outcomes, client: &str| {
+        let failed = outcomes.failed;
+        outcomes
+            .run()
+            .with_context(|| format!("{client}: no product answered 200 ({failed} failed)"))
+    };
+    Ok((run(waited, "Prefer: wait")?, run(polled, "polling")?))
 }
 
 #[derive(Default)]
@@ -117,13 +123,13 @@ struct Outcomes {
 }
 
 impl Outcomes {
-    fn run(self) -> ClientRun {
-        ClientRun {
+    fn run(self) -> Result<ClientRun, NoSamples> {
+        Ok(ClientRun {
             published: self.published,
-            to_200: Spread::of(self.times),
-            requests: Spread::of(self.requests),
+            to_200: Spread::of(self.times)?,
+            requests: Spread::of(self.requests)?,
             failed: self.failed,
-        }
+        })
     }
 }
 

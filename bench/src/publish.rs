@@ -9,7 +9,7 @@ use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use tokio::time::Instant;
 
-use crate::miss::Spread;
+use crate::miss::{NoSamples, Spread};
 use crate::report::Section;
 use crate::Args;
 
@@ -24,11 +24,12 @@ pub struct LoopResult {
 
 /// `args.edge_connections` clients, each sending its next GET as soon as the last is answered, for
 /// `args.edge_seconds` (and at most 200,000 requests); `product(n)` names the n-th request's product.
+/// Fails when no request was sent (no latency to take a percentile of).
 pub async fn closed_loop(
     args: &Args,
     edge: &Edge,
     product: impl Fn(u64) -> ProductId + Send + Sync + Clone + 'static,
-) -> LoopResult {
+) -> Result<LoopResult, NoSamples> {
     let started = Instant::now();
     let until = started + Duration::from_secs(args.edge_seconds);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -60,13 +61,13 @@ pub async fn closed_loop(
             samples.push(latency);
         }
     }
-    LoopResult {
+    Ok(LoopResult {
         requests: samples.len() as u64,
         accepted: statuses.get(&202).copied().unwrap_or(0),
         statuses,
         seconds: started.elapsed().as_secs_f64(),
-        spread: Spread::of(samples),
-    }
+        spread: Spread::of(samples)?,
+    })
 }
 
 /// The records in the topic against what the edge answered.
