@@ -289,7 +289,11 @@ pub async fn run(
         tracker,
         comparer: Box::new(comparer),
         sinks: Sinks::new(cache, fill, metrics.clone()),
-        dead_letters: DeadLetterQueue::new(producer, settings.dead_letter_topic.clone()),
+        dead_letters: DeadLetterQueue::new(
+            producer,
+            settings.dead_letter_topic.clone(),
+            metrics.clone(),
+        ),
         metrics,
         comparing: Mutex::default(),
         partition_locks: (settings.mode == ProcessingMode::Sequential)
