@@ -107,12 +107,16 @@ pub enum QuotaExhausted {
 /// A vendor's requests to slow down (429 with `Retry-After`), honoured by holding its quota until the
 /// time it asked for. A pure state machine: time is passed in.
 ///
-/// A 429 is a request to slow down, not a failure of the vendor; a vendor that answers 429 again to a
-/// request sent after the hold it asked for had ended is failing its calls, like any other failure.
+/// A 429 is a request to slow down, not a failure of the vendor. An episode of 429s starts with the
+/// first one; a 429 to a request sent once the hold that first one asked for had ended means the vendor
+/// keeps refusing although it was given the time it asked for: a failure, like any other. An answer
+/// other than a 429, past the hold, ends the episode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlowDown {
-    /// Until when no request is sent, set by the last 429; `None` after an answer past it.
+    /// Until when no request is sent: the latest end any 429 of the episode asked for.
     held_until: Option<Instant>,
+    /// The end of the episode's first hold: requests sent from then on were sent after waiting as asked.
+    honoured_from: Option<Instant>,
 }
 
 impl SlowDown {
@@ -120,20 +124,20 @@ impl SlowDown {
     pub const DEFAULT_HOLD: Duration = Duration::from_secs(1);
 
     /// Records a 429, answered at `now` to a request sent at `sent_at`, asking for `retry_after` (or
-    /// [`Self::DEFAULT_HOLD`]). Returns whether the vendor keeps refusing: the request was sent once an
-    /// earlier hold had ended.
+    /// [`Self::DEFAULT_HOLD`]). Returns whether the vendor keeps refusing: the request was sent once the
+    /// episode's first hold had ended.
     pub fn asked(&mut self, sent_at: Instant, now: Instant, retry_after: Option<Duration>) -> bool {
-        let keeps_refusing = self.held_until.is_some_and(|until| sent_at >= until);
         let until = now + retry_after.unwrap_or(Self::DEFAULT_HOLD);
+        let keeps_refusing = self.honoured_from.is_some_and(|from| sent_at >= from);
+        self.honoured_from.get_or_insert(until);
         self.held_until = Some(self.held_until.map_or(until, |held| held.max(until)));
         keeps_refusing
     }
 
-    /// Records an answer other than a 429 at `now`: once past the hold, the vendor is no longer asking
-    /// to slow down.
+    /// Records an answer other than a 429 at `now`: once past the hold, the episode is over.
     pub fn answered(&mut self, now: Instant) {
         if self.held_until.is_some_and(|until| now >= until) {
-            self.held_until = None;
+            *self = Self::default();
         }
     }
 
@@ -195,9 +199,11 @@ impl VendorQuota {
     /// Waits for the end of a vendor's request to slow down, a concurrency slot and then a token, but
     /// never past `deadline`: fails at once when the vendor asked for no request until after it.
     pub async fn acquire(&self, deadline: Instant) -> Result<QuotaPermit, QuotaExhausted> {
-        let now = Instant::now();
-        let held_until = self.lock_slow_down().held_until(now);
-        if let Some(until) = held_until {
+        // Again after each wait: 429s answered meanwhile may have moved the end of the hold.
+        loop {
+            let now = Instant::now();
+            let held_until = self.lock_slow_down().held_until(now);
+            let Some(until) = held_until else { break };
             if until > deadline {
                 return Err(QuotaExhausted::SlowDown {
                     remaining: until - now,
@@ -364,6 +370,10 @@ mod tests {
         assert!(
             slow.asked(t0 + ms(2_000), t0 + ms(2_010), Some(ms(500))),
             "sent after the hold ended: the vendor keeps refusing"
+        );
+        assert!(
+            slow.asked(t0 + ms(2_001), t0 + ms(2_020), Some(ms(500))),
+            "so does every request sent after the first hold, though a later 429 moved the hold on"
         );
         slow.answered(t0 + ms(3_000));
         assert_eq!(slow.held_until(t0 + ms(3_000)), None);
