@@ -5,9 +5,10 @@
 //!    (`--max-in-flight`), against the same consumer one message at a time per partition
 //!    (`--mode sequential`), and against the latency-bound ideal (max_in_flight / vendor latency). Peak memory of the consumer.
 //! 2. Edge hit path: wrk against the Worker under `wrangler dev` and against a plain JavaScript Worker
-//!    doing the same (`bench/peers/js-worker/`), each beside its `/healthz`, in alternating rounds; then
-//!    both hit paths at the same offered load (an open loop, [`paced`]); the wasm's size and each
-//!    Worker's start time.
+//!    doing the same (`bench/peers/js-worker/`), each beside its `/healthz`, in alternating rounds; ours
+//!    like for like (`HOT_CACHE_MS=0`, a KV read per hit as the peer) headlined beside ours with the
+//!    isolate's hot cache, both also at the peer's offered load (an open loop, [`paced`], 200s only
+//!    counted as hits); the wasm's size and each Worker's start time.
 //! 3. Miss to filled: from sending the first GET (answered 202 once the edge has published) to receiving
 //!    the first 200, through the Strimzi Kafka Bridge, Kafka, the consumer, vendors at a fixed latency
 //!    and both sinks, beside that vendor latency.

@@ -3,6 +3,7 @@
 //! before sending again), it compares two servers at the **same** offered load: a closed loop at full
 //! speed loads the faster server harder, so its tail is measured under more load than the slower one's.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pricefront_core::ProductId;
@@ -16,11 +17,18 @@ const MAX_REQUESTS: u64 = 100_000;
 
 /// What one paced run measured.
 pub struct PacedRun {
-    /// Latencies of the requests answered 2xx or 304, each from the moment the schedule meant it to
-    /// be sent (so a stalled client or server is charged for the requests queued behind the stall).
+    /// Latencies of the hits (requests answered 200, [`is_hit`]), each from the moment the schedule meant
+    /// it to be sent (so a stalled client or server is charged for the requests queued behind the stall).
     pub latencies: Vec<Duration>,
-    /// Requests not answered 2xx or 304 (errors and other statuses).
-    pub failed: u64,
+    /// Requests that were not hits, by status (0: no answer, or its body could not be read): a 202 is a
+    /// miss the Worker published, not a hit it served.
+    pub others: BTreeMap<u16, u64>,
+}
+
+/// Whether an answer to `GET /v1/prices/{id}` of a cached product is a hit: a 200 only. A 202 (the
+/// product was missed and published), a 304 (nothing was served) or any other status is not.
+pub fn is_hit(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::OK
 }
 
 impl PacedRun {
@@ -33,9 +41,13 @@ impl PacedRun {
         )
     }
 
-    /// The failures of these runs together.
-    pub fn failures(runs: &[PacedRun]) -> u64 {
-        runs.iter().map(|r| r.failed).sum()
+    /// The requests of these runs that were not hits, by status.
+    pub fn others(runs: &[PacedRun]) -> BTreeMap<u16, u64> {
+        let mut all = BTreeMap::new();
+        for (&status, &n) in runs.iter().flat_map(|r| &r.others) {
+            *all.entry(status).or_default() += n;
+        }
+        all
     }
 }
 
@@ -51,21 +63,59 @@ pub async fn get_prices_at(edge: &Edge, product: ProductId, rate: u32, seconds: 
         tokio::time::sleep_until(due).await;
         let edge = edge.clone();
         requests.spawn(async move {
-            let response = edge.get_prices(product, None).await.ok()?;
-            let answered = response.status().is_success() || response.status() == 304;
-            response.bytes().await.ok()?;
-            answered.then(|| due.elapsed())
+            let Ok(response) = edge.get_prices(product, None).await else {
+                return Err(0);
+            };
+            let status = response.status();
+            if response.bytes().await.is_err() {
+                return Err(0);
+            }
+            if is_hit(status) {
+                Ok(due.elapsed())
+            } else {
+                Err(status.as_u16())
+            }
         });
     }
     let mut run = PacedRun {
         latencies: Vec::with_capacity(count as usize),
-        failed: 0,
+        others: BTreeMap::new(),
     };
     while let Some(done) = requests.join_next().await {
-        match done.ok().flatten() {
-            Some(latency) => run.latencies.push(latency),
-            None => run.failed += 1,
+        match done.unwrap_or(Err(0)) {
+            Ok(latency) => run.latencies.push(latency),
+            Err(status) => *run.others.entry(status).or_default() += 1,
         }
     }
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn only_a_200_is_a_hit() {
+        assert!(is_hit(StatusCode::OK));
+        for status in [
+            StatusCode::ACCEPTED,
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_MODIFIED,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(!is_hit(status), "{status} counted as a hit");
+        }
+    }
+
+    #[test]
+    fn the_misses_of_runs_are_counted_by_status() {
+        let run = |others: &[(u16, u64)]| PacedRun {
+            latencies: vec![Duration::from_millis(3)],
+            others: others.iter().copied().collect(),
+        };
+        let runs = [run(&[(202, 2)]), run(&[(202, 1), (0, 1)])];
+        assert_eq!(PacedRun::others(&runs), BTreeMap::from([(0, 1), (202, 3)]));
+    }
 }
