@@ -12,7 +12,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::Instrument;
 
-use crate::dead_letter::{DeadLetter, DeadLetterQueue};
+use crate::dead_letter::{DeadLetter, DeadLetterQueue, Delivery};
 use crate::fanout::{now_ms, Comparer};
 use crate::metrics::Metrics;
 use crate::offsets::{finish_and_store, OffsetTracker, Ticket};
@@ -111,8 +111,10 @@ impl MessageHandler {
                 error,
             };
             tracing::warn!(partition = ticket.partition, offset = ticket.offset, error = %letter.error, "dead-lettering a message");
-            self.dead_letters.send_until_delivered(&letter).await;
-            self.metrics.dead_lettered.inc();
+            // A dropped letter is counted apart (`pricefront_dead_letters_dropped_total`).
+            if self.dead_letters.send_until_delivered(&letter).await != Delivery::Dropped {
+                self.metrics.dead_lettered.inc();
+            }
         }
         self.finish(ticket);
     }
