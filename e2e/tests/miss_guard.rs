@@ -15,7 +15,7 @@ use pricefront_harness::topic::published_for;
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::{profiles, sample_comparison, TestEnv};
 use serde_json::Value;
-use vendor_sim::VendorProfile;
+use vendor_sim::{BodyShape, VendorProfile};
 
 async fn start_worker(
     name: &'static str,
@@ -249,7 +249,22 @@ async fn a_pipeline_far_behind_turns_new_misses_away_with_503_and_hits_still_ans
             ],
         )
         .unwrap();
-    env.publish((0..300).map(|n| env.product(n))).await.unwrap();
+    // Before the burst, a miss is accepted: a Worker that refused every miss would pass the rest.
+    for (n, worker) in [(9_000, &via_redis), (29_000, &via_kv)] {
+        let response = worker
+            .edge()
+            .get_prices(env.product(n), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            202,
+            "{} before the burst",
+            worker.edge().base
+        );
+    }
+    let burst: Vec<_> = (0..300).map(|n| env.product(n)).collect();
+    env.publish(burst.iter().copied()).await.unwrap();
 
     for (first, worker) in [(10_000, &via_redis), (30_000, &via_kv)] {
         let edge = worker.edge();
@@ -289,6 +304,38 @@ async fn a_pipeline_far_behind_turns_new_misses_away_with_503_and_hits_still_ans
             "{}",
             edge.base
         );
+    }
+
+    // Once the backlog drains, misses are accepted again (the consumers' next reports say so).
+    env.simulator.set_profile(
+        "alpha",
+        pricefront_harness::vendor((5, 20), BodyShape::Flat),
+    );
+    env.wait_for_results(&burst, Duration::from_secs(120))
+        .await
+        .unwrap();
+    for (first, worker) in [(20_000, &via_redis), (40_000, &via_kv)] {
+        let edge = worker.edge();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        let mut n = first;
+        loop {
+            n += 1;
+            let status = edge
+                .get_prices(env.product(n), None)
+                .await
+                .unwrap()
+                .status();
+            if status == 202 {
+                break;
+            }
+            assert_eq!(status, 503, "{}", edge.base);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: misses still refused 90 s after the backlog drained",
+                edge.base
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     via_redis.stop().unwrap();
     via_kv.stop().unwrap();
