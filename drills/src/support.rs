@@ -329,6 +329,40 @@ pub(crate) fn check_circuits(page: &str, report: &mut crate::DrillReport, exempt
     }
 }
 
+/// The bounds of the bucket that holds the largest observation of the histogram `name` (without
+/// `_bucket`) in the metrics `page`, among the samples whose labels contain `labels` (or all, when
+/// empty): the largest observation is above the lower bound and at most the upper one (infinite for
+/// the `+Inf` bucket; 0 is the lower bound of the first bucket). `None` when the histogram is absent or
+/// empty. A histogram's highest quantile is only the upper bound, which the largest observation may
+/// lie far below (a bucket of `1.25^n` ms spans a fifth of its bound): a check that the largest was
+/// at least some value must test the lower bound.
+pub(crate) fn bounds_of_max(page: &str, name: &str, labels: &str) -> Option<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut buckets: Vec<(f64, f64)> = page
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(labels))
+        .filter_map(|l| {
+            let le = metrics::label_value(l, "le")?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, l.rsplit(' ').next()?.parse::<f64>().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut bounds = None;
+    let mut below = (0.0, 0.0);
+    for (bound, count) in buckets {
+        if count > below.1 {
+            bounds = Some((below.0, bound));
+        }
+        below = (bound, count);
+    }
+    bounds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +401,24 @@ pricefront_vendor_circuit_opened_total{vendor=\"b\"} 2
             "{}",
             report.details()
         );
+    }
+
+    #[test]
+    fn the_largest_observation_lies_in_the_bucket_above_the_last_one_it_filled() {
+        // Buckets 1 ms * 1.25^n: 0.08674 (n = 20) and 0.1084 (n = 21); one observation of 87 ms.
+        let page = "\
+x_bucket{le=\"0.06938893903907228\"} 5
+x_bucket{le=\"0.08673617379884035\"} 9
+x_bucket{le=\"0.10842021724855044\"} 10
+x_bucket{le=\"0.13552527156068805\"} 10
+x_bucket{le=\"+Inf\"} 10
+y_bucket{le=\"0.5\"} 0
+y_bucket{le=\"+Inf\"} 2
+";
+        let (lower, upper) = bounds_of_max(page, "x", "").unwrap();
+        assert!((lower - 0.0867).abs() < 1e-4 && (upper - 0.1084).abs() < 1e-4);
+        assert_eq!(bounds_of_max(page, "y", ""), Some((0.5, f64::INFINITY)));
+        assert_eq!(bounds_of_max(page, "z", ""), None);
+        assert_eq!(bounds_of_max("x_bucket{le=\"+Inf\"} 0", "x", ""), None);
     }
 }
