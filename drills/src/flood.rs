@@ -8,6 +8,11 @@
 //! and the legitimate client's hit latency during a quiet run and during the flood, side by side.
 //! "Lost" = a legitimate read of a cached product not answered 200, or a legitimate new product with no
 //! result served by the end of the recovery.
+//!
+//! The guards must have worked, not merely not published what they refused: at least
+//! [`MIN_UNKNOWN_404`] of the flood's ids outside the catalog answered 404, 429s among the answers and no
+//! identity answered 202 more often in one window of `MISS_LIMITER` than its limit (read from
+//! `wrangler.toml`, which the drill's Worker runs with), and every flood request answered.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
@@ -19,7 +24,7 @@ use pricefront_harness::edge::Edge;
 use pricefront_harness::metrics::{page, sum_of};
 use pricefront_harness::topic::records_per_product;
 use pricefront_harness::worker::LocalWorker;
-use pricefront_harness::{sample_comparison, ConsumerProcess, TestEnv};
+use pricefront_harness::{now_ms, sample_comparison, ConsumerProcess, TestEnv};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -39,6 +44,64 @@ const CATALOG: u64 = 100_000;
 
 /// The first known id the flood asks for.
 const FLOOD_KNOWN_FROM: u64 = 10_000;
+
+/// The least share of the flood's ids outside the catalog that must be answered 404: the filter is a
+/// Bloom filter, whose false positives (about 1% as `pricefront-catalog` builds it) pass as known ids.
+pub const MIN_UNKNOWN_404: f64 = 0.95;
+
+/// A rate limiting binding's `simple = { limit, period }` in `wrangler.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per period and key.
+    pub limit: u64,
+    /// The period, seconds (10 or 60). Under `wrangler dev` the periods are fixed windows of Unix time.
+    pub period_secs: u64,
+}
+
+impl RateLimit {
+    /// The binding `name`'s limit in the text of a `wrangler.toml`, if it has one.
+    pub fn of_binding(wrangler_toml: &str, name: &str) -> Option<Self> {
+        let mut in_binding = false;
+        for line in wrangler_toml.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_binding = false;
+            } else if let Some(("name", value)) = line.split_once('=').map(|(k, v)| (k.trim(), v)) {
+                in_binding = value.trim().trim_matches('"') == name;
+            } else if in_binding && line.starts_with("simple") {
+                let number = |key: &str| -> Option<u64> {
+                    let rest = line.split(key).nth(1)?.trim_start().strip_prefix('=')?;
+                    rest.trim_start()
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse()
+                        .ok()
+                };
+                return Some(Self {
+                    limit: number("limit")?,
+                    period_secs: number("period")?,
+                });
+            }
+        }
+        None
+    }
+
+    /// The binding `name`'s limit in the repository's `wrangler.toml`.
+    pub fn of_wrangler_toml(name: &str) -> Result<Self, DrillError> {
+        let path = pricefront_harness::repo_path("wrangler.toml");
+        let text = std::fs::read_to_string(&path)?;
+        Self::of_binding(&text, name).ok_or_else(|| {
+            DrillError::Precondition(format!(
+                "{} sets no simple limit for {name}",
+                path.display()
+            ))
+        })
+    }
+
+    /// The window holding the Unix time `ms`.
+    fn window_of(&self, ms: u64) -> u64 {
+        ms / (self.period_secs.max(1) * 1000)
+    }
+}
 
 /// The load and the limits of the drill.
 #[derive(Debug, Clone)]
@@ -64,11 +127,13 @@ pub struct Plan {
 }
 
 impl Default for Plan {
-    /// `make drills`: 20 s of 80 flood requests a second from 4 identities.
+    /// `make drills`: 20 s of 80 flood requests a second from 2 identities: 20 known ids a second
+    /// each, so that each passes `MISS_LIMITER`'s 120 a minute within the flood even when it spans two
+    /// of the limiter's windows, and backpressure turns some away.
     fn default() -> Self {
         Self {
             flood_per_second: 80,
-            flood_clients: 4,
+            flood_clients: 2,
             duration: Duration::from_secs(20),
             hits_per_second: 20,
             new_product_every: Duration::from_secs(2),
@@ -81,12 +146,20 @@ impl Default for Plan {
 }
 
 impl Plan {
-    /// The short version of `make test`: 10 s.
+    /// The short version of `make test`: 10 s from one identity (40 known ids a second: past
+    /// `MISS_LIMITER`'s 120 a minute in 3 s, before backpressure can turn it away).
     pub fn short() -> Self {
         Self {
             duration: Duration::from_secs(10),
+            flood_clients: 1,
             ..Self::default()
         }
+    }
+
+    /// The legitimate client's misses during the quiet run and the flood together, at most.
+    fn legit_misses(&self) -> u64 {
+        let per_run = self.duration.as_millis() / self.new_product_every.as_millis().max(1) + 1;
+        2 * per_run as u64
     }
 }
 
@@ -107,12 +180,19 @@ struct Legit {
 /// /problems/backlogged"`); `"no answer"` for a connection error.
 type FloodTally = HashMap<String, u64>;
 
-/// One flood request's answer: its product, status, problem type (empty when none) and latency in ms.
+/// One flood request's answer: its product, status (0: no answer), problem type (empty when none) and
+/// latency in ms, the identity that sent it, whether its id was in the catalog, and when (Unix ms) it
+/// was sent and answered.
+#[derive(Debug, Clone)]
 struct FloodAnswer {
     product: ProductId,
     status: u16,
     problem: String,
     ms: f64,
+    client: usize,
+    in_catalog: bool,
+    sent_ms: u64,
+    answered_ms: u64,
 }
 
 impl FloodAnswer {
@@ -140,10 +220,11 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     let mut report = DrillReport {
         name: "flood of distinct ids".into(),
         fault: format!(
-            "{} requests/s of distinct random ids from {} identities for {} (half outside the catalog), beside a \
+            "{} requests/s of distinct random ids from {} {} for {} (half outside the catalog), beside a \
              client reading {} cached products at {}/s and asking for a new one every {}",
             plan.flood_per_second,
             plan.flood_clients,
+            if plan.flood_clients == 1 { "identity" } else { "identities" },
             secs(plan.duration),
             plan.cached_products,
             plan.hits_per_second,
@@ -151,6 +232,8 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         ),
         ..DrillReport::default()
     };
+    let client_limit = RateLimit::of_wrangler_toml("MISS_LIMITER")?;
+    let address_limit = RateLimit::of_wrangler_toml("MISS_ADDRESS_LIMITER")?;
     let quota = format!(
         "max_requests_per_second = {}\nmax_concurrency = 8",
         plan.vendor_quota
@@ -193,7 +276,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     let flood_elapsed = flood_started.elapsed();
     let vendor_requests_after = env.simulator.request_counts();
     let lag_during = sampling.await.unwrap_or_default();
-    let (flood_tally, flood_products) = flood;
+    let (flood_tally, flood_products, flood_sent) = flood;
 
     // Recovery: the backlog drains and every new product of the legitimate client is served.
     let recovery = recover(plan, &edge, &consumer, &quiet, &loud).await;
@@ -223,6 +306,13 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     report.check(
         refused_but_published == 0,
         format!("{refused_but_published} refused flood requests were published all the same"),
+    );
+    check_guards(
+        &mut report,
+        plan,
+        (client_limit, address_limit),
+        &flood_products,
+        flood_sent,
     );
     let mut answers: Vec<_> = flood_tally.iter().collect();
     answers.sort();
@@ -289,6 +379,101 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         .map_err(|e| DrillError::Precondition(e.to_string()))?;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Fails `report` unless the miss guards worked on the flood (`answers` of `sent` requests): every
+/// request answered; at least [`MIN_UNKNOWN_404`] of the ids outside the catalog answered 404; some
+/// answered 429; no identity answered 202 more often in one window of `MISS_LIMITER` than `limits.0`
+/// allows (a 202 counts in a window when it was sent and answered within it: the Worker's clock read
+/// lies between); and the plan within `MISS_ADDRESS_LIMITER` (`limits.1`), every identity sharing
+/// 127.0.0.1, so that the 429s are the identities' own.
+fn check_guards(
+    report: &mut DrillReport,
+    plan: &Plan,
+    (client, address): (RateLimit, RateLimit),
+    answers: &[FloodAnswer],
+    sent: u64,
+) {
+    let unanswered = sent.saturating_sub(answers.len() as u64)
+        + answers.iter().filter(|a| a.status == 0).count() as u64;
+    report.check(
+        unanswered == 0,
+        format!("{unanswered} of {sent} flood requests got no answer"),
+    );
+    let unknown: Vec<&FloodAnswer> = answers.iter().filter(|a| !a.in_catalog).collect();
+    let refused_unknown = unknown
+        .iter()
+        .filter(|a| a.status == 404 && a.problem == "/problems/unknown-product")
+        .count();
+    let share = refused_unknown as f64 / unknown.len().max(1) as f64;
+    report.check(
+        !unknown.is_empty() && share >= MIN_UNKNOWN_404,
+        format!(
+            "{refused_unknown} of the {} flood ids outside the catalog were answered 404 ({:.1}%, at least {:.0}% \
+             expected): the known-products filter did not turn them away",
+            unknown.len(),
+            100.0 * share,
+            100.0 * MIN_UNKNOWN_404
+        ),
+    );
+    let limited = answers
+        .iter()
+        .filter(|a| a.status == 429 && a.problem == "/problems/rate-limited")
+        .count();
+    report.check(
+        limited > 0,
+        format!(
+            "no flood request was answered 429: MISS_LIMITER ({} a key per {} s) never refused an identity",
+            client.limit, client.period_secs
+        ),
+    );
+    let mut per_identity = Vec::new();
+    for identity in 0..plan.flood_clients as usize {
+        let mine = || answers.iter().filter(move |a| a.client == identity);
+        let mut by_window: HashMap<u64, u64> = HashMap::new();
+        for answer in mine().filter(|a| a.status == 202) {
+            let window = client.window_of(answer.sent_ms);
+            if window == client.window_of(answer.answered_ms) {
+                *by_window.entry(window).or_default() += 1;
+            }
+        }
+        let most = by_window.values().copied().max().unwrap_or(0);
+        let accepted = mine().filter(|a| a.status == 202).count();
+        let refused = mine().filter(|a| a.status == 429).count();
+        report.check(
+            most <= client.limit,
+            format!(
+                "identity flood-{identity} was answered 202 {most} times in one {} s window of MISS_LIMITER, above its \
+                 limit of {}",
+                client.period_secs, client.limit
+            ),
+        );
+        per_identity.push(format!(
+            "flood-{identity} {accepted} 202 (at most {most} in one window) and {refused} 429"
+        ));
+    }
+    // Each identity passes MISS_LIMITER at most `limit` times a window; the legitimate client's new
+    // products pass too; all of them count against 127.0.0.1 in MISS_ADDRESS_LIMITER.
+    let address_worst = u64::from(plan.flood_clients) * client.limit + plan.legit_misses();
+    report.check(
+        address_worst <= address.limit,
+        format!(
+            "the plan lets up to {address_worst} misses a window from 127.0.0.1 through MISS_LIMITER, above \
+             MISS_ADDRESS_LIMITER's {}: a 429 could be the address's, and say nothing of the identities' limit",
+            address.limit
+        ),
+    );
+    report.note(format!(
+        "rate limits (wrangler.toml): MISS_LIMITER {} a key per {} s, MISS_ADDRESS_LIMITER {} an address per {} s (the \
+         plan passes at most {address_worst} a window from 127.0.0.1); per identity: {}; ids outside the catalog \
+         answered 404: {refused_unknown} of {}",
+        client.limit,
+        client.period_secs,
+        address.limit,
+        address.period_secs,
+        per_identity.join(", "),
+        unknown.len()
+    ));
 }
 
 async fn start_worker(env: &TestEnv, plan: &Plan) -> Result<LocalWorker, DrillError> {
@@ -380,7 +565,11 @@ async fn legit_load(plan: &Plan, edge: &Edge, env: &TestEnv, first_new: u64) -> 
 
 /// The flood: distinct random ids, half outside the catalog, from `plan.flood_clients` identities, at
 /// `plan.flood_per_second` for `plan.duration`. Each request's product and status.
-async fn flood_load(plan: &Plan, edge: &Edge, env: &TestEnv) -> (FloodTally, Vec<FloodAnswer>) {
+async fn flood_load(
+    plan: &Plan,
+    edge: &Edge,
+    env: &TestEnv,
+) -> (FloodTally, Vec<FloodAnswer>, u64) {
     let every = Duration::from_secs(1) / plan.flood_per_second.max(1);
     let total = u64::from(plan.flood_per_second) * plan.duration.as_secs();
     let mut tick = tokio::time::interval(every);
@@ -403,9 +592,14 @@ async fn flood_load(plan: &Plan, edge: &Edge, env: &TestEnv) -> (FloodTally, Vec
             }
         };
         let (edge, product) = (edge.clone(), env.product(n));
-        let client = clients[(i % u64::from(plan.flood_clients)) as usize].clone();
+        // Each identity in turn sends a known id and an unknown one (before, with `i % clients`, the even
+        // identities sent every known id and the odd ones none).
+        let client_index = ((i / 2) % u64::from(plan.flood_clients)) as usize;
+        let client = clients[client_index].clone();
+        let in_catalog = n < CATALOG;
         requests.spawn(async move {
             let sent = Instant::now();
+            let sent_ms = now_ms();
             let (status, problem) = match edge
                 .get_prices_with_header(product, CLIENT_HEADER, &client)
                 .await
@@ -423,16 +617,28 @@ async fn flood_load(plan: &Plan, edge: &Edge, env: &TestEnv) -> (FloodTally, Vec
                 status,
                 problem,
                 ms: sent.elapsed().as_secs_f64() * 1000.0,
+                client: client_index,
+                in_catalog,
+                sent_ms,
+                answered_ms: now_ms(),
             }
         });
     }
     let mut tally = FloodTally::new();
     let mut answered = Vec::new();
-    while let Some(Ok(answer)) = requests.join_next().await {
-        *tally.entry(answer.label()).or_default() += 1;
-        answered.push(answer);
+    // A task that failed took its answer with it: counted as no answer.
+    while let Some(joined) = requests.join_next().await {
+        let label = match joined {
+            Ok(answer) => {
+                let label = answer.label();
+                answered.push(answer);
+                label
+            }
+            Err(_) => "no answer".into(),
+        };
+        *tally.entry(label).or_default() += 1;
     }
-    (tally, answered)
+    (tally, answered, total)
 }
 
 /// The consumer's total lag once a second for `duration`.
@@ -522,4 +728,175 @@ fn quantile(values: &[f64], q: f64) -> String {
     sorted.sort_by(f64::total_cmp);
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     format!("{:.1}", sorted[index])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: RateLimit = RateLimit {
+        limit: 120,
+        period_secs: 60,
+    };
+    const ADDRESS: RateLimit = RateLimit {
+        limit: 1200,
+        period_secs: 60,
+    };
+
+    /// A flood of `plan` answered by `answer(i, in_catalog)` (status, problem), one request every
+    /// 12.5 ms from the start of a window, odd requests outside the catalog, identities in turn as
+    /// `flood_load` assigns them.
+    fn flood(plan: &Plan, answer: impl Fn(u64, bool) -> (u16, &'static str)) -> Vec<FloodAnswer> {
+        let total = u64::from(plan.flood_per_second) * plan.duration.as_secs();
+        (0..total)
+            .map(|i| {
+                let in_catalog = i % 2 == 0;
+                let (status, problem) = answer(i, in_catalog);
+                let sent_ms = 1_800_000_000_000 + i * 1000 / u64::from(plan.flood_per_second);
+                FloodAnswer {
+                    product: ProductId::new(1 + i).unwrap(),
+                    status,
+                    problem: problem.into(),
+                    ms: 5.0,
+                    client: ((i / 2) % u64::from(plan.flood_clients)) as usize,
+                    in_catalog,
+                    sent_ms,
+                    answered_ms: sent_ms + 5,
+                }
+            })
+            .collect()
+    }
+
+    fn checked(plan: &Plan, answers: &[FloodAnswer], sent: u64) -> DrillReport {
+        let mut report = DrillReport::default();
+        check_guards(&mut report, plan, (LIMIT, ADDRESS), answers, sent);
+        report
+    }
+
+    /// A Worker with its guards on: unknown ids 404, each identity's first 120 known ids 202, the
+    /// rest 429.
+    fn guarded(plan: &Plan) -> Vec<FloodAnswer> {
+        let clients = u64::from(plan.flood_clients);
+        flood(plan, |i, in_catalog| {
+            if !in_catalog {
+                (404, "/problems/unknown-product")
+            } else if i / 2 / clients < LIMIT.limit {
+                (202, "")
+            } else {
+                (429, "/problems/rate-limited")
+            }
+        })
+    }
+
+    #[test]
+    fn a_flood_turned_away_by_every_guard_passes() {
+        for plan in [Plan::default(), Plan::short()] {
+            let answers = guarded(&plan);
+            let report = checked(&plan, &answers, answers.len() as u64);
+            assert!(report.failures.is_empty(), "{}", report.details());
+        }
+    }
+
+    #[test]
+    fn a_worker_with_every_guard_off_fails() {
+        let plan = Plan::default();
+        let answers = flood(&plan, |_, _| (202, ""));
+        let report = checked(&plan, &answers, answers.len() as u64);
+        let text = report.details();
+        println!("{text}");
+        assert!(
+            text.contains("0 of the 800 flood ids outside the catalog were answered 404"),
+            "{text}"
+        );
+        assert!(text.contains("no flood request was answered 429"), "{text}");
+        assert!(
+            text.contains("identity flood-0 was answered 202 800 times in one 60 s window"),
+            "{text}"
+        );
+        // The check of before: nothing refused, so nothing refused was published.
+        assert!(answers.iter().all(|a| !a.refused()));
+    }
+
+    #[test]
+    fn a_limit_counted_per_window_and_every_answer_are_required() {
+        let plan = Plan::default();
+        // A limiter that lets each identity 200 through: within its 800 known ids, but over 120.
+        let clients = u64::from(plan.flood_clients);
+        let answers = flood(&plan, |i, in_catalog| {
+            match (in_catalog, i / 2 / clients < 200) {
+                (false, _) => (404, "/problems/unknown-product"),
+                (true, true) => (202, ""),
+                (true, false) => (429, "/problems/rate-limited"),
+            }
+        });
+        let report = checked(&plan, &answers, answers.len() as u64);
+        println!("{}", report.details());
+        assert_eq!(report.failures.len(), 2, "{}", report.details());
+        assert!(
+            report.failures.iter().all(|f| f.contains("202 200 times")),
+            "{}",
+            report.details()
+        );
+        // The same flood with a window starting 5 s in passes: 100 202s a window.
+        let split: Vec<FloodAnswer> = answers
+            .iter()
+            .cloned()
+            .map(|mut a| {
+                if a.sent_ms >= 1_800_000_005_000 {
+                    a.sent_ms += 60_000;
+                    a.answered_ms += 60_000;
+                }
+                a
+            })
+            .collect();
+        let report = checked(&plan, &split, split.len() as u64);
+        assert!(report.failures.is_empty(), "{}", report.details());
+        // Requests without an answer, or lost with their task.
+        let mut gaps = guarded(&plan);
+        gaps[3].status = 0;
+        let report = checked(&plan, &gaps[1..], gaps.len() as u64);
+        assert_eq!(report.failures.len(), 1, "{}", report.details());
+        assert!(report.failures[0].starts_with("2 of 1600 flood requests got no answer"));
+    }
+
+    #[test]
+    fn a_plan_that_could_meet_the_address_limit_fails() {
+        let plan = Plan::default();
+        let answers = guarded(&plan);
+        let mut report = DrillReport::default();
+        let address = RateLimit {
+            limit: 250,
+            period_secs: 60,
+        };
+        check_guards(
+            &mut report,
+            &plan,
+            (LIMIT, address),
+            &answers,
+            answers.len() as u64,
+        );
+        assert_eq!(report.failures.len(), 1, "{}", report.details());
+        assert!(report.failures[0].contains("up to 262 misses a window"));
+    }
+
+    #[test]
+    fn rate_limits_are_read_from_wrangler_toml() {
+        let toml = "[[ratelimits]]\nname = \"A\"\nnamespace_id = \"1\"\nsimple = { limit = 7, period = 10 }\n\n\
+                    [[ratelimits]]\nname = \"B\"\nsimple = { limit = 1200, period = 60 }\n[vars]\nname = \"A\"\n";
+        assert_eq!(
+            RateLimit::of_binding(toml, "A"),
+            Some(RateLimit {
+                limit: 7,
+                period_secs: 10
+            })
+        );
+        assert_eq!(
+            RateLimit::of_binding(toml, "B").map(|r| r.limit),
+            Some(1200)
+        );
+        assert_eq!(RateLimit::of_binding(toml, "C"), None);
+        let ours = include_str!("../../wrangler.toml");
+        assert!(RateLimit::of_binding(ours, "MISS_LIMITER").is_some());
+        assert!(RateLimit::of_binding(ours, "MISS_ADDRESS_LIMITER").is_some());
+    }
 }
