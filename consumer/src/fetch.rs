@@ -79,6 +79,7 @@ enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// Every outcome, in declaration order: `outcome as usize` is its index here.
     const ALL: [AttemptOutcome; 8] = [
         AttemptOutcome::Ok,
         AttemptOutcome::Timeout,
@@ -265,11 +266,8 @@ impl VendorGuards {
             Ok(_) => Some(AttemptOutcome::Ok),
             Err(error) => error.outcome(),
         };
-        if let Some(outcome) = outcome {
-            let index = AttemptOutcome::ALL.iter().position(|o| *o == outcome);
-            if let Some(counter) = index.and_then(|i| self.attempts.get(i)) {
-                counter.inc();
-            }
+        if let Some(counter) = outcome.and_then(|o| self.attempts.get(o as usize)) {
+            counter.inc();
         }
         if let Err(error) = result {
             if matches!(
@@ -873,6 +871,13 @@ mod tests {
             vendor.metric_line("vendor_attempts_total{vendor=\"v\",outcome=\"timeout\"}"),
             Some(2.0)
         );
+    }
+
+    #[test]
+    fn every_attempt_outcome_sits_at_its_own_index() {
+        for (i, outcome) in AttemptOutcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{}", outcome.label());
+        }
     }
 
     #[test]
