@@ -52,6 +52,11 @@ impl RedisCache {
         })
     }
 
+    /// The connection, for the other users of the same Redis (the identifier map, daily budgets).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
     /// Pings Redis until it answers, with capped, jittered exponential backoff, logging each failure.
     /// Run it in the background after [`RedisCache::connect_lazily`] to connect as soon as Redis is up.
     pub async fn wait_until_reachable(&self) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use pricefront_core::FreshnessPolicy;
 
-use crate::fetch::FetchLimits;
+use crate::vendors::fetch::FetchLimits;
 
 /// Consumes price-compare requests from Kafka, asks every configured vendor concurrently, and stores
 /// the aggregated comparison in Redis. Offsets are committed only once results are stored.

@@ -3,7 +3,7 @@
 //!
 //! A consumer short of CPU (a throttled container, a debug build at a large window) reads its vendors'
 //! answers late: a call the vendor answered in time can still time out here. Such a timeout says
-//! nothing about the vendor, so [`fetch`](crate::fetch) does not hold it against the vendor's circuit
+//! nothing about the vendor, so [`fetch`](crate::vendors::fetch) does not hold it against the vendor's circuit
 //! breaker when the runtime was late by a tenth of the call's timeout or more while the call was out.
 //! Otherwise a starved consumer opens every vendor's circuit itself and stores its whole backlog as
 //! results without offers. The same lateness shrinks the in-flight window ([`crate::window_size`]), so

@@ -7,12 +7,10 @@
 //! Layout, one concept per file:
 //!
 //! - [`config`]: the settings (flags with environment twins).
-//! - [`vendors`]: the vendors file, which says whom to ask and how to read their answers.
-//! - [`fetch`]: asking one vendor: circuit breaker, quota, timeout, retries with backoff, deadline,
-//!   body cap.
-//! - [`quota`]: per-vendor quotas, per process: requests a second (a token bucket) and at a time.
-//! - [`breaker`]: the per-vendor circuit breaker: closed, open after a 429 or failures in a row,
-//!   half-open for one probe.
+//! - [`vendors`] (a folder): the vendor side: the vendors file, requests and their identifiers,
+//!   authentication (keys, OAuth 2.0, signed headers), reading offers, quotas, daily budgets, the
+//!   circuit breaker, and asking one vendor ([`vendors::fetch`]).
+//! - [`redact`]: secrets kept out of logs, error texts and stored failure details.
 //! - [`fanout`]: asking every vendor at once and aggregating.
 //! - [`lag`]: how late this process's own runtime is, so that its own lateness is not blamed on a vendor.
 //! - [`cache`]: the Redis cache.
@@ -30,20 +28,18 @@
 //! - [`pipeline`]: the consume loop and its graceful stop.
 
 pub mod backlog;
-pub mod breaker;
 pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod dead_letter;
 pub mod fanout;
-pub mod fetch;
 pub mod fill;
 pub mod handler;
 pub mod lag;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
-pub mod quota;
+pub mod redact;
 pub mod sinks;
 pub mod telemetry;
 pub mod vendors;

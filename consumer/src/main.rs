@@ -11,7 +11,8 @@ use pricefront_consumer::fill::FillSink;
 use pricefront_consumer::lag::RuntimeLag;
 use pricefront_consumer::metrics::{serve, Metrics};
 use pricefront_consumer::pipeline::{self, Outputs};
-use pricefront_consumer::{fetch, telemetry, vendors};
+use pricefront_consumer::telemetry;
+use pricefront_consumer::vendors::{self, fetch};
 
 // The allocator: with glibc's, malloc and free took about a fifth of the consumer's CPU (many small,
 // short-lived allocations per vendor call); mimalloc about an eighth. Built without transparent huge
@@ -72,6 +73,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             settings.fill_token.clone().unwrap_or_default(),
         )
     });
+    let redis_timeout = Duration::from_millis(settings.redis_timeout_ms);
+    // Redis may be away for a while at start: the process runs, not ready, and connects when it can;
+    // writes wait for it as they do in an outage later on.
+    let cache = RedisCache::connect_lazily(&settings.redis_url, redis_timeout)
+        .with_context(|| format!("the Redis URL {}", settings.redis_url))?;
     let comparer = Comparer::new(
         client,
         vendors,
@@ -79,12 +85,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.freshness_policy(),
         metrics.clone(),
         lag.clone(),
+        Some(cache.connection()),
     );
-    let redis_timeout = Duration::from_millis(settings.redis_timeout_ms);
-    // Redis may be away for a while at start: the process runs, not ready, and connects when it can;
-    // writes wait for it as they do in an outage later on.
-    let cache = RedisCache::connect_lazily(&settings.redis_url, redis_timeout)
-        .with_context(|| format!("the Redis URL {}", settings.redis_url))?;
     tokio::spawn({
         let cache = cache.clone();
         async move { cache.wait_until_reachable().await }

@@ -131,6 +131,15 @@ fn stage_histogram() -> Histogram {
 /// The stage histogram of each sink.
 type StageFamily = Family<SinkLabel, Histogram, fn() -> Histogram>;
 
+/// A vendor and an outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VendorOutcomeLabels {
+    /// The vendor's configured name.
+    pub vendor: String,
+    /// What happened.
+    pub outcome: &'static str,
+}
+
 /// Every metric of the consumer.
 #[derive(Debug)]
 pub struct Metrics {
@@ -199,6 +208,10 @@ pub struct Metrics {
     /// Vendor timeouts not held against the vendor's circuit: this process was itself late by a tenth
     /// of the timeout or more while the call was out.
     pub vendor_timeouts_while_late: Family<VendorLabel, Counter>,
+    /// OAuth access tokens asked of each vendor's token endpoint, by outcome (`minted`, `failed`).
+    pub vendor_token_mints: Family<VendorOutcomeLabels, Counter>,
+    /// Requests sent without their daily budget checked, Redis not answering ([`crate::vendors::budget`]).
+    pub vendor_budget_unchecked: Family<VendorLabel, Counter>,
 }
 
 impl Metrics {
@@ -236,6 +249,8 @@ impl Metrics {
             dead_letters_summarised: Counter::default(),
             dead_letters_dropped: Counter::default(),
             vendor_timeouts_while_late: Family::default(),
+            vendor_token_mints: Family::default(),
+            vendor_budget_unchecked: Family::default(),
         })
     }
 
@@ -484,6 +499,16 @@ impl Metrics {
             "vendor_timeouts_while_late",
             "Vendor timeouts not held against the vendor's circuit: this process was itself late by a tenth of the timeout or more",
             self.vendor_timeouts_while_late.clone(),
+        );
+        registry.register(
+            "vendor_token_mints",
+            "OAuth access tokens asked of each vendor's token endpoint, by outcome (minted, failed: refused, unreachable or over max_mints_per_hour)",
+            self.vendor_token_mints.clone(),
+        );
+        registry.register(
+            "vendor_budget_unchecked",
+            "Requests sent without their daily budget checked, Redis not answering",
+            self.vendor_budget_unchecked.clone(),
         );
         registry
     }

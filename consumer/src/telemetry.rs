@@ -28,6 +28,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 use crate::config::LogFormat;
+use crate::redact::RedactedStdout;
 
 /// The OpenTelemetry settings are unusable.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +61,8 @@ impl Telemetry {
     }
 }
 
-/// Installs the global `tracing` subscriber: logs in `format`, filtered by `RUST_LOG` (default
-/// `info,rdkafka=warn`), and this crate's spans as OpenTelemetry spans whatever `RUST_LOG` says.
+/// Installs the global `tracing` subscriber: logs in `format` with every secret redacted
+/// ([`crate::redact`]), filtered by `RUST_LOG` (default `info,rdkafka=warn`), and this crate's spans as OpenTelemetry spans whatever `RUST_LOG` says.
 pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
     let exporting = [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -101,11 +102,17 @@ pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(RedactedStdout)
                     .with_filter(filter),
             )
             .init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_filter(filter))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(RedactedStdout)
+                    .with_filter(filter),
+            )
             .init(),
     }
     Ok(Telemetry {

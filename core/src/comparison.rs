@@ -43,9 +43,26 @@ pub enum FailureKind {
     /// This process's quota for the vendor (requests a second or at a time) had no room before the
     /// deadline, so the vendor was not asked.
     Quota,
-    /// The vendor's circuit breaker is open (it answered 429, or failed too often in a row), so the
-    /// vendor was not asked.
+    /// The vendor's circuit breaker is open (it failed too often of late), so the vendor was not asked.
     CircuitOpen,
+    /// The vendor does not list the product: it answered with no offer (an empty list, or a status its
+    /// profile names as "not found"), or the product has no identifier the vendor asks by (no UPC-A,
+    /// no ASIN in the identifier map). An answer, not a fault: it does not make a result partial.
+    NotListed,
+    /// No access token could be had from the vendor's OAuth 2.0 token endpoint (it refused, failed,
+    /// or this process reached its limit of token requests), so the vendor was not asked.
+    TokenMint,
+    /// The product's identifiers could not be read from the identifier map (Redis did not answer), so
+    /// the vendor was not asked.
+    IdentifierLookup,
+}
+
+impl FailureKind {
+    /// Whether the vendor gave a definite answer, only without an offer: such a vendor does not make
+    /// a comparison incomplete.
+    pub fn is_answer(self) -> bool {
+        self == FailureKind::NotListed
+    }
 }
 
 /// A vendor that gave no offer, and why.
@@ -92,7 +109,7 @@ pub enum ComparisonError {
     #[error("bestOffer is not the best of the offers")]
     WrongBestOffer,
     /// `complete` disagrees with the failures listed.
-    #[error("complete must be true exactly when no vendor failed")]
+    #[error("complete must be true exactly when there are offers and every vendor without one does not list the product")]
     WrongCompleteness,
 }
 
@@ -116,7 +133,8 @@ pub struct Comparison {
     pub fresh_until_ms: UnixMillis,
     /// Until when the result may be served stale; the cache entry expires then.
     pub stale_until_ms: UnixMillis,
-    /// Whether every configured vendor answered.
+    /// Whether every configured vendor answered: with an offer, or saying it does not list the product
+    /// (and at least one offered).
     pub complete: bool,
     /// How long the fan-out that produced it took, when the consumer measured it: the cost of
     /// recomputing it, which [`crate::early_refresh`] weighs.
@@ -140,6 +158,12 @@ pub fn best_offer(offers: &[Offer]) -> Option<&Offer> {
         .iter()
         .filter(|o| o.price.currency == currency)
         .min_by(|a, b| (a.price.minor_units, &a.vendor).cmp(&(b.price.minor_units, &b.vendor)))
+}
+
+/// Whether a comparison of `offers` and `failures` is complete: some offer, and every vendor without
+/// one answered that it does not list the product.
+fn is_complete(offers: &[Offer], failures: &[VendorFailure]) -> bool {
+    !offers.is_empty() && failures.iter().all(|failure| failure.kind.is_answer())
 }
 
 impl Comparison {
@@ -173,7 +197,7 @@ impl Comparison {
             ))
         });
         failures.sort_by(|a, b| a.vendor.cmp(&b.vendor));
-        let complete = failures.is_empty() && !offers.is_empty();
+        let complete = is_complete(&offers, &failures);
         let Lifetime {
             fresh_until_ms,
             stale_until_ms,
@@ -206,14 +230,20 @@ impl Comparison {
     }
 
     /// Whether no vendor was asked at all: no offer, and every vendor refused before any request (its
-    /// circuit open, or no room in its quota). Such a comparison says nothing about the product and is
+    /// circuit open, no room in its quota, no access token, the identifier map unread). Such a comparison says nothing about the product and is
     /// not a result: the consumer stores nothing for it.
     pub fn asked_no_vendor(&self) -> bool {
         self.offers.is_empty()
             && !self.failures.is_empty()
             && self.failures.iter().all(|failure| {
                 failure.attempts == 0
-                    && matches!(failure.kind, FailureKind::CircuitOpen | FailureKind::Quota)
+                    && matches!(
+                        failure.kind,
+                        FailureKind::CircuitOpen
+                            | FailureKind::Quota
+                            | FailureKind::TokenMint
+                            | FailureKind::IdentifierLookup
+                    )
             })
     }
 
@@ -243,7 +273,7 @@ impl Comparison {
         if best_offer(&self.offers) != self.best_offer.as_ref() {
             return Err(ComparisonError::WrongBestOffer);
         }
-        if self.complete != (self.failures.is_empty() && !self.offers.is_empty()) {
+        if self.complete != is_complete(&self.offers, &self.failures) {
             return Err(ComparisonError::WrongCompleteness);
         }
         Ok(())
@@ -289,6 +319,34 @@ mod tests {
             detail: "refused".into(),
             attempts,
         })
+    }
+
+    #[test]
+    fn a_vendor_that_does_not_list_the_product_leaves_the_comparison_complete() {
+        let policy = FreshnessPolicy {
+            partial_fresh_ms: 60_000,
+            negative_fresh_ms: 10_000,
+            stale_grace_ms: 0,
+        };
+        let not_listed = VendorOutcome::Failed(VendorFailure {
+            vendor: "b".into(),
+            kind: FailureKind::NotListed,
+            detail: "no offers".into(),
+            attempts: 1,
+        });
+        let product = ProductId::new(1).unwrap();
+        let answered = VendorOutcome::Answered {
+            offer: offer("a", 100, "EUR"),
+            guarantee_ms: 600_000,
+        };
+        let with = Comparison::aggregate(product, [answered, not_listed.clone()], 0, &policy);
+        assert!(with.complete);
+        assert_eq!(with.fresh_until_ms, 600_000, "the guarantee, not the partial window");
+        with.validate().unwrap();
+        let alone = Comparison::aggregate(product, [not_listed], 0, &policy);
+        assert!(!alone.complete, "no offer at all");
+        assert!(!alone.asked_no_vendor(), "an answer was had");
+        alone.validate().unwrap();
     }
 
     #[test]

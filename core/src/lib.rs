@@ -33,6 +33,9 @@
 //! - [`prefer_wait`] (edge): `Prefer: wait=N` (RFC 7240): how long a miss may wait for its result, and
 //!   when the edge reads the cache meanwhile.
 //! - [`trace_context`]: W3C Trace Context (`traceparent`), one trace from the edge to the vendors.
+//! - [`gtin`]: GTIN forms of a product id (GTIN-14, GTIN-13, UPC-A) for vendors asked by barcode.
+//! - [`identifier_map`]: where a product's other identifiers (an ASIN, a retailer's SKU) are kept in
+//!   Redis, for vendors that know products by those.
 //! - [`catalog`]: the known-products filter (a Bloom filter of the catalog's ids), built by
 //!   `pricefront-catalog`, that the edge may check before publishing a miss.
 //! - [`backlog`]: how far behind the consumers are, as they report it and as the edge reads it to turn
@@ -51,6 +54,8 @@ pub mod comparison;
 pub mod early_refresh;
 pub mod edge_rules;
 pub mod freshness;
+pub mod gtin;
+pub mod identifier_map;
 pub mod miss_guard;
 pub mod money;
 pub mod newest_wins;

@@ -540,7 +540,10 @@ fn the_consumers_vendors_file_loads_and_asks_the_simulator() {
     );
     let simulated = vendor_sim::Profiles::five_healthy().vendors;
     for vendor in &vendors {
-        let url = vendor.url_for(ProductId::new(1).unwrap()).to_string();
+        let url = vendor
+            .url_for(ProductId::new(1).unwrap())
+            .map(|u| u.to_string())
+            .unwrap_or_default();
         assert_eq!(
             host_port(&url),
             ("vendor-sim".into(), sim_port),

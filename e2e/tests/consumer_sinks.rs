@@ -385,6 +385,7 @@ async fn a_panicking_comparison_is_dead_lettered_and_frees_its_product_and_parti
         settings.freshness_policy(),
         metrics.clone(),
         lag.clone(),
+        Some(env.cache.connection()),
     );
     let panicking = Arc::new(AtomicBool::new(true));
     let doomed = env.product(0);

@@ -18,9 +18,9 @@ use clap::{Parser, ValueEnum};
 use futures::future::join_all;
 use futures::StreamExt;
 use pricefront_consumer::fanout::Comparer;
-use pricefront_consumer::fetch::http_client;
 use pricefront_consumer::lag::RuntimeLag;
 use pricefront_consumer::metrics::Metrics;
+use pricefront_consumer::vendors::fetch::http_client;
 use pricefront_consumer::{vendors, Settings};
 use pricefront_core::{ProductId, TraceContext};
 use pricefront_harness::process::{cpu_split, memory};
@@ -100,6 +100,7 @@ async fn run(args: &Args) -> anyhow::Result<u64> {
                 settings.freshness_policy(),
                 metrics,
                 lag,
+                None,
             );
             window_of(args.products, window, |product| {
                 let comparer = &comparer;
@@ -118,12 +119,16 @@ async fn run(args: &Args) -> anyhow::Result<u64> {
                 let (client, vendors) = (&client, &vendors);
                 async move {
                     let calls = vendors.iter().map(|vendor| async move {
+                        let Some(url) = vendor.url_for(product) else {
+                            anyhow::bail!("vendor {}'s URL cannot be made", vendor.name);
+                        };
                         client
-                            .get(vendor.url_for(product))
+                            .get(url)
                             .send()
                             .await?
                             .bytes()
                             .await
+                            .map_err(anyhow::Error::from)
                     });
                     for body in join_all(calls).await {
                         body?;

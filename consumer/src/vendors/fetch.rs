@@ -4,7 +4,7 @@
 //! and a cap on the body size.
 //!
 //! The breaker is told each call's final outcome once, when the call ends ([`CallOutcome`]), not each
-//! attempt's. A 429 holds the vendor's quota until its `Retry-After` ([`crate::quota::SlowDown`]) and
+//! attempt's. A 429 holds the vendor's quota until its `Retry-After` ([`crate::vendors::quota::SlowDown`]) and
 //! counts as a failure only when the vendor answers 429 again to a request sent after that. An attempt
 //! that the deadline cuts is a timeout like any other, never silently dropped.
 
@@ -12,21 +12,23 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
-use pricefront_core::{
-    Currency, FailureKind, Money, Offer, ProductId, TraceContext, VendorFailure, VendorOutcome,
-};
+use pricefront_core::{FailureKind, Offer, TraceContext, VendorFailure, VendorOutcome};
+use prometheus_client::metrics::counter::Counter;
+use redis::aio::ConnectionManager;
 use reqwest::{header, Client, StatusCode};
-use serde_json::Value;
 use tokio::time::Instant;
 
-use prometheus_client::metrics::counter::Counter;
-
-use crate::breaker::{CallOutcome, VendorBreaker};
 use crate::lag::RuntimeLag;
-use crate::metrics::{Metrics, VendorAttemptLabels, VendorLabel};
-use crate::quota::VendorQuota;
+use crate::metrics::{Metrics, VendorAttemptLabels, VendorLabel, VendorOutcomeLabels};
+use crate::redact;
 use crate::telemetry::call_context;
-use crate::vendors::{CurrencySource, JsonPointer, Vendor};
+use crate::vendors::auth::{bearer, AuthState, BearerToken, MintOutcome};
+use crate::vendors::breaker::{CallOutcome, VendorBreaker};
+use crate::vendors::budget::{DailyBudget, Taken};
+use crate::vendors::offers::Reading;
+use crate::vendors::quota::VendorQuota;
+use crate::vendors::request::{FilledRequest, Identifiers};
+use crate::vendors::{StatusKind, Vendor};
 use pricefront_core::trace_context::TRACEPARENT;
 
 /// Limits that apply to every vendor call.
@@ -61,8 +63,13 @@ enum AttemptError {
     },
     TooLarge(usize),
     Malformed(String),
-    /// No room in the vendor's quota before the deadline: no request was sent.
+    /// No room in the vendor's quota before the deadline, or its daily budget spent: no request was
+    /// sent.
     Quota(String),
+    /// The vendor answered that it has no offer for the product.
+    NotListed(String),
+    /// No access token could be had: no request was sent.
+    TokenMint(String),
 }
 
 /// What one attempt came to, as `pricefront_vendor_attempts_total` labels it.
@@ -76,11 +83,12 @@ enum AttemptOutcome {
     Http4xx,
     Malformed,
     TooLarge,
+    NotListed,
 }
 
 impl AttemptOutcome {
     /// Every outcome, in declaration order: `outcome as usize` is its index here.
-    const ALL: [AttemptOutcome; 8] = [
+    const ALL: [AttemptOutcome; 9] = [
         AttemptOutcome::Ok,
         AttemptOutcome::Timeout,
         AttemptOutcome::Connect,
@@ -89,6 +97,7 @@ impl AttemptOutcome {
         AttemptOutcome::Http4xx,
         AttemptOutcome::Malformed,
         AttemptOutcome::TooLarge,
+        AttemptOutcome::NotListed,
     ];
 
     fn label(self) -> &'static str {
@@ -101,6 +110,7 @@ impl AttemptOutcome {
             AttemptOutcome::Http4xx => "http_4xx",
             AttemptOutcome::Malformed => "malformed_body",
             AttemptOutcome::TooLarge => "too_large",
+            AttemptOutcome::NotListed => "not_listed",
         }
     }
 }
@@ -133,10 +143,11 @@ impl AttemptError {
                 }
             }
             AttemptError::Status(status) if status.is_server_error() => CallOutcome::Failed,
-            AttemptError::Status(_) | AttemptError::TooLarge(_) | AttemptError::Malformed(_) => {
-                CallOutcome::Succeeded
-            }
-            AttemptError::Quota(_) => CallOutcome::Inconclusive,
+            AttemptError::Status(_)
+            | AttemptError::TooLarge(_)
+            | AttemptError::Malformed(_)
+            | AttemptError::NotListed(_) => CallOutcome::Succeeded,
+            AttemptError::Quota(_) | AttemptError::TokenMint(_) => CallOutcome::Inconclusive,
         }
     }
 
@@ -150,7 +161,8 @@ impl AttemptError {
             AttemptError::TooManyRequests { .. } => AttemptOutcome::Http429,
             AttemptError::TooLarge(_) => AttemptOutcome::TooLarge,
             AttemptError::Malformed(_) => AttemptOutcome::Malformed,
-            AttemptError::Quota(_) => return None,
+            AttemptError::NotListed(_) => AttemptOutcome::NotListed,
+            AttemptError::Quota(_) | AttemptError::TokenMint(_) => return None,
         })
     }
 
@@ -164,6 +176,8 @@ impl AttemptError {
             AttemptError::TooLarge(_) => FailureKind::TooLarge,
             AttemptError::Malformed(_) => FailureKind::MalformedBody,
             AttemptError::Quota(_) => FailureKind::Quota,
+            AttemptError::NotListed(_) => FailureKind::NotListed,
+            AttemptError::TokenMint(_) => FailureKind::TokenMint,
         }
     }
 
@@ -192,7 +206,8 @@ impl AttemptError {
             },
             AttemptError::TooLarge(cap) => format!("body larger than {cap} bytes"),
             AttemptError::Malformed(e) => format!("unreadable body: {e}"),
-            AttemptError::Quota(e) => e.clone(),
+            AttemptError::Quota(e) | AttemptError::TokenMint(e) => e.clone(),
+            AttemptError::NotListed(why) => format!("does not list the product: {why}"),
         }
     }
 }
@@ -212,25 +227,34 @@ pub fn http_client(window: u32, vendors: usize) -> reqwest::Result<Client> {
         .build()
 }
 
-/// What every call to one vendor shares across the process: its quota, its circuit breaker, and the
-/// counts of requests sent to it.
+/// What every call to one vendor shares across the process: its quota, daily budget, circuit breaker,
+/// authentication state, and the counts of requests sent to it.
 #[derive(Debug)]
 pub struct VendorGuards {
     /// The vendor's quota (requests a second, requests at a time, and its requests to slow down).
     pub quota: VendorQuota,
+    /// The group's daily budget of requests to the vendor, when it has one.
+    pub budget: Option<DailyBudget>,
     /// The vendor's circuit breaker.
     pub breaker: VendorBreaker,
+    /// The vendor's access token or signer.
+    pub auth: AuthState,
     /// HTTP requests sent to the vendor, every attempt counted.
     pub requests: Counter,
     /// Attempts by outcome, in the order of [`AttemptOutcome::ALL`].
     attempts: Vec<Counter>,
     /// Timeouts not held against the vendor's circuit, this process being late itself.
     pub timeouts_while_late: Counter,
+    /// Token mints: minted, failed.
+    mints: [Counter; 2],
+    /// Requests sent without the budget checked.
+    budget_unchecked: Counter,
 }
 
 impl VendorGuards {
-    /// `vendor`'s guards, showing their state in `metrics`.
-    pub fn new(vendor: &Vendor, metrics: &Metrics) -> Self {
+    /// `vendor`'s guards, showing their state in `metrics`; its daily budget, if it has one, is
+    /// counted in `redis` (without Redis, it is not enforced).
+    pub fn new(vendor: &Vendor, metrics: &Metrics, redis: Option<&ConnectionManager>) -> Self {
         let label = VendorLabel {
             vendor: vendor.name.clone(),
         };
@@ -248,13 +272,33 @@ impl VendorGuards {
                     .clone()
             })
             .collect();
+        let mints = ["minted", "failed"].map(|outcome| {
+            metrics
+                .vendor_token_mints
+                .get_or_create(&VendorOutcomeLabels {
+                    vendor: vendor.name.clone(),
+                    outcome,
+                })
+                .clone()
+        });
         Self {
             quota: VendorQuota::new(vendor.quota),
+            budget: vendor
+                .budget
+                .clone()
+                .zip(redis)
+                .map(|(settings, redis)| DailyBudget::new(&vendor.name, settings, redis.clone())),
             breaker: VendorBreaker::new(vendor.breaker, circuit_state, openings),
+            auth: AuthState::new(&vendor.auth),
             requests: metrics.vendor_requests.get_or_create(&label).clone(),
             attempts,
             timeouts_while_late: metrics
                 .vendor_timeouts_while_late
+                .get_or_create(&label)
+                .clone(),
+            mints,
+            budget_unchecked: metrics
+                .vendor_budget_unchecked
                 .get_or_create(&label)
                 .clone(),
         }
@@ -281,6 +325,48 @@ impl VendorGuards {
             }
         }
     }
+
+    /// Takes a request from the daily budget: `Err` when it is spent.
+    async fn take_budget(&self) -> Result<(), AttemptError> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        match budget.take().await {
+            Taken::Within => Ok(()),
+            Taken::Spent { budget: max, day } => Err(AttemptError::Quota(format!(
+                "quota: the daily budget of {max} requests is spent for {day} ({})",
+                budget.time_zone_name()
+            ))),
+            Taken::Unchecked(error) => {
+                self.budget_unchecked.inc();
+                tracing::debug!(%error, "daily budget not checked: Redis did not answer");
+                Ok(())
+            }
+        }
+    }
+
+    /// The access token for a request, minted when due: `Ok(None)` for a vendor without OAuth.
+    async fn token(
+        &self,
+        client: &Client,
+        timeout: Duration,
+    ) -> Result<Option<BearerToken>, AttemptError> {
+        let AuthState::OAuth(source) = &self.auth else {
+            return Ok(None);
+        };
+        let count = |outcome| {
+            let index = match outcome {
+                MintOutcome::Minted => 0,
+                MintOutcome::Failed => 1,
+            };
+            self.mints[index].inc();
+        };
+        source
+            .token(client, timeout, count)
+            .await
+            .map(Some)
+            .map_err(|e| AttemptError::TokenMint(e.to_string()))
+    }
 }
 
 /// What a call has done so far, read when it ends (also when the deadline cuts it).
@@ -296,15 +382,16 @@ struct CallLog {
     waiting_for_quota: bool,
 }
 
-/// Asks `vendor` for the price of `product`, within `limits` and `guards`. Never fails: a vendor that
-/// gives no offer is a [`VendorOutcome::Failed`] with the reason; `attempts` counts the requests sent.
+/// Asks `vendor` for the price of the product `ids` name, within `limits` and `guards`. Never fails:
+/// a vendor that gives no offer is a [`VendorOutcome::Failed`] with the reason; `attempts` counts the
+/// requests sent. A product without the identifier the vendor asks by is `not_listed`, with no request.
 /// A timeout while this process was itself late (`lag`) is not held against the vendor's circuit.
 pub async fn ask_vendor(
     client: &Client,
     vendor: &Vendor,
     guards: &VendorGuards,
     lag: &RuntimeLag,
-    product: ProductId,
+    ids: &Identifiers<'_>,
     trace: &TraceContext,
     limits: FetchLimits,
 ) -> VendorOutcome {
@@ -314,9 +401,26 @@ pub async fn ask_vendor(
         VendorOutcome::Failed(VendorFailure {
             vendor: vendor.name.clone(),
             kind,
-            detail,
+            detail: redact::redact(&detail).into_owned(),
             attempts,
         })
+    };
+    let request = match vendor.request.fill(ids) {
+        Ok(Ok(request)) => request,
+        Ok(Err(missing)) => {
+            return failure(
+                FailureKind::NotListed,
+                format!("the product has no {missing} identifier"),
+                0,
+            )
+        }
+        Err(error) => {
+            return failure(
+                FailureKind::Connect,
+                format!("the request could not be made: {error}"),
+                0,
+            )
+        }
     };
     let pass = match guards.breaker.admit() {
         Ok(pass) => pass,
@@ -328,7 +432,6 @@ pub async fn ask_vendor(
     } else {
         vendor.max_attempts
     };
-    let url = vendor.url_for(product);
     // This call's span, so that the vendor's own tracing joins the trace.
     let traceparent = header::HeaderValue::from_str(&call_context(trace).to_string()).ok();
     let log = Mutex::new(CallLog::default());
@@ -339,39 +442,59 @@ pub async fn ask_vendor(
         lock().waiting_for_quota = false;
         // Held for the HTTP exchange, body included.
         let _permit = permit.map_err(|exhausted| AttemptError::Quota(exhausted.to_string()))?;
-        let sent = Instant::now();
-        {
-            let mut log = lock();
-            log.attempts += 1;
-            log.in_flight_since = Some(sent);
+        guards.take_budget().await?;
+        let mut token = guards.token(client, vendor.timeout).await?;
+        let mut reminted = false;
+        loop {
+            let sent = Instant::now();
+            {
+                let mut log = lock();
+                log.attempts += 1;
+                log.in_flight_since = Some(sent);
+            }
+            guards.requests.inc();
+            let result = attempt_once(
+                client,
+                vendor,
+                guards,
+                lag,
+                &request,
+                token.as_ref(),
+                limits.max_body_bytes,
+                traceparent.as_ref(),
+            )
+            .await;
+            let result = match result {
+                Err(AttemptError::TooManyRequests { retry_after, .. }) => {
+                    Err(AttemptError::TooManyRequests {
+                        retry_after,
+                        keeps_refusing: guards.quota.slow_down(sent, retry_after),
+                    })
+                }
+                other => {
+                    guards.quota.answered();
+                    other
+                }
+            };
+            guards.count_attempt(&result);
+            {
+                let mut log = lock();
+                log.in_flight_since = None;
+                log.last_error = result.as_ref().err().cloned();
+            }
+            // A 401 to a token: it expired or was revoked early. Minted again once, and asked again.
+            if let (Err(AttemptError::Status(StatusCode::UNAUTHORIZED)), Some(rejected), false) =
+                (&result, &token, reminted)
+            {
+                if let AuthState::OAuth(source) = &guards.auth {
+                    source.rejected(rejected);
+                    reminted = true;
+                    token = guards.token(client, vendor.timeout).await?;
+                    continue;
+                }
+            }
+            return result;
         }
-        guards.requests.inc();
-        let result = attempt_once(
-            client,
-            vendor,
-            lag,
-            url.clone(),
-            limits.max_body_bytes,
-            traceparent.as_ref(),
-        )
-        .await;
-        let result = match result {
-            Err(AttemptError::TooManyRequests { retry_after, .. }) => {
-                Err(AttemptError::TooManyRequests {
-                    retry_after,
-                    keeps_refusing: guards.quota.slow_down(sent, retry_after),
-                })
-            }
-            other => {
-                guards.quota.answered();
-                other
-            }
-        };
-        guards.count_attempt(&result);
-        let mut log = lock();
-        log.in_flight_since = None;
-        log.last_error = result.as_ref().err().cloned();
-        result
     };
     let backoff = ExponentialBuilder::default()
         .with_min_delay(limits.first_backoff)
@@ -432,7 +555,7 @@ pub async fn ask_vendor(
                 guarantee_ms: vendor.guarantee.as_millis().try_into().unwrap_or(u64::MAX),
             };
         }
-        Ok(Err(error @ AttemptError::Quota(_))) => failure(
+        Ok(Err(error @ (AttemptError::Quota(_) | AttemptError::TokenMint(_)))) => failure(
             error.kind(),
             format!("{}{}", error.detail(), last_attempt(&log)),
             log.attempts,
@@ -475,25 +598,43 @@ fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
 }
 
+/// One HTTP exchange with the vendor, its answer read.
+#[allow(clippy::too_many_arguments)]
 async fn attempt_once(
     client: &Client,
     vendor: &Vendor,
+    guards: &VendorGuards,
     lag: &RuntimeLag,
-    url: reqwest::Url,
+    request: &FilledRequest,
+    token: Option<&BearerToken>,
     max_body: usize,
     traceparent: Option<&header::HeaderValue>,
 ) -> Result<Offer, AttemptError> {
     let exchange = async {
-        let mut request = client.get(url).headers(vendor.headers.clone());
-        if let Some(traceparent) = traceparent {
-            request = request.header(TRACEPARENT, traceparent);
+        let mut builder = client
+            .request(request.method.clone(), request.url.clone())
+            .headers(vendor.request.headers.clone());
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
         }
-        let response = request
+        if let Some(token) = token {
+            builder = bearer(builder, token);
+        }
+        if let AuthState::Signed(signer) = &guards.auth {
+            for (name, value) in signer.headers() {
+                builder = builder.header(name, value);
+            }
+        }
+        if let Some(traceparent) = traceparent {
+            builder = builder.header(TRACEPARENT, traceparent);
+        }
+        let response = builder
             .send()
             .await
-            .map_err(|e| AttemptError::Connect(without_url(e)))?;
+            .map_err(|e| AttemptError::Connect(redact::error_text(&e)))?;
         let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        let kind = vendor.statuses.get(&status).copied();
+        if status == StatusCode::TOO_MANY_REQUESTS || kind == Some(StatusKind::Quota) {
             let retry_after = response
                 .headers()
                 .get(header::RETRY_AFTER)
@@ -503,6 +644,9 @@ async fn attempt_once(
                 retry_after,
                 keeps_refusing: false,
             });
+        }
+        if kind == Some(StatusKind::NotListed) {
+            return Err(AttemptError::NotListed(format!("answered {status}")));
         }
         if !status.is_success() {
             return Err(AttemptError::Status(status));
@@ -516,7 +660,11 @@ async fn attempt_once(
             after: vendor.timeout,
             own_lateness: lag.excuses_timeout(sent, vendor.timeout),
         })??;
-    read_offer(vendor, &body).map_err(AttemptError::Malformed)
+    match vendor.offers.read(&vendor.name, &body) {
+        Ok(Reading::Offer(offer)) => Ok(offer),
+        Ok(Reading::NotListed(why)) => Err(AttemptError::NotListed(why)),
+        Err(error) => Err(AttemptError::Malformed(error)),
+    }
 }
 
 /// Reads the body, refusing to hold more than `cap` bytes of it.
@@ -528,11 +676,9 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
         return Err(AttemptError::TooLarge(cap));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| AttemptError::Malformed(format!("body cut short: {}", without_url(e))))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        AttemptError::Malformed(format!("body cut short: {}", redact::error_text(&e)))
+    })? {
         if body.len() + chunk.len() > cap {
             return Err(AttemptError::TooLarge(cap));
         }
@@ -541,70 +687,10 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
     Ok(body)
 }
 
-/// Reads the offer out of a vendor's JSON body through the vendor's pointers.
-fn read_offer(vendor: &Vendor, body: &[u8]) -> Result<Offer, String> {
-    let json: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    let at = |pointer: &JsonPointer| {
-        pointer
-            .find(&json)
-            .ok_or_else(|| format!("nothing at {pointer}"))
-    };
-    let currency: Currency = match &vendor.currency {
-        CurrencySource::Fixed(currency) => *currency,
-        CurrencySource::Pointer(pointer) => at(pointer)?
-            .as_str()
-            .ok_or_else(|| format!("{pointer} is not a string"))?
-            .parse()
-            .map_err(|e| format!("{e}"))?,
-    };
-    let price = match at(&vendor.price_pointer)? {
-        Value::String(text) => Money::from_decimal(text, currency),
-        Value::Number(number) => Money::from_decimal(&number.to_string(), currency),
-        other => return Err(format!("{} is {other}, not a price", vendor.price_pointer)),
-    }
-    .map_err(|e| e.to_string())?;
-    let url = match &vendor.offer_url_pointer {
-        Some(pointer) => pointer
-            .find(&json)
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        None => None,
-    };
-    Ok(Offer {
-        vendor: vendor.name.clone(),
-        price,
-        url,
-    })
-}
-
-/// The error's text without the URL, which may carry a vendor's credentials in its query.
-fn without_url(error: reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else if error.is_body() || error.is_decode() {
-        "body error"
-    } else {
-        "request failed"
-    };
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&error);
-    let mut detail = String::new();
-    while let Some(cause) = source {
-        detail = cause.to_string();
-        source = cause.source();
-    }
-    if detail.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {detail}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::breaker::CircuitState;
+    use crate::vendors::breaker::CircuitState;
     use crate::vendors::parse;
     use axum::extract::{Path, State};
     use axum::http::StatusCode as AxumStatus;
@@ -665,7 +751,7 @@ mod tests {
             );
             let vendor = parse(&text, |_| None).unwrap().remove(0);
             let metrics = Metrics::new();
-            let guards = VendorGuards::new(&vendor, &metrics);
+            let guards = VendorGuards::new(&vendor, &metrics, None);
             Self {
                 client: http_client(4, 1).unwrap(),
                 lag: RuntimeLag::new(metrics.runtime_lag.clone(), vendor.timeout),
@@ -681,14 +767,16 @@ mod tests {
                 max_body_bytes: 1 << 20,
                 first_backoff: Duration::from_millis(5),
             };
-            let product = ProductId::new(7).unwrap();
+            let product = pricefront_core::ProductId::new(7).unwrap();
+            let mapped = std::collections::HashMap::new();
+            let ids = Identifiers::new(product, false, &mapped);
             let trace = TraceContext::start([7; 24]);
             ask_vendor(
                 &self.client,
                 &self.vendor,
                 &self.guards,
                 &self.lag,
-                product,
+                &ids,
                 &trace,
                 limits,
             )
@@ -954,6 +1042,13 @@ mod tests {
             vendor.ask(1_000).await,
             VendorOutcome::Answered { .. }
         ));
+    }
+
+    fn read_offer(vendor: &Vendor, body: &[u8]) -> Result<pricefront_core::Offer, String> {
+        match vendor.offers.read(&vendor.name, body)? {
+            Reading::Offer(offer) => Ok(offer),
+            Reading::NotListed(why) => Err(why),
+        }
     }
 
     fn vendor(extra: &str) -> Vendor {
