@@ -55,6 +55,9 @@ pub struct OAuthSettings {
     pub client_auth: ClientAuth,
     /// The most tokens minted in any hour by this process.
     pub max_mints_per_hour: u32,
+    /// The `Authorization` value, `{token}` standing for the token (`Bearer {token}`; Amazon's
+    /// Creators API wants `Bearer {token}, Version 2.1`).
+    pub token_header: String,
 }
 
 /// Walmart-style signed headers, as configured.
@@ -201,9 +204,10 @@ impl TokenSource {
         });
         let (value, lifetime) = minted?;
         *generation += 1;
-        let mut header = HeaderValue::from_str(&format!("Bearer {value}")).map_err(|_| {
-            MintError::Failed("the access token is not a valid header value".into())
-        })?;
+        let mut header = HeaderValue::from_str(
+            &self.settings.token_header.replace("{token}", &value),
+        )
+        .map_err(|_| MintError::Failed("the access token is not a valid header value".into()))?;
         header.set_sensitive(true);
         // Renewed a minute early (a tenth of the lifetime for short ones), so that no request carries a
         // token that expires on the way.

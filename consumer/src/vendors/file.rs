@@ -95,6 +95,7 @@ struct VendorEntry {
     currency_pointer: Option<String>,
     currency: Option<String>,
     offer_url_pointer: Option<String>,
+    product_url_pointer: Option<String>,
     shipping_pointer: Option<String>,
     #[serde(default, rename = "where")]
     filters: BTreeMap<String, WhereValue>,
@@ -141,6 +142,8 @@ enum AuthEntry {
         client_auth: ClientAuth,
         #[serde(default = "default_max_mints_per_hour")]
         max_mints_per_hour: u32,
+        #[serde(default = "default_token_header")]
+        token_header: String,
     },
     RsaSignedHeaders {
         consumer_id: String,
@@ -162,6 +165,10 @@ fn default_timeout_ms() -> u64 {
 
 fn default_max_attempts() -> u32 {
     3
+}
+
+fn default_token_header() -> String {
+    "Bearer {token}".into()
 }
 
 fn default_max_mints_per_hour() -> u32 {
@@ -317,7 +324,11 @@ fn resolve(
             scope,
             client_auth,
             max_mints_per_hour,
+            token_header,
         }) => {
+            if !token_header.contains("{token}") {
+                return Err("auth.token_header: must contain {token}".into());
+            }
             let token_url = plain("auth.token_url", &token_url)?;
             let token_url = absolute(base.as_deref(), &token_url)
                 .and_then(|u| Url::parse(&u).map_err(|e| e.to_string()))
@@ -341,6 +352,7 @@ fn resolve(
                 scope: scope.map(|s| plain("auth.scope", &s)).transpose()?,
                 client_auth,
                 max_mints_per_hour,
+                token_header,
             }))
         }
         Some(AuthEntry::RsaSignedHeaders {
@@ -438,6 +450,11 @@ fn resolve(
             .offer_url_pointer
             .as_deref()
             .map(|p| pointer("offer_url_pointer", p))
+            .transpose()?,
+        product_url: entry
+            .product_url_pointer
+            .as_deref()
+            .map(|p| pointer("product_url_pointer", p))
             .transpose()?,
         shipping: entry
             .shipping_pointer

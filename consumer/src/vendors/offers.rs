@@ -99,7 +99,8 @@ fn scalar_text(value: &Value) -> Option<String> {
 /// How to read offers out of a vendor's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferReader {
-    /// The array of offers; `None`: the body is one offer.
+    /// The array of offers (or one offer object, as Rainforest's `buybox_winner`); `None`: the body is
+    /// one offer.
     pub array: Option<JsonPointer>,
     /// Whether an answer without the array (eBay leaves `itemSummaries` out when nothing matched)
     /// means the vendor does not list the product, rather than a malformed body.
@@ -110,6 +111,9 @@ pub struct OfferReader {
     pub currency: CurrencySource,
     /// The offer's URL, if the vendor gives one.
     pub url: Option<JsonPointer>,
+    /// The product's URL, from the body's root, for offers without a URL of their own (Amazon's
+    /// `detailPageURL` sits beside the listings, not in them).
+    pub product_url: Option<JsonPointer>,
     /// The shipping cost (same currency), added to the price when present.
     pub shipping: Option<JsonPointer>,
     /// Conditions every offer must meet (all of them).
@@ -129,18 +133,38 @@ impl OfferReader {
     /// Reads `vendor`'s answer `body`; `Err` when it is not the JSON the profile describes.
     pub fn read(&self, vendor: &str, body: &[u8]) -> Result<Reading, String> {
         let json: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-        let Some(array) = &self.array else {
-            return self.offer(vendor, &json).map(Reading::Offer);
+        let product_url = || {
+            self.product_url
+                .as_ref()
+                .and_then(|pointer| pointer.find(&json))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
         };
+        let with_product_url = |mut offer: Offer| {
+            if offer.url.is_none() {
+                offer.url = product_url();
+            }
+            offer
+        };
+        let Some(array) = &self.array else {
+            return self
+                .offer(vendor, &json)
+                .map(|offer| Reading::Offer(with_product_url(offer)));
+        };
+        let one;
         let items = match array.find(&json) {
             Some(Value::Array(items)) => items,
+            Some(object @ Value::Object(_)) => {
+                one = [object.clone()];
+                &one[..]
+            }
             None if self.missing_array_is_not_listed && json.is_object() => {
                 return Ok(Reading::NotListed(format!("no {array} in the answer")))
             }
             Some(other) if other.is_null() && self.missing_array_is_not_listed => {
                 return Ok(Reading::NotListed(format!("{array} is null")))
             }
-            Some(_) => return Err(format!("{array} is not an array")),
+            Some(_) => return Err(format!("{array} is not an array or an object")),
             None => return Err(format!("nothing at {array}")),
         };
         if items.is_empty() {
@@ -176,12 +200,13 @@ impl OfferReader {
                 }
             }
         }
-        best.map(Reading::Offer).ok_or_else(|| {
-            format!(
-                "no offer could be read: {}",
-                first_error.unwrap_or_default()
-            )
-        })
+        best.map(|offer| Reading::Offer(with_product_url(offer)))
+            .ok_or_else(|| {
+                format!(
+                    "no offer could be read: {}",
+                    first_error.unwrap_or_default()
+                )
+            })
     }
 
     /// One offer out of `item`.
@@ -248,6 +273,7 @@ mod tests {
             price: pointer("/price/value"),
             currency: CurrencySource::Pointer(pointer("/price/currency")),
             url: Some(pointer("/itemWebUrl")),
+            product_url: None,
             shipping: Some(pointer("/shippingOptions/0/shippingCost/value")),
             filters: vec![OfferFilter {
                 at: pointer("/conditionId"),
@@ -297,7 +323,7 @@ mod tests {
         assert!(not_listed(serde_json::json!({"itemSummaries": [
             {"price": {"value": "1.00", "currency": "USD"}, "conditionId": "3000"}
         ]})));
-        assert!(read(&reader, serde_json::json!({"itemSummaries": {}})).is_err());
+        assert!(read(&reader, serde_json::json!({"itemSummaries": 1})).is_err());
         assert!(read(&reader, serde_json::json!([1])).is_err());
         assert!(read(
             &reader,
@@ -310,6 +336,37 @@ mod tests {
             ..ebay_like()
         };
         assert!(read(&strict, serde_json::json!({"total": 0})).is_err());
+    }
+
+    #[test]
+    fn one_offer_object_and_the_products_url() {
+        let reader = OfferReader {
+            array: Some(pointer("/product/buybox_winner")),
+            missing_array_is_not_listed: true,
+            price: pointer("/price/value"),
+            currency: CurrencySource::Pointer(pointer("/price/currency")),
+            url: None,
+            product_url: Some(pointer("/product/link")),
+            shipping: None,
+            filters: vec![OfferFilter {
+                at: pointer("/condition/is_new"),
+                one_of: vec!["true".into()],
+            }],
+        };
+        let body = serde_json::json!({"product": {"link": "https://a/dp/B1", "buybox_winner": {
+            "condition": {"is_new": true}, "price": {"value": 11.98, "currency": "USD"}}}});
+        let Reading::Offer(offer) = read(&reader, body).unwrap() else {
+            panic!("an offer")
+        };
+        assert_eq!(offer.price.minor_units, 1198);
+        assert_eq!(offer.url.as_deref(), Some("https://a/dp/B1"));
+        assert!(matches!(
+            read(
+                &reader,
+                serde_json::json!({"request_info": {"success": true}})
+            ),
+            Ok(Reading::NotListed(_))
+        ));
     }
 
     #[test]
