@@ -203,13 +203,41 @@ fn default_breaker_cooldown_ms() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Reads and checks the vendors file at `path`, substituting `${VAR}` from the environment.
+/// Reads and checks the vendors file at `path`, substituting `${VAR}` from the environment. A folder
+/// holds several files (its `*.toml`, in name order: a profile per file, as in `config/vendors/`), each
+/// with its own `product_ids`; vendor names must be unique across them.
 pub fn load(path: &Path) -> Result<Vec<Vendor>, VendorsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| VendorsError::Read {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| VendorsError::Read {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    if !path.is_dir() {
+        return parse(&read(path)?, |name| std::env::var(name).ok());
+    }
+    let listing = std::fs::read_dir(path).map_err(|source| VendorsError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text, |name| std::env::var(name).ok())
+    let mut files: Vec<_> = listing
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let mut vendors: Vec<Vendor> = Vec::new();
+    for file in files {
+        for vendor in parse(&read(&file)?, |name| std::env::var(name).ok())? {
+            if vendors.iter().any(|v| v.name == vendor.name) {
+                return Err(VendorsError::Invalid {
+                    vendor: vendor.name,
+                    problem: format!("name: also in another file of {}", path.display()),
+                });
+            }
+            vendors.push(vendor);
+        }
+    }
+    Ok(vendors)
 }
 
 /// Reads and checks vendors from TOML text, looking variables up with `env`.
