@@ -270,10 +270,7 @@ impl Metrics {
                 })
                 .inc();
         }
-        let kind = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let kind = kind.name().to_owned();
         self.vendor_errors
             .get_or_create(&VendorErrorLabels {
                 vendor: vendor.to_owned(),
