@@ -56,7 +56,8 @@ pub struct Settings {
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 2_000)]
     pub redis_timeout_ms: u64,
 
-    /// The vendors file (TOML).
+    /// The vendors file (TOML), or a folder of them: whom to ask and how (docs/vendors.md; ready
+    /// profiles of real price APIs in config/vendors/).
     #[arg(long, env = "VENDORS_FILE", default_value = "config/vendors.toml")]
     pub vendors: PathBuf,
 
