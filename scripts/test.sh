@@ -66,7 +66,7 @@ echo "[test] the shared core builds for wasm32-unknown-unknown"
 cargo build --quiet -p pricefront-core --target wasm32-unknown-unknown
 
 echo "[test] the service's back end: the vendor simulator and a consumer on the edge's topic"
-cargo build --quiet -p pricefront-consumer -p vendor-sim  # also the binary the end-to-end tests start
+cargo build --quiet -p pricefront-consumer -p vendor-sim -p pricefront-catalog  # also the binaries the end-to-end tests start
 mkdir -p .run/logs
 target/debug/vendor-sim --listen 127.0.0.1:9400 > .run/logs/test-vendor-sim.log 2>&1 &
 service_pids+=($!)

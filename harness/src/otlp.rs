@@ -27,7 +27,12 @@ pub struct OtlpReceiver {
     pub endpoint: String,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     exports: Arc<std::sync::atomic::AtomicU64>,
+    /// Every export's body as received, up to [`MAX_KEPT_EXPORT_BYTES`] in all.
+    raw: Arc<Mutex<Vec<u8>>>,
 }
+
+/// The most bytes of exports kept as received (a benchmark must not grow the receiver without bound).
+pub const MAX_KEPT_EXPORT_BYTES: usize = 64 << 20;
 
 impl OtlpReceiver {
     /// Starts a receiver on a free loopback port, serving `POST /v1/traces` until the process ends.
@@ -36,15 +41,26 @@ impl OtlpReceiver {
         let endpoint = format!("http://{}", listener.local_addr()?);
         let spans = Arc::new(Mutex::new(Vec::new()));
         let exports = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let raw = Arc::new(Mutex::new(Vec::new()));
         let router = Router::new()
             .route("/v1/traces", post(receive))
-            .with_state((spans.clone(), exports.clone()));
+            .with_state((spans.clone(), exports.clone(), raw.clone()));
         tokio::spawn(async move { axum::serve(listener, router).await });
         Ok(Self {
             endpoint,
             spans,
             exports,
+            raw,
         })
+    }
+
+    /// Every export received so far, as received (JSON or protobuf bytes, one after the other), for a
+    /// search of everything the consumer exported.
+    pub fn raw_exports(&self) -> Vec<u8> {
+        self.raw
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// How many export requests arrived, whatever their encoding.
@@ -78,11 +94,21 @@ impl OtlpReceiver {
 type Received = (
     Arc<Mutex<Vec<ReceivedSpan>>>,
     Arc<std::sync::atomic::AtomicU64>,
+    Arc<Mutex<Vec<u8>>>,
 );
 
 /// `POST /v1/traces`: an `ExportTraceServiceRequest`; the spans of a JSON one are kept.
-async fn receive(State((spans, exports)): State<Received>, body: axum::body::Bytes) -> Json<Value> {
+async fn receive(
+    State((spans, exports, raw)): State<Received>,
+    body: axum::body::Bytes,
+) -> Json<Value> {
     exports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    {
+        let mut raw = raw.lock().unwrap_or_else(PoisonError::into_inner);
+        if raw.len() + body.len() <= MAX_KEPT_EXPORT_BYTES {
+            raw.extend_from_slice(&body);
+        }
+    }
     // A protobuf export is not read (benchmarks only count them).
     let Ok(export) = serde_json::from_slice::<Value>(&body) else {
         return Json(serde_json::json!({}));

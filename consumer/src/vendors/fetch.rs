@@ -633,6 +633,15 @@ async fn attempt_once(
             .await
             .map_err(|e| AttemptError::Connect(redact::error_text(&e)))?;
         let status = response.status();
+        // The URL may carry a key in its query: redacted here, as the event also goes to the exported
+        // spans (the log writer redacts whatever else reaches the log).
+        tracing::debug!(
+            vendor = %vendor.name,
+            method = %request.method,
+            url = %redact::redact(request.url.as_str()),
+            status = status.as_u16(),
+            "vendor answered"
+        );
         let kind = vendor.statuses.get(&status).copied();
         if status == StatusCode::TOO_MANY_REQUESTS || kind == Some(StatusKind::Quota) {
             let retry_after = response
