@@ -462,15 +462,15 @@ enum Floor {
 }
 
 /// What one run of `pricefront-fanout-floor` measured.
-struct FloorReport {
-    comparisons: f64,
-    seconds: f64,
+pub(crate) struct FloorReport {
+    pub(crate) comparisons: f64,
+    pub(crate) seconds: f64,
     /// The floor process's CPU.
-    client: CpuSplit,
+    pub(crate) client: CpuSplit,
     /// This process's CPU over the run: the simulated vendors, which run here.
-    simulator: CpuSplit,
-    peak_rss_kib: f64,
-    vendor_calls: u64,
+    pub(crate) simulator: CpuSplit,
+    pub(crate) peak_rss_kib: f64,
+    pub(crate) vendor_calls: u64,
 }
 
 impl From<FloorReport> for Run {
@@ -506,19 +506,46 @@ async fn floor_run(
         2_000,
     )
     .await?;
+    let report = run_floor_binary(
+        &env.vendors_file,
+        max_in_flight,
+        products,
+        mode,
+        &[],
+        Duration::from_secs(args.fill_limit_secs),
+    )
+    .await?;
+    Ok(FloorReport {
+        vendor_calls: env.simulator.request_counts().values().sum(),
+        ..report
+    })
+}
+
+/// Runs `pricefront-fanout-floor` (built beside this binary) on `vendors_file` in `mode` (`fanout` or
+/// `bare`), with `env` added to its environment, for at most `limit`; what it measured (without the
+/// vendor calls, which the caller counts).
+pub(crate) async fn run_floor_binary(
+    vendors_file: &std::path::Path,
+    max_in_flight: u32,
+    products: u64,
+    mode: &str,
+    env: &[(&str, String)],
+    limit: Duration,
+) -> anyhow::Result<FloorReport> {
     let binary = std::env::current_exe()?.with_file_name("pricefront-fanout-floor");
     let simulator_before = cpu_split(std::process::id())?;
     let output = tokio::process::Command::new(&binary)
         .arg("--vendors")
-        .arg(&env.vendors_file)
+        .arg(vendors_file)
         .args(["--max-in-flight", &max_in_flight.to_string()])
         .args(["--products", &products.to_string(), "--mode", mode])
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(args.fill_limit_secs), output)
+    let output = tokio::time::timeout(limit, output)
         .await
-        .with_context(|| format!("{} took over {} s", binary.display(), args.fill_limit_secs))?
+        .with_context(|| format!("{} took over {} s", binary.display(), limit.as_secs()))?
         .with_context(|| format!("running {}", binary.display()))?;
     let simulator_after = cpu_split(std::process::id())?;
     if !output.status.success() {
@@ -547,7 +574,7 @@ async fn floor_run(
             system: simulator_after.system - simulator_before.system,
         },
         peak_rss_kib: number("peak_rss_kib")?,
-        vendor_calls: env.simulator.request_counts().values().sum(),
+        vendor_calls: 0,
     })
 }
 

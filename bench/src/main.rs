@@ -14,7 +14,10 @@
 //!    and both sinks, beside that vendor latency.
 //! 4. Publish path: distinct misses per second through the edge and the bridge, beside the hit path of the
 //!    same Worker under the same load loop; every accepted publish counted in the topic.
+//! 6. Authentication: the consumer's CPU per comparison with each kind a vendor profile can use (none, a
+//!    key in the query, OAuth 2.0, RSA-signed headers per request and reused), in the same run.
 
+mod auth_cost;
 mod edge;
 mod fill;
 mod miss;
@@ -88,8 +91,9 @@ pub struct Args {
     /// How often a client polls after its 202, in ms.
     #[arg(long, default_value_t = 10)]
     miss_poll_ms: u64,
-    /// Run only these benchmarks (repeatable); all of them when absent. Not with `--write`.
-    #[arg(long, value_enum, conflicts_with = "write")]
+    /// Run only these benchmarks (repeatable); all of them when absent. With `--write`, only their
+    /// sections of BENCHMARKS.md are replaced.
+    #[arg(long, value_enum)]
     only: Vec<Bench>,
     /// Rewrite BENCHMARKS.md with the results (and the charts beside it).
     #[arg(long)]
@@ -109,6 +113,8 @@ pub enum Bench {
     Edge,
     /// 3 and 4. Miss to filled, and the publish path.
     Miss,
+    /// 6. What each authentication kind of a vendor costs the consumer.
+    Auth,
 }
 
 impl Args {
@@ -135,10 +141,19 @@ async fn main() -> anyhow::Result<()> {
     if args.runs(Bench::Miss) {
         sections.extend(miss::run(&args).await?);
     }
+    if args.runs(Bench::Auth) {
+        sections.push(auth_cost::run(&args).await?);
+    }
     let text = report::render(&args, &sections);
     println!("{text}");
     if args.write {
-        std::fs::write(pricefront_harness::repo_path("BENCHMARKS.md"), text)?;
+        let path = pricefront_harness::repo_path("BENCHMARKS.md");
+        let text = if args.only.is_empty() {
+            text
+        } else {
+            report::merge(&std::fs::read_to_string(&path)?, &sections)
+        };
+        std::fs::write(path, text)?;
         println!("(written to BENCHMARKS.md)");
     }
     Ok(())

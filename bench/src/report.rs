@@ -40,6 +40,45 @@ pub fn render(args: &Args, sections: &[Section]) -> String {
     out.join("\n") + "\n"
 }
 
+/// `existing` (BENCHMARKS.md) with each of `sections` in place of the section of the same number
+/// (`## 6. …`), or added at the end: for `--only … --write`, which reruns some benchmarks only.
+pub fn merge(existing: &str, sections: &[Section]) -> String {
+    let mut text = existing.trim_end().to_owned();
+    for section in sections {
+        let number = section.title.split('.').next().unwrap_or_default();
+        let heading = format!("\n## {number}.");
+        let rendered = {
+            let mut lines = vec![format!("## {}", section.title), String::new()];
+            lines.extend(section.table.iter().cloned());
+            if !section.table.is_empty() {
+                lines.push(String::new());
+            }
+            lines.extend(section.notes.iter().cloned());
+            lines.join("\n")
+        };
+        match text.find(&heading) {
+            Some(start) => {
+                let body_start = start + 1;
+                let end = text[body_start + 3..]
+                    .find("\n## ")
+                    .map_or(text.len(), |i| body_start + 3 + i);
+                let tail = text[end..].to_owned();
+                text.truncate(body_start);
+                text.push_str(&rendered);
+                if !tail.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&tail);
+            }
+            None => {
+                text.push_str("\n\n");
+                text.push_str(&rendered);
+            }
+        }
+    }
+    text + "\n"
+}
+
 /// The date, the cores and the memory of this machine, e.g. `2026-11-25, 2 cores, 24 GiB`.
 pub(crate) fn machine() -> String {
     let machine = pricefront_harness::Machine::current();
@@ -49,4 +88,38 @@ pub(crate) fn machine() -> String {
         machine.cpus,
         machine.memory_gib()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(title: &str, row: &str) -> Section {
+        Section {
+            title: title.into(),
+            table: vec![row.into()],
+            notes: vec!["note".into()],
+        }
+    }
+
+    #[test]
+    fn merge_replaces_a_section_by_its_number_or_adds_it() {
+        let existing =
+            "# Benchmarks\n\nintro\n\n## 1. Fill\n\n| old 1 |\n\nnote\n\n## 2. Edge\n\n| old 2 |\n";
+        let merged = merge(existing, &[section("1. Fill again", "| new 1 |")]);
+        assert_eq!(
+            merged,
+            "# Benchmarks\n\nintro\n\n## 1. Fill again\n\n| new 1 |\n\nnote\n\n## 2. Edge\n\n| old 2 |\n"
+        );
+        let last = merge(existing, &[section("2. Edge", "| new 2 |")]);
+        assert!(
+            last.ends_with("## 2. Edge\n\n| new 2 |\n\nnote\n"),
+            "{last}"
+        );
+        let added = merge(existing, &[section("6. Auth", "| six |")]);
+        assert!(
+            added.ends_with("| old 2 |\n\n## 6. Auth\n\n| six |\n\nnote\n"),
+            "{added}"
+        );
+    }
 }
