@@ -1,4 +1,4 @@
-//! 6. What each authentication kind costs the consumer: CPU per comparison of its fan-out
+//! Benchmark 6, what each authentication kind costs the consumer: CPU per comparison of its fan-out
 //! (`pricefront-fanout-floor`, no Kafka or Redis) asking one simulated vendor, the same vendor and the
 //! same answers each time, authenticated each way a profile can: none, a key in the query, an OAuth 2.0
 //! bearer token (minted by the simulator's eBay token endpoint), and Walmart's RSA-SHA256 signed headers,
