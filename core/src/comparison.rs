@@ -104,9 +104,8 @@ impl Serialize for FailureKind {
 impl<'de> Deserialize<'de> for FailureKind {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
-        Self::from_name(&name).ok_or_else(|| {
-            serde::de::Error::custom(format_args!("unknown failure kind {name:?}"))
-        })
+        Self::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format_args!("unknown failure kind {name:?}")))
     }
 }
 
@@ -399,7 +398,10 @@ mod tests {
         };
         let with = Comparison::aggregate(product, [answered, not_listed.clone()], 0, &policy);
         assert!(with.complete);
-        assert_eq!(with.fresh_until_ms, 600_000, "the guarantee, not the partial window");
+        assert_eq!(
+            with.fresh_until_ms, 600_000,
+            "the guarantee, not the partial window"
+        );
         with.validate().unwrap();
         let alone = Comparison::aggregate(product, [not_listed], 0, &policy);
         assert!(!alone.complete, "no offer at all");
