@@ -213,3 +213,65 @@ async fn a_vendor_answering_429_is_held_for_its_retry_after_then_its_circuit_ope
         Some(sent as f64)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_budget_is_shared_by_the_group_through_redis() {
+    const BUDGET: u64 = 12;
+    // A name of this run's own: the budget's count in Redis is per vendor and day.
+    let budgeted = format!("budgeted{}", rand::random::<u32>());
+    let vendors = pricefront_harness::profiles_of([
+        ("steady".to_owned(), vendor((5, 20), BodyShape::Flat)),
+        (budgeted.clone(), vendor((5, 20), BodyShape::Nested)),
+    ]);
+    let settings =
+        format!("max_requests_per_day = {BUDGET}\nbudget_time_zone = \"America/Los_Angeles\"");
+    let env = TestEnv::with_vendor_settings(
+        "budget",
+        vendors,
+        2_000,
+        &[(budgeted.as_str(), settings.as_str())],
+    )
+    .await
+    .unwrap();
+    // Two processes of one group: each holds some partitions, both spend the one budget.
+    let first = env.start_consumer("a", &[]).unwrap();
+    let second = env.start_consumer("b", &[]).unwrap();
+    for consumer in [&first, &second] {
+        consumer
+            .wait_for_metric("pricefront_assigned_partitions", |n| n >= 1.0, WAIT)
+            .await
+            .unwrap();
+    }
+    let products: Vec<_> = (0..60).map(|n| env.product(n)).collect();
+    env.publish(products.iter().copied()).await.unwrap();
+    let results = env.wait_for_results(&products, WAIT).await.unwrap();
+
+    let sent = env
+        .simulator
+        .request_counts()
+        .get(&budgeted)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        sent, BUDGET,
+        "the group sent {budgeted} {sent} requests on a budget of {BUDGET}"
+    );
+    let (mut answered_budgeted, mut spent) = (0, 0);
+    for result in &results {
+        assert!(answered(result, "steady"), "{result:?}");
+        if answered(result, &budgeted) {
+            answered_budgeted += 1;
+        } else {
+            let failure = failure_of(result, &budgeted).expect("a failure");
+            assert_eq!(failure.kind, FailureKind::Quota, "{failure:?}");
+            assert_eq!(
+                failure.attempts, 0,
+                "no request past the budget: {failure:?}"
+            );
+            assert!(failure.detail.contains("daily budget of 12"), "{failure:?}");
+            spent += 1;
+        }
+    }
+    assert_eq!(answered_budgeted, BUDGET);
+    assert_eq!(spent, products.len() as u64 - BUDGET);
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use vendor_sim::{serve, Profiles, Simulator};
+use vendor_sim::{serve, Api, ApiProfiles, Profiles, Simulator};
 
 /// A simulator of slow, flaky external price APIs.
 #[derive(Debug, Parser)]
@@ -14,7 +14,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "SIM_LISTEN", default_value = "127.0.0.1:9400")]
     listen: SocketAddr,
-    /// A TOML file of vendor profiles (`[vendors.NAME]` tables); five healthy vendors when absent.
+    /// A TOML file of vendor profiles (`[vendors.NAME]` tables) and real API settings (`[apis.NAME]`
+    /// tables); five healthy vendors and default API settings when absent.
     #[arg(long, env = "SIM_PROFILES")]
     profiles: Option<PathBuf>,
 }
@@ -27,18 +28,33 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let profiles = match &args.profiles {
+    let (profiles, apis) = match &args.profiles {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            Profiles::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?
+            (
+                Profiles::from_toml(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+                ApiProfiles::from_toml(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+            )
         }
-        None => Profiles::five_healthy(),
+        None => (Profiles::five_healthy(), ApiProfiles::default()),
     };
     let listener =
         vendor_sim::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, vendors = ?profiles.vendors.keys().collect::<Vec<_>>(), "vendor simulator ready");
-    serve(listener, Simulator::new(profiles), shutdown_signal()).await?;
+    let simulator = Simulator::with_apis(profiles, &apis)
+        .with_context(|| "applying the [apis] settings".to_owned())?;
+    if simulator
+        .api_settings(Api::Walmart)
+        .public_key_pem
+        .trim()
+        .is_empty()
+    {
+        tracing::info!("walmart: no public_key_pem set ([apis.walmart] or PUT /_sim/apis/walmart): every signed request is refused");
+    }
+    serve(listener, simulator, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::apis::{Api, ApiSettingsPatch};
 use crate::BodyShape;
 
 /// The behaviour of one simulated vendor. Rates are probabilities between 0 and 1, drawn per request in
@@ -50,16 +51,40 @@ impl Default for VendorProfile {
     }
 }
 
-/// The simulated vendors by name.
+/// The simulated vendors by name. Read from a profiles file ([`ProfilesFile`]), whose `[apis.<name>]`
+/// tables it checks but leaves to [`crate::apis::ApiProfiles`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ProfilesFile")]
 pub struct Profiles {
     /// Each vendor's profile.
     pub vendors: BTreeMap<String, VendorProfile>,
 }
 
+/// A profiles file: `[vendors.<name>]` tables ([`VendorProfile`]) and `[apis.<name>]` tables
+/// ([`ApiSettingsPatch`], for `ebay`, `bestbuy`, `walmart`, `amazon`, `rainforest`), both optional;
+/// unknown keys are refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesFile {
+    /// Each vendor's profile.
+    #[serde(default)]
+    pub vendors: BTreeMap<String, VendorProfile>,
+    /// Each real API's settings, over its defaults.
+    #[serde(default)]
+    pub apis: BTreeMap<Api, ApiSettingsPatch>,
+}
+
+impl From<ProfilesFile> for Profiles {
+    fn from(file: ProfilesFile) -> Self {
+        Self {
+            vendors: file.vendors,
+        }
+    }
+}
+
 impl Profiles {
-    /// Reads profiles from TOML (`[vendors.alpha]` tables).
+    /// Reads profiles from TOML (`[vendors.alpha]` tables; `[apis.<name>]` tables are checked and read
+    /// by [`crate::apis::ApiProfiles::from_toml`]).
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }

@@ -16,7 +16,8 @@ use pricefront_core::{Currency, ProductId};
 use rand::Rng;
 use tokio::net::TcpListener;
 
-use crate::{expected_price, Profiles, VendorProfile};
+use crate::apis::{ApiProfiles, ApiSettings, ApiSettingsError, ApiState, ApiStats};
+use crate::{expected_price, Api, Profiles, VendorProfile};
 
 /// The simulator's shared state: the profiles, changeable at run time, and request counts.
 #[derive(Debug, Default)]
@@ -29,6 +30,8 @@ pub struct Simulator {
     /// Per product (as requested): the `traceparent` headers of its requests, in arrival order, up to
     /// [`MAX_RECORDED_TRACEPARENTS`] in all (a long benchmark must not grow the simulator without bound).
     traceparents: RwLock<Traceparents>,
+    /// The simulated real APIs' settings, tokens and counts ([`crate::apis`]).
+    apis: ApiState,
 }
 
 /// The recorded `traceparent` headers, by product, and how many in all.
@@ -49,7 +52,36 @@ impl Simulator {
             requests: RwLock::default(),
             round_ends: RwLock::default(),
             traceparents: RwLock::default(),
+            apis: ApiState::default(),
         })
+    }
+
+    /// A simulator playing `profiles` and the real APIs with the settings of `apis` (each over that
+    /// API's defaults, see [`ApiSettings`]).
+    pub fn with_apis(
+        profiles: Profiles,
+        apis: &ApiProfiles,
+    ) -> Result<Arc<Self>, ApiSettingsError> {
+        let simulator = Self::new(profiles);
+        for (api, patch) in &apis.apis {
+            simulator.apis.configure(*api, patch)?;
+        }
+        Ok(simulator)
+    }
+
+    /// The simulated real APIs' state: settings, tokens, counts.
+    pub fn apis(&self) -> &ApiState {
+        &self.apis
+    }
+
+    /// `api`'s current settings (as `GET /_sim/apis/{name}` shows them).
+    pub fn api_settings(&self, api: Api) -> ApiSettings {
+        self.apis.settings(api)
+    }
+
+    /// `api`'s counts (as `GET /_sim/apis/{name}/stats` shows them).
+    pub fn api_stats(&self, api: Api) -> ApiStats {
+        self.apis.stats(api)
     }
 
     /// The `traceparent` headers that requests for `product` carried, in arrival order (requests
@@ -64,7 +96,7 @@ impl Simulator {
             .unwrap_or_default()
     }
 
-    fn record_traceparent(&self, product: &str, traceparent: &str) {
+    pub(crate) fn record_traceparent(&self, product: &str, traceparent: &str) {
         let mut recorded = self.traceparents.write().expect("traceparents lock");
         if recorded.count < MAX_RECORDED_TRACEPARENTS {
             recorded.count += 1;
@@ -120,13 +152,14 @@ impl Simulator {
         profiles.vendors.get(vendor).cloned()
     }
 
-    fn count(&self, vendor: &str) {
+    pub(crate) fn count(&self, vendor: &str) {
         let mut requests = self.requests.write().expect("requests lock");
         *requests.entry(vendor.to_owned()).or_default() += 1;
     }
 }
 
-/// The simulator's routes.
+/// The simulator's routes: the simulated vendors, the simulated real APIs ([`crate::apis`]) and the
+/// `/_sim` control routes.
 pub fn router(simulator: Arc<Simulator>) -> Router {
     Router::new()
         .route("/vendors/{vendor}/prices/{product}", get(price))
@@ -135,6 +168,7 @@ pub fn router(simulator: Arc<Simulator>) -> Router {
         .route("/_sim/stats", get(stats))
         .route("/_sim/traceparents/{product}", get(traceparents))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::apis::routes())
         .with_state(simulator)
 }
 
