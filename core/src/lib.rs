@@ -42,6 +42,8 @@
 //!   misses away (backpressure).
 //! - [`miss_guard`] (edge): what a miss must pass before it publishes: the catalog, backpressure, and
 //!   the per-client rate limit's key.
+//! - [`gate`] (edge): the product gate, one coordinator per product (a Durable Object) that misses ask
+//!   before they publish and fills reach: its claims, what it holds, and the calls to it.
 //! - [`redis_protocol`] (edge): where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
 //!
 //! Time is always passed in as milliseconds since the Unix epoch ([`UnixMillis`]): the core never reads a
@@ -54,6 +56,7 @@ pub mod comparison;
 pub mod early_refresh;
 pub mod edge_rules;
 pub mod freshness;
+pub mod gate;
 pub mod gtin;
 pub mod identifier_map;
 pub mod miss_guard;

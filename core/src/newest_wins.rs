@@ -51,12 +51,23 @@ pub enum Replacement {
 /// The rule: what to do with `incoming` over `held` (`None` when nothing is held, or what is held does
 /// not parse). An equal `computedAtMs` replaces (a retried write of the same result is idempotent).
 pub fn replacement(incoming: &Comparison, held: Option<Held>) -> Replacement {
+    let incoming = Held {
+        computed_at_ms: incoming.computed_at_ms,
+        stale_until_ms: incoming.stale_until_ms,
+        offers: incoming.offers.len(),
+    };
+    replacement_of(incoming, held)
+}
+
+/// [`replacement`] of an incoming result known by its header (the product gate holds no parsed
+/// comparison).
+pub fn replacement_of(incoming: Held, held: Option<Held>) -> Replacement {
     let Some(held) = held else {
         return Replacement::Store;
     };
     if held.computed_at_ms > incoming.computed_at_ms {
         Replacement::KeepNewer
-    } else if incoming.offers.is_empty()
+    } else if incoming.offers == 0
         && held.offers > 0
         && held.stale_until_ms > incoming.computed_at_ms
     {

@@ -15,6 +15,7 @@ use pricefront_core::stored::{Stored, StoredHeader};
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use worker::{Env, Error, Result};
 
+use crate::bindings;
 use crate::config::{CacheBackend, Config};
 use crate::hot_cache;
 use crate::publish;
@@ -130,7 +131,7 @@ async fn kv_read(
 }
 
 async fn kv_get(env: &Env, key: &str) -> Result<Option<Stored>> {
-    let bytes = env.kv(KV_BINDING)?.get(key).bytes().await?;
+    let bytes = bindings::kv_get(env, key).await?;
     Ok(bytes.and_then(Stored::from_bytes))
 }
 
@@ -157,15 +158,7 @@ pub async fn write_back(
         return;
     }
     let ttl = kv_ttl_secs(stored.header.stale_until_ms, now_ms);
-    let written = async {
-        env.kv(KV_BINDING)?
-            .put_bytes(&key, &stored.json)?
-            .expiration_ttl(ttl)
-            .execute()
-            .await?;
-        Ok::<_, Error>(())
-    };
-    match written.await {
+    match bindings::kv_put(env, &key, &stored.json, ttl).await {
         Ok(()) => hot_cache::put(stored, now_ms, config.hot_cache_ms),
         Err(error) => worker::console_warn!("writing {key} back to KV failed: {error}"),
     }
@@ -180,16 +173,13 @@ pub async fn put(
     config: &Config,
     env: &Env,
     comparison: &Comparison,
+    value: String,
     now_ms: UnixMillis,
 ) -> Result<Replacement> {
     let key = cache_key(comparison.product_id);
-    let value = comparison.to_json();
     match &config.cache {
         CacheBackend::Kv | CacheBackend::KvThenRedis(_) => {
-            let kv = env.kv(KV_BINDING)?;
-            let held = kv
-                .get(&key)
-                .bytes()
+            let held = bindings::kv_get(env, &key)
                 .await?
                 .and_then(|b| StoredHeader::from_json(&b).ok())
                 .map(|stored| Held::from(&stored));
@@ -200,10 +190,7 @@ pub async fn put(
             let ttl = kv_ttl_secs(comparison.stale_until_ms, now_ms);
             // As bytes: `put` of a string goes through serde-wasm-bindgen (and with it a float
             // formatter and JSON.stringify), several KB of wasm for the same stored bytes.
-            kv.put_bytes(&key, value.as_bytes())?
-                .expiration_ttl(ttl)
-                .execute()
-                .await?;
+            bindings::kv_put(env, &key, value.as_bytes(), ttl).await?;
             if let Some(stored) = Stored::from_bytes(value.into_bytes()) {
                 hot_cache::put(&stored, now_ms, config.hot_cache_ms);
             }

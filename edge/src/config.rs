@@ -13,6 +13,11 @@ use pricefront_core::redis_protocol::{RedisAddress, RedisProtocolError};
 use pricefront_core::rest_proxy::{ProxyApi, ProxyConfigError};
 use worker::Env;
 
+use crate::outbound::basic_authorization;
+
+/// The Durable Object binding of the product gates.
+pub const GATE_BINDING: &str = "GATES";
+
 /// Where the Worker reads and writes comparisons.
 pub enum CacheBackend {
     /// `kv`: the Workers KV namespace bound as `PRICES`.
@@ -39,6 +44,21 @@ pub enum ConfigError {
     /// `MISS_RATE_LIMIT_KEY`.
     #[error(transparent)]
     MissLimitKey(#[from] MissLimitKeyError),
+    /// `REST_PROXY_USERNAME` or `REST_PROXY_PASSWORD` outside Latin-1.
+    #[error("REST_PROXY_USERNAME and REST_PROXY_PASSWORD must be Latin-1 (HTTP Basic)")]
+    Credentials,
+    /// `PRODUCT_GATE`, or the binding it needs.
+    #[error("{0}")]
+    Gate(&'static str),
+}
+
+/// How the Worker reaches the product gates (`PRODUCT_GATE = "on"`).
+#[derive(Clone)]
+pub struct GateSettings {
+    /// Where new gates are placed (`GATE_LOCATION_HINT`: near the REST proxy and the consumers).
+    pub location_hint: Option<String>,
+    /// The longest one call to a gate may take beyond the wait it asks for (`GATE_TIMEOUT_MS`).
+    pub timeout: Duration,
 }
 
 /// Everything the handlers need to know.
@@ -47,7 +67,9 @@ pub struct Config {
     /// The REST proxy's base URL, where its API paths start (Confluent Cloud: ending in `/kafka`).
     pub proxy_url: String,
     pub proxy_api: ProxyApi,
-    pub proxy_basic_auth: Option<(String, String)>,
+    /// The `Authorization` header for the REST proxy (Basic, from `REST_PROXY_USERNAME` and
+    /// `REST_PROXY_PASSWORD`), encoded once.
+    pub proxy_authorization: Option<String>,
     pub topic: String,
     pub publish_timeout: Duration,
     pub fill_token: Option<String>,
@@ -69,13 +91,28 @@ pub struct Config {
     pub backlog_check_ms: u64,
     /// The longest one Redis command may take, connection included (`REDIS_TIMEOUT_MS`).
     pub redis_timeout: Duration,
+    /// The product gates, unless `PRODUCT_GATE = "off"` (then misses coalesce per isolate only).
+    pub gate: Option<GateSettings>,
+    /// Whether a publish claimed in this isolate stops its other reads from asking again for a few
+    /// seconds (`ISOLATE_CLAIM`; off, every miss and refresh asks the gate, or publishes without one).
+    pub isolate_claim: bool,
 }
 
+#[inline(never)]
 fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name)
         .ok()
         .map(|v| v.to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// A number setting; `default` when unset or not a number. Not inlined: a copy per setting would cost
+/// the wasm several KB.
+#[inline(never)]
+fn number(env: &Env, name: &str, default: u64) -> u64 {
+    var(env, name)
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
 }
 
 fn secret(env: &Env, name: &str) -> Option<String> {
@@ -116,9 +153,7 @@ impl Config {
                 Some(url) => Ok(RedisAddress::parse(&url)?),
                 None => Ok(RedisAddress::plain(
                     var(env, "REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into()),
-                    var(env, "REDIS_PORT")
-                        .and_then(|p| p.parse().ok())
-                        .unwrap_or(6390),
+                    u16::try_from(number(env, "REDIS_PORT", 6390)).unwrap_or(6390),
                 )),
             }
         };
@@ -136,46 +171,54 @@ impl Config {
         let proxy_url =
             var(env, "REST_PROXY_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         proxy_api.check_base_url(&proxy_url)?;
-        let proxy_basic_auth =
-            secret(env, "REST_PROXY_USERNAME").zip(secret(env, "REST_PROXY_PASSWORD"));
+        // Unset: on where the binding is (wrangler.toml has it), off where an older configuration has
+        // none; set to on without it, the operator asked for what cannot work.
+        let bound = env.durable_object(GATE_BINDING).is_ok();
+        let gate =
+            match var(env, "PRODUCT_GATE").as_deref() {
+                Some("off") => None,
+                None if !bound => None,
+                Some("on") if !bound => return Err(ConfigError::Gate(
+                    "PRODUCT_GATE is on but there is no GATES Durable Object binding: add it to \
+                     wrangler.toml (class ProductGate) or set PRODUCT_GATE to off",
+                )),
+                None | Some("on") => Some(GateSettings {
+                    location_hint: var(env, "GATE_LOCATION_HINT").filter(|hint| !hint.is_empty()),
+                    timeout: Duration::from_millis(number(env, "GATE_TIMEOUT_MS", 1_000)),
+                }),
+                Some(_) => return Err(ConfigError::Gate("PRODUCT_GATE must be on or off")),
+            };
+        let proxy_authorization = match (
+            secret(env, "REST_PROXY_USERNAME"),
+            secret(env, "REST_PROXY_PASSWORD"),
+        ) {
+            (Some(user), Some(password)) => {
+                Some(basic_authorization(&user, &password).ok_or(ConfigError::Credentials)?)
+            }
+            _ => None,
+        };
         Ok(Self {
             cache,
             proxy_url,
             proxy_api,
-            proxy_basic_auth,
+            proxy_authorization,
             topic: var(env, "REQUEST_TOPIC")
                 .unwrap_or_else(|| pricefront_core::REQUEST_TOPIC.into()),
-            publish_timeout: Duration::from_millis(
-                var(env, "PUBLISH_TIMEOUT_MS")
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(2_000),
-            ),
+            publish_timeout: Duration::from_millis(number(env, "PUBLISH_TIMEOUT_MS", 2_000)),
             fill_token: secret(env, "FILL_TOKEN"),
-            prefer_wait_max_secs: var(env, "PREFER_WAIT_MAX_SECS")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(DEFAULT_MAX_WAIT_SECS),
+            prefer_wait_max_secs: number(env, "PREFER_WAIT_MAX_SECS", DEFAULT_MAX_WAIT_SECS),
             early_refresh_beta: var(env, "EARLY_REFRESH_BETA")
                 .and_then(|b| parse_beta(&b))
                 .unwrap_or(DEFAULT_BETA),
-            hot_cache_ms: var(env, "HOT_CACHE_MS")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(DEFAULT_HOT_CACHE_MS),
+            hot_cache_ms: number(env, "HOT_CACHE_MS", DEFAULT_HOT_CACHE_MS),
             miss_limit_key: MissLimitKey::parse(var(env, "MISS_RATE_LIMIT_KEY").as_deref())?,
-            miss_limit_period_secs: var(env, "MISS_RATE_LIMIT_PERIOD_SECS")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(60),
+            miss_limit_period_secs: number(env, "MISS_RATE_LIMIT_PERIOD_SECS", 60),
             known_products_key: var(env, "KNOWN_PRODUCTS_KEY"),
-            backlog_max: var(env, "BACKLOG_MAX")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(DEFAULT_BACKLOG_MAX),
-            backlog_check_ms: var(env, "BACKLOG_CHECK_MS")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(5_000),
-            redis_timeout: Duration::from_millis(
-                var(env, "REDIS_TIMEOUT_MS")
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(1_000),
-            ),
+            backlog_max: number(env, "BACKLOG_MAX", DEFAULT_BACKLOG_MAX),
+            backlog_check_ms: number(env, "BACKLOG_CHECK_MS", 5_000),
+            redis_timeout: Duration::from_millis(number(env, "REDIS_TIMEOUT_MS", 1_000)),
+            gate,
+            isolate_claim: var(env, "ISOLATE_CLAIM").as_deref() != Some("off"),
         })
     }
 }

@@ -6,6 +6,7 @@ use pricefront_core::edge_rules::{
     authorize_fill, decide_read_of, etag_of, fill_comparison, if_none_match, location,
     rebase_to_clock, FillAuthorization, Pending, PublishedFor, ReadDecision, RETRY_AFTER_SECS,
 };
+use pricefront_core::gate::{AskReason, Verdict};
 use pricefront_core::miss_guard::Refusal;
 use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
 use pricefront_core::stored::Stored;
@@ -15,23 +16,19 @@ use std::time::Duration;
 
 use pricefront_core::early_refresh::refresh_early;
 use pricefront_core::prefer_wait::{pauses, preference_applied};
-use worker::{Context, Date, Delay, Env, Request, Response};
+use worker::{Context, Delay, Env, Request, Response};
 
 use crate::cache::{self, Lookup};
 use crate::config::Config;
+use crate::config::GateSettings;
 use crate::error::EdgeError;
+use crate::gate_client;
 use crate::miss_guard;
-use crate::publish::{
-    already_published, publish_coalesced, publish_unless_claimed, remember_published, Published,
-};
-use crate::reply;
+use crate::publish::{claimed_here, publish_miss, publish_refresh};
+use crate::{now_ms, reply};
 
 /// What a handler answers.
 type Result<T, E = EdgeError> = std::result::Result<T, E>;
-
-fn now_ms() -> UnixMillis {
-    Date::now().as_millis()
-}
 
 /// This isolate's settings; a setting that cannot work is a `/problems/misconfigured`.
 fn config(env: &Env) -> Result<Rc<Config>> {
@@ -75,10 +72,11 @@ pub async fn get_prices(
             {
                 ctx.wait_until(refresh_in_background(
                     config.clone(),
+                    env.clone(),
                     product,
+                    header.computed_at_ms,
                     now,
                     *trace,
-                    env.clone(),
                 ));
             }
             served(
@@ -91,10 +89,11 @@ pub async fn get_prices(
         (ReadDecision::Stale, Some(stored)) => {
             ctx.wait_until(refresh_in_background(
                 config.clone(),
+                env.clone(),
                 product,
+                stored.header.computed_at_ms,
                 now,
                 *trace,
-                env.clone(),
             ));
             served(request, &stored, Freshness::Stale, "no-cache")
         }
@@ -102,112 +101,198 @@ pub async fn get_prices(
     }
 }
 
-/// Publishes a refresh of `product` (coalesced), after the answer: a stale hit, or an early refresh.
+/// Publishes a refresh of `product`, whose cache holds a result computed at `have_computed_at_ms`,
+/// after the answer: a stale hit, or an early refresh.
 async fn refresh_in_background(
     config: Rc<Config>,
+    env: Env,
     product: ProductId,
+    have_computed_at_ms: UnixMillis,
     now: UnixMillis,
     trace: TraceContext,
-    env: Env,
 ) {
     // A pipeline far behind takes no refreshes either: the stale result is served meanwhile.
     if !miss_guard::pipeline_has_room(&env, &config, now).await {
         return;
     }
-    match publish_coalesced(&config, product, now, &trace).await {
-        Ok(Published::Now) => remember_published(product).await,
-        Ok(Published::Already) => {}
-        Err(error) => worker::console_warn!("refresh of {product} not published: {error}"),
+    if let Err(error) =
+        publish_refresh(&config, &env, product, have_computed_at_ms, now, &trace).await
+    {
+        worker::console_warn!("refresh of {product} not published: {error}");
     }
 }
 
-/// A miss: publish a request (unless one went out here in the last few seconds: then this is a poll of
-/// it, which the miss guards do not count), then either wait for its result (`Prefer: wait` granted
-/// `wait` seconds) or answer 202 at once; 503 when the REST proxy cannot take it.
+/// A miss: publish a request unless one is under way (then this is a poll of it, which the miss
+/// guards do not count), then either wait for its result (`Prefer: wait` granted `wait` seconds) or
+/// answer 202 at once; 503 when the REST proxy cannot take it. With the product gate, the gate decides
+/// whether to publish, answers with a fill it holds, and wakes the wait when the fill arrives; without
+/// it (or when it cannot be reached), this isolate's claim decides and the wait watches the cache.
 async fn queued(
     request: &Request,
     env: &Env,
     ctx: &Context,
-    config: &Config,
+    config: &Rc<Config>,
     product: ProductId,
     now: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Response> {
-    let published = if already_published(product, now, PublishedFor::Miss).await {
-        // A poll of a pending request: nothing new is published, so no guard applies.
-        Published::Already
-    } else {
-        if let Some(refusal) = miss_guard::refusal(request, env, config, now).await {
-            return Err(refused(refusal, product, config));
-        }
-        publish_unless_claimed(config, ctx, product, now, trace)
-            .await
-            .map_err(|source| EdgeError::QueueUnavailable { product, source })?
-    };
     let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
-    if published == Published::Now {
-        ctx.wait_until(remember_published(product));
-    }
-    if let Some(secs) = wait {
-        if let Some(mut response) = wait_for_result(request, env, config, product, secs).await? {
-            response
-                .headers_mut()
-                .set("Preference-Applied", &preference_applied(secs))?;
-            return Ok(response);
+    let wait_ms = wait.map_or(0, |secs| secs * 1000);
+    let miss = Miss {
+        request,
+        env,
+        ctx,
+        config,
+        product,
+        now,
+        trace,
+    };
+    let found = match &config.gate {
+        Some(gate) => miss.at_gate(gate, wait_ms).await?,
+        None => {
+            miss.publish(None).await?;
+            match wait {
+                Some(secs) => wait_for_result(request, env, config, product, secs).await,
+                None => None,
+            }
         }
-    }
-    let mut response = reply::json(202, &Pending::of(product))?;
-    let headers = response.headers_mut();
-    headers.set("Location", &location(product))?;
-    headers.set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
-    headers.set("Cache-Control", "no-store")?;
+    };
+    let mut response = match found.and_then(|stored| serve_found(request, &stored).transpose()) {
+        Some(response) => response?,
+        None => {
+            let mut response = reply::json(202, &Pending::of(product))?;
+            let headers = response.headers_mut();
+            headers.set("Location", &location(product))?;
+            headers.set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
+            headers.set("Cache-Control", "no-store")?;
+            response
+        }
+    };
     if let Some(secs) = wait {
-        headers.set("Preference-Applied", &preference_applied(secs))?;
+        response
+            .headers_mut()
+            .set("Preference-Applied", &preference_applied(secs))?;
     }
     Ok(response)
 }
 
+/// One miss being answered.
+struct Miss<'a> {
+    request: &'a Request,
+    env: &'a Env,
+    ctx: &'a Context,
+    config: &'a Rc<Config>,
+    product: ProductId,
+    now: UnixMillis,
+    trace: &'a TraceContext,
+}
+
+impl Miss<'_> {
+    /// Asks the product's gate (waiting up to `wait_ms` when a publish is under way), publishes when it
+    /// says so, then waits on it for the fill: what it holds, or `None` for a 202. A gate that cannot be
+    /// asked leaves this isolate's claim deciding, and a wait it cannot finish ends as a cache read.
+    async fn at_gate(&self, gate: &GateSettings, wait_ms: u64) -> Result<Option<Stored>> {
+        let (env, product) = (self.env, self.product);
+        match gate_client::ask(env, gate, product, AskReason::Miss, wait_ms).await {
+            Ok(Verdict::Held(stored)) => return Ok(Some(stored)),
+            Ok(Verdict::Pending) => {
+                // Its reads are polls of a pending miss from here on (Redis first, with kv+redis).
+                claimed_here(product, self.now, PublishedFor::Miss);
+                return Ok(None);
+            }
+            Ok(Verdict::Publish { claim }) => {
+                self.publish(Some(claim)).await?;
+                if wait_ms == 0 {
+                    return Ok(None);
+                }
+                match gate_client::wait(env, gate, product, wait_ms).await {
+                    Ok(Verdict::Held(stored)) => return Ok(Some(stored)),
+                    Ok(_) => return Ok(None),
+                    Err(error) => worker::console_warn!("waiting for {product}: {error}"),
+                }
+            }
+            Err(error) => {
+                worker::console_warn!("miss of {product} without its gate: {error}");
+                self.publish(None).await?;
+                if wait_ms == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(consistent_read(self.config, env, product).await)
+    }
+
+    /// Publishes the miss's request, claimed by the gate (`gate_claim`) or, without one, unless this
+    /// isolate published it in the last few seconds (a poll: no guard applies). A new miss passes the
+    /// guards first (backlog, rate limit); refused, it gives the gate's claim back.
+    async fn publish(&self, gate_claim: Option<UnixMillis>) -> Result<()> {
+        let (config, product, now) = (self.config, self.product, self.now);
+        if gate_claim.is_none() && claimed_here(product, now, PublishedFor::Miss) {
+            return Ok(());
+        }
+        if let Some(refusal) = miss_guard::refusal(self.request, self.env, config, now).await {
+            if let (Some(gate), Some(claim)) = (&config.gate, gate_claim) {
+                let release = gate_client::release(self.env.clone(), gate.clone(), product, claim);
+                self.ctx.wait_until(release);
+            }
+            return Err(refused(refusal, product, config));
+        }
+        publish_miss(
+            config, self.env, self.ctx, product, now, self.trace, gate_claim,
+        )
+        .await
+        .map_err(|source| EdgeError::QueueUnavailable { product, source })?;
+        Ok(())
+    }
+}
+
 /// Watches the consistent tier (Redis where there is one, else KV) for `product`'s result for up to
-/// `secs` seconds, backing off between reads ([`pauses`]); the answer once it is there, `None` when
-/// time ran out (a read that fails counts as nothing there yet). Ends early when the client has gone
-/// (the runtime cancels the request too).
+/// `secs` seconds, backing off between reads ([`pauses`]); the result once it is there, `None` when
+/// time ran out. Ends early when the client has gone (the runtime cancels the request too).
 async fn wait_for_result(
     request: &Request,
     env: &Env,
     config: &Config,
     product: ProductId,
     secs: u64,
-) -> Result<Option<Response>> {
+) -> Option<Stored> {
     let signal = request.inner().signal();
     for pause in pauses(Duration::from_secs(secs)) {
         Delay::from(pause).await;
         if signal.aborted() {
-            return Ok(None);
+            return None;
         }
-        // The request is published: a read that fails is skipped, not the client's 202.
-        let stored = match cache::get_consistent(config, env, product).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => continue,
-            Err(error) => {
-                worker::console_warn!(
-                    "waiting for {product}: the cache could not be read: {error}"
-                );
-                continue;
+        if let Some(stored) = consistent_read(config, env, product).await {
+            if decide_read_of(Some(stored.header.lifetime()), now_ms()) != ReadDecision::Miss {
+                return Some(stored);
             }
-        };
-        let now = now_ms();
-        match decide_read_of(Some(stored.header.lifetime()), now) {
-            ReadDecision::Fresh { max_age_secs } => {
-                let cache_control = format!("public, max-age={max_age_secs}");
-                return served(request, &stored, Freshness::Fresh, &cache_control).map(Some);
-            }
-            ReadDecision::Stale => {
-                return served(request, &stored, Freshness::Stale, "no-cache").map(Some)
-            }
-            ReadDecision::Miss => {}
         }
     }
-    Ok(None)
+    None
+}
+
+/// `product`'s result in the consistent tier, if there is one: the request is published, so a read
+/// that fails counts as nothing there yet, not as the client's 503.
+async fn consistent_read(config: &Config, env: &Env, product: ProductId) -> Option<Stored> {
+    cache::get_consistent(config, env, product)
+        .await
+        .unwrap_or_else(|error| {
+            worker::console_warn!("waiting for {product}: the cache could not be read: {error}");
+            None
+        })
+}
+
+/// A result found for a miss (from the gate or the cache) served as what it is now: fresh or stale;
+/// `None` when it has expired meanwhile.
+fn serve_found(request: &Request, stored: &Stored) -> Result<Option<Response>> {
+    match decide_read_of(Some(stored.header.lifetime()), now_ms()) {
+        ReadDecision::Fresh { max_age_secs } => {
+            let cache_control = format!("public, max-age={max_age_secs}");
+            served(request, stored, Freshness::Fresh, &cache_control).map(Some)
+        }
+        ReadDecision::Stale => served(request, stored, Freshness::Stale, "no-cache").map(Some),
+        ReadDecision::Miss => Ok(None),
+    }
 }
 
 /// A 200 with the stored comparison served as `freshness` (its bytes as stored, with the freshness
@@ -286,14 +371,30 @@ fn authorize(request: &Request, config: &Config) -> Result<()> {
 /// computed after this edge's now (the consumer's clock runs ahead) is moved to now
 /// ([`rebase_to_clock`]). A write the cache refused (KV's one write a second per key) is a 503 with
 /// `Retry-After`, which the consumer retries.
-pub async fn fill_prices(mut request: Request, env: &Env, product: ProductId) -> Result<Response> {
+pub async fn fill_prices(
+    mut request: Request,
+    env: &Env,
+    ctx: &Context,
+    product: ProductId,
+) -> Result<Response> {
     let config = config(env)?;
     authorize(&request, &config)?;
     let body = request.bytes().await.ok();
     let mut comparison = fill_comparison(body.as_deref(), product)?;
     let now = now_ms();
     rebase_to_clock(&mut comparison, now);
-    let decision = cache::put(&config, env, &comparison, now)
+    let value = comparison.to_json();
+    if let Some(gate) = &config.gate {
+        // The waiters are woken while the cache is written: the gate holds what KV will hold.
+        let stored = value.clone().into_bytes();
+        ctx.wait_until(gate_client::fill(
+            env.clone(),
+            gate.clone(),
+            product,
+            stored,
+        ));
+    }
+    let decision = cache::put(&config, env, &comparison, value, now)
         .await
         .map_err(EdgeError::WriteFailed)?;
     let response = Response::empty()?.with_status(204);

@@ -3,18 +3,26 @@
 //! Workers runtime.
 //!
 //! Layout: [`config`] (vars and secrets, read once per isolate), [`cache`] (Workers KV or Redis),
+//! [`bindings`] (the KV namespace and the rate limiters, called directly),
 //! [`hot_cache`] (this isolate's memory of recent KV reads),
 //! [`redis`] (the Redis protocol over the sockets API), [`publish`] (the Kafka REST proxy),
+//! [`outbound`] (the requests it sends),
 //! [`miss_guard`] (the known-products filter, backpressure and the rate limit a miss passes first),
+//! [`gate`] (the `ProductGate` Durable Object, one per product) and [`gate_client`] (the Worker's calls
+//! to it),
 //! [`handlers`] (one function per route), [`error`] (every failure and its problem document),
 //! [`reply`] (successful responses and the problem body).
 
+mod bindings;
 mod cache;
 mod config;
 mod error;
+mod gate;
+mod gate_client;
 mod handlers;
 mod hot_cache;
 mod miss_guard;
+mod outbound;
 mod publish;
 mod redis;
 mod reply;
@@ -46,7 +54,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
             trace = Some(context);
             handlers::get_prices(&request, &env, ctx, product, &context).await
         }
-        Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, product).await,
+        Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, &ctx, product).await,
         Ok(Route::FillBacklog) => handlers::fill_backlog(request, &env).await,
         Err(error) => Err(EdgeError::Route(error)),
     };
@@ -69,6 +77,11 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
             .set(TRACERESPONSE, &trace.to_string())?;
     }
     Ok(response)
+}
+
+/// Now, in milliseconds since the Unix epoch (the runtime's clock, which advances at I/O).
+fn now_ms() -> pricefront_core::UnixMillis {
+    worker::Date::now().as_millis()
 }
 
 /// `N` random bytes from `Math.random` (48 bits a call): trace and span ids need to be unique, not

@@ -19,7 +19,7 @@ use pricefront_core::miss_guard::{CatalogCache, CatalogRead, CatalogStep, Limite
 use pricefront_core::{ProductId, UnixMillis};
 use worker::{Date, Delay, Env, Request, Result};
 
-use crate::cache::KV_BINDING;
+use crate::bindings;
 use crate::config::{CacheBackend, Config};
 use crate::redis;
 
@@ -91,10 +91,9 @@ pub async fn known(env: &Env, config: &Config, product: ProductId, now_ms: UnixM
 }
 
 async fn read_catalog(env: &Env, key: &str) -> CatalogRead<Rc<KnownProducts>> {
-    let bytes = match env.kv(KV_BINDING) {
-        Ok(kv) => kv.get(key).bytes().await.map_err(|e| e.to_string()),
-        Err(error) => Err(error.to_string()),
-    };
+    let bytes = bindings::kv_get(env, key)
+        .await
+        .map_err(|error| error.to_string());
     match bytes {
         Ok(Some(bytes)) => match KnownProducts::from_bytes(&bytes) {
             Ok(filter) => CatalogRead::Loaded(Rc::new(filter)),
@@ -150,7 +149,7 @@ async fn read_backlog(env: &Env, config: &Config) -> Option<BacklogReport> {
                 _ => None,
             }
         }
-        CacheBackend::Kv => env.kv(KV_BINDING).ok()?.get(&key).bytes().await.ok()?,
+        CacheBackend::Kv => bindings::kv_get(env, &key).await.ok()?,
     };
     BacklogReport::from_json(&bytes?)
 }
@@ -162,20 +161,14 @@ pub async fn store_backlog_report(
     report: &BacklogReport,
     now_ms: UnixMillis,
 ) -> Result<()> {
-    let kv = env.kv(KV_BINDING)?;
     let key = backlog_key(&config.topic);
-    let mut stored = kv
-        .get(&key)
-        .bytes()
+    let mut stored = bindings::kv_get(env, &key)
         .await?
         .and_then(|bytes| BacklogReport::from_json(&bytes))
         .unwrap_or_default();
     stored.merge(report, now_ms);
     // As bytes, as every KV write of the Worker (see `cache::put`).
-    kv.put_bytes(&key, stored.to_json().as_bytes())?
-        .expiration_ttl(REPORT_TTL_SECS)
-        .execute()
-        .await?;
+    bindings::kv_put(env, &key, stored.to_json().as_bytes(), REPORT_TTL_SECS).await?;
     Ok(())
 }
 
@@ -197,12 +190,9 @@ async fn within_rate_limit(request: &Request, env: &Env, config: &Config) -> boo
             Limiter::Client => LIMITER_BINDING,
             Limiter::Address => ADDRESS_LIMITER_BINDING,
         };
-        let Ok(limiter) = env.rate_limiter(binding) else {
-            continue;
-        };
-        match limiter.limit(key).await {
-            Ok(outcome) if !outcome.success => return false,
-            Ok(_) => {}
+        match bindings::within_limit(env, binding, &key).await {
+            Ok(false) => return false,
+            Ok(true) => {}
             Err(error) => worker::console_warn!("the miss rate limiter {binding} failed: {error}"),
         }
     }

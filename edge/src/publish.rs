@@ -1,6 +1,7 @@
-//! Publishing a request through the Kafka REST proxy, with a bounded wait, and at most once per product
-//! per few seconds: within an isolate, a map claimed before the first await makes a burst of concurrent
-//! reads publish once; across the isolates of a location, the Cache API remembers recent publishes.
+//! Publishing a request through the Kafka REST proxy, with a bounded wait, at most once per product per
+//! few seconds: worldwide through the product's gate ([`crate::gate_client`]) where there is one, and
+//! within an isolate through a map claimed before the first await, which makes a burst of concurrent
+//! reads of one isolate ask (or publish) once.
 //!
 //! A publish whose answer is late is not abandoned: the request is out and the proxy may yet take it.
 //! Its exchange is finished after the client's answer (`ctx.wait_until`), its claim kept meanwhile, so
@@ -13,19 +14,18 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use futures::future::{select, Either};
 use pricefront_core::edge_rules::PublishedFor;
+use pricefront_core::gate::{AskReason, Verdict, COALESCE_MS};
 use pricefront_core::rest_proxy::{produce_url, ProduceError};
 use pricefront_core::{PriceRequest, ProductId, TraceContext, UnixMillis};
-use worker::{Cache, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{Context, Delay, Env, Headers};
 
 use crate::config::Config;
-
-/// How long a publish of one product suppresses the next at this location.
-const COALESCE_SECS: u32 = 5;
+use crate::gate_client;
+use crate::outbound;
 
 /// Above this many claims, expired ones are dropped (the map stays small under a flood of ids).
 const MAX_CLAIMS: usize = 10_000;
@@ -51,7 +51,7 @@ fn claim(product: ProductId, now_ms: UnixMillis, reason: PublishedFor) -> Option
         if claims.len() >= MAX_CLAIMS {
             claims.retain(|_, (until, _)| *until > now_ms);
         }
-        let until = now_ms + u64::from(COALESCE_SECS) * 1000;
+        let until = now_ms + COALESCE_MS;
         claims.insert(product, (until, reason));
         Some(until)
     })
@@ -67,6 +67,22 @@ pub fn published_for(product: ProductId, now_ms: UnixMillis) -> Option<Published
             .filter(|(until, _)| *until > now_ms)
             .map(|&(_, reason)| reason)
     })
+}
+
+/// Whether this isolate published `product` in the last few seconds. A miss turns a refresh's claim
+/// into a miss's (the product is missing now: its reads are polls, Redis first), or records one when
+/// the gate said a publish is under way elsewhere.
+pub fn claimed_here(product: ProductId, now_ms: UnixMillis, reason: PublishedFor) -> bool {
+    let claimed = published_for(product, now_ms).is_some();
+    if reason == PublishedFor::Miss {
+        CLAIMS.with_borrow_mut(|claims| match claims.get_mut(&product) {
+            Some(claim) if claimed => claim.1 = PublishedFor::Miss,
+            _ => {
+                claims.insert(product, (now_ms + COALESCE_MS, PublishedFor::Miss));
+            }
+        });
+    }
+    claimed
 }
 
 /// Gives the claim ending at `until` back after a failed publish, so that the next read tries again (a
@@ -92,135 +108,117 @@ pub enum PublishError {
     #[error("REST proxy gave no answer within {timeout_ms} ms")]
     TimedOut {
         /// The timeout, in milliseconds.
-        timeout_ms: u128,
+        timeout_ms: u64,
     },
     /// The REST proxy answered, but did not take the record.
     #[error(transparent)]
     Produce(#[from] ProduceError),
 }
 
-/// Whether [`publish_coalesced`] published.
+/// Whether a publish went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
-    /// It published now: remember it at this location ([`remember_published`]) once the answer is out.
+    /// It published now.
     Now,
-    /// One was published here in the last few seconds: nothing was sent.
+    /// One is under way (claimed in this isolate, or by the product's gate): nothing was sent.
     Already,
 }
 
-/// The Cache API key that remembers a recent publish of `product` at this location.
-fn marker(product: ProductId) -> String {
-    format!("https://pricefront.internal/published/{product}")
-}
-
-/// Whether a request for `product` went out from this location in the last few seconds: this
-/// isolate's claim, or another isolate's marker in the Cache API (then claimed here too, so that the
-/// next read of this isolate asks nothing), for `reason` (a miss's claim stays one). A read that finds one publishes nothing, so the guards of a
-/// new miss (backlog, rate limit) do not apply to it: a client polling its pending request is not
-/// making new misses.
-pub async fn already_published(
-    product: ProductId,
-    now_ms: UnixMillis,
-    reason: PublishedFor,
-) -> bool {
-    if published_for(product, now_ms).is_some() {
-        if reason == PublishedFor::Miss {
-            // A refresh's claim, and now the product is missing: its reads are polls from here on.
-            CLAIMS.with_borrow_mut(|claims| {
-                if let Some(claim) = claims.get_mut(&product) {
-                    claim.1 = PublishedFor::Miss;
-                }
-            });
-        }
-        return true;
-    }
-    let marked = matches!(
-        Cache::default().get(marker(product).as_str(), false).await,
-        Ok(Some(_))
-    );
-    if marked {
-        claim(product, now_ms, reason);
-    }
-    marked
-}
-
-/// Publishes a request for `product` unless one was published here in the last few seconds, joined
-/// to `trace` (the edge's span of the read that asked), in the background (after the answer: a refresh),
-/// so waiting for the proxy's answer as long as the runtime lets it. The error says why, for the logs.
-pub async fn publish_coalesced(
+/// Publishes a refresh of `product`, whose cache holds a result computed at `have_computed_at_ms`,
+/// joined to `trace` (the edge's span of the read that asked), in the background (after the answer),
+/// so waiting for the proxy's answer as long as the runtime lets it. Once per product: the isolate's
+/// claim first (unless `ISOLATE_CLAIM` is off), then the gate's verdict, when there is a gate (one that
+/// cannot be asked leaves the isolate's claim alone deciding). The error says why, for the logs.
+pub async fn publish_refresh(
     config: &Config,
+    env: &Env,
     product: ProductId,
+    have_computed_at_ms: UnixMillis,
     now_ms: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Published, PublishError> {
-    if already_published(product, now_ms, PublishedFor::Refresh).await {
+    if config.isolate_claim && published_for(product, now_ms).is_some() {
         return Ok(Published::Already);
     }
-    let Some(until) = claim(product, now_ms, PublishedFor::Refresh) else {
-        return Ok(Published::Already);
-    };
+    let until = claim(product, now_ms, PublishedFor::Refresh);
+    let mut gate_claim = None;
+    if let Some(gate) = &config.gate {
+        let reason = AskReason::Refresh {
+            have_computed_at_ms,
+        };
+        match gate_client::ask(env, gate, product, reason, 0).await {
+            Ok(Verdict::Publish { claim }) => gate_claim = Some(claim),
+            Ok(_) => return Ok(Published::Already),
+            Err(error) => worker::console_warn!("refresh of {product} without its gate: {error}"),
+        }
+    }
     let published = async { exchange(config, product, now_ms, trace)?.await }.await;
     if let Err(error) = published {
-        release(product, until);
+        give_back(config, env, product, until, gate_claim).await;
         return Err(error);
     }
     Ok(Published::Now)
 }
 
-/// Publishes a request for `product` for a client waiting on it, after [`already_published`] said none
-/// went out, unless a concurrent read of this isolate claimed it meanwhile (then `Already`). The client
-/// waits at most `PUBLISH_TIMEOUT_MS`: a later answer is awaited after the client's (`ctx`), the claim
-/// kept until it comes, and remembered or given back as it says.
-pub async fn publish_unless_claimed(
-    config: &Config,
+/// Publishes a request for `product` for a client waiting on it, after the gate gave `gate_claim` (or,
+/// without a gate, unless this isolate published it in the last few seconds: then `Already`). The client
+/// waits at most `PUBLISH_TIMEOUT_MS`: a later answer is awaited after the client's (`ctx`), the claims
+/// kept until it comes and given back if it says the record was not taken.
+pub async fn publish_miss(
+    config: &Rc<Config>,
+    env: &Env,
     ctx: &Context,
     product: ProductId,
     now_ms: UnixMillis,
     trace: &TraceContext,
+    gate_claim: Option<UnixMillis>,
 ) -> Result<Published, PublishError> {
-    let Some(until) = claim(product, now_ms, PublishedFor::Miss) else {
-        return Ok(Published::Already);
+    let until = match claim(product, now_ms, PublishedFor::Miss) {
+        Some(until) => Some(until),
+        // Without a gate the isolate's claim decides; with one, the gate's claim did.
+        None if gate_claim.is_none() => return Ok(Published::Already),
+        None => None,
     };
-    let exchange =
-        exchange(config, product, now_ms, trace).inspect_err(|_| release(product, until))?;
-    let timeout = Delay::from(config.publish_timeout);
-    match select(exchange, timeout).await {
+    let exchange = match exchange(config, product, now_ms, trace) {
+        Ok(exchange) => exchange,
+        Err(error) => {
+            give_back(config, env, product, until, gate_claim).await;
+            return Err(error);
+        }
+    };
+    let timeout_ms = config.publish_timeout.as_millis() as u64;
+    match select(exchange, Delay::from(config.publish_timeout)).await {
         Either::Left((Ok(()), _)) => Ok(Published::Now),
         Either::Left((Err(error), _)) => {
-            release(product, until);
+            give_back(config, env, product, until, gate_claim).await;
             Err(error)
         }
         Either::Right((_, exchange)) => {
-            ctx.wait_until(finish_late(exchange, product, until));
-            Err(PublishError::TimedOut {
-                timeout_ms: config.publish_timeout.as_millis(),
-            })
+            let (config, env) = (config.clone(), env.clone());
+            ctx.wait_until(async move {
+                if let Err(error) = exchange.await {
+                    worker::console_warn!("late publish of {product} failed: {error}");
+                    give_back(&config, &env, product, until, gate_claim).await;
+                }
+            });
+            Err(PublishError::TimedOut { timeout_ms })
         }
     }
 }
 
-/// Finishes a publish whose answer came after its client's: remembered at this location when the proxy
-/// took it, its claim given back when not.
-async fn finish_late(exchange: Exchange, product: ProductId, until: UnixMillis) {
-    match exchange.await {
-        Ok(()) => remember_published(product).await,
-        Err(error) => {
-            release(product, until);
-            worker::console_warn!("late publish of {product} failed: {error}");
-        }
+/// Gives back what a failed publish claimed: this isolate's claim ending at `until`, and the gate's.
+async fn give_back(
+    config: &Config,
+    env: &Env,
+    product: ProductId,
+    until: Option<UnixMillis>,
+    gate_claim: Option<UnixMillis>,
+) {
+    if let Some(until) = until {
+        release(product, until);
     }
-}
-
-/// Remembers at this location, for a few seconds, that `product` was just published, so that other
-/// isolates here do not publish it again. Run after the answer (`ctx.wait_until`): it delays nobody.
-pub async fn remember_published(product: ProductId) {
-    if let Ok(mut response) = Response::ok("published") {
-        let _ = response
-            .headers_mut()
-            .set("Cache-Control", &format!("max-age={COALESCE_SECS}"));
-        let _ = Cache::default()
-            .put(marker(product).as_str(), response)
-            .await;
+    if let (Some(gate), Some(claim)) = (&config.gate, gate_claim) {
+        gate_client::release(env.clone(), gate.clone(), product, claim).await;
     }
 }
 
@@ -245,27 +243,18 @@ fn exchange(
     let headers = Headers::new();
     headers.set("Content-Type", call.content_type)?;
     headers.set("Accept", call.accept)?;
-    if let Some((user, password)) = &config.proxy_basic_auth {
-        headers.set(
-            "Authorization",
-            &format!("Basic {}", BASE64.encode(format!("{user}:{password}"))),
-        )?;
+    if let Some(authorization) = &config.proxy_authorization {
+        headers.set("Authorization", authorization)?;
     }
     let url = produce_url(&config.proxy_url, &call);
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(call.body.into()));
-    let request = Request::new_with_init(&url, &init)?;
+    let body = call.body.into();
+    let request = outbound::request("POST", &url, Some(&headers), Some(&body))?;
     let api = config.proxy_api.clone();
     Ok(Box::pin(async move {
-        let mut response = Fetch::Request(request)
-            .send()
+        let answer = outbound::send(&request)
             .await
             .map_err(PublishError::Unreachable)?;
-        let status = response.status_code();
-        let body = response.bytes().await?;
-        api.parse_reply(status, &body)?;
+        api.parse_reply(answer.status, &answer.body)?;
         Ok(())
     }))
 }
