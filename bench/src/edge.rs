@@ -97,7 +97,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
     let ours = LocalWorker::start("bench", PORT, &[]).await?;
     let ours_start = started.elapsed();
     let started = Instant::now();
-    let peer = LocalWorker::start_from("bench-js", PEER_PORT, &[], Some(PEER_CONFIG)).await?;
+    let peer = LocalWorker::start_from("bench-js", PEER_PORT, &[], Some(PEER_CONFIG), &[]).await?;
     let peer_start = started.elapsed();
     // Ours again, reading KV on every hit as the peer does: what the isolate's hot cache is worth.
     let no_memo =

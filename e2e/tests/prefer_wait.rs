@@ -25,10 +25,15 @@ async fn a_waiting_miss_is_answered_with_its_result(var: &str) {
     let response = get_waiting(&edge, product, "wait=10").await;
     assert_eq!(response.status(), 200, "{}", edge.base);
     assert_eq!(response.headers()["preference-applied"], "wait=10");
-    assert!(response.headers().contains_key("etag"));
+    let etag = response.headers()["etag"].clone();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["freshness"], "fresh");
     assert_eq!(body["productId"], product.to_string());
+    // The answer (from the product gate, which the fill reached) is the entity a later hit serves.
+    let hit = edge.get_prices(product, None).await.unwrap();
+    assert_eq!(hit.status(), 200);
+    assert_eq!(hit.headers()["etag"], etag);
+    assert_eq!(hit.json::<Value>().await.unwrap(), body);
     assert_eq!(published(pricefront_core::REQUEST_TOPIC, product).await, 1);
 }
 

@@ -4,7 +4,7 @@
 use pricefront_core::backlog::BacklogReport;
 use pricefront_core::edge_rules::{
     authorize_fill, decide_read_of, etag_of, fill_comparison, if_none_match, location,
-    rebase_to_clock, FillAuthorization, Pending, PublishedFor, ReadDecision, RETRY_AFTER_SECS,
+    rebase_to_clock, FillAuthorization, Pending, ReadDecision, RETRY_AFTER_SECS,
 };
 use pricefront_core::gate::{AskReason, Verdict};
 use pricefront_core::miss_guard::Refusal;
@@ -24,7 +24,7 @@ use crate::config::GateSettings;
 use crate::error::EdgeError;
 use crate::gate_client;
 use crate::miss_guard;
-use crate::publish::{claimed_here, publish_miss, publish_refresh};
+use crate::publish::{claimed_here, note_pending_miss, publish_miss, publish_refresh};
 use crate::{now_ms, reply};
 
 /// What a handler answers.
@@ -197,7 +197,7 @@ impl Miss<'_> {
             Ok(Verdict::Held(stored)) => return Ok(Some(stored)),
             Ok(Verdict::Pending) => {
                 // Its reads are polls of a pending miss from here on (Redis first, with kv+redis).
-                claimed_here(product, self.now, PublishedFor::Miss);
+                note_pending_miss(product, self.now);
                 return Ok(None);
             }
             Ok(Verdict::Publish { claim }) => {
@@ -227,7 +227,7 @@ impl Miss<'_> {
     /// guards first (backlog, rate limit); refused, it gives the gate's claim back.
     async fn publish(&self, gate_claim: Option<UnixMillis>) -> Result<()> {
         let (config, product, now) = (self.config, self.product, self.now);
-        if gate_claim.is_none() && claimed_here(product, now, PublishedFor::Miss) {
+        if gate_claim.is_none() && claimed_here(product, now) {
             return Ok(());
         }
         if let Some(refusal) = miss_guard::refusal(self.request, self.env, config, now).await {

@@ -69,20 +69,24 @@ pub fn published_for(product: ProductId, now_ms: UnixMillis) -> Option<Published
     })
 }
 
-/// Whether this isolate published `product` in the last few seconds. A miss turns a refresh's claim
-/// into a miss's (the product is missing now: its reads are polls, Redis first), or records one when
-/// the gate said a publish is under way elsewhere.
-pub fn claimed_here(product: ProductId, now_ms: UnixMillis, reason: PublishedFor) -> bool {
-    let claimed = published_for(product, now_ms).is_some();
-    if reason == PublishedFor::Miss {
-        CLAIMS.with_borrow_mut(|claims| match claims.get_mut(&product) {
-            Some(claim) if claimed => claim.1 = PublishedFor::Miss,
-            _ => {
-                claims.insert(product, (now_ms + COALESCE_MS, PublishedFor::Miss));
-            }
-        });
+/// Whether this isolate published `product` in the last few seconds, for a miss: a refresh's claim
+/// becomes a miss's (the product is missing now: its reads are polls, Redis first with kv+redis).
+pub fn claimed_here(product: ProductId, now_ms: UnixMillis) -> bool {
+    CLAIMS.with_borrow_mut(|claims| match claims.get_mut(&product) {
+        Some(claim) if claim.0 > now_ms => {
+            claim.1 = PublishedFor::Miss;
+            true
+        }
+        _ => false,
+    })
+}
+
+/// Records that a miss of `product` is pending elsewhere (the gate said a publish is under way): its
+/// reads here are polls of it, which ask Redis first with kv+redis.
+pub fn note_pending_miss(product: ProductId, now_ms: UnixMillis) {
+    if !claimed_here(product, now_ms) {
+        claim(product, now_ms, PublishedFor::Miss);
     }
-    claimed
 }
 
 /// Gives the claim ending at `until` back after a failed publish, so that the next read tries again (a

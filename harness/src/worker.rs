@@ -34,16 +34,18 @@ impl LocalWorker {
     /// Every client of a test is 127.0.0.1, so the per-client miss limit is off unless `vars` set
     /// `MISS_RATE_LIMIT_KEY`.
     pub async fn start(name: &str, port: u16, vars: &[(&str, &str)]) -> Result<Self, WorkerError> {
-        Self::start_from(name, port, vars, None).await
+        Self::start_from(name, port, vars, None, &[]).await
     }
 
     /// Like [`LocalWorker::start`], for the Worker that `config` (a `wrangler.toml`, relative to the
-    /// repository) describes instead of the edge: a benchmark's peer Worker, say.
+    /// repository) describes instead of the edge (a benchmark's peer Worker, a Worker bound to another's
+    /// product gates), with extra arguments for `wrangler dev` (`--name`, say).
     pub async fn start_from(
         name: &str,
         port: u16,
         vars: &[(&str, &str)],
         config: Option<&str>,
+        args: &[&str],
     ) -> Result<Self, WorkerError> {
         let error = |detail: String| WorkerError {
             action: "start",
@@ -68,6 +70,7 @@ impl LocalWorker {
         if let Some(config) = config {
             command.arg("--config").arg(repo_path(config));
         }
+        command.args(args);
         let output = command
             .stdin(Stdio::null())
             .output()
