@@ -29,6 +29,10 @@ use crate::Args;
 /// The `kv` Worker's port, and the `kv+redis` one's.
 const PORT: u16 = 8790;
 const TIERED_PORT: u16 = 8792;
+/// The Worker that hosts the product gates of the two Workers above (one namespace, as in production).
+const GATE_HOST_PORT: u16 = 8794;
+/// A `kv+redis` Worker with the gate off: today's per-isolate claim and backoff wait, side by side.
+const NO_GATE_PORT: u16 = 8795;
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
 /// by the REST proxy drill).
@@ -117,9 +121,23 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         (format!("vendor{i}"), vendor((latency, latency), shape))
     }));
     let env = TestEnv::new("bench-miss", vendors, 2_000).await?;
-    let (kv, tiered) = tokio::try_join!(
-        start_worker("bench-miss", PORT, &env.topic, "kv"),
-        start_worker("bench-miss-tiered", TIERED_PORT, &env.topic, "kv+redis"),
+    let _gates = LocalWorker::start_gate_host(GATE_HOST_PORT).await?;
+    let (kv, tiered, no_gate) = tokio::try_join!(
+        start_worker("bench-miss", PORT, &env.topic, "kv", true),
+        start_worker(
+            "bench-miss-tiered",
+            TIERED_PORT,
+            &env.topic,
+            "kv+redis",
+            true
+        ),
+        start_worker(
+            "bench-miss-nogate",
+            NO_GATE_PORT,
+            &env.topic,
+            "kv+redis",
+            false
+        ),
     )?;
     let max_in_flight = args
         .max_in_flight
@@ -145,8 +163,16 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         measured_runs.push(measured(args, rate, "kv", &kv, &consumer).await?);
         measured_runs.push(measured(args, rate, "kv+redis", &tiered, &consumer).await?);
     }
-    let (prefer, prefer_published) =
-        crate::prefer::run(args, &[("kv", &kv_edge), ("kv+redis", &tiered_edge)]).await?;
+    let no_gate_edge = no_gate.edge();
+    let (prefer, prefer_published) = crate::prefer::run(
+        args,
+        &[
+            ("`kv`", &kv_edge),
+            ("`kv+redis`", &tiered_edge),
+            ("`kv+redis`, gate off", &no_gate_edge),
+        ],
+    )
+    .await?;
     drop(consumer); // the publish path alone: nothing consumes while it is loaded
 
     let hit_product = ProductId::new(env.first_product + 7).context("a product id")?;
@@ -166,6 +192,18 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     })
     .await
     .context("the publish loop sent nothing")?;
+    let first_tiered = env.first_product + 3_000_000;
+    let publish_tiered = closed_loop(args, &tiered_edge, move |n| {
+        ProductId::new(first_tiered + n).expect("a positive id")
+    })
+    .await
+    .context("the kv+redis publish loop sent nothing")?;
+    let first_no_gate = env.first_product + 4_000_000;
+    let publish_without_gate = closed_loop(args, &no_gate_edge, move |n| {
+        ProductId::new(first_no_gate + n).expect("a positive id")
+    })
+    .await
+    .context("the gate-off publish loop sent nothing")?;
     let hits = closed_loop(args, &kv_edge, move |_| hit_product)
         .await
         .context("the kv hit loop sent nothing")?;
@@ -190,16 +228,24 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         in_topic,
         accepted: runs.iter().map(|r| r.accepted).sum::<u64>()
             + publish.accepted
+            + publish_tiered.accepted
+            + publish_without_gate.accepted
             + prefer_published,
         refused: runs
             .iter()
             .map(|r| &r.others)
-            .chain([&publish.statuses])
+            .chain([
+                &publish.statuses,
+                &publish_tiered.statuses,
+                &publish_without_gate.statuses,
+            ])
             .map(|statuses| statuses.get(&503).copied().unwrap_or(0))
             .sum(),
     };
     let runs = PublishRuns {
         publish,
+        publish_tiered,
+        publish_without_gate,
         hits,
         second_tier,
         tiered_hits,
@@ -211,14 +257,21 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     ])
 }
 
+/// A Worker of `backend` publishing to `topic`: bound to the gate host's gates, or with the gate off.
 async fn start_worker(
     name: &'static str,
     port: u16,
     topic: &str,
     backend: &'static str,
+    gate: bool,
 ) -> anyhow::Result<LocalWorker> {
     let vars = [("REQUEST_TOPIC", topic), ("CACHE_BACKEND", backend)];
-    Ok(LocalWorker::start(name, port, &vars).await?)
+    Ok(if gate {
+        LocalWorker::start_gate_front(name, port, &vars).await?
+    } else {
+        let vars = [vars[0], vars[1], ("PRODUCT_GATE", "off")];
+        LocalWorker::start(name, port, &vars).await?
+    })
 }
 
 /// Stores `count` products from `first` in Redis only (fresh for an hour), 64 writes at a time.

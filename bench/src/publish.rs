@@ -104,10 +104,14 @@ impl TopicCounts {
     }
 }
 
-/// What the four closed loops of benchmark 4 measured.
+/// What the closed loops of benchmark 4 measured.
 pub struct PublishRuns {
     /// A new id each time, on the `kv` Worker: each a publish.
     pub publish: LoopResult,
+    /// A new id each time, on the `kv+redis` Worker (the gate on).
+    pub publish_tiered: LoopResult,
+    /// A new id each time, on the `kv+redis` Worker with the gate off.
+    pub publish_without_gate: LoopResult,
     /// One cached product, on the `kv` Worker.
     pub hits: LoopResult,
     /// A new id each time that only Redis holds, on the `kv+redis` Worker: KV miss, Redis hit.
@@ -136,11 +140,13 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
         )
     };
     Section {
-        title: "4. Publish path beside the hit path; the second tier of `kv+redis`".into(),
+        title: "4. Publish path beside the hit path; the product gate's price; the second tier of `kv+redis`".into(),
         table: vec![
             "| Worker | route | requests | requests/s | p50 ms | p99 ms | statuses |".into(),
             "| --- | --- | ---: | ---: | ---: | ---: | --- |".into(),
             row("`kv` | a new id each time (publish, 202)", &runs.publish),
+            row("`kv+redis` | a new id each time (publish, 202)", &runs.publish_tiered),
+            row("`kv+redis`, gate off | a new id each time (publish, 202)", &runs.publish_without_gate),
             row("`kv` | one cached id (KV hit, 200)", &runs.hits),
             row("`kv+redis` | a new id each time that only Redis holds (KV miss, Redis hit, 200)", &runs.second_tier),
             row("`kv+redis` | one id KV holds (KV hit, 200)", &runs.tiered_hits),
@@ -152,6 +158,12 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
                 args.edge_connections,
                 args.edge_seconds,
                 counts.verdict()
+            ),
+            format!(
+                "The product gate's price on a miss (the ask before the publish, one Durable Object request): {} \
+                 (`kv+redis` with the gate against without, the same load loop; the gates run in a `wrangler dev` \
+                 of their own, as one namespace serves every location in production).",
+                extra(&runs.publish_tiered, &runs.publish_without_gate)
             ),
             format!(
                 "The second tier's price on a KV miss: {} over a KV hit of the same Worker (one Redis GET over a \

@@ -4,7 +4,7 @@
 //! a burst of misses, or of stale hits, publishes one record with the per-isolate claim off; a gate that
 //! restarts mid-wait costs its waiters a 202, never a 5xx; the gate off, the per-isolate path still works.
 //!
-//! The gates live in a Worker of their own (e2e/workers/gate-host.toml) so that they can be restarted
+//! The gates live in a Worker of their own (harness/workers/gate-host.toml) so that they can be restarted
 //! while the fronts (gate-front.toml, each on its own local KV) keep running; in production the gate
 //! class is in the edge's own Worker (wrangler.toml).
 //!
@@ -22,9 +22,6 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use vendor_sim::BodyShape;
 
-const HOST_CONFIG: &str = "e2e/workers/gate-host.toml";
-const FRONT_CONFIG: &str = "e2e/workers/gate-front.toml";
-
 /// Two simulated vendors that answer within 20 ms.
 async fn test_env(name: &str) -> TestEnv {
     let vendors = profiles([
@@ -36,24 +33,15 @@ async fn test_env(name: &str) -> TestEnv {
 
 /// A front bound to the gate host's gates, publishing to `topic`, with `vars`.
 async fn front(name: &str, port: u16, topic: &str, vars: &[(&str, &str)]) -> LocalWorker {
-    let worker_name = format!("pricefront-gate-{name}");
     let mut all = vec![("REQUEST_TOPIC", topic)];
     all.extend_from_slice(vars);
-    LocalWorker::start_from(
-        name,
-        port,
-        &all,
-        Some(FRONT_CONFIG),
-        &["--name", &worker_name],
-    )
-    .await
-    .unwrap()
+    LocalWorker::start_gate_front(name, port, &all)
+        .await
+        .unwrap()
 }
 
 async fn gate_host(port: u16) -> LocalWorker {
-    LocalWorker::start_from("gate-host", port, &[], Some(HOST_CONFIG), &[])
-        .await
-        .unwrap()
+    LocalWorker::start_gate_host(port).await.unwrap()
 }
 
 async fn published(topic: &str, product: ProductId) -> usize {

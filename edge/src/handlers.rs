@@ -11,16 +11,18 @@ use pricefront_core::miss_guard::Refusal;
 use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
 use pricefront_core::stored::Stored;
 use pricefront_core::{Freshness, ProductId, TraceContext, UnixMillis};
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures::future::{select, Either};
 use pricefront_core::early_refresh::refresh_early;
 use pricefront_core::prefer_wait::{pauses, preference_applied};
 use worker::{Context, Delay, Env, Request, Response};
 
 use crate::cache::{self, Lookup};
 use crate::config::Config;
-use crate::config::GateSettings;
+use crate::config::{CacheBackend, GateSettings};
 use crate::error::EdgeError;
 use crate::gate_client;
 use crate::miss_guard;
@@ -188,28 +190,34 @@ struct Miss<'a> {
 }
 
 impl Miss<'_> {
-    /// Asks the product's gate (waiting up to `wait_ms` when a publish is under way), publishes when it
-    /// says so, then waits on it for the fill: what it holds, or `None` for a 202. A gate that cannot be
-    /// asked leaves this isolate's claim deciding, and a wait it cannot finish ends as a cache read.
+    /// Asks the product's gate, publishes when it says so, then waits up to `wait_ms` for the fill: what
+    /// it holds, or `None` for a 202. A gate that cannot be asked leaves this isolate's claim deciding,
+    /// and then the wait is one cache read.
     async fn at_gate(&self, gate: &GateSettings, wait_ms: u64) -> Result<Option<Stored>> {
         let (env, product) = (self.env, self.product);
-        match gate_client::ask(env, gate, product, AskReason::Miss, wait_ms).await {
-            Ok(Verdict::Held(stored)) => return Ok(Some(stored)),
+        // With `kv` every fill passes through the edge, so the gate hears it: a pending miss waits in
+        // the one call. With Redis behind, the cache is watched too ([`Miss::wait_for_fill`]).
+        let in_the_ask = if matches!(self.config.cache, CacheBackend::Kv) {
+            wait_ms
+        } else {
+            0
+        };
+        match gate_client::ask(env, gate, product, AskReason::Miss, in_the_ask).await {
+            Ok(Verdict::Held(stored)) => Ok(Some(stored)),
             Ok(Verdict::Pending) => {
                 // Its reads are polls of a pending miss from here on (Redis first, with kv+redis).
                 note_pending_miss(product, self.now);
-                return Ok(None);
+                if wait_ms == 0 || in_the_ask > 0 {
+                    return Ok(None);
+                }
+                Ok(self.wait_for_fill(gate, wait_ms).await)
             }
             Ok(Verdict::Publish { claim }) => {
                 self.publish(Some(claim)).await?;
                 if wait_ms == 0 {
                     return Ok(None);
                 }
-                match gate_client::wait(env, gate, product, wait_ms).await {
-                    Ok(Verdict::Held(stored)) => return Ok(Some(stored)),
-                    Ok(_) => return Ok(None),
-                    Err(error) => worker::console_warn!("waiting for {product}: {error}"),
-                }
+                Ok(self.wait_for_fill(gate, wait_ms).await)
             }
             Err(error) => {
                 worker::console_warn!("miss of {product} without its gate: {error}");
@@ -217,9 +225,35 @@ impl Miss<'_> {
                 if wait_ms == 0 {
                     return Ok(None);
                 }
+                Ok(consistent_read(self.config, env, product).await)
             }
         }
-        Ok(consistent_read(self.config, env, product).await)
+    }
+
+    /// Waits up to `wait_ms` for the product's fill on its gate (a gate that fails ends as a cache
+    /// read). With `redis` or `kv+redis` the consumers may store a result in Redis without filling the
+    /// edge, so the cache is watched as well ([`wait_for_result`]), and the first to have it answers.
+    async fn wait_for_fill(&self, gate: &GateSettings, wait_ms: u64) -> Option<Stored> {
+        let (config, env, product) = (self.config, self.env, self.product);
+        let on_gate = async move {
+            match gate_client::wait(env, gate, product, wait_ms).await {
+                Ok(Verdict::Held(stored)) => Some(stored),
+                Ok(_) => None,
+                Err(error) => {
+                    worker::console_warn!("waiting for {product}: {error}");
+                    consistent_read(config, env, product).await
+                }
+            }
+        };
+        if matches!(config.cache, CacheBackend::Kv) {
+            return on_gate.await;
+        }
+        let in_cache = wait_for_result(self.request, env, config, product, wait_ms / 1000);
+        match select(pin!(on_gate), pin!(in_cache)).await {
+            Either::Left((Some(stored), _)) | Either::Right((Some(stored), _)) => Some(stored),
+            Either::Left((None, other)) => other.await,
+            Either::Right((None, other)) => other.await,
+        }
     }
 
     /// Publishes the miss's request, claimed by the gate (`gate_claim`) or, without one, unless this

@@ -18,6 +18,12 @@ pub struct WorkerError {
 /// The level of wrangler's own log for the Workers the harness starts (`make dev` keeps `info`).
 pub const WRANGLER_LOG_LEVEL: &str = "warn";
 
+/// The gate host's `wrangler.toml`, relative to the repository.
+const GATE_HOST_CONFIG: &str = "harness/workers/gate-host.toml";
+
+/// The gate fronts' `wrangler.toml`, relative to the repository.
+const GATE_FRONT_CONFIG: &str = "harness/workers/gate-front.toml";
+
 /// A Worker this process started; stopped on drop.
 #[derive(Debug)]
 pub struct LocalWorker {
@@ -89,6 +95,33 @@ impl LocalWorker {
             base: format!("http://127.0.0.1:{port}"),
             token,
         })
+    }
+
+    /// The Worker that hosts the product gates of the fronts started with
+    /// [`LocalWorker::start_gate_front`] (`harness/workers/gate-host.toml`), in a process of its own: as
+    /// in production, every front's misses and fills reach the same gates (one Durable Object namespace),
+    /// and the gates can be restarted while the fronts run. One at a time (wrangler dev's registry knows
+    /// the gate host by its name).
+    pub async fn start_gate_host(port: u16) -> Result<Self, WorkerError> {
+        Self::start_from("gate-host", port, &[], Some(GATE_HOST_CONFIG), &[]).await
+    }
+
+    /// An edge Worker named `name` on its own local KV whose product gates are the gate host's
+    /// (`harness/workers/gate-front.toml`), with `vars`.
+    pub async fn start_gate_front(
+        name: &str,
+        port: u16,
+        vars: &[(&str, &str)],
+    ) -> Result<Self, WorkerError> {
+        let worker_name = format!("pricefront-gate-{name}");
+        Self::start_from(
+            name,
+            port,
+            vars,
+            Some(GATE_FRONT_CONFIG),
+            &["--name", &worker_name],
+        )
+        .await
     }
 
     /// A client of this Worker.
