@@ -342,7 +342,10 @@ fn every_setting_given_to_a_binary_is_one_it_reads() {
     // The edge's vars and secrets are what edge/src/config.rs reads.
     let config = read("edge/src/config.rs");
     let mut known = quoted_after(&config, "var(env, \"");
+    known.extend(quoted_after(&config, "number(env, \""));
     known.extend(quoted_after(&config, "secret(env, \""));
+    // The product gate reads its own (the Durable Object has no Config).
+    known.extend(quoted_after(&read("edge/src/gate.rs"), ".var(\""));
     assert!(known.contains("FILL_TOKEN") && known.contains("CACHE_BACKEND"));
     for variable in edge_vars(&compose).keys() {
         assert!(

@@ -47,12 +47,6 @@ async fn a_waiting_miss_is_answered_with_its_result_by_the_kv_redis_edge() {
     a_waiting_miss_is_answered_with_its_result("EDGE_KV_REDIS_URL").await;
 }
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_longer_than_the_cap_is_capped_and_a_wait_that_runs_out_is_the_usual_202() {
     // A topic nobody consumes: the result never comes. And the Worker's Redis is away, so every read
@@ -60,7 +54,7 @@ async fn a_wait_longer_than_the_cap_is_capped_and_a_wait_that_runs_out_is_the_us
     let env = TestEnv::new("prefer-wait", profiles([]), 2_000)
         .await
         .unwrap();
-    let redis_port = closed_port().to_string();
+    let redis_port = pricefront_harness::free_port().unwrap().to_string();
     let worker = LocalWorker::start(
         "prefer-wait",
         8803,

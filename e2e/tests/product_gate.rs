@@ -1,5 +1,6 @@
 //! The product gate (one Durable Object per product) under `wrangler dev`, with the real bridge, Kafka and
-//! a consumer: a waiting miss is answered from the gate with the fill's bytes; a front whose KV never saw
+//! a consumer: a waiting miss is answered from the gate with the fill's bytes (`kv`, and `kv+redis`
+//! with its Redis away, so that nothing else can answer); a front whose KV never saw
 //! the fill (another location's, in production) is answered from the gate, and publishes nothing again;
 //! a burst of misses, or of stale hits, publishes one record with the per-isolate claim off; a gate that
 //! restarts mid-wait costs its waiters a 202, never a 5xx; the gate off, the per-isolate path still works.
@@ -131,6 +132,26 @@ async fn fronts_on_their_own_kv_share_one_gate_which_publishes_once_and_may_rest
     assert_eq!(status, 200);
     assert_eq!(hit_etag, etag);
     assert_eq!(hit, waited);
+
+    // The same with `kv+redis` whose Redis is away: the gate is the only place the result can come from.
+    let redis_port = pricefront_harness::free_port().unwrap().to_string();
+    let c = front(
+        "front-c",
+        8843,
+        &env.topic,
+        &[
+            ("ISOLATE_CLAIM", "off"),
+            ("CACHE_BACKEND", "kv+redis"),
+            ("REDIS_PORT", &redis_port),
+        ],
+    )
+    .await;
+    let tiered_product = env.product(4);
+    let (status, tiered_etag, tiered) = wait_for(&c.edge(), tiered_product, 10).await;
+    assert_eq!(status, 200, "{tiered}");
+    let (_, hit_etag, hit) = read(&edge_a, tiered_product).await;
+    assert_eq!((hit_etag, hit), (tiered_etag, tiered));
+    drop(c);
 
     // B's KV still misses; a client polling B is answered from the gate, and nothing is published again.
     for _ in 0..5 {

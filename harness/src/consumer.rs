@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::stack::{brokers, redis_url, repo_path};
-use crate::{metrics, HarnessError, TestEnv};
+use crate::{free_port, metrics, HarnessError, TestEnv};
 
 impl TestEnv {
     /// Starts a consumer process with this test's topics and group, plus `extra` flags.
@@ -242,12 +242,4 @@ pub fn consumer_binary() -> Result<PathBuf, HarnessError> {
             binary.display()
         )))
     }
-}
-
-/// A port free on 127.0.0.1 right now.
-fn free_port() -> Result<u16, HarnessError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(HarnessError::io("finding a free port"))
 }

@@ -51,3 +51,12 @@ pub use machine::Machine;
 pub use stack::{bridge_url, brokers, direct_producer, redis_url, repo_path};
 pub use test_env::TestEnv;
 pub use vendors::{profiles, profiles_of, vendor};
+
+/// A port free on 127.0.0.1 right now: nothing listens on it (a closed port, for a part that must be
+/// unreachable), and a server may bind it.
+pub fn free_port() -> Result<u16, HarnessError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(HarnessError::io("finding a free port"))
+}

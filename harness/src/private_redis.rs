@@ -22,10 +22,7 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts a `redis-server` on a free port of 127.0.0.1 and waits until it answers.
     pub async fn start() -> Result<Self, HarnessError> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(HarnessError::io("finding a free port"))?
-            .port();
+        let port = crate::free_port()?;
         let log = std::env::temp_dir().join(format!("pricefront-private-redis-{port}.log"));
         let mut redis = Self {
             port,
