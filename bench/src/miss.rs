@@ -22,6 +22,7 @@ use pricefront_harness::{
 use tokio::time::Instant;
 use vendor_sim::BodyShape;
 
+use crate::paced::PacedRun;
 use crate::publish::{closed_loop, PublishRuns, TopicCounts};
 use crate::report::Section;
 use crate::Args;
@@ -33,6 +34,10 @@ const TIERED_PORT: u16 = 8792;
 const GATE_HOST_PORT: u16 = 8794;
 /// A `kv+redis` Worker with the gate off: today's per-isolate claim and backoff wait, side by side.
 const NO_GATE_PORT: u16 = 8795;
+/// A `kv+redis` Worker whose gates are in its own `wrangler dev`, as `wrangler.toml` deploys them.
+const OWN_GATE_PORT: u16 = 8796;
+/// The open loop of distinct misses that prices the gate: misses a second, seconds per round, rounds.
+pub const PACED_MISSES: (u32, u64, u32) = (20, 10, 2);
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
 /// by the REST proxy drill).
@@ -139,6 +144,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             false
         ),
     )?;
+    let own_gate = LocalWorker::start(
+        "bench-miss-owngate",
+        OWN_GATE_PORT,
+        &[("REQUEST_TOPIC", &env.topic), ("CACHE_BACKEND", "kv+redis")],
+    )
+    .await?;
     let max_in_flight = args
         .max_in_flight
         .first()
@@ -204,6 +215,18 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     })
     .await
     .context("the gate-off publish loop sent nothing")?;
+    let own_gate_edge = own_gate.edge();
+    let first_own_gate = env.first_product + 5_000_000;
+    let publish_own_gate = closed_loop(args, &own_gate_edge, move |n| {
+        ProductId::new(first_own_gate + n).expect("a positive id")
+    })
+    .await
+    .context("the own-gate publish loop sent nothing")?;
+    let gate_price = paced_misses(
+        env.first_product + 6_000_000,
+        &[&own_gate_edge, &tiered_edge, &no_gate_edge],
+    )
+    .await;
     let hits = closed_loop(args, &kv_edge, move |_| hit_product)
         .await
         .context("the kv hit loop sent nothing")?;
@@ -230,6 +253,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             + publish.accepted
             + publish_tiered.accepted
             + publish_without_gate.accepted
+            + publish_own_gate.accepted
+            + gate_price
+                .iter()
+                .flatten()
+                .map(|run| run.latencies.len() as u64)
+                .sum::<u64>()
             + prefer_published,
         refused: runs
             .iter()
@@ -238,7 +267,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
                 &publish.statuses,
                 &publish_tiered.statuses,
                 &publish_without_gate.statuses,
+                &publish_own_gate.statuses,
             ])
+            .chain(gate_price.iter().flatten().map(|run| &run.others))
             .map(|statuses| statuses.get(&503).copied().unwrap_or(0))
             .sum(),
     };
@@ -246,6 +277,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         publish,
         publish_tiered,
         publish_without_gate,
+        publish_own_gate,
+        gate_price,
         hits,
         second_tier,
         tiered_hits,
@@ -255,6 +288,21 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         crate::publish::section(args, &runs, &counts),
         prefer,
     ])
+}
+
+/// Distinct misses at the same offered load on each of `edges` (`PACED_MISSES`, the Workers taking
+/// turns each round), products from `first`: each Worker's runs.
+async fn paced_misses(first: u64, edges: &[&pricefront_harness::edge::Edge]) -> Vec<Vec<PacedRun>> {
+    let (rate, seconds, rounds) = PACED_MISSES;
+    let mut runs: Vec<Vec<PacedRun>> = edges.iter().map(|_| Vec::new()).collect();
+    let mut next = first;
+    for _ in 0..rounds {
+        for (i, edge) in edges.iter().enumerate() {
+            runs[i].push(crate::paced::misses_at(edge, next, rate, seconds).await);
+            next += u64::from(rate) * seconds;
+        }
+    }
+    runs
 }
 
 /// A Worker of `backend` publishing to `topic`: bound to the gate host's gates, or with the gate off.

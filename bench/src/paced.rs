@@ -54,6 +54,28 @@ impl PacedRun {
 /// `GET /v1/prices/{product}` at `rate` a second for `seconds` (at most [`MAX_REQUESTS`]), each body
 /// read to its end.
 pub async fn get_prices_at(edge: &Edge, product: ProductId, rate: u32, seconds: u64) -> PacedRun {
+    paced(edge, move |_| product, rate, seconds, is_hit).await
+}
+
+/// Distinct misses at `rate` per second for `seconds`, the n-th of product `first + n`: the latencies
+/// of those answered 202 (each published), the others by status.
+pub async fn misses_at(edge: &Edge, first: u64, rate: u32, seconds: u64) -> PacedRun {
+    let product = move |n| ProductId::new(first + n).expect("a positive id");
+    paced(edge, product, rate, seconds, |status| {
+        status == reqwest::StatusCode::ACCEPTED
+    })
+    .await
+}
+
+/// `GET /v1/prices/{product(n)}` at `rate` per second for `seconds`: the latencies of the answers
+/// `measured` accepts, the others by status.
+async fn paced(
+    edge: &Edge,
+    product: impl Fn(u64) -> ProductId,
+    rate: u32,
+    seconds: u64,
+    measured: fn(reqwest::StatusCode) -> bool,
+) -> PacedRun {
     let every = Duration::from_secs(1) / rate.max(1);
     let count = (u64::from(rate) * seconds).min(MAX_REQUESTS);
     let started = Instant::now();
@@ -61,7 +83,7 @@ pub async fn get_prices_at(edge: &Edge, product: ProductId, rate: u32, seconds: 
     for n in 0..count {
         let due = started + every * u32::try_from(n).unwrap_or(u32::MAX);
         tokio::time::sleep_until(due).await;
-        let edge = edge.clone();
+        let (edge, product) = (edge.clone(), product(n));
         requests.spawn(async move {
             let Ok(response) = edge.get_prices(product, None).await else {
                 return Err(0);
@@ -70,7 +92,7 @@ pub async fn get_prices_at(edge: &Edge, product: ProductId, rate: u32, seconds: 
             if response.bytes().await.is_err() {
                 return Err(0);
             }
-            if is_hit(status) {
+            if measured(status) {
                 Ok(due.elapsed())
             } else {
                 Err(status.as_u16())

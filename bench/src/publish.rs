@@ -10,6 +10,7 @@ use pricefront_harness::edge::Edge;
 use tokio::time::Instant;
 
 use crate::miss::{NoSamples, Spread};
+use crate::paced::PacedRun;
 use crate::report::Section;
 use crate::Args;
 
@@ -112,12 +113,56 @@ pub struct PublishRuns {
     pub publish_tiered: LoopResult,
     /// A new id each time, on the `kv+redis` Worker with the gate off.
     pub publish_without_gate: LoopResult,
+    /// A new id each time, on a `kv+redis` Worker whose gates run in its own `wrangler dev`.
+    pub publish_own_gate: LoopResult,
+    /// Distinct misses at the same offered load: the own-gate Worker, the gate-host one, the gate off.
+    pub gate_price: Vec<Vec<PacedRun>>,
     /// One cached product, on the `kv` Worker.
     pub hits: LoopResult,
     /// A new id each time that only Redis holds, on the `kv+redis` Worker: KV miss, Redis hit.
     pub second_tier: LoopResult,
     /// One product KV holds, on the `kv+redis` Worker.
     pub tiered_hits: LoopResult,
+}
+
+/// The gate's price at the same offered load: the 202's latency with the gate in the Worker's own
+/// `wrangler dev`, in the shared gate host, and without it.
+fn gate_price_table(runs: &[Vec<PacedRun>]) -> String {
+    let labels = [
+        "`kv+redis`, its own gates (as deployed)",
+        "`kv+redis`, the shared gate host",
+        "`kv+redis`, gate off",
+    ];
+    let spreads: Vec<Option<Spread>> = runs.iter().map(|r| PacedRun::spread(r).ok()).collect();
+    let (rate, seconds, rounds) = crate::miss::PACED_MISSES;
+    let mut lines = vec![
+        format!(
+            "The product gate's price on a miss at the same offered load ({rate} distinct misses a second, {rounds} \
+             rounds of {seconds} s per Worker, taking turns; an open loop, each timed from when it was due):"
+        ),
+        String::new(),
+        "| Worker | 202s | p50 ms | p99 ms | not 202 |".into(),
+        "| --- | ---: | ---: | ---: | --- |".into(),
+    ];
+    for ((label, spread), run) in labels.iter().zip(&spreads).zip(runs) {
+        let others = PacedRun::others(run);
+        match spread {
+            Some(s) => lines.push(format!(
+                "| {label} | {} | {:.1} | {:.1} | {others:?} |",
+                s.count, s.p50, s.p99
+            )),
+            None => lines.push(format!("| {label} | 0 | | | {others:?} |")),
+        }
+    }
+    if let (Some(Some(own)), Some(Some(off))) = (spreads.first(), spreads.get(2)) {
+        lines.push(String::new());
+        lines.push(format!(
+            "The gate's price, as deployed: **{:+.1} ms at p50**, {:+.1} ms at p99 over the gate off.",
+            own.p50 - off.p50,
+            own.p99 - off.p99
+        ));
+    }
+    lines.join("\n")
 }
 
 /// Benchmark 4's section.
@@ -146,6 +191,7 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
             "| --- | --- | ---: | ---: | ---: | ---: | --- |".into(),
             row("`kv` | a new id each time (publish, 202)", &runs.publish),
             row("`kv+redis` | a new id each time (publish, 202)", &runs.publish_tiered),
+            row("`kv+redis`, its own gates | a new id each time (publish, 202)", &runs.publish_own_gate),
             row("`kv+redis`, gate off | a new id each time (publish, 202)", &runs.publish_without_gate),
             row("`kv` | one cached id (KV hit, 200)", &runs.hits),
             row("`kv+redis` | a new id each time that only Redis holds (KV miss, Redis hit, 200)", &runs.second_tier),
@@ -159,10 +205,13 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
                 args.edge_seconds,
                 counts.verdict()
             ),
+            gate_price_table(&runs.gate_price),
             format!(
-                "The product gate's price on a miss (the ask before the publish, one Durable Object request): {} \
-                 (`kv+redis` with the gate against without, the same load loop; the gates run in a `wrangler dev` \
-                 of their own, as one namespace serves every location in production).",
+                "Under the closed loop (as fast as each Worker answers, so CPU-bound here) the gate costs {} with \
+                 its gates in the Worker's own `wrangler dev`, as `wrangler.toml` deploys them, and {} with the \
+                 benchmarks' shared gate host (a call from one `wrangler dev` to another goes through wrangler's \
+                 dev registry: a local artefact, not a Cloudflare one), both against the gate off.",
+                extra(&runs.publish_own_gate, &runs.publish_without_gate),
                 extra(&runs.publish_tiered, &runs.publish_without_gate)
             ),
             format!(
