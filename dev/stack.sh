@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local dev stack: Kafka 4.1 (single KRaft node), the Strimzi Kafka Bridge 1.1.0 (REST proxy), Redis.
+# Local dev stack: Kafka 4.1 (one KRaft node, or a cluster of three with KAFKA_NODES=3), the Strimzi Kafka
+# Bridge 1.1.0 (REST proxy), Redis.
 #
 # The bridge is the release tarball in ../shared/vendor/strimzi-kafka-bridge/ (checked against its
 # SHA256SUMS and unpacked into the state folder), or an unpacked release in STRIMZI_BRIDGE_HOME. It
@@ -10,15 +11,22 @@
 #   dev/stack.sh up                      install, then start everything and wait until ready
 #   dev/stack.sh down                    stop what we started (TERM, then KILL after a bound)
 #   dev/stack.sh reset                   down, then wipe data/config/logs (jars are kept)
-#   dev/stack.sh start|stop  <kafka|bridge|redis>
-#   dev/stack.sh kill        <kafka|bridge|redis>   SIGKILL (crash drill)
-#   dev/stack.sh restart     <kafka|bridge|redis>
+#   dev/stack.sh start|stop  <kafka|kafka-N|bridge|redis>
+#   dev/stack.sh kill        <kafka|kafka-N|bridge|redis>   SIGKILL (crash drill)
+#   dev/stack.sh restart     <kafka|kafka-N|bridge|redis>
 #   dev/stack.sh status                  one line per component
 #   dev/stack.sh topics                  describe the project topics
+#   dev/stack.sh leaders [TOPIC]         which node leads each partition, and its in-sync replicas
+#
+# KAFKA_NODES=3 (given to `up`; later commands read it from the state folder) runs a cluster of three
+# KRaft nodes, each controller and broker (kafka-1, kafka-2, kafka-3: node N listens on KAFKA_PORT+2(N-1)
+# and its controller on KAFKA_CONTROLLER_PORT+2(N-1), data in kafka-cluster/node-N), with topics of
+# replication factor 3 and min.insync.replicas=2, and offsets kept with replication factor 3. `kafka`
+# then names the whole cluster, `kafka-N` one node. Switching between one node and three: `down` first.
 #   dev/stack.sh logs <component> [N]    last N log lines
 #   dev/stack.sh env                     print export lines for clients
 #
-# Environment (defaults): PF_STATE_DIR (<repo>/.run), KAFKA_PORT (9092),
+# Environment (defaults): PF_STATE_DIR (<repo>/.run), KAFKA_NODES (1), KAFKA_PORT (9092),
 # KAFKA_CONTROLLER_PORT (9093), BRIDGE_PORT (8080), BRIDGE_MANAGEMENT_PORT (8081), REDIS_PORT (6390),
 # PF_SHARED_DIR (<repo>/../shared, or ../shared beside the local checkout this one was cloned from), STRIMZI_BRIDGE_HOME (unset), BRIDGE_JAVA_HOME (a JDK 21+),
 # KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), BRIDGE_HEAP_OPTS (-Xms64m -Xmx512m),
@@ -70,8 +78,25 @@ JARS_DIR="$STATE_DIR/jars"
 KAFKA_DATA="$STATE_DIR/kafka-data"
 REDIS_DIR="$STATE_DIR/redis"
 KAFKA_JARS="$JARS_DIR/kafka"
+# The number of Kafka nodes: KAFKA_NODES, else what the last `up` recorded, else 1.
+NODES_FILE="$STATE_DIR/kafka-nodes"
+if [[ -n ${KAFKA_NODES:-} ]]; then
+  [[ $KAFKA_NODES == 1 || $KAFKA_NODES == 3 ]] || { echo "KAFKA_NODES must be 1 or 3, not $KAFKA_NODES" >&2; exit 2; }
+elif [[ -f $NODES_FILE ]]; then
+  KAFKA_NODES=$(cat "$NODES_FILE")
+else
+  KAFKA_NODES=1
+fi
+CLUSTER_DIR="$STATE_DIR/kafka-cluster"
 BRIDGE_DIST="$STATE_DIR/kafka-bridge-$BRIDGE_VERSION"
-COMPONENTS=(kafka bridge redis)
+# Kafka's components: `kafka` alone, or one per node of the cluster.
+kafka_components() {
+  local n
+  if ((KAFKA_NODES == 1)); then echo kafka; return; fi
+  for ((n = 1; n <= KAFKA_NODES; n++)); do echo "kafka-$n"; done
+}
+mapfile -t KAFKA_COMPONENTS < <(kafka_components)
+COMPONENTS=("${KAFKA_COMPONENTS[@]}" bridge redis)
 
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 JAVAC="${JAVA_HOME:+$JAVA_HOME/bin/}javac"
@@ -90,9 +115,30 @@ take_lock() {
 check_component() {
   case "${1:-}" in
     kafka|bridge|redis) ;;
-    *) die "unknown component '${1:-}' (expected kafka, bridge or redis)" ;;
+    kafka-[1-9]) ((KAFKA_NODES > 1 && ${1#kafka-} <= KAFKA_NODES)) \
+      || die "no node ${1#kafka-}: the stack runs $KAFKA_NODES Kafka node(s) (KAFKA_NODES=3 dev/stack.sh up for a cluster)" ;;
+    *) die "unknown component '${1:-}' (expected kafka, kafka-N, bridge or redis)" ;;
   esac
 }
+
+# Node N's ports, component name, data folder, configuration file and log.
+node_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+node_controller_port() { echo $((KAFKA_CONTROLLER_PORT + 2 * ($1 - 1))); }
+node_component() { if ((KAFKA_NODES == 1)); then echo kafka; else echo "kafka-$1"; fi; }
+node_data() { if ((KAFKA_NODES == 1)); then echo "$KAFKA_DATA"; else echo "$CLUSTER_DIR/node-$1"; fi; }
+node_config() { if ((KAFKA_NODES == 1)); then echo "$CONF_DIR/kafka.properties"; else echo "$CONF_DIR/kafka-$1.properties"; fi; }
+node_log() { echo "$LOGS_DIR/$(node_component "$1").log"; }
+
+# Every node's broker address, comma-separated: what clients bootstrap from.
+bootstrap_servers() {
+  local n list=()
+  for ((n = 1; n <= KAFKA_NODES; n++)); do list+=("$HOST:$(node_port "$n")"); done
+  (IFS=,; echo "${list[*]}")
+}
+
+# The replication of every topic, internal ones included: 3 with min.insync.replicas 2 on the cluster.
+replication_factor() { if ((KAFKA_NODES >= 3)); then echo 3; else echo 1; fi; }
+min_insync() { if ((KAFKA_NODES >= 3)); then echo 2; else echo 1; fi; }
 
 # ------------------------------------------------------------------------------ install
 
@@ -192,25 +238,28 @@ cmd_install() {
 # ------------------------------------------------------------------------------ kafka
 
 write_kafka_config() {
-  cat > "$CONF_DIR/kafka.properties" <<EOF
+  local node=${1:-1} n voters=() rf isr
+  for ((n = 1; n <= KAFKA_NODES; n++)); do voters+=("$n@$HOST:$(node_controller_port "$n")"); done
+  rf=$(replication_factor); isr=$(min_insync)
+  cat > "$(node_config "$node")" <<EOF
 # generated by dev/stack.sh (overwritten on each start)
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+node.id=$node
+controller.quorum.voters=$(IFS=,; echo "${voters[*]}")
+listeners=PLAINTEXT://$HOST:$(node_port "$node"),CONTROLLER://$HOST:$(node_controller_port "$node")
+advertised.listeners=PLAINTEXT://$HOST:$(node_port "$node")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$KAFKA_DATA
+log.dirs=$(node_data "$node")
 num.partitions=3
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 # after a kill -9 the restarted broker can only register once the old session expired
@@ -257,27 +306,45 @@ kafka_tool() {
 }
 
 topic_cmd() {
-  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap_servers)" \
     --command-config "$CONF_DIR/kafka-tools.properties" "$@"
 }
 
-format_kafka_storage() {
-  [[ -f $KAFKA_DATA/meta.properties ]] && return 0
-  local cid
-  # a Kafka cluster id is 16 random bytes in URL-safe base64 without padding (22 chars)
-  cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-  while [[ $cid == -* ]]; do cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); done
-  log "kafka: formatting $KAFKA_DATA (cluster id $cid)"
-  kafka_tool kafka.tools.StorageTool format --cluster-id "$cid" \
-    --config "$CONF_DIR/kafka.properties" --ignore-formatted >> "$LOGS_DIR/kafka.log" 2>&1 \
-    || { tail -n 20 "$LOGS_DIR/kafka.log" >&2; die "kafka: storage format failed"; }
+# The cluster's id: one per state folder (every node of a cluster is formatted with it).
+cluster_id() {
+  local file="$STATE_DIR/kafka-cluster-id" cid
+  if [[ ! -f $file ]]; then
+    # a Kafka cluster id is 16 random bytes in URL-safe base64 without padding (22 chars)
+    cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    while [[ $cid == -* ]]; do cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); done
+    printf '%s\n' "$cid" > "$file"
+  fi
+  cat "$file"
 }
 
-kafka_port_probe() { port_open "$KAFKA_PORT" && port_open "$KAFKA_CONTROLLER_PORT"; }
+format_kafka_storage() {
+  local node=${1:-1} data cid
+  data=$(node_data "$node")
+  [[ -f $data/meta.properties ]] && return 0
+  mkdir -p -- "$data"
+  cid=$(cluster_id)
+  log "$(node_component "$node"): formatting $data (cluster id $cid)"
+  kafka_tool kafka.tools.StorageTool format --cluster-id "$cid" \
+    --config "$(node_config "$node")" --ignore-formatted >> "$(node_log "$node")" 2>&1 \
+    || { tail -n 20 "$(node_log "$node")" >&2; die "$(node_component "$node"): storage format failed"; }
+}
 
-# Ready = both listeners accept connections and a metadata request (topic list) succeeds.
+node_port_probe() { port_open "$(node_port "$1")" && port_open "$(node_controller_port "$1")"; }
+kafka_port_probe() { node_port_probe 1; }
+
+# Ready = every running node's listeners accept connections and a metadata request (topic list)
+# succeeds.
 kafka_ready_probe() {
-  kafka_port_probe || return 1
+  local n
+  for ((n = 1; n <= KAFKA_NODES; n++)); do
+    component_pid "$(node_component "$n")" >/dev/null || continue
+    node_port_probe "$n" || return 1
+  done
   topic_cmd --list > "$STATE_DIR/.topics.tmp" 2>> "$LOGS_DIR/kafka-tools.log"
 }
 
@@ -291,43 +358,69 @@ ensure_topics() {
   for t in "${TOPICS[@]}"; do
     if ! grep -qxF -- "$t" "$STATE_DIR/.topics.tmp"; then
       topic_cmd --create --if-not-exists --topic "$t" --partitions "$TOPIC_PARTITIONS" \
-        --replication-factor 1 >/dev/null 2>> "$LOGS_DIR/kafka-tools.log" \
+        --replication-factor "$(replication_factor)" --config "min.insync.replicas=$(min_insync)" \
+        >/dev/null 2>> "$LOGS_DIR/kafka-tools.log" \
         || die "kafka: creating topic $t failed (see $LOGS_DIR/kafka-tools.log)"
       created=$((created + 1))
-      log "kafka: created topic $t ($TOPIC_PARTITIONS partitions, RF 1)"
+      log "kafka: created topic $t ($TOPIC_PARTITIONS partitions, RF $(replication_factor), min.insync.replicas $(min_insync))"
     fi
   done
   ((created)) || log "kafka: topics present: ${TOPICS[*]}"
   rm -f -- "$STATE_DIR/.topics.tmp"
 }
 
-start_kafka() {
-  local pid t0
-  rm -f -- "$STATE_DIR/.topics.tmp"
-  if pid=$(component_pid kafka); then
-    wait_ready kafka "$KAFKA_START_TIMEOUT" "$LOGS_DIR/kafka.log" kafka_ready_probe \
-      || die "kafka: running (pid $pid) but not ready"
-    log "kafka: already running (pid $pid)"
-    return 0
-  fi
-  clear_stale_pidfile kafka
-  local p
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-    ! port_open "$p" || die "kafka: port $p is already in use by another process"
+# launch_node N: starts node N unless it runs (its ports free), without waiting.
+launch_node() {
+  local node=$1 name pid p
+  name=$(node_component "$node")
+  if component_pid "$name" >/dev/null; then return 0; fi
+  clear_stale_pidfile "$name"
+  for p in "$(node_port "$node")" "$(node_controller_port "$node")"; do
+    ! port_open "$p" || die "$name: port $p is already in use by another process"
   done
-  t0=$(now_ms)
-  write_kafka_config
-  format_kafka_storage
+  write_kafka_config "$node"
+  format_kafka_storage "$node"
   # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of JVM flags
-  pid=$(launch kafka "$LOGS_DIR/kafka.log" "$JAVA" $KAFKA_HEAP_OPTS -server -XX:+UseG1GC \
+  pid=$(launch "$name" "$(node_log "$node")" "$JAVA" $KAFKA_HEAP_OPTS -server -XX:+UseG1GC \
     -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
-    -Djava.awt.headless=true -Dpf.stack.component=kafka \
+    -Djava.awt.headless=true -Dpf.stack.component="$name" \
     -Dlog4j2.configurationFile="$CONF_DIR/kafka-log4j2.properties" -Dkafka.logs.dir="$LOGS_DIR" \
-    -cp "$KAFKA_JARS/*" kafka.Kafka "$CONF_DIR/kafka.properties")
-  log "kafka: started pid $pid, waiting for $HOST:$KAFKA_PORT ..."
-  wait_ready kafka "$KAFKA_START_TIMEOUT" "$LOGS_DIR/kafka.log" kafka_ready_probe \
+    -cp "$KAFKA_JARS/*" kafka.Kafka "$(node_config "$node")")
+  log "$name: started pid $pid, waiting for $HOST:$(node_port "$node") ..."
+}
+
+# start_kafka [N]: starts every node (or node N) and waits until Kafka answers. The nodes of a cluster
+# start together: a KRaft quorum needs a majority of its controllers before any broker is ready.
+start_kafka() {
+  local t0 n nodes=()
+  rm -f -- "$STATE_DIR/.topics.tmp"
+  t0=$(now_ms)
+  printf '%s\n' "$KAFKA_NODES" > "$NODES_FILE"
+  if [[ -n ${1:-} ]]; then nodes=("$1"); else mapfile -t nodes < <(seq 1 "$KAFKA_NODES"); fi
+  for n in "${nodes[@]}"; do launch_node "$n"; done
+  for n in "${nodes[@]}"; do
+    wait_ready "$(node_component "$n")" "$KAFKA_START_TIMEOUT" "$(node_log "$n")" node_port_probe "$n" \
+      || die "$(node_component "$n"): did not open its ports"
+  done
+  wait_ready "$(node_component "${nodes[0]}")" "$KAFKA_START_TIMEOUT" "$(node_log "${nodes[0]}")" kafka_ready_probe \
     || die "kafka: did not become ready"
-  log "kafka: ready in $(elapsed_s "$t0")s"
+  log "kafka: ready in $(elapsed_s "$t0")s ($KAFKA_NODES node(s), bootstrap $(bootstrap_servers))"
+}
+
+# stop_kafka [SIGNAL] [N]: stops every node (or node N).
+stop_kafka() {
+  local n
+  if [[ -n ${2:-} ]]; then stop_component "kafka-$2" 60 "$1"; return; fi
+  for ((n = KAFKA_NODES; n >= 1; n--)); do stop_component "$(node_component "$n")" 60 "$1"; done
+}
+
+# leaders [TOPIC]: one line per partition of TOPIC (the request topic): its leader, replicas and ISR.
+cmd_leaders() {
+  local topic=${1:-${TOPICS[0]}}
+  topic_cmd --describe --topic "$topic" | awk '/Partition:/ {
+    for (i = 1; i <= NF; i++) { if ($i == "Partition:") p = $(i+1); if ($i == "Leader:") l = $(i+1);
+      if ($i == "Replicas:") r = $(i+1); if ($i == "Isr:") s = $(i+1) }
+    printf "partition %s leader %s replicas %s isr %s\n", p, l, r, s }'
 }
 
 # ------------------------------------------------------------------------------ bridge
@@ -339,8 +432,11 @@ write_bridge_config() {
 # generated by dev/stack.sh (overwritten on each start)
 bridge.id=pf-local-bridge
 http.enabled=true
-kafka.bootstrap.servers=$HOST:$KAFKA_PORT
+kafka.bootstrap.servers=$(bootstrap_servers)
+# The promise of a replicated topic: a record is acknowledged once every in-sync replica has it
+# (min.insync.replicas of them at least), and a retried send is never written twice.
 kafka.producer.acks=all
+kafka.producer.enable.idempotence=true
 # One record per HTTP request, and a producer per connection: nothing to batch, so no linger.
 kafka.producer.linger.ms=0
 kafka.producer.max.block.ms=$BRIDGE_MAX_BLOCK_MS
@@ -423,6 +519,7 @@ start_redis() {
 start_one() {
   case "$1" in
     kafka) start_kafka; ensure_topics ;;
+    kafka-*) start_kafka "${1#kafka-}" ;;
     bridge) start_bridge ;;
     redis) start_redis ;;
   esac
@@ -430,7 +527,8 @@ start_one() {
 
 stop_one() {
   case "$1" in
-    kafka) stop_component kafka 60 "${2:-TERM}" ;;
+    kafka) stop_kafka "${2:-TERM}" ;;
+    kafka-*) stop_kafka "${2:-TERM}" "${1#kafka-}" ;;
     bridge) stop_component bridge 20 "${2:-TERM}" ;;
     redis) stop_component redis 15 "${2:-TERM}" ;;
   esac
@@ -441,6 +539,8 @@ status_line() {
   if pid=$(component_pid "$name"); then
     case "$name" in
       kafka) kafka_port_probe && state=ready || state=starting; detail="$HOST:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)" ;;
+      kafka-*) node_port_probe "${name#kafka-}" && state=ready || state=starting
+               detail="$HOST:$(node_port "${name#kafka-}") (controller :$(node_controller_port "${name#kafka-}"))" ;;
       bridge) bridge_ready_probe && state=ready || state=not-ready; detail="http://$HOST:$BRIDGE_PORT (management :$BRIDGE_MANAGEMENT_PORT)" ;;
       redis) redis_ready_probe && state=ready || state=not-ready; detail="$HOST:$REDIS_PORT" ;;
     esac
@@ -470,18 +570,19 @@ cmd_down() {
   stop_one bridge
   stop_one kafka
   stop_one redis
+  rm -f -- "$NODES_FILE"
 }
 
 cmd_reset() {
   cmd_down
-  log "reset: wiping $KAFKA_DATA $REDIS_DIR $CONF_DIR $LOGS_DIR (jars kept)"
-  rm -rf -- "$KAFKA_DATA" "$REDIS_DIR" "$CONF_DIR" "$LOGS_DIR"
+  log "reset: wiping $KAFKA_DATA $CLUSTER_DIR $REDIS_DIR $CONF_DIR $LOGS_DIR (jars kept)"
+  rm -rf -- "$KAFKA_DATA" "$CLUSTER_DIR" "$STATE_DIR/kafka-cluster-id" "$REDIS_DIR" "$CONF_DIR" "$LOGS_DIR"
 }
 
 cmd_env() {
   cat <<EOF
 export PF_STATE_DIR='$STATE_DIR'
-export KAFKA_BROKERS='$HOST:$KAFKA_PORT'
+export KAFKA_BROKERS='$(bootstrap_servers)'
 export KAFKA_BRIDGE_URL='http://$HOST:$BRIDGE_PORT'
 export KAFKA_BRIDGE_MANAGEMENT_URL='http://$HOST:$BRIDGE_MANAGEMENT_PORT'
 export REDIS_URL='redis://$HOST:$REDIS_PORT'
@@ -503,7 +604,8 @@ main() {
     kill) check_component "${1:-}"; take_lock; mkdirs; stop_one "$1" KILL ;;
     restart) check_component "${1:-}"; take_lock; cmd_install; stop_one "$1"; start_one "$1" ;;
     status) cmd_status ;;
-    topics) component_pid kafka >/dev/null || die "kafka is not running"
+    leaders) cmd_leaders "$@" ;;
+    topics) component_pid "${KAFKA_COMPONENTS[0]}" >/dev/null || die "kafka is not running"
             local re
             re=$(IFS='|'; echo "${TOPICS[*]}")
             topic_cmd --describe --topic "${re//./\\.}" ;;

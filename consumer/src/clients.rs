@@ -185,6 +185,9 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
 /// The dead-letter producer's client settings: the shared ones and the producer's own.
 pub fn dead_letter_producer_config(settings: &Settings) -> ClientConfig {
     let mut config = shared_config(settings, Audience::Producer);
+    // A dead letter is acknowledged once every in-sync replica has it (min.insync.replicas at least)
+    // and never written twice by a retry; idempotence requires acks=all, said here all the same.
+    config.set("acks", "all");
     config.set("enable.idempotence", "true");
     for (key, value) in &settings.producer_options {
         config.set(key, value);

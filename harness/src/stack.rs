@@ -33,14 +33,15 @@ pub fn repo_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
-/// Creates `names`, 3 partitions each.
+/// Creates `names`, 3 partitions each, replicated as the cluster's default says (1 on one node; 3 with
+/// `min.insync.replicas` 2 on `KAFKA_NODES=3`).
 pub async fn create_topics(names: &[&str]) -> Result<(), HarnessError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()?;
     let topics: Vec<_> = names
         .iter()
-        .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(1)))
+        .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(-1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
@@ -64,5 +65,9 @@ pub fn direct_producer() -> rdkafka::error::KafkaResult<FutureProducer> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("partitioner", "murmur2_random")
+        // Kafka's promise on a replicated topic: acknowledged once every in-sync replica has the record,
+        // and a retried send never written twice.
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
         .create()
 }
