@@ -26,7 +26,8 @@
 #   dev/stack.sh logs <component> [N]    last N log lines
 #   dev/stack.sh env                     print export lines for clients
 #
-# Environment (defaults): PF_STATE_DIR (<repo>/.run), KAFKA_NODES (1), KAFKA_PORT (9092),
+# Environment (defaults): PF_STATE_DIR (<repo>/.run), PF_JARS_DIR (<state>/jars: a second stack may
+# share the first one's), KAFKA_NODES (1), KAFKA_PORT (9092),
 # KAFKA_CONTROLLER_PORT (9093), BRIDGE_PORT (8080), BRIDGE_MANAGEMENT_PORT (8081), REDIS_PORT (6390),
 # PF_SHARED_DIR (<repo>/../shared, or ../shared beside the local checkout this one was cloned from), STRIMZI_BRIDGE_HOME (unset), BRIDGE_JAVA_HOME (a JDK 21+),
 # KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), BRIDGE_HEAP_OPTS (-Xms64m -Xmx512m),
@@ -74,7 +75,7 @@ TOPIC_PARTITIONS=3
 PIDS_DIR="$STATE_DIR/pids"
 LOGS_DIR="$STATE_DIR/logs"
 CONF_DIR="$STATE_DIR/conf"
-JARS_DIR="$STATE_DIR/jars"
+JARS_DIR="$(realpath -m -- "${PF_JARS_DIR:-$STATE_DIR/jars}")"
 KAFKA_DATA="$STATE_DIR/kafka-data"
 REDIS_DIR="$STATE_DIR/redis"
 KAFKA_JARS="$JARS_DIR/kafka"
@@ -407,11 +408,15 @@ start_kafka() {
   log "kafka: ready in $(elapsed_s "$t0")s ($KAFKA_NODES node(s), bootstrap $(bootstrap_servers))"
 }
 
-# stop_kafka [SIGNAL] [N]: stops every node (or node N).
+# stop_kafka [SIGNAL] [N]: stops every node (or node N). The nodes of a cluster are signalled together:
+# one by one, the last would lose its quorum and hang in its controlled shutdown.
 stop_kafka() {
-  local n
+  local n pids=()
   if [[ -n ${2:-} ]]; then stop_component "kafka-$2" 60 "$1"; return; fi
-  for ((n = KAFKA_NODES; n >= 1; n--)); do stop_component "$(node_component "$n")" 60 "$1"; done
+  for ((n = KAFKA_NODES; n >= 1; n--)); do
+    stop_component "$(node_component "$n")" 60 "$1" & pids+=($!)
+  done
+  wait "${pids[@]}"
 }
 
 # leaders [TOPIC]: one line per partition of TOPIC (the request topic): its leader, replicas and ISR.

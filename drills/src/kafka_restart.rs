@@ -65,7 +65,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
     let stored_before = results::stored(&products).await?.len();
 
     // The restart blocks until the broker is ready again; the second batch is published meanwhile.
-    let restart = support::stack(&["restart", "kafka"], &[], plan.restart_limit);
+    let restart = pricefront_harness::stack_script(&["restart", "kafka"], &[], plan.restart_limit);
     let publish = async {
         // Publish once the broker is down, so the records wait in the producer's queue.
         let down = broker_down(plan.restart_limit).await;

@@ -54,16 +54,6 @@ pub enum DrillError {
         /// How to provide it.
         hint: &'static str,
     },
-    /// `dev/stack.sh` failed.
-    #[error("`dev/stack.sh {args}` failed ({status}); last output:\n{output}")]
-    Stack {
-        /// Its arguments.
-        args: String,
-        /// Its exit status.
-        status: String,
-        /// The end of its output.
-        output: String,
-    },
     /// Something the drill waits for did not happen within its bound.
     #[error("{what} did not happen within {limit:?}")]
     Timeout {

@@ -167,7 +167,7 @@ async fn drill(plan: &Plan, report: &mut DrillReport) -> Result<(), DrillError> 
     results::wait_progress(&products, plan.restart_after, Duration::from_secs(120)).await?;
 
     let stored_before = results::stored(&products).await?.len();
-    let took = support::stack(
+    let took = pricefront_harness::stack_script(
         &["restart", "redis"],
         &[("REDIS_APPENDONLY", "1")],
         plan.restart_limit,

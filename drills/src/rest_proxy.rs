@@ -184,11 +184,14 @@ pub async fn run(edge: &Edge, plan: &Plan) -> Result<DrillReport, DrillError> {
     let load = tokio::spawn(load);
 
     tokio::time::sleep(plan.before).await;
-    let stop_took = support::stack(&["stop", "bridge"], &[], Duration::from_secs(60)).await?;
+    let stop_took =
+        pricefront_harness::stack_script(&["stop", "bridge"], &[], Duration::from_secs(60)).await?;
     let stopped_at = Instant::now();
     tokio::time::sleep(plan.down).await;
     let start_issued = Instant::now();
-    let start_took = support::stack(&["start", "bridge"], &[], Duration::from_secs(180)).await?;
+    let start_took =
+        pricefront_harness::stack_script(&["start", "bridge"], &[], Duration::from_secs(180))
+            .await?;
     let ready_at = Instant::now();
     // Misses keep coming until one is accepted again (bounded), then `after` more.
     let accepted_at_start = accepted_so_far.load(std::sync::atomic::Ordering::Relaxed);

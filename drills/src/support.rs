@@ -2,7 +2,6 @@
 //! consumer's health, and the simulator's counts.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::Stdio;
 use std::time::Duration;
 
 use pricefront_core::{Comparison, ProductId};
@@ -15,37 +14,6 @@ use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
 use crate::DrillError;
-
-/// Runs `dev/stack.sh args` with `env` added, within `limit`; returns how long it took.
-pub(crate) async fn stack(
-    args: &[&str],
-    env: &[(&str, &str)],
-    limit: Duration,
-) -> Result<Duration, DrillError> {
-    let started = Instant::now();
-    let mut command = tokio::process::Command::new(pricefront_harness::repo_path("dev/stack.sh"));
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(limit, command.output())
-        .await
-        .map_err(|_| DrillError::Timeout {
-            what: format!("`dev/stack.sh {}`", args.join(" ")),
-            limit,
-        })??;
-    if !output.status.success() {
-        let text = String::from_utf8_lossy(&output.stderr);
-        let lines: Vec<_> = text.lines().collect();
-        return Err(DrillError::Stack {
-            args: args.join(" "),
-            status: output.status.to_string(),
-            output: lines[lines.len().saturating_sub(15)..].join("\n"),
-        });
-    }
-    Ok(started.elapsed())
-}
 
 /// Three well-behaved vendors, 50 to 150 ms each.
 pub(crate) fn three_healthy_vendors() -> Profiles {

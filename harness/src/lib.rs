@@ -48,7 +48,9 @@ pub use comparisons::{aged_comparison, comparison_at, sample_comparison};
 pub use consumer::{consumer_binary, ConsumerProcess};
 pub use error::HarnessError;
 pub use machine::Machine;
-pub use stack::{bridge_url, brokers, direct_producer, redis_url, repo_path};
+pub use stack::{
+    bridge_url, brokers, direct_producer, direct_producer_to, redis_url, repo_path, stack_script,
+};
 pub use test_env::TestEnv;
 pub use vendors::{profiles, profiles_of, vendor};
 

@@ -26,6 +26,40 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390/0".into())
 }
 
+/// Runs `dev/stack.sh args` with `env` added, within `limit`; how long it took. A failure carries the
+/// last lines of the script's output.
+pub async fn stack_script(
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Result<Duration, HarnessError> {
+    let started = std::time::Instant::now();
+    let what = format!("`dev/stack.sh {}`", args.join(" "));
+    let mut command = tokio::process::Command::new(repo_path("dev/stack.sh"));
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(limit, command.output())
+        .await
+        .map_err(|_| HarnessError::Timeout {
+            what: what.clone(),
+            limit,
+        })?
+        .map_err(HarnessError::io(what.clone()))?;
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<_> = text.lines().collect();
+        return Err(HarnessError::Process(format!(
+            "{what} failed ({}); last output:\n{}",
+            output.status,
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        )));
+    }
+    Ok(started.elapsed())
+}
+
 /// The path of a file in the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -62,8 +96,13 @@ pub async fn create_topics(names: &[&str]) -> Result<(), HarnessError> {
 /// A producer that writes straight to Kafka and partitions keys as the Java clients (and so the REST
 /// proxy) do: murmur2, so that a record of one product lands in the same partition either way.
 pub fn direct_producer() -> rdkafka::error::KafkaResult<FutureProducer> {
+    direct_producer_to(&brokers())
+}
+
+/// [`direct_producer`] to the Kafka at `brokers` (a cluster of a test of its own).
+pub fn direct_producer_to(brokers: &str) -> rdkafka::error::KafkaResult<FutureProducer> {
     ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("partitioner", "murmur2_random")
         // Kafka's promise on a replicated topic: acknowledged once every in-sync replica has the record,
         // and a retried send never written twice.
