@@ -93,8 +93,9 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// The product gates, unless `PRODUCT_GATE = "off"` (then misses coalesce per isolate only).
     pub gate: Option<GateSettings>,
-    /// Whether a publish claimed in this isolate stops its other reads from asking again for a few
-    /// seconds (`ISOLATE_CLAIM`; off, every miss and refresh asks the gate, or publishes without one).
+    /// Whether a refresh claimed in this isolate keeps its other stale reads from asking the gate
+    /// again for a few seconds (`ISOLATE_CLAIM`; off, every one asks). Misses always ask the gate;
+    /// without a gate the isolate's claim is the only coalescing, whatever this says.
     pub isolate_claim: bool,
 }
 

@@ -141,7 +141,9 @@ pub async fn publish_refresh(
     now_ms: UnixMillis,
     trace: &TraceContext,
 ) -> Result<Published, PublishError> {
-    if config.isolate_claim && published_for(product, now_ms).is_some() {
+    // Without a gate the isolate's claim is the only coalescing there is, whatever ISOLATE_CLAIM says.
+    let filter = config.isolate_claim || config.gate.is_none();
+    if filter && published_for(product, now_ms).is_some() {
         return Ok(Published::Already);
     }
     let until = claim(product, now_ms, PublishedFor::Refresh);
