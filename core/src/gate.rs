@@ -264,23 +264,9 @@ pub fn verdict_of(status: u16, claim: Option<&str>, body: Vec<u8>) -> Option<Ver
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Comparison, FreshnessPolicy, Money, Offer, ProductId, VendorOutcome};
 
     fn stored(computed_at_ms: UnixMillis, offers: usize) -> Stored {
-        let outcomes = (0..offers).map(|i| VendorOutcome::Answered {
-            offer: Offer {
-                vendor: format!("v{i}"),
-                price: Money {
-                    minor_units: 100,
-                    currency: "EUR".parse().unwrap(),
-                },
-                url: None,
-            },
-            guarantee_ms: 600_000,
-        });
-        let policy = FreshnessPolicy::default();
-        let product = ProductId::new(7).unwrap();
-        let comparison = Comparison::aggregate(product, outcomes, computed_at_ms, &policy);
+        let comparison = crate::fixtures::comparison(computed_at_ms, offers, 600_000);
         Stored::from_bytes(comparison.to_json().into_bytes()).unwrap()
     }
 

@@ -143,26 +143,9 @@ impl Replacement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{FreshnessPolicy, Money, Offer, ProductId, VendorOutcome};
 
     fn computed_at(ms: UnixMillis, offers: usize) -> Comparison {
-        let outcomes = (0..offers).map(|i| VendorOutcome::Answered {
-            offer: Offer {
-                vendor: format!("v{i}"),
-                price: Money {
-                    minor_units: 100,
-                    currency: "EUR".parse().unwrap(),
-                },
-                url: None,
-            },
-            guarantee_ms: 60_000,
-        });
-        Comparison::aggregate(
-            ProductId::new(7).unwrap(),
-            outcomes,
-            ms,
-            &FreshnessPolicy::default(),
-        )
+        crate::fixtures::comparison(ms, offers, 60_000)
     }
 
     fn held(computed_at_ms: UnixMillis, stale_until_ms: UnixMillis, offers: usize) -> Held {

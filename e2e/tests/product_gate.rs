@@ -55,22 +55,20 @@ async fn wait_for(edge: &Edge, product: ProductId, secs: u64) -> (StatusCode, St
         .get_prices_preferring(product, &format!("wait={secs}"))
         .await
         .unwrap();
-    let status = response.status();
     assert_eq!(
         response.headers()["preference-applied"],
         format!("wait={secs}").as_str()
     );
-    let etag = response
-        .headers()
-        .get("etag")
-        .map(|tag| tag.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, etag, response.json().await.unwrap_or_default())
+    answer(response).await
 }
 
 /// Reads `product` once: status, `ETag`, body.
 async fn read(edge: &Edge, product: ProductId) -> (StatusCode, String, Value) {
-    let response = edge.get_prices(product, None).await.unwrap();
+    answer(edge.get_prices(product, None).await.unwrap()).await
+}
+
+/// An answer's status, `ETag` (empty without one) and body (null when it is not JSON).
+async fn answer(response: reqwest::Response) -> (StatusCode, String, Value) {
     let status = response.status();
     let etag = response
         .headers()

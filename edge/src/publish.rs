@@ -119,20 +119,12 @@ pub enum PublishError {
     Produce(#[from] ProduceError),
 }
 
-/// Whether a publish went out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Published {
-    /// It published now.
-    Now,
-    /// One is under way (claimed in this isolate, or by the product's gate): nothing was sent.
-    Already,
-}
-
 /// Publishes a refresh of `product`, whose cache holds a result computed at `have_computed_at_ms`,
 /// joined to `trace` (the edge's span of the read that asked), in the background (after the answer),
 /// so waiting for the proxy's answer as long as the runtime lets it. Once per product: the isolate's
 /// claim first (unless `ISOLATE_CLAIM` is off), then the gate's verdict, when there is a gate (one that
-/// cannot be asked leaves the isolate's claim alone deciding). The error says why, for the logs.
+/// cannot be asked leaves the isolate's claim alone deciding); nothing is sent when one is under way.
+/// The error says why, for the logs.
 pub async fn publish_refresh(
     config: &Config,
     env: &Env,
@@ -140,11 +132,11 @@ pub async fn publish_refresh(
     have_computed_at_ms: UnixMillis,
     now_ms: UnixMillis,
     trace: &TraceContext,
-) -> Result<Published, PublishError> {
+) -> Result<(), PublishError> {
     // Without a gate the isolate's claim is the only coalescing there is, whatever ISOLATE_CLAIM says.
     let filter = config.isolate_claim || config.gate.is_none();
     if filter && published_for(product, now_ms).is_some() {
-        return Ok(Published::Already);
+        return Ok(());
     }
     let until = claim(product, now_ms, PublishedFor::Refresh);
     let mut gate_claim = None;
@@ -154,7 +146,7 @@ pub async fn publish_refresh(
         };
         match gate_client::ask(env, gate, product, reason, 0).await {
             Ok(Verdict::Publish { claim }) => gate_claim = Some(claim),
-            Ok(_) => return Ok(Published::Already),
+            Ok(_) => return Ok(()),
             Err(error) => worker::console_warn!("refresh of {product} without its gate: {error}"),
         }
     }
@@ -163,11 +155,11 @@ pub async fn publish_refresh(
         give_back(config, env, product, until, gate_claim).await;
         return Err(error);
     }
-    Ok(Published::Now)
+    Ok(())
 }
 
 /// Publishes a request for `product` for a client waiting on it, after the gate gave `gate_claim` (or,
-/// without a gate, unless this isolate published it in the last few seconds: then `Already`). The client
+/// without a gate, unless this isolate published it in the last few seconds: then nothing). The client
 /// waits at most `PUBLISH_TIMEOUT_MS`: a later answer is awaited after the client's (`ctx`), the claims
 /// kept until it comes and given back if it says the record was not taken.
 pub async fn publish_miss(
@@ -178,11 +170,11 @@ pub async fn publish_miss(
     now_ms: UnixMillis,
     trace: &TraceContext,
     gate_claim: Option<UnixMillis>,
-) -> Result<Published, PublishError> {
+) -> Result<(), PublishError> {
     let until = match claim(product, now_ms, PublishedFor::Miss) {
         Some(until) => Some(until),
         // Without a gate the isolate's claim decides; with one, the gate's claim did.
-        None if gate_claim.is_none() => return Ok(Published::Already),
+        None if gate_claim.is_none() => return Ok(()),
         None => None,
     };
     let exchange = match exchange(config, product, now_ms, trace) {
@@ -194,7 +186,7 @@ pub async fn publish_miss(
     };
     let timeout_ms = config.publish_timeout.as_millis() as u64;
     match select(exchange, Delay::from(config.publish_timeout)).await {
-        Either::Left((Ok(()), _)) => Ok(Published::Now),
+        Either::Left((Ok(()), _)) => Ok(()),
         Either::Left((Err(error), _)) => {
             give_back(config, env, product, until, gate_claim).await;
             Err(error)
