@@ -13,6 +13,9 @@ fi
 # shellcheck source=scripts/stack-session.sh
 source scripts/stack-session.sh
 stack_up_for_this_run
+# The scale-out benchmark runs on three Kafka nodes beside the stack.
+trap 'cluster_down; stop_stack_if_started' EXIT
+cluster_up_for_this_run
 scripts/build-edge.sh
 cargo build --release -p pricefront-consumer -p pricefront-bench
 PRICEFRONT_CONSUMER_BIN="$PWD/target/release/pricefront-consumer" target/release/pricefront-bench --write "$@"

@@ -9,6 +9,9 @@ scripts/toolchain.sh
 # shellcheck source=scripts/stack-session.sh
 source scripts/stack-session.sh
 stack_up_for_this_run
+# The cluster drills run on three Kafka nodes beside the stack.
+trap 'cluster_down; stop_stack_if_started' EXIT
+cluster_up_for_this_run
 scripts/build-edge.sh
 # The drills run the release consumer, the binary a user deploys: a debug build at window 256 is
 # CPU-bound on 2 cores, and its own slowness then looks like vendor timeouts.

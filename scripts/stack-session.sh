@@ -18,3 +18,23 @@ stack_up_for_this_run() {
 stop_stack_if_started() {
   if ${started_stack:-false}; then dev/stack.sh down || true; fi
 }
+
+# The three-node Kafka cluster beside the stack (KAFKA_NODES=3 on ports of its own, its own state folder,
+# the stack's jars) with a bridge of its own, for the cluster's test, drills and scale-out benchmark.
+cluster_env=(PF_STATE_DIR="$PWD/.run/cluster" PF_JARS_DIR="$PWD/.run/jars" KAFKA_NODES=3
+  KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 BRIDGE_PORT=18080 BRIDGE_MANAGEMENT_PORT=18081)
+
+# cluster_up_for_this_run: starts the cluster and its bridge (a running one is reused) and exports what the
+# harness reads (pricefront_harness::Cluster::from_env). The caller stops it with cluster_down.
+cluster_up_for_this_run() {
+  echo "[cluster] three Kafka nodes and a bridge (127.0.0.1:19092, :19094, :19096; http://127.0.0.1:18080)"
+  env "${cluster_env[@]}" dev/stack.sh start kafka
+  env "${cluster_env[@]}" dev/stack.sh start bridge
+  export CLUSTER_STACK_ENV="${cluster_env[*]}"
+  export CLUSTER_KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096
+  export CLUSTER_BRIDGE_URL=http://127.0.0.1:18080
+}
+
+cluster_down() {
+  env "${cluster_env[@]}" dev/stack.sh down || true
+}

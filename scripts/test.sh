@@ -20,10 +20,6 @@ cargo clippy --quiet -p pricefront-edge --target wasm32-unknown-unknown -- -D wa
 # shellcheck source=scripts/stack-session.sh
 source scripts/stack-session.sh
 service_pids=()
-# A three-node Kafka cluster beside the stack (its own ports and state, the stack's jars) with a bridge
-# of its own, for the test that every producer keeps acks=all (e2e/tests/cluster_acks.rs).
-cluster_env=(PF_STATE_DIR="$PWD/.run/cluster" PF_JARS_DIR="$PWD/.run/jars" KAFKA_NODES=3
-  KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 BRIDGE_PORT=18080 BRIDGE_MANAGEMENT_PORT=18081)
 stop_all() {
   for pid in "${service_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${service_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -33,19 +29,15 @@ stop_all() {
   scripts/edge-dev.sh stop noproxy || true
   scripts/edge-dev.sh stop notoken || true
   scripts/edge-dev.sh stop v3nocluster || true
-  env "${cluster_env[@]}" dev/stack.sh down || true
+  cluster_down
   stop_stack_if_started
 }
 stack_up_for_this_run
 trap stop_all EXIT
 
-echo "[test] a three-node Kafka cluster and its bridge (127.0.0.1:19092, :19094, :19096; http://127.0.0.1:18080)"
-env "${cluster_env[@]}" dev/stack.sh start kafka
-env "${cluster_env[@]}" dev/stack.sh start bridge
-# What the test needs: the settings that reach the cluster's dev/stack.sh, its brokers and its bridge.
-export CLUSTER_STACK_ENV="${cluster_env[*]}"
-export CLUSTER_KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096
-export CLUSTER_BRIDGE_URL=http://127.0.0.1:18080
+# A three-node cluster beside the stack, for the test that every producer keeps acks=all
+# (e2e/tests/cluster_acks.rs) and the cluster's drill.
+cluster_up_for_this_run
 
 echo "[test] building the edge Worker"
 scripts/build-edge.sh

@@ -28,6 +28,7 @@ pub mod edge_input;
 pub mod flood;
 pub mod kafka_restart;
 pub mod kill_consumer;
+mod misses;
 pub mod redis_restart;
 pub mod report;
 pub mod rest_proxy;

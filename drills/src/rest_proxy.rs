@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use pricefront_core::ProductId;
-use pricefront_harness::edge::{unused_product, Edge};
+use pricefront_harness::edge::Edge;
 use pricefront_harness::topic::read_to_end;
 use tokio::time::Instant;
 
+use crate::misses::{Answer, MissStream};
 use crate::support::{self, secs};
 use crate::{DrillError, DrillReport};
 
@@ -113,15 +114,6 @@ impl Default for Plan {
     }
 }
 
-/// One miss and what the edge answered.
-struct Answer {
-    product: ProductId,
-    status: Option<u16>,
-    retry_after: bool,
-    sent: Instant,
-    took: Duration,
-}
-
 /// Runs the drill against the Worker at `edge` (its REST proxy must be the stack's bridge).
 pub async fn run(edge: &Edge, plan: &Plan) -> Result<DrillReport, DrillError> {
     support::check_stack().await?;
@@ -135,53 +127,7 @@ pub async fn run(edge: &Edge, plan: &Plan) -> Result<DrillReport, DrillError> {
         ),
         ..DrillReport::default()
     };
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let accepted_so_far = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let load = {
-        let edge = edge.clone();
-        let accepted_so_far = accepted_so_far.clone();
-        let every = Duration::from_secs(1) / plan.misses_per_second;
-        async move {
-            let mut tick = tokio::time::interval(every);
-            // Bounded: at most 10 minutes of misses, whatever happens to the stack.
-            let bound = Instant::now() + Duration::from_secs(600);
-            let mut stop = std::pin::pin!(receiver.recv());
-            let mut answers = Vec::new();
-            let mut pending = tokio::task::JoinSet::new();
-            while Instant::now() < bound {
-                tokio::select! {
-                    _ = &mut stop => break,
-                    _ = tick.tick() => {}
-                }
-                let edge = edge.clone();
-                let accepted_so_far = accepted_so_far.clone();
-                pending.spawn(async move {
-                    let product = unused_product();
-                    let sent = Instant::now();
-                    let response = edge.get_prices(product, None).await.ok();
-                    if response.as_ref().is_some_and(|r| r.status() == 202) {
-                        accepted_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Answer {
-                        product,
-                        status: response.as_ref().map(|r| r.status().as_u16()),
-                        retry_after: response
-                            .as_ref()
-                            .is_some_and(|r| r.headers().contains_key("retry-after")),
-                        sent,
-                        took: sent.elapsed(),
-                    }
-                });
-            }
-            while let Some(answer) = pending.join_next().await {
-                if let Ok(answer) = answer {
-                    answers.push(answer);
-                }
-            }
-            answers
-        }
-    };
-    let load = tokio::spawn(load);
+    let load = MissStream::start(edge, plan.misses_per_second);
 
     tokio::time::sleep(plan.before).await;
     let stop_took =
@@ -194,17 +140,9 @@ pub async fn run(edge: &Edge, plan: &Plan) -> Result<DrillReport, DrillError> {
             .await?;
     let ready_at = Instant::now();
     // Misses keep coming until one is accepted again (bounded), then `after` more.
-    let accepted_at_start = accepted_so_far.load(std::sync::atomic::Ordering::Relaxed);
-    while accepted_so_far.load(std::sync::atomic::Ordering::Relaxed) == accepted_at_start
-        && ready_at.elapsed() < plan.recovery_limit
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    load.next_accepted(plan.recovery_limit).await;
     tokio::time::sleep(plan.after).await;
-    let _ = sender.send(());
-    let answers = load
-        .await
-        .map_err(|e| DrillError::Precondition(format!("the load task failed: {e}")))?;
+    let answers = load.finish().await?;
 
     report.requests = answers.len() as u64;
     let accepted: Vec<&Answer> = answers.iter().filter(|a| a.status == Some(202)).collect();

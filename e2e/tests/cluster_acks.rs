@@ -9,69 +9,23 @@ use std::time::Duration;
 use clap::Parser as _;
 use pricefront_consumer::clients::dead_letter_producer_config;
 use pricefront_consumer::config::Settings;
-use pricefront_harness::stack_script;
 use pricefront_harness::topic::read_to_end;
+use pricefront_harness::Cluster;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh"))
-}
-
-/// The settings that reach the cluster's `dev/stack.sh` (`NAME=value` pairs).
-fn stack_env() -> Vec<(String, String)> {
-    env("CLUSTER_STACK_ENV")
-        .split_whitespace()
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-async fn stack(args: &[&str]) {
-    let pairs = stack_env();
-    let env: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    stack_script(args, &env, LIMIT).await.unwrap();
-}
-
-/// Partition 0's leader, replicas and in-sync replicas (node ids; the leader -1 while there is none).
-fn partition(brokers: &str, topic: &str) -> (i32, Vec<i32>, Vec<i32>) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
+/// Waits (bounded) until partition 0 of `topic` satisfies `done` (its leader, its in-sync replicas).
+async fn wait_for(cluster: &Cluster, topic: &str, what: &str, done: impl Fn(i32, &[i32]) -> bool) {
+    cluster
+        .wait_for(topic, what, LIMIT, |parts| {
+            parts.first().is_some_and(|p| done(p.leader, &p.isr))
+        })
+        .await
         .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partition = &metadata.topics()[0].partitions()[0];
-    (
-        partition.leader(),
-        partition.replicas().to_vec(),
-        partition.isr().to_vec(),
-    )
-}
-
-/// Waits (bounded) until partition 0 satisfies `done`.
-async fn wait_for(brokers: &str, topic: &str, what: &str, done: impl Fn(i32, &[i32]) -> bool) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let (leader, _, isr) = partition(brokers, topic);
-        if done(leader, &isr) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: never (leader {leader}, isr {isr:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn send(producer: &FutureProducer, topic: &str, key: &str) {
@@ -88,7 +42,8 @@ async fn send(producer: &FutureProducer, topic: &str, key: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_acknowledged_with_a_replica_down_survives_its_leaders_death_whoever_produced_it()
 {
-    let brokers = env("CLUSTER_KAFKA_BROKERS");
+    let cluster = Cluster::from_env().unwrap();
+    let brokers = cluster.brokers.clone();
     let topic = format!("acks-{}", uuid::Uuid::new_v4());
     // One partition on all three nodes, two of which must have a record before it is acknowledged.
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -103,16 +58,17 @@ async fn a_record_acknowledged_with_a_replica_down_survives_its_leaders_death_wh
     {
         result.unwrap();
     }
-    wait_for(&brokers, &topic, "all three in sync", |l, isr| {
+    wait_for(&cluster, &topic, "all three in sync", |l, isr| {
         l > 0 && isr.len() == 3
     })
     .await;
-    let (leader, replicas, _) = partition(&brokers, &topic);
+    let partition = cluster.partitions(&topic).await.unwrap().remove(0);
+    let (leader, replicas) = (partition.leader, partition.replicas);
     let follower = *replicas.iter().find(|&&r| r != leader).unwrap();
 
     // A follower down: the records are acknowledged by the two others.
-    stack(&["stop", &format!("kafka-{follower}")]).await;
-    wait_for(&brokers, &topic, "the ISR shrinks", |_, isr| isr.len() == 2).await;
+    cluster.node("stop", follower).await.unwrap();
+    wait_for(&cluster, &topic, "the ISR shrinks", |_, isr| isr.len() == 2).await;
     let harness = pricefront_harness::direct_producer_to(&brokers).unwrap();
     send(&harness, &topic, "harness").await;
     let settings =
@@ -124,7 +80,7 @@ async fn a_record_acknowledged_with_a_replica_down_survives_its_leaders_death_wh
     );
     send(&dead_letters, &topic, "dead-letter").await;
     let bridge = reqwest::Client::new()
-        .post(format!("{}/topics/{topic}", env("CLUSTER_BRIDGE_URL")))
+        .post(format!("{}/topics/{topic}", cluster.bridge_url))
         .header("Content-Type", "application/vnd.kafka.json.v2+json")
         .body(r#"{"records":[{"key":"bridge","value":{},"partition":0}]}"#)
         .send()
@@ -133,13 +89,13 @@ async fn a_record_acknowledged_with_a_replica_down_survives_its_leaders_death_wh
     assert_eq!(bridge.status(), 200, "{}", bridge.text().await.unwrap());
 
     // The follower back in sync, then the leader killed: a new leader from the others has every record.
-    stack(&["start", &format!("kafka-{follower}")]).await;
-    wait_for(&brokers, &topic, "the follower back in sync", |_, isr| {
+    cluster.node("start", follower).await.unwrap();
+    wait_for(&cluster, &topic, "the follower back in sync", |_, isr| {
         isr.len() == 3
     })
     .await;
-    stack(&["kill", &format!("kafka-{leader}")]).await;
-    wait_for(&brokers, &topic, "a new leader", |l, _| {
+    cluster.node("kill", leader).await.unwrap();
+    wait_for(&cluster, &topic, "a new leader", |l, _| {
         l > 0 && l != leader
     })
     .await;
@@ -166,6 +122,6 @@ async fn a_record_acknowledged_with_a_replica_down_survives_its_leaders_death_wh
     };
     let mut keys = keys;
     keys.sort();
-    stack(&["start", &format!("kafka-{leader}")]).await;
+    cluster.node("start", leader).await.unwrap();
     assert_eq!(keys, ["bridge", "dead-letter", "harness"]);
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::stack::{brokers, redis_url, repo_path};
+use crate::stack::{redis_url, repo_path};
 use crate::{free_port, metrics, HarnessError, TestEnv};
 
 impl TestEnv {
@@ -70,7 +70,7 @@ impl TestEnv {
         let child = command
             .args([
                 "--brokers",
-                &brokers(),
+                &self.brokers,
                 "--topic",
                 &self.topic,
                 "--dead-letter-topic",

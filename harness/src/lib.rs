@@ -10,6 +10,7 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`stack`] | where the stack listens (`KAFKA_BROKERS`, `KAFKA_BRIDGE_URL`, `REDIS_URL`), topics, the producer |
+//! | [`cluster`] | the three-node Kafka cluster beside the stack: its nodes stopped, killed, started; partition leaders |
 //! | [`test_env`] | [`TestEnv`]: one run's topics, group, products, simulated vendors and vendors file |
 //! | [`vendors`] | simulated vendor profiles |
 //! | [`consumer`] | starting and stopping consumer processes, their state from `/metrics` |
@@ -26,6 +27,7 @@
 //! | [`private_redis`], [`otlp`] | a Redis of one test's own, an OTLP collector |
 
 pub mod clock;
+pub mod cluster;
 pub mod comparisons;
 pub mod consumer;
 pub mod edge;
@@ -44,12 +46,14 @@ pub mod vendors;
 pub mod worker;
 
 pub use clock::{now_ms, utc_date};
+pub use cluster::{Cluster, PartitionState};
 pub use comparisons::{aged_comparison, comparison_at, sample_comparison};
 pub use consumer::{consumer_binary, ConsumerProcess};
 pub use error::HarnessError;
 pub use machine::Machine;
 pub use stack::{
-    bridge_url, brokers, direct_producer, direct_producer_to, redis_url, repo_path, stack_script,
+    bridge_url, brokers, create_topics_on, direct_producer, direct_producer_to, redis_url,
+    repo_path, stack_script,
 };
 pub use test_env::TestEnv;
 pub use vendors::{profiles, profiles_of, vendor};

@@ -67,15 +67,24 @@ pub fn repo_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
-/// Creates `names`, 3 partitions each, replicated as the cluster's default says (1 on one node; 3 with
-/// `min.insync.replicas` 2 on `KAFKA_NODES=3`).
+/// Creates `names` on the stack's Kafka, 3 partitions each ([`create_topics_on`]).
 pub async fn create_topics(names: &[&str]) -> Result<(), HarnessError> {
+    create_topics_on(&brokers(), names, 3).await
+}
+
+/// Creates `names` on the Kafka at `brokers`, `partitions` each, replicated as the cluster's default says
+/// (1 on one node; 3 with `min.insync.replicas` 2 on `KAFKA_NODES=3`).
+pub async fn create_topics_on(
+    brokers: &str,
+    names: &[&str],
+    partitions: i32,
+) -> Result<(), HarnessError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .create()?;
     let topics: Vec<_> = names
         .iter()
-        .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(-1)))
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(-1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin

@@ -11,13 +11,16 @@ use pricefront_core::{Money, ProductId};
 use rdkafka::producer::FutureProducer;
 use vendor_sim::{expected_price, Profiles, Simulator};
 
-use crate::stack::{create_topics, direct_producer, redis_url};
+use crate::cluster::Cluster;
+use crate::stack::{brokers, create_topics_on, direct_producer_to, redis_url};
 use crate::vendors::vendors_toml;
 use crate::HarnessError;
 
 /// One test's private slice of the stack.
 pub struct TestEnv {
     pub name: String,
+    /// The Kafka its topics live on: the stack's, or the cluster's ([`TestEnv::on_cluster`]).
+    pub brokers: String,
     pub topic: String,
     pub dead_letter_topic: String,
     pub group: String,
@@ -50,10 +53,42 @@ impl TestEnv {
         vendor_timeout_ms: u64,
         settings: &[(&str, &str)],
     ) -> Result<Self, HarnessError> {
+        Self::build(name, profiles, vendor_timeout_ms, settings, &brokers(), 3).await
+    }
+
+    /// Like [`TestEnv::new`], on the three-node `cluster` (topics replicated three times, two in sync to
+    /// acknowledge), its request topic of `partitions` partitions.
+    pub async fn on_cluster(
+        cluster: &Cluster,
+        name: &str,
+        profiles: Profiles,
+        vendor_timeout_ms: u64,
+        partitions: i32,
+    ) -> Result<Self, HarnessError> {
+        Self::build(
+            name,
+            profiles,
+            vendor_timeout_ms,
+            &[],
+            &cluster.brokers,
+            partitions,
+        )
+        .await
+    }
+
+    async fn build(
+        name: &str,
+        profiles: Profiles,
+        vendor_timeout_ms: u64,
+        settings: &[(&str, &str)],
+        brokers: &str,
+        partitions: i32,
+    ) -> Result<Self, HarnessError> {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let topic = format!("it-{name}-{}", &unique[..8]);
         let dead_letter_topic = format!("{topic}.dlq");
-        create_topics(&[&topic, &dead_letter_topic]).await?;
+        create_topics_on(brokers, &[&topic], partitions).await?;
+        create_topics_on(brokers, &[&dead_letter_topic], 3).await?;
         let dir = std::env::temp_dir().join(format!("pricefront-it-{topic}"));
         std::fs::create_dir_all(&dir)
             .map_err(HarnessError::io(format!("creating {}", dir.display())))?;
@@ -92,6 +127,7 @@ impl TestEnv {
             })?;
         Ok(Self {
             name: name.into(),
+            brokers: brokers.to_owned(),
             group: format!("{topic}-group"),
             topic,
             dead_letter_topic,
@@ -103,7 +139,7 @@ impl TestEnv {
             vendors_file,
             cache,
             http: reqwest::Client::new(),
-            producer: direct_producer()?,
+            producer: direct_producer_to(brokers)?,
         })
     }
 
