@@ -273,7 +273,7 @@ async fn one_run(
         })?;
 
     let mut tally = read_load(plan, &worker.edge(), &products).await;
-    tally.records = records_per_product(&env.topic)
+    tally.records = records_per_product(&env.brokers, &env.topic)
         .await
         .map_err(|e| DrillError::Precondition(e.to_string()))?;
     drop(consumer);

@@ -712,7 +712,7 @@ async fn recover(
 
 /// The ids with at least one record in the drill's topic.
 async fn published_products(env: &TestEnv) -> Result<HashSet<u64>, DrillError> {
-    Ok(records_per_product(&env.topic)
+    Ok(records_per_product(&env.brokers, &env.topic)
         .await
         .map_err(|e| DrillError::Precondition(e.to_string()))?
         .into_keys()

@@ -13,6 +13,9 @@
 //! | [`early_refresh`] | results that expire every few seconds under a Zipf read load, early refreshes off and on |
 //! | [`flood`] | distinct random ids from a few identities, well above the limits, beside a legitimate client |
 //! | [`starved_consumer`] | the consumer kept to one CPU that a busy loop shares, with healthy vendors |
+//! | [`leader_kill`] | on the three-node cluster: kill -9 of the leader of the request topic's busiest partition |
+//! | [`rolling_restart`] | on the cluster: each node restarted in turn, waiting for the replicas to catch up |
+//! | [`below_isr`] | on the cluster: two of three nodes stopped (below `min.insync.replicas`), then one back |
 //!
 //! "Lost" is always a published request without a stored result at the end of the drill (Redis read
 //! directly). "Duplicated" is work done more than once, as each drill defines it in its notes.
@@ -22,16 +25,20 @@
 
 #![warn(missing_docs)]
 
+pub mod below_isr;
+mod cluster;
 pub mod early_refresh;
 mod edge_cases;
 pub mod edge_input;
 pub mod flood;
 pub mod kafka_restart;
 pub mod kill_consumer;
+pub mod leader_kill;
 mod misses;
 pub mod redis_restart;
 pub mod report;
 pub mod rest_proxy;
+pub mod rolling_restart;
 pub mod starved_consumer;
 mod support;
 pub mod vendor_down;

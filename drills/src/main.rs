@@ -4,7 +4,8 @@
 //! Needs the stack (`dev/stack.sh up`) and a consumer build: `PRICEFRONT_CONSUMER_BIN`, which
 //! `make drills` and `make test` point at the release build, or else the debug build. The edge drill
 //! uses the Worker at `EDGE_KV_URL` (token `EDGE_FILL_TOKEN`) when both are set, and otherwise starts
-//! one under `wrangler dev` on `--edge-port` and stops it at the end.
+//! one under `wrangler dev` on `--edge-port` and stops it at the end. The cluster drills need the
+//! three-node cluster that `make drills` starts beside the stack (`CLUSTER_*`, see `scripts/stack-session.sh`).
 
 use std::future::Future;
 
@@ -12,8 +13,9 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use pricefront_drills::report::{reliability_document, table};
 use pricefront_drills::{
-    early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
-    starved_consumer, vendor_down, vendor_faults, DrillError, DrillReport, Machine, Verdict,
+    below_isr, early_refresh, edge_input, flood, kafka_restart, kill_consumer, leader_kill,
+    redis_restart, rest_proxy, rolling_restart, starved_consumer, vendor_down, vendor_faults,
+    DrillError, DrillReport, Machine, Verdict,
 };
 use pricefront_harness::edge::Edge;
 use pricefront_harness::utc_date;
@@ -47,6 +49,9 @@ enum Drill {
     EarlyRefresh,
     Flood,
     Starved,
+    LeaderKill,
+    RollingRestart,
+    BelowIsr,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,6 +131,18 @@ async fn run(args: Args, edge: Option<edge_input::Target>) -> anyhow::Result<()>
             )
             .await,
         );
+    }
+    if wanted(Drill::LeaderKill) {
+        let plan = leader_kill::Plan::default();
+        reports.push(attempt("cluster: partition leader killed", leader_kill::run(&plan)).await);
+    }
+    if wanted(Drill::RollingRestart) {
+        let plan = rolling_restart::Plan::default();
+        reports.push(attempt("cluster: rolling restart", rolling_restart::run(&plan)).await);
+    }
+    if wanted(Drill::BelowIsr) {
+        let plan = below_isr::Plan::default();
+        reports.push(attempt("cluster: below min.insync.replicas", below_isr::run(&plan)).await);
     }
     if wanted(Drill::Edge) || wanted(Drill::RestProxy) {
         let (target, started) = match edge {

@@ -10,8 +10,9 @@
 //! ```
 
 use pricefront_drills::{
-    early_refresh, edge_input, flood, kafka_restart, kill_consumer, redis_restart, rest_proxy,
-    starved_consumer, vendor_down, vendor_faults, DrillReport, Verdict,
+    below_isr, early_refresh, edge_input, flood, kafka_restart, kill_consumer, leader_kill,
+    redis_restart, rest_proxy, rolling_restart, starved_consumer, vendor_down, vendor_faults,
+    DrillReport, Verdict,
 };
 
 fn assert_passed(report: &DrillReport) {
@@ -104,6 +105,33 @@ async fn early_refreshes_keep_the_hottest_products_from_going_stale() {
 async fn a_flood_of_distinct_ids_is_turned_away_without_publishing_and_loses_no_legitimate_request()
 {
     let report = flood::run(&flood::Plan::short())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+// The cluster's drills: the three-node cluster that scripts/test.sh starts beside the stack.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_of_the_busiest_partition_loses_no_acknowledged_request() {
+    let report = leader_kill::run(&leader_kill::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_the_cluster_loses_nothing_and_the_edge_only_answers_202_or_503() {
+    let report = rolling_restart::run(&rolling_restart::Plan::default())
+        .await
+        .expect("the drill could not run");
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_min_insync_replicas_the_edge_answers_503_and_recovers_by_itself_once_a_node_is_back()
+{
+    let report = below_isr::run(&below_isr::Plan::default())
         .await
         .expect("the drill could not run");
     assert_passed(&report);

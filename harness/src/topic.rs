@@ -206,17 +206,18 @@ pub fn committed_offsets(
         .collect())
 }
 
-/// How many records of `topic` each product id (the key, a bare decimal id) has, read to the end on a
-/// blocking thread, for async callers; records whose key is not an id are left out.
+/// How many records of `topic` (on the Kafka at `brokers`) each product id (the key, a bare decimal id)
+/// has, read to the end on a blocking thread, for async callers; records whose key is not an id are
+/// left out.
 pub async fn records_per_product(
+    brokers: &str,
     topic: &str,
 ) -> Result<std::collections::HashMap<u64, u64>, TopicError> {
-    let topic = topic.to_owned();
-    let records = tokio::task::spawn_blocking(move || {
-        read_to_end(&crate::brokers(), &topic, Duration::from_secs(60))
-    })
-    .await
-    .map_err(|e| TopicError::Blocking(e.to_string()))??;
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    let records =
+        tokio::task::spawn_blocking(move || read_to_end(&brokers, &topic, Duration::from_secs(60)))
+            .await
+            .map_err(|e| TopicError::Blocking(e.to_string()))??;
     let mut counts = std::collections::HashMap::new();
     for record in records {
         let id = record
