@@ -181,6 +181,13 @@ pub fn reliability_document(
            (a round cut short by the fault counts too); for the vendor-fault drill, whose retries make vendor\n\
            calls no measure, it is the products the vendors were asked about in more than one round (the\n\
            simulator counts, per product and vendor, the answers that end a round: anything but a 503).\n\n\
+         The three **cluster** drills run on a three-node Kafka cluster beside the stack (`KAFKA_NODES=3\n\
+         dev/stack.sh`: three KRaft nodes, each controller and broker, in three small JVMs of 512 MiB heap on the\n\
+         same machine; topics of replication factor 3 with `min.insync.replicas=2`, the consumers' offsets too),\n\
+         with a bridge of its own whose producer uses `acks=all` and idempotence, a Worker publishing through it\n\
+         and two consumers. There, **lost** is a miss answered 202 without its record in the topic (Kafka did not\n\
+         keep what it acknowledged) plus a record without a stored result, and **duplicated** a request written\n\
+         to the topic twice.\n\n\
          The same drills run in the test suite, with assertions on lost = 0 (every drill must count it) and on\n\
          each drill's checks, among them no 5xx from the Worker's own code (the runtime's answers to requests\n\
          that break HTTP itself are listed apart in the edge drill's notes and not held to that rule):\n\
