@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use pricefront_harness::{profiles_of, vendor, TestEnv};
+use pricefront_harness::{profiles_of, vendor, ConsumerProcess, TestEnv};
 use tokio::time::Instant;
 use vendor_sim::{BodyShape, Profiles};
 
@@ -413,29 +413,20 @@ async fn one_run(
     env.publish(products.iter().copied()).await?;
     let consumer = env.start_consumer_with_env(label, flags, env_vars)?;
     let probe = UsageProbe::new(&Proc, label, consumer.child.id());
-    let limit = Instant::now() + Duration::from_secs(args.fill_limit_secs);
-    let mut first = None;
-    let finished_at = loop {
-        let finished = consumer
-            .metric("pricefront_messages_finished_total")
-            .await
-            .unwrap_or(0.0) as u64;
-        if finished >= 1 && first.is_none() {
-            first = Some((Instant::now(), finished, probe.at_first_result()?));
-        }
-        if finished >= count {
-            break Instant::now();
-        }
-        if Instant::now() > limit {
-            bail!(
-                "{label}: only {finished} of {count} finished within {} s",
-                args.fill_limit_secs
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let (started_at, done_at_start, cpu_at_start) = first.context("nothing finished")?;
-    let seconds = (finished_at - started_at).as_secs_f64().max(0.001);
+    let fill = watch_fill(
+        label,
+        &[&consumer],
+        std::slice::from_ref(&probe),
+        0,
+        count,
+        Duration::from_secs(args.fill_limit_secs),
+    )
+    .await?;
+    let cpu_at_start = fill
+        .cpu_at_start
+        .first()
+        .copied()
+        .context("no CPU reading")?;
     let usage = probe.at_end(cpu_at_start)?;
     let results = env.stored(&products).await?;
     let stored = results.len() as u64;
@@ -446,11 +437,87 @@ async fn one_run(
     Ok(Run {
         products: count,
         complete: results.iter().filter(|r| r.complete).count() as u64,
-        rate: (count - done_at_start) as f64 / seconds,
+        rate: fill.rate(count),
         cpu_s_per_1000: usage.cpu_s_per_1000(count),
-        cpu_s_per_1000_fill: usage.cpu_s_per_1000_fill(count - done_at_start),
+        cpu_s_per_1000_fill: usage.cpu_s_per_1000_fill(count.saturating_sub(fill.done_at_start)),
         peak_rss_mib: usage.peak_rss_mib,
         vendor_calls_per_product: calls as f64 / count as f64,
+    })
+}
+
+/// A fill by one or more consumer processes, as their `/metrics` told it: from the first message
+/// finished to the last.
+pub(crate) struct FillWatch {
+    /// When the first message was seen finished.
+    pub(crate) started_at: Instant,
+    /// When `count` messages were.
+    pub(crate) finished_at: Instant,
+    /// Messages finished by then (summed over the processes).
+    pub(crate) done_at_start: u64,
+    /// Each process's CPU seconds then, in the order of the probes.
+    pub(crate) cpu_at_start: Vec<f64>,
+}
+
+impl FillWatch {
+    /// Seconds from the first finished message to the last (at least a millisecond).
+    pub(crate) fn seconds(&self) -> f64 {
+        (self.finished_at - self.started_at)
+            .as_secs_f64()
+            .max(0.001)
+    }
+
+    /// Messages finished per second after the first, of `count` in all.
+    pub(crate) fn rate(&self, count: u64) -> f64 {
+        count.saturating_sub(self.done_at_start) as f64 / self.seconds()
+    }
+}
+
+/// Polls `consumers`' `/metrics` every 100 ms until they have finished `count` messages between them
+/// (`pricefront_messages_finished_total`, summed, less the `already` finished before the fill), reading
+/// each one's CPU with its probe (in the same order) at the first; an error after `limit`.
+pub(crate) async fn watch_fill(
+    label: &str,
+    consumers: &[&ConsumerProcess],
+    probes: &[UsageProbe<'_, Proc>],
+    already: u64,
+    count: u64,
+    limit: Duration,
+) -> anyhow::Result<FillWatch> {
+    let deadline = Instant::now() + limit;
+    let mut first = None;
+    let finished_at = loop {
+        let readings = futures::future::join_all(
+            consumers
+                .iter()
+                .map(|c| c.metric("pricefront_messages_finished_total")),
+        )
+        .await;
+        let finished = readings
+            .iter()
+            .map(|v| v.unwrap_or(0.0) as u64)
+            .sum::<u64>()
+            .saturating_sub(already);
+        if finished >= 1 && first.is_none() {
+            let cpu: Result<Vec<f64>, _> = probes.iter().map(|p| p.at_first_result()).collect();
+            first = Some((Instant::now(), finished, cpu?));
+        }
+        if finished >= count {
+            break Instant::now();
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{label}: only {finished} of {count} finished within {} s",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (started_at, done_at_start, cpu_at_start) = first.context("nothing finished")?;
+    Ok(FillWatch {
+        started_at,
+        finished_at,
+        done_at_start,
+        cpu_at_start,
     })
 }
 

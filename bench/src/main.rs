@@ -16,6 +16,9 @@
 //!    same Worker under the same load loop; every accepted publish counted in the topic.
 //! 6. Authentication: the consumer's CPU per comparison with each kind a vendor profile can use (none, a
 //!    key in the query, OAuth 2.0, RSA-signed headers per request and reused), in the same run.
+//! 7. Scale-out: one, two and three consumer processes on a 12-partition topic of the three-node cluster
+//!    (fill rate, CPU per comparison), and the rebalance when a process joins or leaves under load, with
+//!    the classic protocol's `cooperative-sticky` and with KIP-848's `group.protocol=consumer`.
 
 mod auth_cost;
 mod edge;
@@ -27,6 +30,7 @@ mod plot;
 mod prefer;
 mod publish;
 mod report;
+mod scale_out;
 mod usage;
 
 use clap::Parser;
@@ -91,6 +95,13 @@ pub struct Args {
     /// How often a client polls after its 202, in ms.
     #[arg(long, default_value_t = 10)]
     miss_poll_ms: u64,
+    /// Distinct products for each fill of the scale-out benchmark (one per count of processes and
+    /// protocol).
+    #[arg(long, default_value_t = 6_000, value_parser = clap::value_parser!(u64).range(1..))]
+    scale_out_products: u64,
+    /// New requests per second while the scale-out benchmark times a process joining and leaving.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    scale_out_load: u32,
     /// Run only these benchmarks (repeatable); all of them when absent. With `--write`, only their
     /// sections of BENCHMARKS.md are replaced.
     #[arg(long, value_enum)]
@@ -115,6 +126,8 @@ pub enum Bench {
     Miss,
     /// 6. What each authentication kind of a vendor costs the consumer.
     Auth,
+    /// 7. One, two and three consumer processes on the cluster; rebalances on a join and a leave.
+    ScaleOut,
 }
 
 impl Args {
@@ -143,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs(Bench::Auth) {
         sections.push(auth_cost::run(&args).await?);
+    }
+    if args.runs(Bench::ScaleOut) {
+        sections.push(scale_out::run(&args).await?);
     }
     let text = report::render(&args, &sections);
     println!("{text}");

@@ -104,6 +104,9 @@ pub fn audience(key: &str) -> Audience {
 /// 15 s (the kill -9 drill measures it).
 pub const DEFAULT_SESSION_TIMEOUT_MS: &str = "6000";
 
+/// The partition assignment strategy of the classic protocol, unless the options say otherwise.
+pub const DEFAULT_ASSIGNMENT_STRATEGY: &str = "cooperative-sticky";
+
 /// The heartbeat that goes with [`DEFAULT_SESSION_TIMEOUT_MS`]: a third of it, so that two heartbeats
 /// can be lost before a live member is taken for dead.
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: &str = "2000";
@@ -130,9 +133,17 @@ const APPROX_REQUEST_BYTES: u64 = 256;
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let mut config = shared_config(settings, Audience::Consumer);
     let shared = config.clone();
-    let given = |key: &str| {
-        shared.get(key).is_some() || settings.consumer_options.iter().any(|(k, _)| k == key)
+    // What the options set `key` to: a `--consumer-option` over a `--kafka-option`, the last one given.
+    let chosen = |key: &str| {
+        settings
+            .consumer_options
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .or_else(|| shared.get(key))
     };
+    let given = |key: &str| chosen(key).is_some();
     // A short prefetch: by default librdkafka queues up to 100,000 messages per partition and fetches
     // up to 1 MiB per partition at once, so after a takeover the new partition's messages waited behind
     // thousands of the others (the kill -9 drill: 29 s from the kill to the first result of the dead
@@ -161,10 +172,21 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         config.set("fetch.queue.backoff.ms", DEFAULT_FETCH_QUEUE_BACKOFF_MS);
     }
     // Either both defaults or neither: a heartbeat must stay well under the session it keeps alive.
-    if !given("session.timeout.ms") && !given("heartbeat.interval.ms") {
+    // Neither under the consumer protocol of KIP-848, where the broker sets both and librdkafka refuses
+    // a client that does.
+    if !is_consumer_protocol(chosen("group.protocol"))
+        && !given("session.timeout.ms")
+        && !given("heartbeat.interval.ms")
+    {
         config
             .set("session.timeout.ms", DEFAULT_SESSION_TIMEOUT_MS)
             .set("heartbeat.interval.ms", DEFAULT_HEARTBEAT_INTERVAL_MS);
+    }
+    // Incremental rebalances unless said otherwise: a member that joins or leaves moves only the
+    // partitions that change hands, and the others keep working (BENCHMARKS.md, benchmark 7, measures it
+    // against KIP-848). Not under KIP-848, whose assignor is the broker's (`group.remote.assignor`).
+    if !is_consumer_protocol(chosen("group.protocol")) && !given("partition.assignment.strategy") {
+        config.set("partition.assignment.strategy", DEFAULT_ASSIGNMENT_STRATEGY);
     }
     config
         .set("group.id", &settings.group_id)
@@ -180,6 +202,16 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         config.set(key, value);
     }
     config
+}
+
+/// Whether `group.protocol` (its value, if set) chooses the consumer group protocol of KIP-848
+/// (`consumer`). Under it the group's session and heartbeat are the broker's
+/// (`group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`), the assignor too
+/// (`group.remote.assignor` instead of `partition.assignment.strategy`), and librdkafka (2.12) refuses
+/// to create a consumer that sets `session.timeout.ms` or `heartbeat.interval.ms`: "not supported for
+/// `group.protocol=consumer`. It is defined broker side". librdkafka reads the value regardless of case.
+pub fn is_consumer_protocol(group_protocol: Option<&str>) -> bool {
+    group_protocol.is_some_and(|value| value.eq_ignore_ascii_case("consumer"))
 }
 
 /// The dead-letter producer's client settings: the shared ones and the producer's own.
@@ -244,6 +276,50 @@ mod tests {
         );
         assert_eq!(given.get("session.timeout.ms"), Some("30000"));
         assert_eq!(given.get("heartbeat.interval.ms"), None);
+    }
+
+    #[test]
+    fn the_consumer_protocol_of_kip_848_gets_no_session_or_heartbeat_default() {
+        for flags in [
+            ["c", "--consumer-option", "group.protocol=consumer"],
+            ["c", "--kafka-option", "group.protocol=consumer"],
+            ["c", "--consumer-option", "group.protocol=CONSUMER"],
+        ] {
+            let config = consumer_config(&Settings::from_flags(flags).unwrap());
+            assert!(
+                is_consumer_protocol(config.get("group.protocol")),
+                "{flags:?}"
+            );
+            assert_eq!(config.get("session.timeout.ms"), None, "{flags:?}");
+            assert_eq!(config.get("heartbeat.interval.ms"), None, "{flags:?}");
+            assert_eq!(config.get("partition.assignment.strategy"), None);
+        }
+        // The classic protocol, said or not, keeps the 6 s session; a later option wins over an earlier.
+        for flags in [
+            vec!["c", "--consumer-option", "group.protocol=classic"],
+            vec![
+                "c",
+                "--kafka-option",
+                "group.protocol=consumer",
+                "--consumer-option",
+                "group.protocol=classic",
+            ],
+        ] {
+            let config = consumer_config(&Settings::from_flags(flags.clone()).unwrap());
+            assert_eq!(config.get("session.timeout.ms"), Some("6000"), "{flags:?}");
+            assert_eq!(
+                config.get("partition.assignment.strategy"),
+                Some("cooperative-sticky"),
+                "{flags:?}"
+            );
+            assert_eq!(
+                config.get("heartbeat.interval.ms"),
+                Some("2000"),
+                "{flags:?}"
+            );
+        }
+        assert!(!is_consumer_protocol(None));
+        assert!(!is_consumer_protocol(Some("classic")));
     }
 
     #[test]
