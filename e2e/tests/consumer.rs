@@ -327,7 +327,8 @@ async fn sequential_mode_still_finishes_everything() {
 /// A member whose window is full holds what it still receives. A rebalance that gives it a partition
 /// back must not start those held messages as the first of the new assignment: their finish would let
 /// the committed offset pass messages still in flight from before (a crash then loses them). Checked
-/// all along, through two rebalances (another member joins, then leaves): whatever offset the group
+/// all along, through two rebalances (another member joins, then leaves; with the default
+/// `cooperative-sticky`, the partitions taken from `member` come back to it): whatever offset the group
 /// has committed, every request below it has its result stored; and in the end every request has one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_giving_a_full_window_its_partitions_back_never_commits_past_unstored_work() {
@@ -355,8 +356,8 @@ async fn a_rebalance_giving_a_full_window_its_partitions_back_never_commits_past
         .await
         .expect("the window fills");
 
-    // Another member of the group joins and leaves, twice over: each time, every partition is revoked
-    // from `member` and some or all of them are given back.
+    // Another member of the group joins and leaves, twice over: each time, the partitions it takes are
+    // revoked from `member` and given back when it leaves.
     let (group, topic) = (env.group.clone(), env.topic.clone());
     let visits = tokio::task::spawn_blocking(move || visit_group_twice(&group, &topic));
 
@@ -423,6 +424,11 @@ fn visit_group_twice(group: &str, topic: &str) {
         let visitor: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", pricefront_harness::brokers())
             .set("group.id", group)
+            // The member's assignor: a group cannot mix eager and cooperative assignors.
+            .set(
+                "partition.assignment.strategy",
+                pricefront_consumer::clients::DEFAULT_ASSIGNMENT_STRATEGY,
+            )
             .set("enable.auto.commit", "false")
             .create()
             .expect("a visiting consumer");
