@@ -33,6 +33,8 @@
 # KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), BRIDGE_HEAP_OPTS (-Xms64m -Xmx512m),
 # KAFKA_START_TIMEOUT (120), BRIDGE_START_TIMEOUT (120), REDIS_START_TIMEOUT (20) seconds,
 # BRIDGE_MAX_BLOCK_MS (10000), BRIDGE_DELIVERY_TIMEOUT_MS (30000): producer settings of the bridge.
+# BRIDGE_PRODUCER_SHARED (false): true writes http.producer.shared=true, which only the bridge built with
+# dev/bridge-shared-producer.patch reads (dev/build-bridge-shared.sh; STRIMZI_BRIDGE_HOME names it).
 # REDIS_APPENDONLY (0): 1 starts Redis with --appendonly yes --appendfsync always (a restart keeps
 # its data; the Redis drill uses it).
 set -euo pipefail
@@ -68,6 +70,7 @@ BRIDGE_START_TIMEOUT="${BRIDGE_START_TIMEOUT:-120}"
 REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-20}"
 BRIDGE_MAX_BLOCK_MS="${BRIDGE_MAX_BLOCK_MS:-10000}"
 BRIDGE_DELIVERY_TIMEOUT_MS="${BRIDGE_DELIVERY_TIMEOUT_MS:-30000}"
+BRIDGE_PRODUCER_SHARED="${BRIDGE_PRODUCER_SHARED:-false}"
 
 TOPICS=(price-compare-requests price-compare-requests.dlq)
 TOPIC_PARTITIONS=3
@@ -452,6 +455,8 @@ http.port=$BRIDGE_PORT
 http.management.port=$BRIDGE_MANAGEMENT_PORT
 http.consumer.enabled=false
 http.producer.enabled=true
+# One producer for every connection (dev/bridge-shared-producer.patch; upstream ignores it).
+http.producer.shared=$BRIDGE_PRODUCER_SHARED
 EOF
 }
 
