@@ -157,6 +157,19 @@ struct FillRun {
     peak_rss_mib: f64,
 }
 
+/// A fresh test slice of the cluster named after `label`: a 12-partition request topic and the run's
+/// simulated vendors.
+async fn fresh_env(args: &Args, cluster: &Cluster, label: &str) -> anyhow::Result<TestEnv> {
+    Ok(TestEnv::on_cluster(
+        cluster,
+        &format!("bench-{label}"),
+        vendors(args),
+        VENDOR_TIMEOUT_MS,
+        PARTITIONS as i32,
+    )
+    .await?)
+}
+
 /// Starts `consumers` processes with `protocol` on a fresh 12-partition topic of the cluster, waits
 /// until the group holds every partition, then publishes the products and times their fill.
 async fn fill_run(
@@ -166,14 +179,7 @@ async fn fill_run(
     consumers: usize,
 ) -> anyhow::Result<FillRun> {
     let label = format!("scale-{}-{consumers}", protocol.label());
-    let env = TestEnv::on_cluster(
-        cluster,
-        &format!("bench-{label}"),
-        vendors(args),
-        VENDOR_TIMEOUT_MS,
-        PARTITIONS as i32,
-    )
-    .await?;
+    let env = fresh_env(args, cluster, &label).await?;
     let count = args.scale_out_products;
     // One request beyond the products, before the group forms: the publisher's first send connects,
     // reads the metadata and gets its producer id (about a second), which the fill is not to wait for.
@@ -412,14 +418,7 @@ async fn rebalance_run(
     protocol: Protocol,
 ) -> anyhow::Result<RebalanceRun> {
     let label = format!("scale-{}-rebalance", protocol.label());
-    let env = TestEnv::on_cluster(
-        cluster,
-        &format!("bench-{label}"),
-        vendors(args),
-        VENDOR_TIMEOUT_MS,
-        PARTITIONS as i32,
-    )
-    .await?;
+    let env = fresh_env(args, cluster, &label).await?;
     let window_flag = window(args).to_string();
     let flags = consumer_flags(protocol, &window_flag);
     let spawned = Instant::now();
