@@ -33,6 +33,7 @@
 # KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), BRIDGE_HEAP_OPTS (-Xms64m -Xmx512m),
 # KAFKA_START_TIMEOUT (120), BRIDGE_START_TIMEOUT (120), REDIS_START_TIMEOUT (20) seconds,
 # BRIDGE_MAX_BLOCK_MS (10000), BRIDGE_DELIVERY_TIMEOUT_MS (30000): producer settings of the bridge.
+# BRIDGE_LINGER_MS (0): the bridge producer's linger.ms (worth it only with a shared producer).
 # BRIDGE_PRODUCER_SHARED (false): true writes http.producer.shared=true, which only the bridge built with
 # dev/bridge-shared-producer.patch reads (dev/build-bridge-shared.sh; STRIMZI_BRIDGE_HOME names it).
 # REDIS_APPENDONLY (0): 1 starts Redis with --appendonly yes --appendfsync always (a restart keeps
@@ -71,6 +72,7 @@ REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-20}"
 BRIDGE_MAX_BLOCK_MS="${BRIDGE_MAX_BLOCK_MS:-10000}"
 BRIDGE_DELIVERY_TIMEOUT_MS="${BRIDGE_DELIVERY_TIMEOUT_MS:-30000}"
 BRIDGE_PRODUCER_SHARED="${BRIDGE_PRODUCER_SHARED:-false}"
+BRIDGE_LINGER_MS="${BRIDGE_LINGER_MS:-0}"
 
 TOPICS=(price-compare-requests price-compare-requests.dlq)
 TOPIC_PARTITIONS=3
@@ -445,8 +447,9 @@ kafka.bootstrap.servers=$(bootstrap_servers)
 # (min.insync.replicas of them at least), and a retried send is never written twice.
 kafka.producer.acks=all
 kafka.producer.enable.idempotence=true
-# One record per HTTP request, and a producer per connection: nothing to batch, so no linger.
-kafka.producer.linger.ms=0
+# Upstream builds a producer per connection, each sending one record per request: nothing to batch,
+# so no linger. A shared producer (below) batches the records of concurrent requests on its own.
+kafka.producer.linger.ms=$BRIDGE_LINGER_MS
 kafka.producer.max.block.ms=$BRIDGE_MAX_BLOCK_MS
 kafka.producer.request.timeout.ms=$req
 kafka.producer.delivery.timeout.ms=$BRIDGE_DELIVERY_TIMEOUT_MS

@@ -4,7 +4,10 @@
 // stale before staleUntilMs), same headers (Cache-Control, an ETag per served freshness, 304 on
 // If-None-Match) and the same body (`{"freshness": ..., ...comparison}`).
 //
-// Only the hit path is compared: a miss answers 202 without publishing, and the fill route exists so the
+// A miss publishes a request to REQUEST_TOPIC through the Kafka REST proxy at REST_PROXY_URL (v2, as the
+// Strimzi Kafka Bridge and Confluent REST Proxy documentation show: POST /topics/{topic} with an
+// `application/vnd.kafka.json.v2+json` body of records) and answers 202, or 503 when the proxy does not
+// take it; without REST_PROXY_URL it answers 202 without publishing. The fill route exists so the
 // benchmark can seed this Worker's local KV the way it seeds ours.
 
 const ID = /^[1-9][0-9]{0,19}$/;
@@ -32,10 +35,29 @@ function ifNoneMatch(header, tag) {
   return (header.match(/(W\/)?"[^"]*"/g) || []).some((t) => weak(t) === weak(tag));
 }
 
+async function publish(env, id, now) {
+  if (!env.REST_PROXY_URL) return true;
+  const response = await fetch(`${env.REST_PROXY_URL}/topics/${env.REQUEST_TOPIC}`, {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/vnd.kafka.json.v2+json",
+      Accept: "application/vnd.kafka.v2+json",
+    },
+    body: JSON.stringify({
+      records: [{ key: id, value: { v: 1, productId: id, requestId: crypto.randomUUID(), requestedAtMs: now } }],
+    }),
+  });
+  await response.arrayBuffer();
+  return response.ok;
+}
+
 async function getPrices(request, env, id) {
   const comparison = await env.PRICES.get(`price:v1:${id}`, "json");
   const now = Date.now();
   if (comparison === null || now >= comparison.staleUntilMs) {
+    if (!(await publish(env, id, now))) {
+      return problem(503, "unavailable", "Service Unavailable", "the request could not be queued");
+    }
     return new Response(
       JSON.stringify({ status: "pending", productId: id, location: `/v1/prices/${id}`, retryAfterSecs: 2 }),
       {
