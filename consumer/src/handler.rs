@@ -210,6 +210,8 @@ impl MessageHandler {
             // caches hold stays; the edge publishes the product again when a client still wants it.
             self.metrics.comparisons_without_request.inc();
         } else {
+            self.metrics
+                .result_aggregated(!comparison.offers.is_empty());
             self.sinks.store(&comparison).await;
         }
         comparison.computed_at_ms

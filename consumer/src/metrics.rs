@@ -131,6 +131,13 @@ fn stage_histogram() -> Histogram {
 /// The stage histogram of each sink.
 type StageFamily = Family<SinkLabel, Histogram, fn() -> Histogram>;
 
+/// Labels of an aggregated result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `some` (at least one offer) or `none` (every vendor failed or had no offer).
+    pub offers: &'static str,
+}
+
 /// A vendor and an outcome.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VendorOutcomeLabels {
@@ -169,6 +176,10 @@ pub struct Metrics {
     pub vendor_circuit_opened: Family<VendorLabel, Counter>,
     /// Results a sink did not store because it holds a newer or a more useful one.
     pub results_kept: Family<KeptLabels, Counter>,
+    /// Results aggregated and handed to the sinks, by whether they hold offers.
+    pub results: Family<ResultLabel, Counter>,
+    /// 1 while this process is ready as `/readyz` says, 0 otherwise; set at each scrape.
+    pub ready: Gauge,
     /// Comparisons that asked no vendor at all (every circuit open or quota refused): not results,
     /// so nothing was stored for them.
     pub comparisons_without_request: Counter,
@@ -231,6 +242,8 @@ impl Metrics {
             vendor_attempts: Family::default(),
             vendor_circuit_opened: Family::default(),
             results_kept: Family::default(),
+            results: Family::default(),
+            ready: Gauge::default(),
             comparisons_without_request: Counter::default(),
             cache_writes: Family::default(),
             lag: Family::default(),
@@ -277,6 +290,12 @@ impl Metrics {
                 kind,
             })
             .inc();
+    }
+
+    /// Records a result aggregated for the sinks, with offers or without.
+    pub fn result_aggregated(&self, with_offers: bool) {
+        let offers = if with_offers { "some" } else { "none" };
+        self.results.get_or_create(&ResultLabel { offers }).inc();
     }
 
     /// Records a cache write.
@@ -406,6 +425,16 @@ impl Metrics {
             "results_kept",
             "Results a sink did not store over the one it holds, by reason: newer (computed later) or useful (it has offers and may still be served, the new one has none: stale-if-error)",
             self.results_kept.clone(),
+        );
+        registry.register(
+            "results",
+            "Results aggregated and handed to the sinks, by offers: some (at least one) or none",
+            self.results.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 while this process is ready as /readyz says (partitions held, Redis reachable, no sink misconfigured), else 0",
+            self.ready.clone(),
         );
         registry.register(
             "comparisons_without_request",
@@ -538,7 +567,11 @@ pub async fn serve(
     axum::serve(listener, app).await
 }
 
+/// Sets `pricefront_ready` by the rule `/readyz` answers with, then renders the page: an alert on
+/// readiness reads the same verdict as the orchestrator's probe.
 async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    let ready = readiness(&state).await.is_ok();
+    state.metrics.ready.set(i64::from(ready));
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         Ok(()) => (
@@ -558,18 +591,26 @@ async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<Arc<ServerState>>) -> (StatusCode, &'static str) {
+    match readiness(&state).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+    }
+}
+
+/// Whether this process is ready: it holds partitions, no sink refuses its writes as misconfigured,
+/// and Redis answers within 2 s; else why not.
+async fn readiness(state: &ServerState) -> Result<(), &'static str> {
     if state.metrics.assigned_partitions.get() == 0 {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no partitions assigned");
+        return Err("no partitions assigned");
     }
     if !state.metrics.misconfigured_sinks().is_empty() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(
             "a sink refuses writes as misconfigured: check the fill URL, FILL_TOKEN and versions",
         );
     }
     match tokio::time::timeout(Duration::from_secs(2), state.cache.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
+        Ok(Ok(())) => Ok(()),
+        _ => Err("redis unreachable"),
     }
 }
 
@@ -589,6 +630,9 @@ mod tests {
         metrics.vendor_failed("alpha", FailureKind::Quota, 2);
         metrics.vendor_failed("alpha", FailureKind::CircuitOpen, 0);
         metrics.vendor_failed("alpha", FailureKind::Timeout, 1);
+        metrics.result_aggregated(true);
+        metrics.result_aggregated(true);
+        metrics.result_aggregated(false);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).unwrap();
         for line in [
@@ -599,6 +643,9 @@ mod tests {
             "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"quota\"} 2",
             "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"circuit_open\"} 1",
             "pricefront_vendor_errors_total{vendor=\"alpha\",kind=\"timeout\"} 1",
+            "pricefront_results_total{offers=\"some\"} 2",
+            "pricefront_results_total{offers=\"none\"} 1",
+            "pricefront_ready 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -28,6 +28,8 @@
 //! - [`problem`], [`edge_rules`] (edge): the edge's RFC 9457 errors, and its decisions on a read
 //!   (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
 //! - [`stored`] (edge): a cached comparison as the edge serves it, read without parsing its offers.
+//! - [`edge_event`] (edge): the edge's own numbers, one Workers Analytics Engine data point per request
+//!   (hits by freshness, misses published, refusals by reason, publish failures).
 //! - [`early_refresh`] (edge): XFetch, the chance that a fresh hit refreshes its product before it
 //!   expires.
 //! - [`prefer_wait`] (edge): `Prefer: wait=N` (RFC 7240): how long a miss may wait for its result, and
@@ -54,6 +56,7 @@ pub mod cache_key;
 pub mod catalog;
 pub mod comparison;
 pub mod early_refresh;
+pub mod edge_event;
 pub mod edge_rules;
 pub mod freshness;
 pub mod gate;

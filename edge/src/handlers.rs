@@ -2,6 +2,7 @@
 //! `lib.rs` turns into the problem document.
 
 use pricefront_core::backlog::BacklogReport;
+use pricefront_core::edge_event::EdgeEvent;
 use pricefront_core::edge_rules::{
     authorize_fill, decide_read_of, etag_of, fill_comparison, if_none_match, location,
     rebase_to_clock, FillAuthorization, Pending, ReadDecision, RETRY_AFTER_SECS,
@@ -11,6 +12,7 @@ use pricefront_core::miss_guard::Refusal;
 use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
 use pricefront_core::stored::Stored;
 use pricefront_core::{Freshness, ProductId, TraceContext, UnixMillis};
+use std::cell::Cell;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -37,14 +39,15 @@ fn config(env: &Env) -> Result<Rc<Config>> {
     Config::of_isolate(env).map_err(EdgeError::Misconfigured)
 }
 
-/// `GET /v1/prices/{productId}`: the cached comparison, or a queued request.
+/// `GET /v1/prices/{productId}`: the cached comparison, or a queued request; with the event it was
+/// (a hit and its freshness, a miss and whether it published).
 pub async fn get_prices(
     request: &Request,
     env: &Env,
-    ctx: Context,
+    ctx: &Context,
     product: ProductId,
     trace: &TraceContext,
-) -> Result<Response> {
+) -> Result<(Response, EdgeEvent)> {
     let config = config(env)?;
     let now = now_ms();
     if !miss_guard::known(env, &config, product, now).await {
@@ -81,12 +84,9 @@ pub async fn get_prices(
                     *trace,
                 ));
             }
-            served(
-                request,
-                &stored,
-                Freshness::Fresh,
-                &format!("public, max-age={max_age_secs}"),
-            )
+            let cache_control = format!("public, max-age={max_age_secs}");
+            let response = served(request, &stored, Freshness::Fresh, &cache_control)?;
+            Ok((response, EdgeEvent::Hit(Freshness::Fresh)))
         }
         (ReadDecision::Stale, Some(stored)) => {
             ctx.wait_until(refresh_in_background(
@@ -97,9 +97,10 @@ pub async fn get_prices(
                 now,
                 *trace,
             ));
-            served(request, &stored, Freshness::Stale, "no-cache")
+            let response = served(request, &stored, Freshness::Stale, "no-cache")?;
+            Ok((response, EdgeEvent::Hit(Freshness::Stale)))
         }
-        _ => queued(request, env, &ctx, &config, product, now, trace).await,
+        _ => queued(request, env, ctx, &config, product, now, trace).await,
     }
 }
 
@@ -137,7 +138,7 @@ async fn queued(
     product: ProductId,
     now: UnixMillis,
     trace: &TraceContext,
-) -> Result<Response> {
+) -> Result<(Response, EdgeEvent)> {
     let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
     let wait_ms = wait.map_or(0, |secs| secs * 1000);
     let miss = Miss {
@@ -148,6 +149,7 @@ async fn queued(
         product,
         now,
         trace,
+        published: Cell::new(false),
     };
     let found = match &config.gate {
         Some(gate) => miss.at_gate(gate, wait_ms).await?,
@@ -159,23 +161,27 @@ async fn queued(
             }
         }
     };
-    let mut response = match found.and_then(|stored| serve_found(request, &stored).transpose()) {
-        Some(response) => response?,
-        None => {
-            let mut response = reply::json(202, &Pending::of(product))?;
-            let headers = response.headers_mut();
-            headers.set("Location", &location(product))?;
-            headers.set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
-            headers.set("Cache-Control", "no-store")?;
-            response
-        }
-    };
+    let (mut response, event) =
+        match found.and_then(|stored| serve_found(request, &stored).transpose()) {
+            Some(served) => {
+                served.map(|(response, freshness)| (response, EdgeEvent::Hit(freshness)))?
+            }
+            None => {
+                let mut response = reply::json(202, &Pending::of(product))?;
+                let headers = response.headers_mut();
+                headers.set("Location", &location(product))?;
+                headers.set("Retry-After", &RETRY_AFTER_SECS.to_string())?;
+                headers.set("Cache-Control", "no-store")?;
+                let published = miss.published.get();
+                (response, EdgeEvent::Miss { published })
+            }
+        };
     if let Some(secs) = wait {
         response
             .headers_mut()
             .set("Preference-Applied", &preference_applied(secs))?;
     }
-    Ok(response)
+    Ok((response, event))
 }
 
 /// One miss being answered.
@@ -187,6 +193,8 @@ struct Miss<'a> {
     product: ProductId,
     now: UnixMillis,
     trace: &'a TraceContext,
+    /// Set once this request has published the miss (not when it polled one under way).
+    published: Cell<bool>,
 }
 
 impl Miss<'_> {
@@ -276,6 +284,7 @@ impl Miss<'_> {
         )
         .await
         .map_err(|source| EdgeError::QueueUnavailable { product, source })?;
+        self.published.set(true);
         Ok(())
     }
 }
@@ -316,17 +325,18 @@ async fn consistent_read(config: &Config, env: &Env, product: ProductId) -> Opti
         })
 }
 
-/// A result found for a miss (from the gate or the cache) served as what it is now: fresh or stale;
-/// `None` when it has expired meanwhile.
-fn serve_found(request: &Request, stored: &Stored) -> Result<Option<Response>> {
-    match decide_read_of(Some(stored.header.lifetime()), now_ms()) {
+/// A result found for a miss (from the gate or the cache) served as what it is now, fresh or stale,
+/// with that freshness; `None` when it has expired meanwhile.
+fn serve_found(request: &Request, stored: &Stored) -> Result<Option<(Response, Freshness)>> {
+    let (freshness, cache_control) = match decide_read_of(Some(stored.header.lifetime()), now_ms())
+    {
         ReadDecision::Fresh { max_age_secs } => {
-            let cache_control = format!("public, max-age={max_age_secs}");
-            served(request, stored, Freshness::Fresh, &cache_control).map(Some)
+            (Freshness::Fresh, format!("public, max-age={max_age_secs}"))
         }
-        ReadDecision::Stale => served(request, stored, Freshness::Stale, "no-cache").map(Some),
-        ReadDecision::Miss => Ok(None),
-    }
+        ReadDecision::Stale => (Freshness::Stale, "no-cache".to_owned()),
+        ReadDecision::Miss => return Ok(None),
+    };
+    served(request, stored, freshness, &cache_control).map(|response| Some((response, freshness)))
 }
 
 /// A 200 with the stored comparison served as `freshness` (its bytes as stored, with the freshness

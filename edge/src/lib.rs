@@ -11,8 +11,10 @@
 //! [`gate`] (the `ProductGate` Durable Object, one per product) and [`gate_client`] (the Worker's calls
 //! to it),
 //! [`handlers`] (one function per route), [`error`] (every failure and its problem document),
-//! [`reply`] (successful responses and the problem body).
+//! [`reply`] (successful responses and the problem body), [`analytics`] (a data point per request to
+//! Workers Analytics Engine).
 
+mod analytics;
 mod bindings;
 mod cache;
 mod config;
@@ -27,6 +29,8 @@ mod publish;
 mod redis;
 mod reply;
 
+use pricefront_core::edge_event::{data_point, EdgeEvent};
+use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
 use pricefront_core::route::{route, Route};
 use pricefront_core::trace_context::{TraceContext, TRACEPARENT, TRACERESPONSE};
 use worker::{event, Context, Env, Request, Response, Result};
@@ -43,33 +47,51 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = request.path();
     // The raw method: the worker crate maps methods it does not know to GET.
     let method = request.inner().method();
+    let started = now_ms();
     let mut trace = None;
-    let answer = match route(&method, &path) {
-        Ok(Route::Health) => {
-            reply::json_bytes(200, br#"{"status":"ok"}"#.to_vec()).map_err(EdgeError::from)
-        }
+    let matched = route(&method, &path);
+    let answer = match &matched {
+        Ok(Route::Health) => reply::json_bytes(200, br#"{"status":"ok"}"#.to_vec())
+            .map(|response| (response, EdgeEvent::Health))
+            .map_err(EdgeError::from),
         Ok(Route::GetPrices(product)) => {
             let header = request.headers().get(TRACEPARENT).ok().flatten();
             let context = TraceContext::continue_or_start(header.as_deref(), random_bytes());
             trace = Some(context);
-            handlers::get_prices(&request, &env, ctx, product, &context).await
+            handlers::get_prices(&request, &env, &ctx, *product, &context).await
         }
-        Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, &ctx, product).await,
-        Ok(Route::FillBacklog) => handlers::fill_backlog(request, &env).await,
-        Err(error) => Err(EdgeError::Route(error)),
+        Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, &ctx, *product)
+            .await
+            .map(|response| {
+                let outcome = response.headers().get(FILL_OUTCOME_HEADER).ok().flatten();
+                let event = EdgeEvent::Filled(outcome.unwrap_or_else(|| "stored".to_owned()));
+                (response, event)
+            }),
+        Ok(Route::FillBacklog) => handlers::fill_backlog(request, &env)
+            .await
+            .map(|response| (response, EdgeEvent::BacklogReported)),
+        Err(error) => Err(EdgeError::Route(error.clone())),
     };
     // Never a bare 500: whatever failed is a problem document (`EdgeError::into_response`).
-    let mut response = match answer {
-        Ok(response) => response,
+    let (mut response, event) = match answer {
+        Ok(answered) => answered,
         Err(error) => {
             error.log(&method, &path);
-            error.into_response().or_else(|error| {
+            let problem = error.problem();
+            let event = EdgeEvent::of_problem(problem.status, &problem.kind);
+            let response = error.into_response().or_else(|error| {
                 let error = EdgeError::Internal(error);
                 error.log(&method, &path);
                 error.into_response()
-            })?
+            })?;
+            (response, event)
         }
     };
+    if event.counted() {
+        let elapsed_ms = now_ms().saturating_sub(started);
+        let point = data_point(&matched, &event, response.status_code(), elapsed_ms);
+        analytics::record(&env, &ctx, point);
+    }
     if let Some(trace) = trace {
         // The trace the request joined, and this edge's span in it: what a support person looks up.
         response
