@@ -30,4 +30,4 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p pricefront-edge --target wasm32-unknown-unknown -- -D warnings
-	shellcheck dev/*.sh scripts/*.sh
+	shellcheck dev/*.sh scripts/*.sh ops/prometheus/*.sh

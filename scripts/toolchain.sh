@@ -18,3 +18,12 @@ if [[ ! -d $sysroot/lib/rustlib/wasm32-unknown-unknown ]]; then
     tar -xJf "$fallback" -C "$sysroot/lib/rustlib/"
   fi
 fi
+
+# Prometheus and promtool (Debian's `prometheus` package): the rules in ops/prometheus/ are checked and
+# unit-tested with promtool in `make test`, and `make dev` runs a Prometheus with them.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "[toolchain] installing prometheus (promtool) with apt"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi

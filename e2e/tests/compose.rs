@@ -6,6 +6,8 @@
 //! - ports agree: listeners, health checks, published ports and the addresses other services call;
 //! - the vendors file mounted into the consumers loads and asks the simulator service;
 //! - the start order waits on health checks (and on the one-shot topic creation);
+//! - the monitoring: Prometheus scrapes the consumers' metrics port with the shipped rules, and Grafana
+//!   reads that Prometheus, with the dashboard and its datasource agreeing on the datasource's uid;
 //! - `openapi/edge.yaml` parses and every `$ref` in it resolves.
 //!
 //! The real responses of the Worker are checked against the OpenAPI document by
@@ -637,6 +639,103 @@ fn the_start_order_waits_on_health_checks() {
 }
 
 /// Resolves a local `$ref` (`#/a/b`) in `document`.
+/// The container path a service mounts `source` (a path in the repository) at.
+fn mount_target(service: &Value, source: &str) -> String {
+    service["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .find_map(|volume| {
+            let mut parts = volume.split(':');
+            (parts.next() == Some(source)).then(|| parts.next().unwrap_or_default().to_owned())
+        })
+        .unwrap_or_else(|| panic!("{source} is not mounted: {service}"))
+}
+
+#[test]
+fn prometheus_scrapes_the_consumers_with_the_rules_and_grafana_reads_it() {
+    let compose = compose();
+    let prometheus = service(&compose, "prometheus");
+    let config_path = mount_target(prometheus, "./ops/prometheus/prometheus.compose.yml");
+    assert!(command_text(&prometheus["command"])
+        .split_whitespace()
+        .any(|word| word == format!("--config.file={config_path}")));
+    let config = yaml("ops/prometheus/prometheus.compose.yml");
+    let rules_path = mount_target(prometheus, "./ops/prometheus/rules.yml");
+    assert_eq!(config["rule_files"][0].as_str(), Some(rules_path.as_str()));
+    // Every consumer replica, on the port its METRICS_LISTEN names.
+    let consumer = service(&compose, "consumer");
+    let (_, metrics_port) = host_port(&env(consumer, "METRICS_LISTEN"));
+    let scrape = &config["scrape_configs"][0];
+    assert_eq!(
+        scrape["dns_sd_configs"][0]["names"][0].as_str(),
+        Some("consumer")
+    );
+    assert_eq!(
+        scrape["dns_sd_configs"][0]["port"].as_u64(),
+        Some(metrics_port.into())
+    );
+    let command = command_text(&prometheus["command"]);
+    let listen = command
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("--web.listen-address="))
+        .expect("prometheus's --web.listen-address=");
+    let (_, prometheus_port) = host_port(listen);
+    assert!(container_ports(prometheus).contains(&prometheus_port));
+    assert!(healthcheck(prometheus)
+        .unwrap()
+        .contains(&format!(":{prometheus_port}/-/ready")));
+
+    // Grafana: its provisioning and dashboards where the provisioning files say, and the datasource's
+    // uid the one every panel names.
+    let grafana = service(&compose, "grafana");
+    assert_eq!(
+        mount_target(grafana, "./ops/grafana/provisioning"),
+        "/etc/grafana/provisioning"
+    );
+    let dashboards = mount_target(grafana, "./ops/grafana/dashboards");
+    let provider = yaml("ops/grafana/provisioning/dashboards/pricefront.yml");
+    assert_eq!(
+        provider["providers"][0]["options"]["path"].as_str(),
+        Some(dashboards.as_str())
+    );
+    let datasource = yaml("ops/grafana/provisioning/datasources/prometheus.yml");
+    let datasource = &datasource["datasources"][0];
+    assert_eq!(
+        datasource["url"].as_str(),
+        Some(format!("http://prometheus:{prometheus_port}").as_str())
+    );
+    let uid = datasource["uid"].as_str().expect("the datasource's uid");
+    let dashboard: Value =
+        serde_json::from_str(&read("ops/grafana/dashboards/pricefront.json")).unwrap();
+    let mut named = BTreeSet::new();
+    collect_datasource_uids(&dashboard, &mut named);
+    assert_eq!(
+        named,
+        BTreeSet::from([uid.to_owned()]),
+        "the dashboard's datasources"
+    );
+}
+
+fn collect_datasource_uids(value: &Value, uids: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            // Grafana's built-in annotations source aside.
+            if let Some(uid) = map
+                .get("datasource")
+                .and_then(|d| d["uid"].as_str())
+                .filter(|uid| *uid != "-- Grafana --")
+            {
+                uids.insert(uid.to_owned());
+            }
+            map.values().for_each(|v| collect_datasource_uids(v, uids));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_datasource_uids(v, uids)),
+        _ => {}
+    }
+}
+
 fn resolve<'a>(document: &'a Value, reference: &str) -> Option<&'a Value> {
     let pointer = reference.strip_prefix('#')?;
     document.pointer(pointer)

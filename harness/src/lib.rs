@@ -20,6 +20,7 @@
 //! | [`worker`] | starting and stopping an edge Worker under `wrangler dev` |
 //! | [`edge`] | talking to a running Worker as a client does |
 //! | [`metrics`] | reading a Prometheus `/metrics` page |
+//! | [`prometheus`] | a real Prometheus scraping consumers with the service's rules, and its alerts |
 //! | [`topic`] | reading back what a topic holds |
 //! | [`process`] | a process's (or a process group's) peak memory and CPU time |
 //! | [`clock`] | now in milliseconds, today's date |
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod private_redis;
 pub mod process;
+pub mod prometheus;
 pub mod publish;
 pub mod results;
 pub mod stack;
