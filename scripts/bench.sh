@@ -10,6 +10,14 @@ if ! command -v wrk >/dev/null; then
   echo "[bench] installing wrk"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
+# perf profiles the fill benchmark's consumer and floors (where the CPU goes); without it (or where the
+# kernel forbids it) that table is left out.
+if ! command -v perf >/dev/null; then
+  echo "[bench] installing perf (linux-perf)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }; then
+    echo "[bench] perf could not be installed: the fill benchmark runs without its profile"
+  fi
+fi
 # shellcheck source=scripts/stack-session.sh
 source scripts/stack-session.sh
 stack_up_for_this_run

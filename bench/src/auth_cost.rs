@@ -113,6 +113,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             "fanout",
             &secrets,
             Duration::from_secs(args.fill_limit_secs),
+            None,
         )
         .await
         .with_context(|| format!("the run with {name}"))?;

@@ -10,6 +10,7 @@ use vendor_sim::{BodyShape, Profiles};
 use pricefront_harness::otlp::OtlpReceiver;
 use pricefront_harness::process::{cpu_split, CpuSplit};
 
+use crate::cpu_profile::{self, Component, Profile, Recording};
 use crate::peer_consumer::{run_peer_mode, PeerMode, PeerRun};
 use crate::plot::{lines_svg, Series};
 use crate::report::Section;
@@ -29,6 +30,8 @@ struct Run {
     cpu_s_per_1000_fill: f64,
     peak_rss_mib: f64,
     vendor_calls_per_product: f64,
+    /// Where its CPU went, when it was profiled.
+    profile: Option<Profile>,
 }
 
 impl From<PeerRun> for Run {
@@ -41,6 +44,7 @@ impl From<PeerRun> for Run {
             cpu_s_per_1000_fill: peer.cpu_s_per_1000_fill,
             peak_rss_mib: peer.peak_rss_mib,
             vendor_calls_per_product: peer.vendor_calls_per_product,
+            profile: None,
         }
     }
 }
@@ -57,6 +61,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
     let mut ours_points = Vec::new();
     let mut peer_points = Vec::new();
     let mut ceiling = None;
+    let mut against_floor = Vec::new();
     for &max_in_flight in &args.max_in_flight {
         let flag = max_in_flight.to_string();
         let ours = one_run(
@@ -65,11 +70,13 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             args.products,
             &["--max-in-flight", &flag],
             &[],
+            None,
         )
         .await?;
         let ideal = f64::from(max_in_flight) / latency_s;
         ours_at_first.get_or_insert(ours.rate);
         ours_points.push((f64::from(max_in_flight), ours.rate));
+        let mut window = AgainstFloor::new(max_in_flight, &ours);
         rows.push(row(
             &format!("ours: --max-in-flight {max_in_flight}"),
             &ours,
@@ -89,6 +96,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 args.products,
                 &["--max-in-flight", &flag],
                 &exporting,
+                None,
             )
             .await?;
             rows.push(row(
@@ -112,19 +120,24 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 format!("floor: bare reqwest GETs, {} a product", args.vendors),
             ),
         ] {
-            let report = floor_run(args, max_in_flight, floor, args.products).await?;
+            let report = floor_run(args, max_in_flight, floor, args.products, None).await?;
             if matches!(floor, Floor::Bare) && ceiling.is_none() {
                 // The same again on a fifth of the products: the difference is the CPU of the
                 // comparisons alone, without the start and the connections.
-                let small = floor_run(args, max_in_flight, floor, args.products / 5).await?;
+                let small = floor_run(args, max_in_flight, floor, args.products / 5, None).await?;
                 ceiling = Ceiling::between(max_in_flight, &small, &report);
+            }
+            let floor_run: Run = report.into();
+            if matches!(floor, Floor::Bare) {
+                window.floor(&floor_run);
             }
             rows.push(row(
                 &format!("{name}: {max_in_flight} at a time"),
-                &report.into(),
+                &floor_run,
                 ideal,
             ));
         }
+        against_floor.push(window);
         if args.no_peer {
             continue;
         }
@@ -158,6 +171,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             args.sequential_products,
             &["--mode", "sequential"],
             &[],
+            None,
         )
         .await?;
         rows.push(row(
@@ -166,6 +180,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             3.0 / latency_s,
         ));
         Some(run)
+    };
+    let profiles = match args.max_in_flight.first() {
+        Some(&window) if cpu_profile::available() => Some(profile_runs(args, window).await?),
+        _ => None,
     };
     let mut chart = None;
     if !args.no_peer {
@@ -242,9 +260,181 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         ]
         .into_iter()
         .chain(ceiling.map(|c| c.describe(args, &ours_points)))
+        .chain(Some(goals_against_floor(&against_floor)))
+        .chain(profiles)
         .chain(chart)
         .collect(),
     })
+}
+
+/// Ours beside the bare-reqwest floor at one window: what the consumer adds to its HTTP client.
+struct AgainstFloor {
+    window: u32,
+    ours: (f64, f64, f64),
+    floor: Option<(f64, f64, f64)>,
+}
+
+impl AgainstFloor {
+    /// Ours at `window`: its rate, CPU per 1,000 (fill) and peak RSS.
+    fn new(window: u32, ours: &Run) -> Self {
+        Self {
+            window,
+            ours: (ours.rate, ours.cpu_s_per_1000_fill, ours.peak_rss_mib),
+            floor: None,
+        }
+    }
+
+    /// The bare floor at the same window.
+    fn floor(&mut self, floor: &Run) {
+        self.floor = Some((floor.rate, floor.cpu_s_per_1000_fill, floor.peak_rss_mib));
+    }
+}
+
+/// The peak RSS ours may add to the floor at a window, when the goal names one (MiB).
+fn rss_allowance(window: u32) -> Option<f64> {
+    match window {
+        512 => Some(16.0),
+        1024 => Some(24.0),
+        _ => None,
+    }
+}
+
+/// The note with the consumer's goals against the bare floor of the same run (issue 30): results/s at
+/// least 95% of the floor's, CPU per comparison at most 1.20× its, peak RSS at most +16 MiB at 512 and
+/// +24 MiB at 1,024.
+fn goals_against_floor(windows: &[AgainstFloor]) -> String {
+    let verdict = |met: bool| if met { "met" } else { "**not met**" };
+    // Blank lines around: the notes are joined line by line, and a table needs its own block.
+    let mut lines = vec![
+        String::new(),
+        "**Ours against the bare-reqwest floor of the same run** (what the consumer adds to its HTTP \
+         client: Kafka, Redis, the offsets, our fan-out), with the goals:"
+            .to_owned(),
+        String::new(),
+        "| window | results/s: ours ÷ floor (goal ≥ 95%) | CPU per comparison: ours ÷ floor (goal ≤ 1.20×) | peak RSS: ours − floor |".into(),
+        "| ---: | ---: | ---: | ---: |".into(),
+    ];
+    for window in windows {
+        let Some(floor) = window.floor else { continue };
+        let (rate, cpu, rss) = window.ours;
+        let rate_ratio = rate / floor.0.max(f64::MIN_POSITIVE);
+        let cpu_ratio = cpu / floor.1.max(f64::MIN_POSITIVE);
+        let extra = rss - floor.2;
+        let rss_cell = match rss_allowance(window.window) {
+            Some(allowed) => format!(
+                "{extra:+.1} MiB (goal ≤ +{allowed:.0}): {}",
+                verdict(extra <= allowed)
+            ),
+            None => format!("{extra:+.1} MiB"),
+        };
+        lines.push(format!(
+            "| {} | {:.0}%: {} | {:.2}×: {} | {rss_cell} |",
+            window.window,
+            100.0 * rate_ratio,
+            verdict(rate_ratio >= 0.95),
+            cpu_ratio,
+            verdict(cpu_ratio <= 1.20),
+        ));
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// Ours, our fan-out alone and bare `reqwest` GETs at `window` once more each, under `perf record`,
+/// and the note with where each one's CPU per comparison goes.
+async fn profile_runs(args: &Args, window: u32) -> anyhow::Result<String> {
+    let dir = std::env::temp_dir().join(format!("pricefront-bench-perf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let flag = window.to_string();
+    let ours = one_run(
+        args,
+        &format!("ours-profiled-{window}"),
+        args.products,
+        &["--max-in-flight", &flag],
+        &[],
+        Some(&dir.join("ours.data")),
+    )
+    .await?;
+    let mut runs = vec![("ours".to_owned(), ours)];
+    for (floor, name, file) in [
+        (Floor::Fanout, "our fan-out alone", "fanout.data"),
+        (Floor::Bare, "bare reqwest GETs", "bare.data"),
+    ] {
+        let report = floor_run(args, window, floor, args.products, Some(&dir.join(file))).await?;
+        runs.push((name.to_owned(), report.into()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(profile_table(window, &runs))
+}
+
+/// The profile note: each component's CPU per comparison (its share of the samples × the run's CPU
+/// per comparison) for each run, and ours less the bare floor.
+fn profile_table(window: u32, runs: &[(String, Run)]) -> String {
+    let per_comparison_ms = |run: &Run, component: Component| {
+        run.profile.as_ref().map_or(0.0, |p| p.share(component)) * run.cpu_s_per_1000_fill
+    };
+    let names: Vec<&str> = runs.iter().map(|(name, _)| name.as_str()).collect();
+    let mut lines = vec![
+        String::new(),
+        format!(
+            "**Where the CPU goes** at window {window}: each of these run once more under `perf record` (999 \
+             samples a second of every thread; {} samples), each component's share of the samples times the run's CPU per \
+             comparison, in ms. The last column is what ours adds to the bare floor; what is left there \
+             after our own code is the work of the clients and the kernel for Kafka and Redis, which the \
+             floor does not do.",
+            runs.iter()
+                .map(|(name, run)| format!(
+                    "{name} {}",
+                    run.profile.as_ref().map_or(0, |p| p.samples)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        String::new(),
+        format!(
+            "| component | {} | ours − bare |",
+            names.join(" | ")
+        ),
+        format!("| --- |{} ---: |", " ---: |".repeat(names.len())),
+    ];
+    let bare = runs.last().map(|(_, run)| run);
+    let ours = runs.first().map(|(_, run)| run);
+    let mut total = vec![0.0; runs.len()];
+    for component in Component::ALL {
+        let cells: Vec<f64> = runs
+            .iter()
+            .map(|(_, run)| per_comparison_ms(run, component))
+            .collect();
+        for (sum, cell) in total.iter_mut().zip(&cells) {
+            *sum += cell;
+        }
+        let difference = match (ours, bare) {
+            (Some(ours), Some(bare)) => {
+                per_comparison_ms(ours, component) - per_comparison_ms(bare, component)
+            }
+            _ => 0.0,
+        };
+        lines.push(format!(
+            "| {} | {} | {difference:+.3} |",
+            component.name(),
+            cells
+                .iter()
+                .map(|ms| format!("{ms:.3}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    let difference = total.first().copied().unwrap_or(0.0) - total.last().copied().unwrap_or(0.0);
+    lines.push(format!(
+        "| **total** | {} | **{difference:+.3}** |",
+        total
+            .iter()
+            .map(|ms| format!("**{ms:.3}**"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    ));
+    lines.push(String::new());
+    lines.join("\n")
 }
 
 /// What this machine allows the fill whoever does it: the CPU one comparison's vendor calls cost, the
@@ -407,12 +597,17 @@ async fn one_run(
     count: u64,
     flags: &[&str],
     env_vars: &[(&str, String)],
+    profile_to: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
     let env = TestEnv::new(&format!("bench-{label}"), vendors(args), 2_000).await?;
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await?;
     let consumer = env.start_consumer_with_env(label, flags, env_vars)?;
     let probe = UsageProbe::new(&Proc, label, consumer.child.id());
+    let recording = match profile_to {
+        Some(file) => Some(Recording::attach(consumer.child.id(), file)?),
+        None => None,
+    };
     let fill = watch_fill(
         label,
         &[&consumer],
@@ -428,6 +623,10 @@ async fn one_run(
         .copied()
         .context("no CPU reading")?;
     let usage = probe.at_end(cpu_at_start)?;
+    let profile = match recording {
+        Some(recording) => Some(recording.finish().await?),
+        None => None,
+    };
     let results = env.stored(&products).await?;
     let stored = results.len() as u64;
     if stored != count {
@@ -442,6 +641,7 @@ async fn one_run(
         cpu_s_per_1000_fill: usage.cpu_s_per_1000_fill(count.saturating_sub(fill.done_at_start)),
         peak_rss_mib: usage.peak_rss_mib,
         vendor_calls_per_product: calls as f64 / count as f64,
+        profile,
     })
 }
 
@@ -538,6 +738,8 @@ pub(crate) struct FloorReport {
     pub(crate) simulator: CpuSplit,
     pub(crate) peak_rss_kib: f64,
     pub(crate) vendor_calls: u64,
+    /// Where the floor process's CPU went, when it was profiled.
+    pub(crate) profile: Option<Profile>,
 }
 
 impl From<FloorReport> for Run {
@@ -551,6 +753,7 @@ impl From<FloorReport> for Run {
             cpu_s_per_1000_fill: cpu_per_1000,
             peak_rss_mib: floor.peak_rss_kib / 1024.0,
             vendor_calls_per_product: floor.vendor_calls as f64 / floor.comparisons.max(1.0),
+            profile: floor.profile,
         }
     }
 }
@@ -562,6 +765,7 @@ async fn floor_run(
     max_in_flight: u32,
     floor: Floor,
     products: u64,
+    profile_to: Option<&std::path::Path>,
 ) -> anyhow::Result<FloorReport> {
     let mode = match floor {
         Floor::Fanout => "fanout",
@@ -580,6 +784,7 @@ async fn floor_run(
         mode,
         &[],
         Duration::from_secs(args.fill_limit_secs),
+        profile_to,
     )
     .await?;
     Ok(FloorReport {
@@ -589,8 +794,8 @@ async fn floor_run(
 }
 
 /// Runs `pricefront-fanout-floor` (built beside this binary) on `vendors_file` in `mode` (`fanout` or
-/// `bare`), with `env` added to its environment, for at most `limit`; what it measured (without the
-/// vendor calls, which the caller counts).
+/// `bare`), with `env` added to its environment, for at most `limit`, under `perf record` into
+/// `profile_to` when given; what it measured (without the vendor calls, which the caller counts).
 pub(crate) async fn run_floor_binary(
     vendors_file: &std::path::Path,
     max_in_flight: u32,
@@ -598,10 +803,20 @@ pub(crate) async fn run_floor_binary(
     mode: &str,
     env: &[(&str, String)],
     limit: Duration,
+    profile_to: Option<&std::path::Path>,
 ) -> anyhow::Result<FloorReport> {
     let binary = std::env::current_exe()?.with_file_name("pricefront-fanout-floor");
     let simulator_before = cpu_split(std::process::id())?;
-    let output = tokio::process::Command::new(&binary)
+    // Profiled: perf runs the floor (it reports its own CPU, not perf's).
+    let mut command = match profile_to {
+        Some(file) => {
+            let mut perf = tokio::process::Command::new("perf");
+            perf.args(cpu_profile::record_command(file)).arg(&binary);
+            perf
+        }
+        None => tokio::process::Command::new(&binary),
+    };
+    let output = command
         .arg("--vendors")
         .arg(vendors_file)
         .args(["--max-in-flight", &max_in_flight.to_string()])
@@ -642,6 +857,10 @@ pub(crate) async fn run_floor_binary(
         },
         peak_rss_kib: number("peak_rss_kib")?,
         vendor_calls: 0,
+        profile: match profile_to {
+            Some(file) => Some(cpu_profile::read(file).await?),
+            None => None,
+        },
     })
 }
 

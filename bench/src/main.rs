@@ -21,6 +21,7 @@
 //!    the classic protocol's `cooperative-sticky` and with KIP-848's `group.protocol=consumer`.
 
 mod auth_cost;
+mod cpu_profile;
 mod edge;
 mod fill;
 mod miss;
