@@ -22,7 +22,8 @@ use crate::Args;
 const PORT: u16 = 8789;
 const PEER_PORT: u16 = 8791;
 const NO_MEMO_PORT: u16 = 8793;
-const PEER_CONFIG: &str = "bench/peers/js-worker/wrangler.toml";
+/// The JavaScript peer's settings (also started by the publish benchmark, publishing its misses).
+pub(crate) const PEER_CONFIG: &str = "bench/peers/js-worker/wrangler.toml";
 
 /// What wrk measured for one route in one round.
 struct Load {

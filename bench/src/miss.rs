@@ -36,6 +36,8 @@ const GATE_HOST_PORT: u16 = 8794;
 const NO_GATE_PORT: u16 = 8795;
 /// A `kv+redis` Worker whose gates are in its own `wrangler dev`, as `wrangler.toml` deploys them.
 const OWN_GATE_PORT: u16 = 8796;
+/// The JavaScript peer, publishing its misses through the same REST proxy.
+const PEER_PORT: u16 = 8798;
 /// The open loop of distinct misses that prices the gate: misses a second, seconds per round, rounds.
 pub const PACED_MISSES: (u32, u64, u32) = (20, 10, 2);
 
@@ -222,6 +224,37 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     })
     .await
     .context("the own-gate publish loop sent nothing")?;
+    // The peer a user would write instead (bench/peers/js-worker/), publishing each miss through the
+    // same bridge as its documentation-style `fetch` (no gate, no limits, no claim), and its KV hit.
+    let peer = LocalWorker::start_from(
+        "bench-miss-js",
+        PEER_PORT,
+        &[
+            ("REST_PROXY_URL", &pricefront_harness::bridge_url()),
+            ("REQUEST_TOPIC", &env.topic),
+        ],
+        Some(crate::edge::PEER_CONFIG),
+        &[],
+    )
+    .await?;
+    let peer_edge = peer.edge();
+    let first_peer = env.first_product + 7_000_000;
+    let peer_publish = closed_loop(args, &peer_edge, move |n| {
+        ProductId::new(first_peer + n).expect("a positive id")
+    })
+    .await
+    .context("the peer's publish loop sent nothing")?;
+    if peer_edge
+        .fill(&sample_comparison(hit_product), &peer.token)
+        .await?
+        != 204
+    {
+        bail!("filling {} failed", peer.base);
+    }
+    let peer_hits = closed_loop(args, &peer_edge, move |_| hit_product)
+        .await
+        .context("the peer's hit loop sent nothing")?;
+    drop(peer);
     let gate_price = paced_misses(
         env.first_product + 6_000_000,
         &[&own_gate_edge, &tiered_edge, &no_gate_edge],
@@ -254,6 +287,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             + publish_tiered.accepted
             + publish_without_gate.accepted
             + publish_own_gate.accepted
+            + peer_publish.accepted
             + gate_price
                 .iter()
                 .flatten()
@@ -268,6 +302,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
                 &publish_tiered.statuses,
                 &publish_without_gate.statuses,
                 &publish_own_gate.statuses,
+                &peer_publish.statuses,
             ])
             .chain(gate_price.iter().flatten().map(|run| &run.others))
             .map(|statuses| statuses.get(&503).copied().unwrap_or(0))
@@ -282,6 +317,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         hits,
         second_tier,
         tiered_hits,
+        peer_publish,
+        peer_hits,
     };
     Ok(vec![
         miss_section(args, &measured_runs),
