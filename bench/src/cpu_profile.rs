@@ -109,9 +109,12 @@ pub fn available() -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// `perf record`'s arguments up to its output file, for a command or for a process alike.
+const RECORD: [&str; 5] = ["record", "-q", "-F", FREQUENCY, "-o"];
+
 /// The arguments that make `perf` run a command and record it into `file`: `perf <these> program args`.
 pub fn record_command(file: &Path) -> Vec<String> {
-    ["record", "-q", "-F", FREQUENCY, "-o"]
+    RECORD
         .iter()
         .map(|s| s.to_string())
         .chain([file.display().to_string(), "--".into()])

@@ -903,6 +903,38 @@ mod tests {
         assert!((ceiling.rate() - 4_000.0).abs() < 1e-6);
     }
 
+    fn run(rate: f64, cpu: f64, rss: f64) -> Run {
+        Run {
+            products: 1,
+            complete: 1,
+            rate,
+            cpu_s_per_1000: cpu,
+            cpu_s_per_1000_fill: cpu,
+            peak_rss_mib: rss,
+            vendor_calls_per_product: 5.0,
+            profile: None,
+        }
+    }
+
+    #[test]
+    fn the_goals_against_the_floor_are_judged_at_their_bounds() {
+        // At 512: 95% of the floor's rate, 1.20× its CPU and +16 MiB are each just met.
+        let mut at_512 = AgainstFloor::new(512, &run(950.0, 0.24, 116.0));
+        at_512.floor(&run(1000.0, 0.2, 100.0));
+        // At 1,024: under 95%, over 1.20× and over +24 MiB are each not met.
+        let mut at_1024 = AgainstFloor::new(1024, &run(940.0, 0.25, 125.0));
+        at_1024.floor(&run(1000.0, 0.2, 100.0));
+        let note = goals_against_floor(&[at_512, at_1024]);
+        assert!(
+            note.contains("| 512 | 95%: met | 1.20×: met | +16.0 MiB (goal ≤ +16): met |"),
+            "{note}"
+        );
+        assert!(
+            note.contains("| 1024 | 94%: **not met** | 1.25×: **not met** | +25.0 MiB (goal ≤ +24): **not met** |"),
+            "{note}"
+        );
+    }
+
     #[test]
     fn no_ceiling_when_the_full_run_did_no_more_comparisons() {
         let same = (cpu(1.0, 1.0), cpu(1.0, 1.0));

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use vendor_sim::BodyShape;
 
 use crate::paced::PacedRun;
-use crate::publish::{closed_loop, PublishRuns, TopicCounts};
+use crate::publish::{closed_loop, LoopResult, PublishRuns, TopicCounts};
 use crate::report::Section;
 use crate::Args;
 
@@ -190,40 +190,25 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
 
     let hit_product = ProductId::new(env.first_product + 7).context("a product id")?;
     for worker in [&kv, &tiered] {
-        if worker
-            .edge()
-            .fill(&sample_comparison(hit_product), &worker.token)
-            .await?
-            != 204
-        {
-            bail!("filling {} failed", worker.base);
-        }
+        fill_with_sample(worker, hit_product).await?;
     }
     let first_fresh = env.first_product + 1_000_000;
-    let publish = closed_loop(args, &kv_edge, move |n| {
-        ProductId::new(first_fresh + n).expect("a positive id")
-    })
-    .await
-    .context("the publish loop sent nothing")?;
+    let publish = fresh_ids_loop(args, &kv_edge, first_fresh)
+        .await
+        .context("the publish loop sent nothing")?;
     let first_tiered = env.first_product + 3_000_000;
-    let publish_tiered = closed_loop(args, &tiered_edge, move |n| {
-        ProductId::new(first_tiered + n).expect("a positive id")
-    })
-    .await
-    .context("the kv+redis publish loop sent nothing")?;
+    let publish_tiered = fresh_ids_loop(args, &tiered_edge, first_tiered)
+        .await
+        .context("the kv+redis publish loop sent nothing")?;
     let first_no_gate = env.first_product + 4_000_000;
-    let publish_without_gate = closed_loop(args, &no_gate_edge, move |n| {
-        ProductId::new(first_no_gate + n).expect("a positive id")
-    })
-    .await
-    .context("the gate-off publish loop sent nothing")?;
+    let publish_without_gate = fresh_ids_loop(args, &no_gate_edge, first_no_gate)
+        .await
+        .context("the gate-off publish loop sent nothing")?;
     let own_gate_edge = own_gate.edge();
     let first_own_gate = env.first_product + 5_000_000;
-    let publish_own_gate = closed_loop(args, &own_gate_edge, move |n| {
-        ProductId::new(first_own_gate + n).expect("a positive id")
-    })
-    .await
-    .context("the own-gate publish loop sent nothing")?;
+    let publish_own_gate = fresh_ids_loop(args, &own_gate_edge, first_own_gate)
+        .await
+        .context("the own-gate publish loop sent nothing")?;
     // The peer a user would write instead (bench/peers/js-worker/), publishing each miss through the
     // same bridge as its documentation-style `fetch` (no gate, no limits, no claim), and its KV hit.
     let peer = LocalWorker::start_from(
@@ -239,18 +224,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     .await?;
     let peer_edge = peer.edge();
     let first_peer = env.first_product + 7_000_000;
-    let peer_publish = closed_loop(args, &peer_edge, move |n| {
-        ProductId::new(first_peer + n).expect("a positive id")
-    })
-    .await
-    .context("the peer's publish loop sent nothing")?;
-    if peer_edge
-        .fill(&sample_comparison(hit_product), &peer.token)
-        .await?
-        != 204
-    {
-        bail!("filling {} failed", peer.base);
-    }
+    let peer_publish = fresh_ids_loop(args, &peer_edge, first_peer)
+        .await
+        .context("the peer's publish loop sent nothing")?;
+    fill_with_sample(&peer, hit_product).await?;
     let peer_hits = closed_loop(args, &peer_edge, move |_| hit_product)
         .await
         .context("the peer's hit loop sent nothing")?;
@@ -325,6 +302,27 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         crate::publish::section(args, &runs, &counts),
         prefer,
     ])
+}
+
+/// The closed loop on `edge` asking for a new product each time, from `first` on: each a miss.
+async fn fresh_ids_loop(args: &Args, edge: &Edge, first: u64) -> Result<LoopResult, NoSamples> {
+    closed_loop(args, edge, move |n| {
+        ProductId::new(first + n).expect("a positive id")
+    })
+    .await
+}
+
+/// Fills `worker` with a sample comparison of `product` through its fill route.
+async fn fill_with_sample(worker: &LocalWorker, product: ProductId) -> anyhow::Result<()> {
+    if worker
+        .edge()
+        .fill(&sample_comparison(product), &worker.token)
+        .await?
+        != 204
+    {
+        bail!("filling {} failed", worker.base);
+    }
+    Ok(())
 }
 
 /// Distinct misses at the same offered load on each of `edges` (`PACED_MISSES`, the Workers taking

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use pricefront_harness::prometheus::{rules_file, rules_without_hold, Prometheus};
-use pricefront_harness::{profiles, vendor, TestEnv};
-use vendor_sim::{BodyShape, VendorProfile};
+use pricefront_harness::{failing_vendor, profiles, vendor, TestEnv, QUICK_BREAKER};
+use vendor_sim::BodyShape;
 
 const WAIT: Duration = Duration::from_secs(120);
 const CIRCUIT_ALERT: &str = "PricefrontVendorCircuitOpen";
@@ -19,24 +19,12 @@ const CIRCUIT_ALERT: &str = "PricefrontVendorCircuitOpen";
 async fn a_vendor_failing_every_call_fires_its_circuit_alert_in_prometheus() {
     let vendors = profiles([
         ("steady", vendor((5, 20), BodyShape::Flat)),
-        (
-            "broken",
-            VendorProfile {
-                error_rate: 1.0,
-                error_status: 500,
-                ..vendor((5, 10), BodyShape::Nested)
-            },
-        ),
+        ("broken", failing_vendor(500)),
     ]);
     // One attempt per call and a decision after 4 calls: the circuit opens within the first products.
-    let env = TestEnv::with_vendor_settings(
-        "alerts",
-        vendors,
-        2_000,
-        &[("broken", "max_attempts = 1\nbreaker_minimum_calls = 4")],
-    )
-    .await
-    .unwrap();
+    let env = TestEnv::with_vendor_settings("alerts", vendors, 2_000, &[("broken", QUICK_BREAKER)])
+        .await
+        .unwrap();
     let consumer = env
         .start_consumer(
             "a",

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use pricefront_core::{Comparison, FailureKind, VendorFailure};
-use pricefront_harness::{profiles, vendor, TestEnv};
+use pricefront_harness::{failing_vendor, profiles, vendor, TestEnv, QUICK_BREAKER};
 use tokio::time::Instant;
-use vendor_sim::{BodyShape, VendorProfile};
+use vendor_sim::BodyShape;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -115,26 +115,15 @@ async fn a_rate_quota_caps_the_requests_and_the_rest_fail_as_quota() {
 async fn a_vendor_answering_429_is_held_for_its_retry_after_then_its_circuit_opens_on_the_rate() {
     let vendors = profiles([
         ("steady", vendor((5, 20), BodyShape::Flat)),
-        (
-            "throttling",
-            VendorProfile {
-                error_rate: 1.0,
-                error_status: 429,
-                ..vendor((5, 10), BodyShape::Nested)
-            },
-        ),
+        ("throttling", failing_vendor(429)),
     ]);
     // The simulator's 429 says `Retry-After: 1`. One attempt per call, and a decision after 4 calls, so
     // that the test is short: the first 429s only hold the vendor for 1 s; the 429s to requests sent
     // after that are failures, and 4 of them open the circuit.
-    let env = TestEnv::with_vendor_settings(
-        "circuit",
-        vendors,
-        2_000,
-        &[("throttling", "max_attempts = 1\nbreaker_minimum_calls = 4")],
-    )
-    .await
-    .unwrap();
+    let env =
+        TestEnv::with_vendor_settings("circuit", vendors, 2_000, &[("throttling", QUICK_BREAKER)])
+            .await
+            .unwrap();
     // A small window, so that few calls are under way when the first 429 comes back.
     let consumer = env
         .start_consumer(

@@ -58,7 +58,7 @@ pub use stack::{
     repo_path, stack_script,
 };
 pub use test_env::TestEnv;
-pub use vendors::{profiles, profiles_of, vendor};
+pub use vendors::{failing_vendor, profiles, profiles_of, vendor, QUICK_BREAKER};
 
 /// A port free on 127.0.0.1 right now: nothing listens on it (a closed port, for a part that must be
 /// unreachable), and a server may bind it.

@@ -12,6 +12,19 @@ pub fn vendor(latency_ms: (u64, u64), shape: BodyShape) -> VendorProfile {
     }
 }
 
+/// A simulated vendor answering `status` to every call, after 5 to 10 ms.
+pub fn failing_vendor(status: u16) -> VendorProfile {
+    VendorProfile {
+        error_rate: 1.0,
+        error_status: status,
+        ..vendor((5, 10), BodyShape::Nested)
+    }
+}
+
+/// A vendor's settings for tests that want its circuit decided quickly: one attempt per call, and a
+/// decision after 4 calls.
+pub const QUICK_BREAKER: &str = "max_attempts = 1\nbreaker_minimum_calls = 4";
+
 /// Profiles from `(name, profile)` pairs.
 pub fn profiles(vendors: impl IntoIterator<Item = (&'static str, VendorProfile)>) -> Profiles {
     profiles_of(vendors.into_iter().map(|(n, p)| (n.to_owned(), p)))
