@@ -13,6 +13,7 @@ use pricefront_core::ProductId;
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::{repo_path, sample_comparison};
 
+use crate::isolate_profile;
 use crate::miss::Spread;
 use crate::paced::{self, PacedRun};
 use crate::plot::{lines_svg, Series};
@@ -172,6 +173,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         p99_ms: (p99(route), p99(peer_hit)),
         same_load_p99_ms: (at_same_load.p99, same.peer.p99),
     };
+    let where_time_goes = where_a_hits_time_goes(args, &no_memo, &peer, product)?;
     let like_for_like = versus(no_memo_hit, &same.no_hot_cache);
     let hot_cache = versus(ours_hit, &same.ours);
     let mut table = vec![
@@ -241,6 +243,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 args.edge_rounds, args.edge_connections, args.edge_seconds
             ),
             same.note,
+            where_time_goes,
             format!(
                 "Our Worker's wasm: {wasm_raw} bytes ({:.0} KB), {wasm_gzip} bytes gzipped ({:.0} KB); the peer is \
                  a {}-byte script. From starting `wrangler dev` to the first answer: ours {:.1} s, the peer {:.1} s.",
@@ -253,6 +256,55 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
             ),
         ],
     })
+}
+
+/// Where a hit's time goes, ours like for like (`no_memo`: a KV read on every hit) beside the peer: each
+/// Worker's `wrangler dev` CPU per hit, and its isolate's busy time per hit by part under the profiler.
+fn where_a_hits_time_goes(
+    args: &Args,
+    no_memo: &LocalWorker,
+    peer: &LocalWorker,
+    product: ProductId,
+) -> anyhow::Result<String> {
+    let cost = |worker: &LocalWorker| {
+        let url = format!("{}/v1/prices/{product}", worker.base);
+        isolate_profile::hit_cost(worker, args.edge_seconds, || {
+            Ok(wrk(args, &url)?.requests_per_sec)
+        })
+    };
+    let (ours, theirs) = (cost(no_memo)?, cost(peer)?);
+    let table = isolate_profile::table(&[
+        ("ours, `HOT_CACHE_MS=0`", &ours),
+        ("JavaScript peer", &theirs),
+    ]);
+    let glue_and_wasm = |c: &isolate_profile::HitCost| {
+        [isolate_profile::Part::OurWasm, isolate_profile::Part::Glue]
+            .iter()
+            .filter_map(|part| c.isolate.ms.get(part))
+            .sum::<f64>()
+    };
+    Ok(format!(
+        "**Where a hit's time goes, like for like.** Each Worker once more under wrk (`-c{}`, {} s), first \
+         alone, reading the CPU time of its whole `wrangler dev` (node, wrangler's proxy and the Worker's \
+         runtime) from `/proc` before and after, then with V8's sampling profiler attached to the Worker's \
+         isolate through the inspector (`bench/cdp-profile.mjs`, a sample every 100 µs, over the middle of \
+         the run), each sample put in one part by the module its code was bundled from. The profiler slows \
+         the isolate, both Workers alike: read the parts against each other, not against the last row. Our \
+         Rust and its glue take {:.3} ms of a hit against the peer's own JavaScript {:.3} ms; the rest of \
+         each hit is the runtime's (the KV read, `Response`, workerd itself) and wrangler dev's. The glue is \
+         mostly the calls into the runtime (the KV read's, with its key decoded from wasm memory) and \
+         wasm-bindgen's futures, a microtask for each promise awaited.\n\n{}\n",
+        args.edge_connections,
+        args.edge_seconds,
+        glue_and_wasm(&ours),
+        theirs
+            .isolate
+            .ms
+            .get(&isolate_profile::Part::WorkerJs)
+            .copied()
+            .unwrap_or(0.0),
+        table.join("\n")
+    ))
 }
 
 /// Ours against the JavaScript peer on the hit path, for one configuration of ours: (ours, the peer)

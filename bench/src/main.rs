@@ -24,6 +24,7 @@ mod auth_cost;
 mod cpu_profile;
 mod edge;
 mod fill;
+mod isolate_profile;
 mod miss;
 mod paced;
 mod peer_consumer;

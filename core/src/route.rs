@@ -57,6 +57,18 @@ pub enum RouteError {
     },
 }
 
+/// The path of a request's serialized URL (`https://host/v1/prices/1?x` → `/v1/prices/1`), without its
+/// query or fragment: a serialized URL of an `http(s)` request always has a path (`/` at least) after its
+/// host, and any `?` or `#` within that path is percent-encoded.
+pub fn path_of_url(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let Some(start) = url[after_scheme..].find('/').map(|i| after_scheme + i) else {
+        return "/";
+    };
+    let path = &url[start..];
+    path.find(['?', '#']).map_or(path, |end| &path[..end])
+}
+
 /// The route of `method` on `path` (without query string).
 pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
     if let Some(id) = path.strip_prefix(PRICES_PREFIX) {
@@ -111,6 +123,18 @@ fn with_id(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_urls_path_is_what_follows_its_host_up_to_the_query() {
+        assert_eq!(
+            path_of_url("http://127.0.0.1:8787/v1/prices/42"),
+            "/v1/prices/42"
+        );
+        assert_eq!(path_of_url("https://h/v1/prices/42?x=1#y"), "/v1/prices/42");
+        assert_eq!(path_of_url("https://h/healthz#top"), "/healthz");
+        assert_eq!(path_of_url("https://h/a%3Fb"), "/a%3Fb");
+        assert_eq!(path_of_url("https://h"), "/");
+    }
 
     fn id(n: u64) -> ProductId {
         ProductId::new(n).unwrap()

@@ -20,13 +20,14 @@ use std::time::Duration;
 use futures::future::{select, Either};
 use pricefront_core::early_refresh::refresh_early;
 use pricefront_core::prefer_wait::{pauses, preference_applied};
-use worker::{Context, Delay, Env, Request, Response};
+use worker::{Context, Delay, Env, Response};
 
 use crate::cache::{self, Lookup};
 use crate::config::Config;
 use crate::config::{CacheBackend, GateSettings};
 use crate::error::EdgeError;
 use crate::gate_client;
+use crate::incoming::Incoming;
 use crate::miss_guard;
 use crate::publish::{claimed_here, note_pending_miss, publish_miss, publish_refresh};
 use crate::{now_ms, reply};
@@ -42,7 +43,7 @@ fn config(env: &Env) -> Result<Rc<Config>> {
 /// `GET /v1/prices/{productId}`: the cached comparison, or a queued request; with the event it was
 /// (a hit and its freshness, a miss and whether it published).
 pub async fn get_prices(
-    request: &Request,
+    request: &Incoming,
     env: &Env,
     ctx: &Context,
     product: ProductId,
@@ -131,7 +132,7 @@ async fn refresh_in_background(
 /// whether to publish, answers with a fill it holds, and wakes the wait when the fill arrives; without
 /// it (or when it cannot be reached), this isolate's claim decides and the wait watches the cache.
 async fn queued(
-    request: &Request,
+    request: &Incoming,
     env: &Env,
     ctx: &Context,
     config: &Rc<Config>,
@@ -139,7 +140,7 @@ async fn queued(
     now: UnixMillis,
     trace: &TraceContext,
 ) -> Result<(Response, EdgeEvent)> {
-    let wait = config.granted_wait(request.headers().get("Prefer")?.as_deref());
+    let wait = config.granted_wait(request.header("Prefer").as_deref());
     let wait_ms = wait.map_or(0, |secs| secs * 1000);
     let miss = Miss {
         request,
@@ -186,7 +187,7 @@ async fn queued(
 
 /// One miss being answered.
 struct Miss<'a> {
-    request: &'a Request,
+    request: &'a Incoming,
     env: &'a Env,
     ctx: &'a Context,
     config: &'a Rc<Config>,
@@ -293,13 +294,13 @@ impl Miss<'_> {
 /// `secs` seconds, backing off between reads ([`pauses`]); the result once it is there, `None` when
 /// time ran out. Ends early when the client has gone (the runtime cancels the request too).
 async fn wait_for_result(
-    request: &Request,
+    request: &Incoming,
     env: &Env,
     config: &Config,
     product: ProductId,
     secs: u64,
 ) -> Option<Stored> {
-    let signal = request.inner().signal();
+    let signal = request.signal();
     for pause in pauses(Duration::from_secs(secs)) {
         Delay::from(pause).await;
         if signal.aborted() {
@@ -327,7 +328,7 @@ async fn consistent_read(config: &Config, env: &Env, product: ProductId) -> Opti
 
 /// A result found for a miss (from the gate or the cache) served as what it is now, fresh or stale,
 /// with that freshness; `None` when it has expired meanwhile.
-fn serve_found(request: &Request, stored: &Stored) -> Result<Option<(Response, Freshness)>> {
+fn serve_found(request: &Incoming, stored: &Stored) -> Result<Option<(Response, Freshness)>> {
     let (freshness, cache_control) = match decide_read_of(Some(stored.header.lifetime()), now_ms())
     {
         ReadDecision::Fresh { max_age_secs } => {
@@ -343,7 +344,7 @@ fn serve_found(request: &Request, stored: &Stored) -> Result<Option<(Response, F
 /// spliced in), or a 304 when `If-None-Match` matches its entity tag; both with the tag and
 /// `cache_control` (RFC 9110 §13.1.2, §15.4.5).
 fn served(
-    request: &Request,
+    request: &Incoming,
     stored: &Stored,
     freshness: Freshness,
     cache_control: &str,
@@ -354,8 +355,7 @@ fn served(
         freshness,
     );
     let not_modified = request
-        .headers()
-        .get("If-None-Match")?
+        .header("If-None-Match")
         .is_some_and(|value| if_none_match(&value, &tag));
     let mut response = if not_modified {
         Response::empty()?.with_status(304)
@@ -380,7 +380,7 @@ fn refused(refusal: Refusal, product: ProductId, config: &Config) -> EdgeError {
 
 /// `PUT /internal/v1/backlog`: a consumer reports the lag of its partitions; merged into the report in
 /// KV (the Worker's backpressure reads it). Same bearer token as the fill endpoint.
-pub async fn fill_backlog(mut request: Request, env: &Env) -> Result<Response> {
+pub async fn fill_backlog(request: Incoming, env: &Env) -> Result<Response> {
     let config = config(env)?;
     authorize(&request, &config)?;
     // A body that could not be read is the connection's failure, not the consumer's: 503, retried.
@@ -396,8 +396,8 @@ pub async fn fill_backlog(mut request: Request, env: &Env) -> Result<Response> {
 }
 
 /// Lets a fill request with the right token go on; the error of one without.
-fn authorize(request: &Request, config: &Config) -> Result<()> {
-    let authorization = request.headers().get("Authorization")?;
+fn authorize(request: &Incoming, config: &Config) -> Result<()> {
+    let authorization = request.header("Authorization");
     match authorize_fill(config.fill_token.as_deref(), authorization.as_deref()) {
         FillAuthorization::Allowed => Ok(()),
         FillAuthorization::Unauthorized => Err(EdgeError::Unauthorized),
@@ -416,7 +416,7 @@ fn authorize(request: &Request, config: &Config) -> Result<()> {
 /// ([`rebase_to_clock`]). A write the cache refused (KV's one write a second per key) is a 503 with
 /// `Retry-After`, which the consumer retries.
 pub async fn fill_prices(
-    mut request: Request,
+    request: Incoming,
     env: &Env,
     ctx: &Context,
     product: ProductId,

@@ -10,7 +10,7 @@
 //! [`miss_guard`] (the known-products filter, backpressure and the rate limit a miss passes first),
 //! [`gate`] (the `ProductGate` Durable Object, one per product) and [`gate_client`] (the Worker's calls
 //! to it),
-//! [`handlers`] (one function per route), [`error`] (every failure and its problem document),
+//! [`incoming`] (the request, read only where a route asks), [`handlers`] (one function per route), [`error`] (every failure and its problem document),
 //! [`reply`] (successful responses and the problem body), [`analytics`] (a data point per request to
 //! Workers Analytics Engine).
 
@@ -23,6 +23,7 @@ mod gate;
 mod gate_client;
 mod handlers;
 mod hot_cache;
+mod incoming;
 mod miss_guard;
 mod outbound;
 mod publish;
@@ -33,9 +34,10 @@ use pricefront_core::edge_event::{data_point, EdgeEvent};
 use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
 use pricefront_core::route::{route, Route};
 use pricefront_core::trace_context::{TraceContext, TRACEPARENT, TRACERESPONSE};
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, web_sys, Context, Env, Response, Result};
 
 use crate::error::EdgeError;
+use crate::incoming::Incoming;
 
 /// Talc instead of Rust's default wasm allocator (dlmalloc): smaller in the module and faster.
 #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
@@ -43,10 +45,10 @@ use crate::error::EdgeError;
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> Result<Response> {
+    let request = Incoming::new(request);
     let path = request.path();
-    // The raw method: the worker crate maps methods it does not know to GET.
-    let method = request.inner().method();
+    let method = request.method();
     let started = now_ms();
     let mut trace = None;
     let matched = route(&method, &path);
@@ -55,7 +57,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
             .map(|response| (response, EdgeEvent::Health))
             .map_err(EdgeError::from),
         Ok(Route::GetPrices(product)) => {
-            let header = request.headers().get(TRACEPARENT).ok().flatten();
+            let header = request.header(TRACEPARENT);
             let context = TraceContext::continue_or_start(header.as_deref(), random_bytes());
             trace = Some(context);
             handlers::get_prices(&request, &env, &ctx, *product, &context).await

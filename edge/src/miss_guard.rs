@@ -17,10 +17,11 @@ use pricefront_core::backlog::{
 use pricefront_core::catalog::KnownProducts;
 use pricefront_core::miss_guard::{CatalogCache, CatalogRead, CatalogStep, Limiter, Refusal};
 use pricefront_core::{ProductId, UnixMillis};
-use worker::{Date, Delay, Env, Request, Result};
+use worker::{Date, Delay, Env, Result};
 
 use crate::bindings;
 use crate::config::{CacheBackend, Config};
+use crate::incoming::Incoming;
 use crate::redis;
 
 /// The rate limiting binding (`[[ratelimits]]` in `wrangler.toml`) of the client's limit.
@@ -45,7 +46,7 @@ thread_local! {
 
 /// Why `request`'s miss may not publish, if it may not (the catalog was checked before the read).
 pub async fn refusal(
-    request: &Request,
+    request: &Incoming,
     env: &Env,
     config: &Config,
     now_ms: UnixMillis,
@@ -174,14 +175,12 @@ pub async fn store_backlog_report(
 
 /// Whether the client may make one more miss: within every limit it counts against (its API key's
 /// and its address's in `header:` mode); `true` when nothing is limited or a binding is missing.
-async fn within_rate_limit(request: &Request, env: &Env, config: &Config) -> bool {
+async fn within_rate_limit(request: &Incoming, env: &Env, config: &Config) -> bool {
     let header = match &config.miss_limit_key {
-        pricefront_core::miss_guard::MissLimitKey::Header(name) => {
-            request.headers().get(name).ok().flatten()
-        }
+        pricefront_core::miss_guard::MissLimitKey::Header(name) => request.header(name),
         _ => None,
     };
-    let ip = request.headers().get("CF-Connecting-IP").ok().flatten();
+    let ip = request.header("CF-Connecting-IP");
     for (limiter, key) in config
         .miss_limit_key
         .limits_of(header.as_deref(), ip.as_deref())

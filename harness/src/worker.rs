@@ -24,10 +24,15 @@ const GATE_HOST_CONFIG: &str = "harness/workers/gate-host.toml";
 /// The gate fronts' `wrangler.toml`, relative to the repository.
 const GATE_FRONT_CONFIG: &str = "harness/workers/gate-front.toml";
 
+/// How far above a Worker's HTTP port `scripts/edge-dev.sh` puts its inspector.
+const INSPECTOR_PORT_OFFSET: u16 = 1000;
+
 /// A Worker this process started; stopped on drop.
 #[derive(Debug)]
 pub struct LocalWorker {
     name: String,
+    /// Its HTTP port on 127.0.0.1.
+    port: u16,
     /// Its base URL.
     pub base: String,
     /// The fill token it was started with.
@@ -92,6 +97,7 @@ impl LocalWorker {
         }
         Ok(Self {
             name: name.to_owned(),
+            port,
             base: format!("http://127.0.0.1:{port}"),
             token,
         })
@@ -127,6 +133,12 @@ impl LocalWorker {
     /// A client of this Worker.
     pub fn edge(&self) -> Edge {
         Edge::at(self.base.clone())
+    }
+
+    /// The port of its inspector (the Chrome DevTools Protocol), which `scripts/edge-dev.sh` puts 1,000
+    /// above its HTTP port.
+    pub fn inspector_port(&self) -> u16 {
+        self.port + INSPECTOR_PORT_OFFSET
     }
 
     /// CPU seconds (user + sys) its `wrangler dev` has used so far: the node process and the two
