@@ -313,7 +313,7 @@ mod tests {
             40|[kernel.kallsyms]|[k] tcp_sendmsg\n\
             20|pricefront-consumer|[.] _mi_page_malloc_zero\n\
             10|libc.so.6|[.] __memmove_avx512_unaligned_erms\n\
-            10|pricefront-consumer|[.] pricefront_consumer::fanout::Comparer::compare::{{closure}}\n\
+            10|pricefront-consumer|[.] pricefront_consumer::vendors::fanout::Comparer::compare::{{closure}}\n\
             10|pricefront-consumer|[.] rd_kafka_queue_poll\n\
             5|pricefront-consumer|[.] <redis::aio::connection_manager::ConnectionManager as redis::aio::ConnectionLike>::req\n\
             5|[vdso]|[.] __vdso_clock_gettime\n";

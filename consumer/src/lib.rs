@@ -1,49 +1,32 @@
 //! The pricefront consumer: the slow half of the service.
 //!
 //! It consumes `price-compare-requests`, asks every configured vendor concurrently, aggregates their
-//! offers with the shared core's rules, and stores the comparison in Redis until its stale-until.
+//! offers with the shared core's rules, and stores the comparison in every sink until its stale-until.
 //! Offsets are committed only once the result is stored, so a crash resumes where it stopped.
 //!
-//! Layout, one concept per file:
+//! # Layout
 //!
-//! - [`config`]: the settings (flags with environment twins).
-//! - [`vendors`] (a folder): the vendor side: the vendors file, requests and their identifiers,
-//!   authentication (keys, OAuth 2.0, signed headers), reading offers, quotas, daily budgets, the
-//!   circuit breaker, and asking one vendor ([`vendors::fetch`]).
-//! - [`redact`]: secrets kept out of logs, error texts and stored failure details.
-//! - [`fanout`]: asking every vendor at once and aggregating.
-//! - [`lag`]: how late this process's own runtime is, so that its own lateness is not blamed on a vendor.
-//! - [`cache`]: the Redis cache.
-//! - [`fill`]: the second sink, the edge's fill endpoint.
-//! - [`sinks`]: storing a result in every configured sink, independently, with classified retries.
-//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
-//! - [`telemetry`]: logs, and OpenTelemetry spans that continue the edge's trace to the vendors.
-//! - [`backlog`]: reporting the lag of this process's partitions, for the edge's backpressure.
-//! - [`offsets`]: which offsets may be committed while many messages are in flight.
-//! - [`dead_letter`]: where unparseable messages (and messages whose work panicked) go.
-//! - [`clients`]: the Kafka clients' settings, each client only its own.
-//! - [`handler`]: what happens to one message: a result in every sink, once per product at a time.
-//! - [`window`]: the in-flight window; paused partitions and held messages while it is full.
-//! - [`window_size`]: the window's size, smaller while this process runs late.
-//! - [`pipeline`]: the consume loop and its graceful stop.
+//! The crate is laid out by stage, in the order a request goes through it, one concept per file.
+//! Dependencies run one way: [`intake`] uses [`vendors`] and [`sinks`], all three use [`process`], and
+//! nothing uses what is above it.
+//!
+//! - [`intake`]: where a message enters. The consume loop and its graceful stop
+//!   ([`intake::pipeline`]), the consumer's view of its partitions through rebalances
+//!   ([`intake::context`]), one message ([`intake::handler`]), committable offsets
+//!   ([`intake::offsets`]), the in-flight window and its size ([`intake::window`],
+//!   [`intake::window_size`]), dead letters ([`intake::dead_letter`]), backlog reports for the edge's
+//!   backpressure ([`intake::backlog`]) and the Kafka clients' settings ([`intake::clients`]).
+//! - [`vendors`]: where vendors are called. Every vendor at once, aggregated ([`vendors::fanout`]),
+//!   one vendor ([`vendors::fetch`]), and the vendors file, requests, identifiers, authentication,
+//!   offers, quotas, daily budgets and the circuit breaker.
+//! - [`sinks`]: where results are stored, each sink written until it holds them: Redis
+//!   ([`sinks::cache`]) and the edge's fill endpoint ([`sinks::fill`]).
+//! - [`process`]: the process's own plumbing. Settings, metrics and the health checks, logs and
+//!   traces, redaction, the runtime's own lateness, the clock, and retrying until stopped.
 
-pub mod backlog;
-pub mod cache;
-pub mod clients;
-pub mod config;
-pub mod dead_letter;
-pub mod fanout;
-pub mod fill;
-pub mod handler;
-pub mod lag;
-pub mod metrics;
-pub mod offsets;
-pub mod pipeline;
-pub mod redact;
+pub mod intake;
+pub mod process;
 pub mod sinks;
-pub mod telemetry;
 pub mod vendors;
-pub mod window;
-pub mod window_size;
 
-pub use config::Settings;
+pub use process::settings::Settings;

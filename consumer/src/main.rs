@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use pricefront_consumer::cache::RedisCache;
-use pricefront_consumer::config::Settings;
-use pricefront_consumer::fanout::Comparer;
-use pricefront_consumer::fill::FillSink;
-use pricefront_consumer::lag::RuntimeLag;
-use pricefront_consumer::metrics::{serve, Metrics};
-use pricefront_consumer::pipeline::{self, Outputs};
-use pricefront_consumer::telemetry;
+use pricefront_consumer::intake::pipeline::{self, Outputs};
+use pricefront_consumer::process::health::serve;
+use pricefront_consumer::process::lateness::RuntimeLag;
+use pricefront_consumer::process::metrics::Metrics;
+use pricefront_consumer::process::settings::Settings;
+use pricefront_consumer::process::telemetry;
+use pricefront_consumer::sinks::cache::RedisCache;
+use pricefront_consumer::sinks::fill::FillSink;
+use pricefront_consumer::vendors::fanout::Comparer;
 use pricefront_consumer::vendors::{self, fetch};
 
 // The allocator: with glibc's, malloc and free took about a fifth of the consumer's CPU (many small,
@@ -46,7 +47,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let vendors = vendors::load(&settings.vendors)?;
     tracing::info!(vendors = ?vendors.iter().map(|v| &v.name).collect::<Vec<_>>(), "vendors loaded");
-    let limits = settings.fetch_limits();
+    let limits = fetch::FetchLimits::of(&settings);
     let cut = vendors::timeouts_not_within(&vendors, limits.deadline);
     if !cut.is_empty() {
         tracing::warn!(

@@ -5,8 +5,8 @@
 //! Before the consumer watched its own lateness, it started its whole window, read the vendors'
 //! answers too late, took its own timeouts for the vendors' failures, opened every circuit, and stored
 //! all 2,000 results without a single offer. Now its window starts small and follows its lateness
-//! ([`pricefront_consumer::window_size`]), and a timeout while it is late is not held against the
-//! vendor ([`pricefront_consumer::lag`]).
+//! ([`pricefront_consumer::intake::window_size`]), and a timeout while it is late is not held against the
+//! vendor ([`pricefront_consumer::process::lateness`]).
 //!
 //! Every request must end as a stored result; results without any offer stay rare; no circuit opens;
 //! and the consumer must in fact have been late (its `pricefront_runtime_lag_seconds`), or the drill

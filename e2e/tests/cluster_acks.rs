@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use clap::Parser as _;
-use pricefront_consumer::clients::dead_letter_producer_config;
-use pricefront_consumer::config::Settings;
+use pricefront_consumer::intake::clients::dead_letter_producer_config;
+use pricefront_consumer::process::settings::Settings;
 use pricefront_harness::topic::read_to_end;
 use pricefront_harness::Cluster;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

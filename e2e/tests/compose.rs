@@ -215,9 +215,9 @@ fn settings_read_by(sources: &[&str]) -> BTreeSet<String> {
 
 fn consumer_settings() -> BTreeSet<String> {
     settings_read_by(&[
-        "consumer/src/config.rs",
+        "consumer/src/process/settings.rs",
         "consumer/src/main.rs",
-        "consumer/src/telemetry.rs",
+        "consumer/src/process/telemetry.rs",
     ])
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pricefront_consumer::dead_letter::ERROR_HEADER;
+use pricefront_consumer::intake::dead_letter::ERROR_HEADER;
 use pricefront_core::FailureKind;
 use pricefront_harness::metrics;
 use pricefront_harness::topic::read_to_end;
@@ -427,7 +427,7 @@ fn visit_group_twice(group: &str, topic: &str) {
             // The member's assignor: a group cannot mix eager and cooperative assignors.
             .set(
                 "partition.assignment.strategy",
-                pricefront_consumer::clients::DEFAULT_ASSIGNMENT_STRATEGY,
+                pricefront_consumer::intake::clients::DEFAULT_ASSIGNMENT_STRATEGY,
             )
             .set("enable.auto.commit", "false")
             .create()

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use pricefront_consumer::cache::RedisCache;
+use pricefront_consumer::sinks::cache::RedisCache;
 use pricefront_core::newest_wins::Replacement;
 use pricefront_core::{
     Comparison, FailureKind, FreshnessPolicy, Money, Offer, ProductId, UnixMillis, VendorFailure,

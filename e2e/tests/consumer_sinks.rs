@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pricefront_consumer::cache::RedisCache;
-use pricefront_consumer::dead_letter::ERROR_HEADER;
-use pricefront_consumer::fanout::Comparer;
-use pricefront_consumer::lag::RuntimeLag;
-use pricefront_consumer::metrics::Metrics;
-use pricefront_consumer::pipeline::{self, Compare, Outputs};
+use pricefront_consumer::intake::dead_letter::ERROR_HEADER;
+use pricefront_consumer::intake::pipeline::{self, Compare, Outputs};
+use pricefront_consumer::process::lateness::RuntimeLag;
+use pricefront_consumer::process::metrics::Metrics;
+use pricefront_consumer::sinks::cache::RedisCache;
+use pricefront_consumer::vendors::fanout::Comparer;
 use pricefront_consumer::{vendors, Settings};
 use pricefront_core::{Comparison, ProductId, TraceContext, REQUEST_TOPIC};
 use pricefront_harness::edge::Edge;
@@ -381,7 +381,7 @@ async fn a_panicking_comparison_is_dead_lettered_and_frees_its_product_and_parti
     let comparer = Comparer::new(
         client,
         vendors,
-        settings.fetch_limits(),
+        vendors::fetch::FetchLimits::of(&settings),
         settings.freshness_policy(),
         metrics.clone(),
         lag.clone(),

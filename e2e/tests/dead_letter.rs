@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use pricefront_consumer::dead_letter::{
+use pricefront_consumer::intake::dead_letter::{
     DeadLetter, DeadLetterQueue, Delivery, DEAD_LETTER_ERROR_HEADER, ERROR_HEADER,
     ORIGINAL_PAYLOAD_BYTES_HEADER, ORIGIN_HEADERS,
 };
-use pricefront_consumer::metrics::Metrics;
+use pricefront_consumer::process::metrics::Metrics;
 use pricefront_harness::stack::brokers;
 use pricefront_harness::topic::read_to_end;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -226,7 +226,7 @@ async fn a_stale_result_is_still_served_marked_stale() {
 async fn a_result_written_by_the_consumers_redis_cache_is_served_by_the_redis_backed_edge() {
     // The consumer's cache code and the edge agree on keys and format: what one writes, the other serves.
     // (The consumer process itself filling Redis for the edge: e2e/tests/miss_path.rs.)
-    let cache = pricefront_consumer::cache::RedisCache::connect(
+    let cache = pricefront_consumer::sinks::cache::RedisCache::connect(
         &std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390/0".into()),
         Duration::from_secs(5),
     )

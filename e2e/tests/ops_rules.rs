@@ -10,7 +10,7 @@ use std::process::Command;
 
 use std::sync::Arc;
 
-use pricefront_consumer::metrics::{
+use pricefront_consumer::process::metrics::{
     Metrics, PartitionLabel, Sink, SinkLabel, VendorAttemptLabels, VendorLabel, VendorOutcomeLabels,
 };
 use pricefront_core::newest_wins::Replacement;
@@ -212,7 +212,7 @@ fn exposed_metrics() -> BTreeSet<String> {
 }
 
 /// The consumer's metrics module, where every family is registered.
-const METRICS_SOURCE: &str = include_str!("../../consumer/src/metrics.rs");
+const METRICS_SOURCE: &str = include_str!("../../consumer/src/process/metrics.rs");
 
 /// The names the rules record.
 fn recorded_metrics(rules: &Yaml) -> BTreeSet<String> {

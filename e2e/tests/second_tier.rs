@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use pricefront_consumer::cache::RedisCache;
+use pricefront_consumer::sinks::cache::RedisCache;
 use pricefront_core::redis_protocol::{encode_command, RedisAddress};
 use pricefront_core::{cache_key, Comparison, ProductId};
 use pricefront_harness::edge::{unused_product, Edge};

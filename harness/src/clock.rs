@@ -1,13 +1,8 @@
-//! The time: now in milliseconds, and today's date.
+//! The time: now in milliseconds (the consumer's clock, the one of the native crates), and today's date.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch (the unit of `computedAtMs` and the request's `requestedAtMs`).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
-}
+pub use pricefront_consumer::process::clock::now_ms;
 
 /// Today's date in UTC (`YYYY-MM-DD`), from the system clock.
 pub fn utc_date() -> String {

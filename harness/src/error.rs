@@ -22,7 +22,7 @@ pub enum HarnessError {
     Redis(#[from] redis::RedisError),
     /// The consumer's cache client failed.
     #[error("{0}")]
-    Cache(#[from] pricefront_consumer::cache::CacheError),
+    Cache(#[from] pricefront_consumer::sinks::cache::CacheError),
     /// The Kafka REST proxy refused a record or could not be reached.
     #[error("the Kafka REST proxy (KAFKA_BRIDGE_URL): {0}")]
     RestProxy(String),

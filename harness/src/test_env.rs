@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pricefront_consumer::cache::RedisCache;
+use pricefront_consumer::sinks::cache::RedisCache;
 use pricefront_core::{Money, ProductId};
 use rdkafka::producer::FutureProducer;
 use vendor_sim::{expected_price, Profiles, Simulator};

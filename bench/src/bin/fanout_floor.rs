@@ -17,10 +17,10 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use futures::future::join_all;
 use futures::StreamExt;
-use pricefront_consumer::fanout::Comparer;
-use pricefront_consumer::lag::RuntimeLag;
-use pricefront_consumer::metrics::Metrics;
-use pricefront_consumer::vendors::fetch::http_client;
+use pricefront_consumer::process::lateness::RuntimeLag;
+use pricefront_consumer::process::metrics::Metrics;
+use pricefront_consumer::vendors::fanout::Comparer;
+use pricefront_consumer::vendors::fetch::{http_client, FetchLimits};
 use pricefront_consumer::{vendors, Settings};
 use pricefront_core::{ProductId, TraceContext};
 use pricefront_harness::process::{cpu_split, memory};
@@ -96,7 +96,7 @@ async fn run(args: &Args) -> anyhow::Result<u64> {
             let comparer = Comparer::new(
                 client,
                 vendors,
-                settings.fetch_limits(),
+                FetchLimits::of(&settings),
                 settings.freshness_policy(),
                 metrics,
                 lag,

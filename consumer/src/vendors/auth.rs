@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
@@ -27,7 +27,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tokio::time::Instant;
 
-use crate::redact;
+use crate::process::clock::now_ms;
+use crate::process::redact;
 
 /// How the token endpoint wants the client to authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -364,9 +365,7 @@ impl Signer {
                 return headers.clone();
             }
         }
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let timestamp = now_ms();
         let headers = self.sign(&timestamp.to_string());
         *last = Some((now, headers.clone()));
         headers

@@ -21,6 +21,7 @@
 //! `pricefront_vendor_circuit_state` gauge and counts its openings.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -124,9 +125,10 @@ pub enum CallOutcome {
     /// The call's last attempt met a connect error, a timeout, a 5xx, or a 429 after the vendor's own
     /// `Retry-After` had been honoured.
     Failed,
-    /// Nothing learnt about the vendor: a timeout while this process was itself late ([`crate::lag`]),
-    /// or a first 429 (a request to slow down, which the quota honours). Not counted; a trial's place
-    /// passes to the next call.
+    /// Nothing learnt about the vendor: no request reached it (a quota or budget said no first), a
+    /// timeout while this process was itself late ([`crate::process::lateness`]), or a first 429 (a
+    /// request to slow down, which the quota honours). Not counted; a trial's place passes to the next
+    /// call.
     Inconclusive,
 }
 
@@ -344,14 +346,26 @@ impl VendorBreaker {
         }
     }
 
-    /// Lets a call through now, or says why not. The pass takes the call's final outcome
-    /// ([`BreakerPass::finish`]); dropped unfinished, it gives a trial's place away.
-    pub fn admit(&self) -> Result<BreakerPass<'_>, CircuitRejection> {
+    /// Runs `call` if the circuit lets it through now, telling it how ([`Admission::Trial`]: one request,
+    /// no retries), and records the [`CallOutcome`] it returns beside its value; says why not, without
+    /// running it, when the circuit rejects it. A call dropped before it returns (its comparison
+    /// cancelled) learnt nothing: it is recorded as [`CallOutcome::Inconclusive`].
+    pub async fn call<T, Fut>(
+        &self,
+        call: impl FnOnce(Admission) -> Fut,
+    ) -> Result<T, CircuitRejection>
+    where
+        Fut: Future<Output = (T, CallOutcome)>,
+    {
         let admission = self.update(|breaker| breaker.admit(Instant::now()))?;
-        Ok(BreakerPass {
+        let mut unfinished = Unfinished {
             breaker: self,
             admission: Some(admission),
-        })
+        };
+        let (value, outcome) = call(admission).await;
+        unfinished.admission = None;
+        self.update(|breaker| breaker.record(admission, outcome, Instant::now()));
+        Ok(value)
     }
 
     /// The state now.
@@ -377,31 +391,15 @@ impl VendorBreaker {
     }
 }
 
-/// A call let through a [`VendorBreaker`]: finish it with the call's outcome.
-#[derive(Debug)]
-pub struct BreakerPass<'a> {
+/// A call let through a [`VendorBreaker`] and not returned yet: dropped so (the call cancelled), it
+/// gives its place away as an inconclusive call does.
+struct Unfinished<'a> {
     breaker: &'a VendorBreaker,
-    /// `None` once finished.
+    /// `None` once the call returned.
     admission: Option<Admission>,
 }
 
-impl BreakerPass<'_> {
-    /// Whether this call is one of a half-open circuit's trials (which make one request, without
-    /// retries).
-    pub fn is_trial(&self) -> bool {
-        self.admission == Some(Admission::Trial)
-    }
-
-    /// Reports the call's final outcome.
-    pub fn finish(mut self, outcome: CallOutcome) {
-        if let Some(admission) = self.admission.take() {
-            self.breaker
-                .update(|breaker| breaker.record(admission, outcome, Instant::now()));
-        }
-    }
-}
-
-impl Drop for BreakerPass<'_> {
+impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
         if let Some(admission) = self.admission.take() {
             self.breaker.update(|breaker| breaker.abandon(admission));
@@ -589,8 +587,18 @@ mod tests {
         assert_eq!(b.state(), CircuitState::Closed);
     }
 
-    #[test]
-    fn the_shared_breaker_mirrors_its_state_counts_openings_and_gives_up_a_dropped_trial() {
+    /// Runs one call through `shared` that comes to `outcome`; how it was let through, or why not.
+    async fn call(
+        shared: &VendorBreaker,
+        outcome: CallOutcome,
+    ) -> Result<Admission, CircuitRejection> {
+        shared
+            .call(|admission| async move { (admission, outcome) })
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_shared_breaker_mirrors_its_state_counts_openings_and_gives_up_a_cancelled_trial() {
         let gauge = Gauge::default();
         let openings = Counter::default();
         let shared = VendorBreaker::new(
@@ -604,17 +612,33 @@ mod tests {
             openings.clone(),
         );
         assert_eq!(gauge.get(), 0);
-        shared.admit().unwrap().finish(CallOutcome::Failed);
+        assert_eq!(
+            call(&shared, CallOutcome::Failed).await,
+            Ok(Admission::Call)
+        );
         assert_eq!(gauge.get(), 1);
         assert_eq!(openings.get(), 1);
-        let trial = shared.admit().unwrap();
-        assert!(trial.is_trial());
+
+        // A trial under way holds the only place; cancelled, it gives it away.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let trial = shared.call(|admission| async move {
+            let _ = started_tx.send(admission);
+            std::future::pending::<((), CallOutcome)>().await
+        });
+        tokio::select! {
+            _ = trial => unreachable!("the trial never returns"),
+            admission = started_rx => assert_eq!(admission, Ok(Admission::Trial)),
+        }
         assert_eq!(gauge.get(), 2);
-        assert!(matches!(shared.admit(), Err(CircuitRejection::TrialsOut)));
-        drop(trial);
-        let trial = shared.admit().unwrap();
-        assert!(trial.is_trial(), "the dropped trial gave its place away");
-        trial.finish(CallOutcome::Succeeded);
+        assert_eq!(
+            call(&shared, CallOutcome::Inconclusive).await,
+            Ok(Admission::Trial),
+            "the cancelled trial gave its place away"
+        );
+        assert_eq!(
+            call(&shared, CallOutcome::Succeeded).await,
+            Ok(Admission::Trial)
+        );
         assert_eq!(shared.state(), CircuitState::Closed);
         assert_eq!(gauge.get(), 0);
         assert_eq!(openings.get(), 1);

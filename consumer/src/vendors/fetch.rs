@@ -18,17 +18,18 @@ use redis::aio::ConnectionManager;
 use reqwest::{header, Client, StatusCode};
 use tokio::time::Instant;
 
-use crate::lag::RuntimeLag;
-use crate::metrics::{Metrics, VendorAttemptLabels, VendorLabel, VendorOutcomeLabels};
-use crate::redact;
-use crate::telemetry::call_context;
+use crate::process::lateness::RuntimeLag;
+use crate::process::metrics::{Metrics, VendorAttemptLabels, VendorLabel, VendorOutcomeLabels};
+use crate::process::redact;
+use crate::process::settings::Settings;
+use crate::process::telemetry::call_context;
 use crate::vendors::auth::{bearer, AuthState, BearerToken, MintOutcome};
-use crate::vendors::breaker::{CallOutcome, VendorBreaker};
+use crate::vendors::breaker::{Admission, CallOutcome, VendorBreaker};
 use crate::vendors::budget::{DailyBudget, Taken};
 use crate::vendors::offers::Reading;
 use crate::vendors::quota::VendorQuota;
-use crate::vendors::request::{FilledRequest, Identifiers};
-use crate::vendors::{StatusKind, Vendor};
+use crate::vendors::request::{FillError, FilledRequest, Identifiers};
+use crate::vendors::vendor::{StatusKind, Vendor};
 use pricefront_core::trace_context::TRACEPARENT;
 
 /// Limits that apply to every vendor call.
@@ -40,6 +41,17 @@ pub struct FetchLimits {
     pub max_body_bytes: usize,
     /// The first retry delay; later ones grow exponentially, with jitter.
     pub first_backoff: Duration,
+}
+
+impl FetchLimits {
+    /// The limits `settings` give every vendor call.
+    pub fn of(settings: &Settings) -> Self {
+        Self {
+            deadline: Duration::from_millis(settings.vendor_deadline_ms),
+            max_body_bytes: settings.max_body_bytes,
+            first_backoff: Duration::from_millis(settings.vendor_backoff_ms),
+        }
+    }
 }
 
 /// Why one attempt failed.
@@ -395,8 +407,6 @@ pub async fn ask_vendor(
     trace: &TraceContext,
     limits: FetchLimits,
 ) -> VendorOutcome {
-    let started = Instant::now();
-    let deadline = started + limits.deadline;
     let failure = |kind: FailureKind, detail: String, attempts: u32| {
         VendorOutcome::Failed(VendorFailure {
             vendor: vendor.name.clone(),
@@ -406,32 +416,62 @@ pub async fn ask_vendor(
         })
     };
     let request = match vendor.request.fill(ids) {
-        Ok(Ok(request)) => request,
-        Ok(Err(missing)) => {
-            return failure(
-                FailureKind::NotListed,
-                format!("the product has no {missing} identifier"),
-                0,
-            )
+        Ok(request) => request,
+        Err(error @ FillError::MissingIdentifier(_)) => {
+            return failure(FailureKind::NotListed, error.to_string(), 0)
         }
-        Err(error) => {
-            return failure(
-                FailureKind::Connect,
-                format!("the request could not be made: {error}"),
-                0,
-            )
+        Err(error @ FillError::Unbuildable(_)) => {
+            return failure(FailureKind::Connect, error.to_string(), 0)
         }
     };
-    let pass = match guards.breaker.admit() {
-        Ok(pass) => pass,
-        Err(rejection) => return failure(FailureKind::CircuitOpen, rejection.to_string(), 0),
-    };
-    // A half-open circuit's trial makes one request: its outcome decides, a retry would not.
-    let max_attempts = if pass.is_trial() {
-        1
-    } else {
-        vendor.max_attempts
-    };
+    let call = guards.breaker.call(|admission| async move {
+        // A half-open circuit's trial makes one request: its outcome decides, a retry would not.
+        let max_attempts = match admission {
+            Admission::Trial => 1,
+            Admission::Call => vendor.max_attempts,
+        };
+        let (log, ended) = attempt_until_done(
+            client,
+            vendor,
+            guards,
+            lag,
+            &request,
+            trace,
+            limits,
+            max_attempts,
+        )
+        .await;
+        conclude(vendor, limits, log, ended, failure)
+    });
+    call.await
+        .unwrap_or_else(|rejection| failure(FailureKind::CircuitOpen, rejection.to_string(), 0))
+}
+
+/// How a call's attempts ended.
+enum Ended {
+    /// The last attempt's answer: an offer, or why not.
+    Answered(Result<Offer, AttemptError>),
+    /// The deadline ran out while the call waited for room in the vendor's quota.
+    WaitingForQuota,
+    /// The deadline ran out otherwise (an attempt in flight, or a wait between attempts).
+    Deadline,
+}
+
+/// Makes up to `max_attempts` requests for `request`, retrying retryable failures with backoff, all
+/// within `limits.deadline`; what the attempts were, and how they ended.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_until_done(
+    client: &Client,
+    vendor: &Vendor,
+    guards: &VendorGuards,
+    lag: &RuntimeLag,
+    request: &FilledRequest,
+    trace: &TraceContext,
+    limits: FetchLimits,
+    max_attempts: u32,
+) -> (CallLog, Ended) {
+    let started = Instant::now();
+    let deadline = started + limits.deadline;
     // This call's span, so that the vendor's own tracing joins the trace.
     let traceparent = header::HeaderValue::from_str(&call_context(trace).to_string()).ok();
     let log = Mutex::new(CallLog::default());
@@ -458,7 +498,7 @@ pub async fn ask_vendor(
                 vendor,
                 guards,
                 lag,
-                &request,
+                request,
                 token.as_ref(),
                 limits.max_body_bytes,
                 traceparent.as_ref(),
@@ -521,70 +561,84 @@ pub async fn ask_vendor(
         });
     let result = tokio::time::timeout(limits.deadline, retrying).await;
     let mut log = log.into_inner().unwrap_or_else(PoisonError::into_inner);
-    let result = match result {
-        Ok(result) => Ok(result),
-        Err(_) => match log.in_flight_since.take() {
+    let ended = match result {
+        Ok(answer) => Ended::Answered(answer),
+        Err(_) => {
             // The deadline cut an attempt in flight: it timed out, and the vendor hears of it.
-            Some(sent) => {
+            if let Some(sent) = log.in_flight_since.take() {
                 let after = sent.elapsed();
-                let cut = AttemptError::Timeout {
+                let cut = Err(AttemptError::Timeout {
                     after,
                     own_lateness: lag.excuses_timeout(sent, after),
-                };
-                let cut = Err(cut);
+                });
                 guards.count_attempt(&cut);
                 log.last_error = cut.err();
-                Err(log.waiting_for_quota)
             }
-            None => Err(log.waiting_for_quota),
-        },
+            if log.waiting_for_quota {
+                Ended::WaitingForQuota
+            } else {
+                Ended::Deadline
+            }
+        }
     };
-    let last_attempt = |log: &CallLog| {
+    (log, ended)
+}
+
+/// The vendor's outcome of a call whose attempts were `log` and ended so, and what the call tells the
+/// breaker: that of its last request, [`CallOutcome::Inconclusive`] when no request was sent.
+fn conclude(
+    vendor: &Vendor,
+    limits: FetchLimits,
+    log: CallLog,
+    ended: Ended,
+    failure: impl Fn(FailureKind, String, u32) -> VendorOutcome,
+) -> (VendorOutcome, CallOutcome) {
+    let last_attempt = || {
         log.last_error
             .as_ref()
             .map(|e| format!("; last attempt: {}", e.detail()))
             .unwrap_or_default()
     };
-    // The call's outcome for the breaker: that of its last request; none when no request was sent.
-    let call_outcome = log.last_error.as_ref().map(AttemptError::call_outcome);
-    let outcome = match result {
-        Ok(Ok(offer)) => {
-            pass.finish(CallOutcome::Succeeded);
-            return VendorOutcome::Answered {
+    let call_outcome = log
+        .last_error
+        .as_ref()
+        .map_or(CallOutcome::Inconclusive, AttemptError::call_outcome);
+    let outcome = match ended {
+        Ended::Answered(Ok(offer)) => {
+            let answered = VendorOutcome::Answered {
                 offer,
                 guarantee_ms: vendor.guarantee.as_millis().try_into().unwrap_or(u64::MAX),
             };
+            return (answered, CallOutcome::Succeeded);
         }
-        Ok(Err(error @ (AttemptError::Quota(_) | AttemptError::TokenMint(_)))) => failure(
-            error.kind(),
-            format!("{}{}", error.detail(), last_attempt(&log)),
-            log.attempts,
-        ),
-        Ok(Err(error)) => failure(error.kind(), error.detail(), log.attempts),
-        Err(true) => failure(
+        Ended::Answered(Err(error @ (AttemptError::Quota(_) | AttemptError::TokenMint(_)))) => {
+            failure(
+                error.kind(),
+                format!("{}{}", error.detail(), last_attempt()),
+                log.attempts,
+            )
+        }
+        Ended::Answered(Err(error)) => failure(error.kind(), error.detail(), log.attempts),
+        Ended::WaitingForQuota => failure(
             FailureKind::Quota,
             format!(
                 "quota: no room for a request before the deadline of {} ms{}",
                 limits.deadline.as_millis(),
-                last_attempt(&log)
+                last_attempt()
             ),
             log.attempts,
         ),
-        Err(false) => failure(
+        Ended::Deadline => failure(
             FailureKind::Deadline,
             format!(
                 "deadline of {} ms ran out{}",
                 limits.deadline.as_millis(),
-                last_attempt(&log)
+                last_attempt()
             ),
             log.attempts,
         ),
     };
-    match call_outcome {
-        Some(call_outcome) => pass.finish(call_outcome),
-        None => drop(pass),
-    }
-    outcome
+    (outcome, call_outcome)
 }
 
 /// Reads a `Retry-After` value: delay-seconds, or an HTTP-date (a date in the past is no delay).
@@ -700,7 +754,7 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
 mod tests {
     use super::*;
     use crate::vendors::breaker::CircuitState;
-    use crate::vendors::parse;
+    use crate::vendors::file::parse;
     use axum::extract::{Path, State};
     use axum::http::StatusCode as AxumStatus;
     use axum::response::IntoResponse;

@@ -2,7 +2,7 @@
 //!
 //! Every mistake refuses the start with one line naming the vendor and the key (docs/vendors.md lists
 //! every key). `${VAR}` (or `${VAR:-default}`) may appear in any string value; the values substituted
-//! in headers, query, body and `auth` are secrets ([`crate::redact`]).
+//! in headers, query, body and `auth` are secrets ([`crate::process::redact`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -16,14 +16,14 @@ use rsa::pkcs8::DecodePrivateKey;
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::redact;
+use crate::process::redact;
 use crate::vendors::auth::{AuthSettings, ClientAuth, OAuthSettings, SignatureSettings};
 use crate::vendors::breaker::BreakerSettings;
 use crate::vendors::budget::BudgetSettings;
 use crate::vendors::offers::{CurrencySource, JsonPointer, OfferFilter, OfferReader};
 use crate::vendors::quota::QuotaSettings;
 use crate::vendors::request::{Placeholder, RequestTemplate};
-use crate::vendors::{StatusKind, Vendor};
+use crate::vendors::vendor::{ProductIds, StatusKind, Vendor};
 
 /// Why the vendors file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -47,17 +47,6 @@ pub enum VendorsError {
         /// What is wrong, naming the key.
         problem: String,
     },
-}
-
-/// What the catalog's product ids are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProductIds {
-    /// Ids of the operator's own: no GTIN forms.
-    #[default]
-    Internal,
-    /// GTINs (UPC-A, EAN-13, GTIN-14 without leading zeros): `{gtin14}`, `{gtin13}` and `{upc}` work.
-    Gtin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -655,7 +644,7 @@ pub fn timeouts_not_within(vendors: &[Vendor], deadline: Duration) -> Vec<&str> 
 }
 
 /// The shortest timeout of `vendors` (zero when there are none): a tenth of it is the lateness the
-/// consumer tolerates in itself ([`crate::lag::RuntimeLag`]).
+/// consumer tolerates in itself ([`crate::process::lateness::RuntimeLag`]).
 pub fn shortest_timeout(vendors: &[Vendor]) -> Duration {
     vendors.iter().map(|v| v.timeout).min().unwrap_or_default()
 }
@@ -664,7 +653,7 @@ pub fn shortest_timeout(vendors: &[Vendor]) -> Duration {
 mod tests {
     use super::*;
     use crate::vendors::request::Identifiers;
-    use crate::vendors::StatusKind;
+    use crate::vendors::vendor::StatusKind;
     use pricefront_core::ProductId;
     use std::collections::HashMap;
 
@@ -706,7 +695,7 @@ currency = "JPY"
             vendor.product_ids == ProductIds::Gtin,
             &none,
         );
-        vendor.request.fill(&ids).unwrap().unwrap().url.to_string()
+        vendor.request.fill(&ids).unwrap().url.to_string()
     }
 
     /// One vendor with the required keys and `extra` lines.
@@ -770,7 +759,7 @@ format = "json"
         assert_eq!(vendor.mapped_schemes, ["asin"]);
         let mapped = HashMap::from([("asin".to_owned(), "B00TEST".to_owned())]);
         let ids = Identifiers::new(ProductId::new(12_345_678_905).unwrap(), true, &mapped);
-        let filled = vendor.request.fill(&ids).unwrap().unwrap();
+        let filled = vendor.request.fill(&ids).unwrap();
         assert_eq!(
             filled.url.as_str(),
             "http://127.0.0.1:1/v1/products(upc=012345678905)?apiKey=shop-key-123&format=json"
@@ -796,7 +785,7 @@ format = "json"
         assert_eq!(redact::redact("k=shop-key-123"), "k=[redacted]");
         // The base URL's default applies when its variable is unset.
         let defaulted = parse(&text.replace("SHOP_BASE", "UNSET_BASE"), env).unwrap();
-        let filled = defaulted[0].request.fill(&ids).unwrap().unwrap();
+        let filled = defaulted[0].request.fill(&ids).unwrap();
         assert!(filled
             .url
             .as_str()

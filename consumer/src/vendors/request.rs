@@ -329,9 +329,9 @@ impl RequestTemplate {
             gtin: Gtin::of(ProductId::new(12_345_678_905).expect("non-zero")),
             mapped: &sample_ids,
         };
-        let _sample = template
-            .fill(&sample)
-            .map_err(|e| format!("the URL cannot be made: {e}"))?;
+        if let Err(FillError::Unbuildable(error)) = template.fill(&sample) {
+            return Err(format!("the URL cannot be made: {error}"));
+        }
         Ok(template)
     }
 
@@ -347,42 +347,49 @@ impl RequestTemplate {
         names
     }
 
-    /// The request for the product `ids` name; `Ok(Err(placeholder))` when the product has no such
-    /// identifier (the vendor does not list it).
-    pub fn fill(
-        &self,
-        ids: &Identifiers<'_>,
-    ) -> Result<Result<FilledRequest, Placeholder>, String> {
-        let path = match self.path.render(ids) {
-            Ok(path) => path,
-            Err(missing) => return Ok(Err(missing)),
-        };
+    /// The request for the product `ids` name.
+    pub fn fill(&self, ids: &Identifiers<'_>) -> Result<FilledRequest, FillError> {
+        let path = self
+            .path
+            .render(ids)
+            .map_err(FillError::MissingIdentifier)?;
         let mut url = Url::options()
             .base_url(Some(&self.origin))
             .parse(&path)
-            .map_err(|e| format!("{e}"))?;
+            .map_err(|e| FillError::Unbuildable(e.to_string()))?;
         if !self.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (name, value) in &self.query {
-                match value.render(ids) {
-                    Ok(value) => pairs.append_pair(name, &value),
-                    Err(missing) => return Ok(Err(missing)),
-                };
+                let value = value.render(ids).map_err(FillError::MissingIdentifier)?;
+                pairs.append_pair(name, &value);
             }
         }
         let body = match &self.body {
-            Some(body) => match body.render(ids) {
-                Ok(value) => Some(serde_json::to_vec(&value).map_err(|e| e.to_string())?),
-                Err(missing) => return Ok(Err(missing)),
-            },
+            Some(body) => {
+                let value = body.render(ids).map_err(FillError::MissingIdentifier)?;
+                let bytes = serde_json::to_vec(&value)
+                    .map_err(|e| FillError::Unbuildable(e.to_string()))?;
+                Some(bytes)
+            }
             None => None,
         };
-        Ok(Ok(FilledRequest {
+        Ok(FilledRequest {
             method: self.method.clone(),
             url,
             body,
-        }))
+        })
     }
+}
+
+/// Why no request could be made for a product.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FillError {
+    /// The product has no identifier the request names: the vendor does not list it.
+    #[error("the product has no {0} identifier")]
+    MissingIdentifier(Placeholder),
+    /// The URL or the body cannot be made of what the identifiers gave.
+    #[error("the request could not be made: {0}")]
+    Unbuildable(String),
 }
 
 #[cfg(test)]
@@ -447,10 +454,7 @@ mod tests {
         )
         .unwrap();
         let mapped = HashMap::from([("asin".to_owned(), "B0\"Q".to_owned())]);
-        let filled = template
-            .fill(&ids(12_345_678_905, &mapped))
-            .unwrap()
-            .unwrap();
+        let filled = template.fill(&ids(12_345_678_905, &mapped)).unwrap();
         assert_eq!(
             filled.url.as_str(),
             "https://api.example/v1/products(upc=012345678905)?apiKey=k%26y%3D1&gtin=0012345678905"
@@ -460,7 +464,10 @@ mod tests {
             body,
             serde_json::json!({"itemIds": ["B0\"Q"], "n": 2, "f": "conditionIds:{1000}"})
         );
-        assert!(template.fill(&ids(1, &HashMap::new())).unwrap().is_err());
+        assert!(matches!(
+            template.fill(&ids(1, &HashMap::new())),
+            Err(FillError::MissingIdentifier(_))
+        ));
     }
 
     #[test]

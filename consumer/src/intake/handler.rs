@@ -12,14 +12,15 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::Instrument;
 
-use crate::dead_letter::{DeadLetter, DeadLetterQueue, Delivery};
-use crate::fanout::{now_ms, Comparer};
-use crate::metrics::Metrics;
-use crate::offsets::{finish_and_store, OffsetTracker, Ticket};
-use crate::pipeline::PipelineConsumer;
+use crate::intake::context::PipelineConsumer;
+use crate::intake::dead_letter::{DeadLetter, DeadLetterQueue, Delivery};
+use crate::intake::offsets::{finish_and_store, OffsetTracker, Ticket};
+use crate::intake::window::Received;
+use crate::process::clock::now_ms;
+use crate::process::metrics::Metrics;
+use crate::process::telemetry::join_trace;
 use crate::sinks::Sinks;
-use crate::telemetry::join_trace;
-use crate::window::Received;
+use crate::vendors::fanout::Comparer;
 
 /// Compares one product: [`Comparer`] in production; tests may wrap it (e.g. to inject a panic).
 pub trait Compare: Send + Sync + 'static {

@@ -6,7 +6,7 @@
 //! nothing about the vendor, so [`fetch`](crate::vendors::fetch) does not hold it against the vendor's circuit
 //! breaker when the runtime was late by a tenth of the call's timeout or more while the call was out.
 //! Otherwise a starved consumer opens every vendor's circuit itself and stores its whole backlog as
-//! results without offers. The same lateness shrinks the in-flight window ([`crate::window_size`]), so
+//! results without offers. The same lateness shrinks the in-flight window ([`crate::intake::window_size`]), so
 //! that a consumer short of CPU starts only the comparisons it can keep up with.
 
 use std::collections::VecDeque;

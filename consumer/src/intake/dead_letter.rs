@@ -17,7 +17,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::metrics::Metrics;
+use crate::process::metrics::Metrics;
+use crate::process::retry::{retry_until_done, Next, WRITE_BACKOFF};
 
 /// Header carrying why the message was dead-lettered.
 pub const ERROR_HEADER: &str = "pricefront-error";
@@ -186,20 +187,18 @@ impl DeadLetterQueue {
         letter: &DeadLetter<'_>,
         extra: &[(&str, &str)],
     ) -> Result<(), KafkaError> {
-        use backon::{ExponentialBuilder, Retryable};
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times();
-        (|| self.send_with(letter, extra))
-            .retry(backoff)
-            .when(|error| Failure::of(error) == Failure::Transient)
-            .sleep(tokio::time::sleep)
-            .notify(|error, delay| {
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "dead-letter write failed")
-            })
-            .await
+        retry_until_done(
+            WRITE_BACKOFF,
+            || self.send_with(letter, extra),
+            |error, wait| {
+                if Failure::of(error) != Failure::Transient {
+                    return Next::Stop;
+                }
+                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "dead-letter write failed");
+                Next::Backoff
+            },
+        )
+        .await
     }
 
     /// Writes `letter` and waits until the broker has it.

@@ -8,7 +8,7 @@
 
 use rdkafka::config::ClientConfig;
 
-use crate::config::Settings;
+use crate::process::settings::Settings;
 
 /// librdkafka properties only a consumer reads (its `CONFIGURATION.md`, marked `C`).
 pub const CONSUMER_ONLY: &[&str] = &[

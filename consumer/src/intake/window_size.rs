@@ -15,7 +15,7 @@
 //! back, so that no comparison under way is stopped. A permit owed is retired as its message finishes,
 //! before it returns to the semaphore: returned, tokio would hand it straight to a message waiting for
 //! one, and a window whose messages always wait would never shrink. Messages that find no permit wait
-//! as they do when the window is full (see [`crate::window`]); Kafka keeps the rest.
+//! as they do when the window is full (see [`crate::intake::window`]); Kafka keeps the rest.
 //! `pricefront_window_size` shows the size, `pricefront_window_in_use` the permits out.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -25,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::lag::RuntimeLag;
+use crate::process::lateness::RuntimeLag;
 
 /// How often the size follows the lateness.
 pub const TICK: Duration = Duration::from_millis(100);

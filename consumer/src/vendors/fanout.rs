@@ -3,12 +3,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
 use pricefront_core::{
-    Comparison, FailureKind, FreshnessPolicy, ProductId, TraceContext, UnixMillis, VendorFailure,
-    VendorOutcome,
+    Comparison, FailureKind, FreshnessPolicy, ProductId, TraceContext, VendorFailure, VendorOutcome,
 };
 use prometheus_client::metrics::histogram::Histogram;
 use redis::aio::ConnectionManager;
@@ -16,12 +14,13 @@ use reqwest::Client;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::lag::RuntimeLag;
-use crate::metrics::{Metrics, VendorLabel};
+use crate::process::clock::now_ms;
+use crate::process::lateness::RuntimeLag;
+use crate::process::metrics::{Metrics, VendorLabel};
 use crate::vendors::fetch::{ask_vendor, FetchLimits, VendorGuards};
 use crate::vendors::identifiers::IdentifierMap;
 use crate::vendors::request::Identifiers;
-use crate::vendors::{ProductIds, Vendor};
+use crate::vendors::vendor::{ProductIds, Vendor};
 
 /// Compares one product's prices across every configured vendor.
 #[derive(Debug, Clone)]
@@ -159,11 +158,4 @@ impl Comparer {
         let outcomes = join_all(asks).await;
         Comparison::aggregate(product, outcomes, now_ms(), &self.policy)
     }
-}
-
-/// The wall-clock time in milliseconds since the Unix epoch.
-pub fn now_ms() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
 }

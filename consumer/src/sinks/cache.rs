@@ -8,13 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use pricefront_core::backlog::{backlog_key, BacklogReport, REPORT_TTL_SECS};
 use pricefront_core::freshness::cache_ttl_ms;
 use pricefront_core::newest_wins::{replacement_from_script, Replacement, REDIS_STORE_IF_REPLACES};
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+
+use crate::process::health::Reachable;
+use crate::process::retry::{retry_until_done, Next, REACH_BACKOFF};
 
 /// A Redis failure.
 #[derive(Debug, thiserror::Error)]
@@ -60,18 +62,11 @@ impl RedisCache {
     /// Pings Redis until it answers, with capped, jittered exponential backoff, logging each failure.
     /// Run it in the background after [`RedisCache::connect_lazily`] to connect as soon as Redis is up.
     pub async fn wait_until_reachable(&self) {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times();
-        let reached = (|| self.ping())
-            .retry(backoff)
-            .sleep(tokio::time::sleep)
-            .notify(|error, delay| {
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "Redis is not reachable yet");
-            })
-            .await;
+        let reached = retry_until_done(REACH_BACKOFF, || self.ping(), |error, wait| {
+            tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "Redis is not reachable yet");
+            Next::Backoff
+        })
+        .await;
         if reached.is_ok() {
             tracing::info!("Redis reachable");
         }
@@ -159,5 +154,11 @@ impl RedisCache {
             .query_async::<()>(&mut connection)
             .await?;
         Ok(())
+    }
+}
+
+impl Reachable for RedisCache {
+    async fn reachable(&self) -> bool {
+        self.ping().await.is_ok()
     }
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use pricefront_core::backlog::BacklogReport;
 
-use crate::cache::RedisCache;
-use crate::fanout::now_ms;
-use crate::fill::FillSink;
+use crate::process::clock::now_ms;
+use crate::sinks::cache::RedisCache;
+use crate::sinks::fill::FillSink;
 
 /// How often the lag is reported.
 pub const REPORT_EVERY: Duration = Duration::from_secs(5);

@@ -1,16 +1,8 @@
-//! The consumer's Prometheus metrics, and the small HTTP server that serves them with the health
-//! checks: `GET /metrics`, `GET /healthz` (the process runs), `GET /readyz` (it holds partitions,
-//! reaches Redis, and no sink refuses its writes as misconfigured).
+//! The consumer's Prometheus metrics: every family, its labels and its registry
+//! ([`crate::process::health`] serves them).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use pricefront_core::newest_wins::Replacement;
 use pricefront_core::FailureKind;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,8 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::cache::RedisCache;
 
 /// A label naming a vendor.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -206,13 +196,13 @@ pub struct Metrics {
     pub comparison_duration: Histogram,
     /// From a result's aggregation to a sink holding it, retries included.
     pub store_duration: StageFamily,
-    /// How late the runtime's lag probe woke each time ([`crate::lag`]).
+    /// How late the runtime's lag probe woke each time ([`crate::process::lateness`]).
     pub runtime_lag: Histogram,
-    /// The in-flight window's size now, at most `--max-in-flight` ([`crate::window_size`]).
+    /// The in-flight window's size now, at most `--max-in-flight` ([`crate::intake::window_size`]).
     pub window_size: Gauge,
     /// The in-flight window's permits in use now: at most its size, once the permits owed are retired.
     pub window_in_use: Gauge,
-    /// Dead letters too large for the dead-letter topic, sent summarised ([`crate::dead_letter`]).
+    /// Dead letters too large for the dead-letter topic, sent summarised ([`crate::intake::dead_letter`]).
     pub dead_letters_summarised: Counter,
     /// Dead letters the dead-letter topic refused for good, even summarised: logged, not retried.
     pub dead_letters_dropped: Counter,
@@ -359,7 +349,8 @@ impl Metrics {
         text
     }
 
-    fn registry(self: &Arc<Self>) -> Registry {
+    /// A registry of every family, named `pricefront_*`.
+    pub fn registry(self: &Arc<Self>) -> Registry {
         let mut registry = Registry::with_prefix("pricefront");
         registry.register(
             "messages_consumed",
@@ -537,80 +528,6 @@ impl Metrics {
             self.vendor_budget_unchecked.clone(),
         );
         registry
-    }
-}
-
-struct ServerState {
-    registry: Registry,
-    metrics: Arc<Metrics>,
-    cache: RedisCache,
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listen` until the process ends.
-pub async fn serve(
-    listen: SocketAddr,
-    metrics: Arc<Metrics>,
-    cache: RedisCache,
-) -> std::io::Result<()> {
-    let state = Arc::new(ServerState {
-        registry: metrics.registry(),
-        metrics,
-        cache,
-    });
-    let app = Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, app).await
-}
-
-/// Sets `pricefront_ready` by the rule `/readyz` answers with, then renders the page: an alert on
-/// readiness reads the same verdict as the orchestrator's probe.
-async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
-    let ready = readiness(&state).await.is_ok();
-    state.metrics.ready.set(i64::from(ready));
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        ),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain")],
-            String::new(),
-        ),
-    }
-}
-
-async fn ready(State(state): State<Arc<ServerState>>) -> (StatusCode, &'static str) {
-    match readiness(&state).await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
-    }
-}
-
-/// Whether this process is ready: it holds partitions, no sink refuses its writes as misconfigured,
-/// and Redis answers within 2 s; else why not.
-async fn readiness(state: &ServerState) -> Result<(), &'static str> {
-    if state.metrics.assigned_partitions.get() == 0 {
-        return Err("no partitions assigned");
-    }
-    if !state.metrics.misconfigured_sinks().is_empty() {
-        return Err(
-            "a sink refuses writes as misconfigured: check the fill URL, FILL_TOKEN and versions",
-        );
-    }
-    match tokio::time::timeout(Duration::from_secs(2), state.cache.ping()).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err("redis unreachable"),
     }
 }
 

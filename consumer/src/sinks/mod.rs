@@ -6,19 +6,25 @@
 //! retried with capped, jittered exponential backoff; a refusal that retrying cannot fix (the edge
 //! answering 400, 401 or 403: a wrong token or an incompatible version) is logged as an error, shown by
 //! the `sink_misconfigured` metric and `/readyz`, and retried only every [`MISCONFIGURED_RETRY`].
+//!
+//! - [`cache`]: the Redis cache.
+//! - [`fill`]: the edge's fill endpoint.
+
+pub mod cache;
+pub mod fill;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use pricefront_core::newest_wins::Replacement;
 use pricefront_core::Comparison;
 
-use crate::cache::{CacheError, RedisCache};
-use crate::fanout::now_ms;
-use crate::fill::{FillError, FillSink};
-use crate::metrics::{Metrics, Sink, SinkLabel};
+use crate::process::clock::now_ms;
+use crate::process::metrics::{Metrics, Sink, SinkLabel};
+use crate::process::retry::{retry_until_done, Next, WRITE_BACKOFF};
+use crate::sinks::cache::{CacheError, RedisCache};
+use crate::sinks::fill::{FillError, FillSink};
 
 /// How long to wait before trying again a sink that refused a write as misconfigured.
 pub const MISCONFIGURED_RETRY: Duration = Duration::from_secs(30);
@@ -76,35 +82,16 @@ impl Sinks {
 
     /// Runs `write` until it succeeds, waiting between attempts as its failure's class says; counts a
     /// result the sink did not store over the one it holds.
-    async fn write_until_stored<E, F, Fut>(&self, sink: Sink, mut write: F)
+    async fn write_until_stored<E, F, Fut>(&self, sink: Sink, write: F)
     where
         E: SinkFailure,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Replacement, E>>,
     {
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times()
-            .build();
         let started = std::time::Instant::now();
-        loop {
-            let error = match write().await {
-                Ok(decision) => {
-                    self.metrics.result_kept(sink, decision);
-                    self.metrics
-                        .store_duration
-                        .get_or_create(&SinkLabel { sink: sink.label() })
-                        .observe(started.elapsed().as_secs_f64());
-                    self.metrics.cache_write(sink, true);
-                    self.metrics.set_misconfigured(sink, false);
-                    return;
-                }
-                Err(error) => error,
-            };
+        let stored = retry_until_done(WRITE_BACKOFF, write, |error: &E, wait| {
             self.metrics.cache_write(sink, false);
-            let delay = if error.is_misconfiguration() {
+            if error.is_misconfiguration() {
                 self.metrics.set_misconfigured(sink, true);
                 tracing::error!(
                     %error,
@@ -113,13 +100,22 @@ impl Sinks {
                     "the sink refuses results: a configuration or version error (check the fill URL and \
                      FILL_TOKEN); offsets are not committed until it takes them"
                 );
-                MISCONFIGURED_RETRY
+                Next::After(MISCONFIGURED_RETRY)
             } else {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(%error, sink = sink.label(), retry_in_ms = delay.as_millis() as u64, "sink write failed");
-                delay
-            };
-            tokio::time::sleep(delay).await;
+                tracing::warn!(%error, sink = sink.label(), retry_in_ms = wait.as_millis() as u64, "sink write failed");
+                Next::Backoff
+            }
+        })
+        .await;
+        // Never a `Stop`: every failure is retried, so the write ends stored.
+        if let Ok(decision) = stored {
+            self.metrics.result_kept(sink, decision);
+            self.metrics
+                .store_duration
+                .get_or_create(&SinkLabel { sink: sink.label() })
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.cache_write(sink, true);
+            self.metrics.set_misconfigured(sink, false);
         }
     }
 }

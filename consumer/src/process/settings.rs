@@ -1,12 +1,11 @@
 //! The consumer's settings: every one a flag with an environment-variable twin (`--help` lists them).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Parser;
 use pricefront_core::FreshnessPolicy;
 
-use crate::vendors::fetch::FetchLimits;
+use crate::process::telemetry::LogFormat;
 
 /// Consumes price-compare requests from Kafka, asks every configured vendor concurrently, and stores
 /// the aggregated comparison in Redis. Offsets are committed only once results are stored.
@@ -139,15 +138,6 @@ pub enum ProcessingMode {
     Sequential,
 }
 
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     let (key, value) = text.split_once('=').ok_or("expected KEY=VALUE")?;
     Ok((key.trim().to_owned(), value.trim().to_owned()))
@@ -162,15 +152,6 @@ impl Settings {
         T: Into<std::ffi::OsString> + Clone,
     {
         Self::try_parse_from(flags)
-    }
-
-    /// The limits of every vendor call.
-    pub fn fetch_limits(&self) -> FetchLimits {
-        FetchLimits {
-            deadline: Duration::from_millis(self.vendor_deadline_ms),
-            max_body_bytes: self.max_body_bytes,
-            first_backoff: Duration::from_millis(self.vendor_backoff_ms),
-        }
     }
 
     /// The freshness windows of results.

@@ -27,8 +27,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-use crate::config::LogFormat;
-use crate::redact::RedactedStdout;
+use crate::process::redact::RedactedStdout;
 
 /// The OpenTelemetry settings are unusable.
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +60,18 @@ impl Telemetry {
     }
 }
 
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Installs the global `tracing` subscriber: logs in `format` with every secret redacted
-/// ([`crate::redact`]), filtered by `RUST_LOG` (default `info,rdkafka=warn`), and this crate's spans as OpenTelemetry spans whatever `RUST_LOG` says.
+/// ([`crate::process::redact`]), filtered by `RUST_LOG` (default `info,rdkafka=warn`), and this crate's
+/// spans as OpenTelemetry spans whatever `RUST_LOG` says.
 pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
     let exporting = [
         "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -15,7 +15,7 @@ use rdkafka::TopicPartitionList;
 use pricefront_core::trace_context::TRACEPARENT;
 use rdkafka::message::Headers as _;
 
-use crate::metrics::Metrics;
+use crate::process::metrics::Metrics;
 
 /// How long a full window waits for a permit before the partitions are paused (so that a window that is
 /// full only for moments costs no refetching).
