@@ -12,9 +12,9 @@ use pricefront_harness::{profiles, vendor, TestEnv};
 use vendor_sim::apis::{Api, ApiSettingsPatch};
 use vendor_sim::BodyShape;
 
+use crate::args::Args;
 use crate::fill::run_floor_binary;
 use crate::report::Section;
-use crate::Args;
 
 /// The comparisons at a time in each run.
 const WINDOW: u32 = 256;

@@ -13,12 +13,12 @@ use pricefront_core::ProductId;
 use pricefront_harness::worker::LocalWorker;
 use pricefront_harness::{repo_path, sample_comparison};
 
+use crate::args::Args;
 use crate::isolate_profile;
-use crate::miss::Spread;
 use crate::paced::{self, PacedRun};
 use crate::plot::{lines_svg, Series};
 use crate::report::Section;
-use crate::Args;
+use crate::spread::Spread;
 
 const PORT: u16 = 8789;
 const PEER_PORT: u16 = 8791;

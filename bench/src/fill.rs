@@ -3,19 +3,18 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use pricefront_harness::{profiles_of, vendor, ConsumerProcess, TestEnv};
+use pricefront_harness::{ConsumerProcess, TestEnv};
 use tokio::time::Instant;
-use vendor_sim::{BodyShape, Profiles};
 
 use pricefront_harness::otlp::OtlpReceiver;
 use pricefront_harness::process::{cpu_split, CpuSplit};
 
+use crate::args::Args;
 use crate::cpu_profile::{self, Component, Profile, Recording};
 use crate::peer_consumer::{run_peer_mode, PeerMode, PeerRun};
 use crate::plot::{lines_svg, Series};
 use crate::report::Section;
 use crate::usage::{Proc, UsageProbe};
-use crate::Args;
 
 /// What one consumer run measured (ours, the classic way, or the peer).
 struct Run {
@@ -578,19 +577,6 @@ fn row(name: &str, run: &Run, ideal: f64) -> String {
     )
 }
 
-pub(crate) fn vendors(args: &Args) -> Profiles {
-    let low = args.vendor_latency_ms * 9 / 10;
-    let high = args.vendor_latency_ms * 11 / 10;
-    profiles_of((0..args.vendors).map(|i| {
-        let shape = if i % 2 == 0 {
-            BodyShape::Nested
-        } else {
-            BodyShape::Flat
-        };
-        (format!("vendor{i}"), vendor((low, high), shape))
-    }))
-}
-
 async fn one_run(
     args: &Args,
     label: &str,
@@ -599,7 +585,7 @@ async fn one_run(
     env_vars: &[(&str, String)],
     profile_to: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
-    let env = TestEnv::new(&format!("bench-{label}"), vendors(args), 2_000).await?;
+    let env = TestEnv::new(&format!("bench-{label}"), args.vendor_profiles(), 2_000).await?;
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await?;
     let consumer = env.start_consumer_with_env(label, flags, env_vars)?;
@@ -730,13 +716,17 @@ enum Floor {
 
 /// What one run of `pricefront-fanout-floor` measured.
 pub(crate) struct FloorReport {
+    /// Comparisons the floor process made.
     pub(crate) comparisons: f64,
+    /// How long it took to make them, in seconds.
     pub(crate) seconds: f64,
     /// The floor process's CPU.
     pub(crate) client: CpuSplit,
     /// This process's CPU over the run: the simulated vendors, which run here.
     pub(crate) simulator: CpuSplit,
+    /// The floor process's peak resident memory, in KiB.
     pub(crate) peak_rss_kib: f64,
+    /// Calls the simulated vendors answered (0 until the caller counts them).
     pub(crate) vendor_calls: u64,
     /// Where the floor process's CPU went, when it was profiled.
     pub(crate) profile: Option<Profile>,
@@ -773,7 +763,7 @@ async fn floor_run(
     };
     let env = TestEnv::new(
         &format!("bench-floor-{mode}-{max_in_flight}-{products}"),
-        vendors(args),
+        args.vendor_profiles(),
         2_000,
     )
     .await?;

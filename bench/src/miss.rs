@@ -22,10 +22,12 @@ use pricefront_harness::{
 use tokio::time::Instant;
 use vendor_sim::BodyShape;
 
-use crate::paced::PacedRun;
+use crate::args::Args;
+use crate::ids::rand_offset;
+use crate::paced::{PacedRun, PACED_MISSES};
 use crate::publish::{closed_loop, LoopResult, PublishRuns, TopicCounts};
 use crate::report::Section;
-use crate::Args;
+use crate::spread::{NoSamples, Spread};
 
 /// The `kv` Worker's port, and the `kv+redis` one's.
 const PORT: u16 = 8790;
@@ -38,8 +40,6 @@ const NO_GATE_PORT: u16 = 8795;
 const OWN_GATE_PORT: u16 = 8796;
 /// The JavaScript peer, publishing its misses through the same REST proxy.
 const PEER_PORT: u16 = 8798;
-/// The open loop of distinct misses that prices the gate: misses a second, seconds per round, rounds.
-pub const PACED_MISSES: (u32, u64, u32) = (20, 10, 2);
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
 /// by the REST proxy drill).
@@ -47,43 +47,6 @@ const WARM_UP_PRODUCTS: u64 = 100;
 
 /// Products only Redis holds, for the second tier's closed loop (more than it can read in its time).
 const SECOND_TIER_PRODUCTS: u64 = 8_000;
-
-/// Latency figures of one series, in milliseconds.
-pub struct Spread {
-    /// How many samples.
-    pub count: usize,
-    /// The median.
-    pub p50: f64,
-    /// The 99th percentile.
-    pub p99: f64,
-    /// The largest.
-    pub max: f64,
-}
-
-/// A percentile of no samples: the series it was asked of measured nothing (every request failed, say).
-/// The figure is an error, never a 0.00 ms that reads as a fast answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no samples to take a percentile of")]
-pub struct NoSamples;
-
-impl Spread {
-    /// The figures of `samples`; [`NoSamples`] when there are none.
-    pub fn of(mut samples: Vec<Duration>) -> Result<Self, NoSamples> {
-        samples.sort();
-        let at = |q: f64| {
-            samples
-                .get(((samples.len() as f64 * q).ceil() as usize).saturating_sub(1))
-                .map(|d| d.as_secs_f64() * 1000.0)
-                .ok_or(NoSamples)
-        };
-        Ok(Self {
-            count: samples.len(),
-            p50: at(0.50)?,
-            p99: at(0.99)?,
-            max: at(1.0)?,
-        })
-    }
-}
 
 /// When one miss's requests happened: the first GET sent (the one answered 202), its 202 received, and
 /// the first 200 received.
@@ -169,7 +132,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             &max_in_flight,
         ],
     )?;
-    wait_ready(consumer.metrics_port).await?;
+    consumer
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .context("the bench consumer was not ready within 60 s")?;
     let (kv_edge, tiered_edge) = (kv.edge(), tiered.edge());
     let mut measured_runs = Vec::new();
     for &rate in &args.miss_rates {
@@ -689,25 +655,6 @@ fn miss_section(args: &Args, runs: &[Measured]) -> Section {
     }
 }
 
-async fn wait_ready(port: u16) -> anyhow::Result<()> {
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    for _ in 0..240 {
-        if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    bail!("the bench consumer was not ready within 60 s")
-}
-
-/// A time-derived offset for product ids, so that runs do not meet each other's cache entries.
-pub(crate) fn rand_offset() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64 % 1_000_000_000)
-        * 1_000
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -716,13 +663,6 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    #[test]
-    fn no_samples_is_an_error_not_a_zero() {
-        assert_eq!(Spread::of(Vec::new()).err(), Some(NoSamples));
-        let one = Spread::of(vec![ms(7)]).expect("a spread");
-        assert_eq!((one.count, one.p50, one.p99, one.max), (1, 7.0, 7.0, 7.0));
     }
 
     #[test]
@@ -739,8 +679,8 @@ mod tests {
         let run = MissRun::of(std::slice::from_ref(&miss), BTreeMap::new(), 1).expect("figures");
         assert_eq!(run.filled.p50, 400.0);
         assert_eq!(run.publish.p50, 150.0);
-        let args = crate::Args::try_parse_from(["pricefront-bench", "--vendor-latency-ms", "100"])
-            .expect("args");
+        let args =
+            Args::try_parse_from(["pricefront-bench", "--vendor-latency-ms", "100"]).expect("args");
         let measured = Measured {
             worker: "kv",
             rate: 5,

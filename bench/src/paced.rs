@@ -10,10 +10,13 @@ use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use tokio::time::Instant;
 
-use crate::miss::{NoSamples, Spread};
+use crate::spread::{NoSamples, Spread};
 
 /// The most requests one paced run sends, whatever its rate and length.
 const MAX_REQUESTS: u64 = 100_000;
+
+/// The open loop of distinct misses that prices the gate: misses a second, seconds per round, rounds.
+pub const PACED_MISSES: (u32, u64, u32) = (20, 10, 2);
 
 /// What one paced run measured.
 pub struct PacedRun {

@@ -13,8 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::args::Args;
 use crate::usage::{Proc, UsageProbe};
-use crate::Args;
 
 /// How the peer does its per-record work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub async fn run_peer_mode(
     mode: PeerMode,
 ) -> anyhow::Result<PeerRun> {
     let jar = peer_jar()?;
-    let env = TestEnv::new(&format!("bench-{label}"), crate::fill::vendors(args), 2_000).await?;
+    let env = TestEnv::new(&format!("bench-{label}"), args.vendor_profiles(), 2_000).await?;
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await?;
     let mut redis = Resp::connect(&redis_url()).await?;

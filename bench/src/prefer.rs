@@ -10,9 +10,10 @@ use pricefront_harness::edge::Edge;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::miss::{NoSamples, Spread};
+use crate::args::Args;
+use crate::ids::rand_offset;
 use crate::report::Section;
-use crate::Args;
+use crate::spread::{NoSamples, Spread};
 
 /// Products per client kind and Worker.
 const PRODUCTS: u64 = 100;
@@ -84,7 +85,7 @@ pub async fn run(args: &Args, edges: &[(&str, &Edge)]) -> anyhow::Result<(Sectio
 async fn both(args: &Args, edge: &Edge) -> anyhow::Result<(ClientRun, ClientRun)> {
     let every = Duration::from_secs(1) / args.busiest_miss_rate();
     let mut tick = tokio::time::interval(every);
-    let first = 9_500_000_000 + (super::miss::rand_offset() % 1_000_000_000);
+    let first = 9_500_000_000 + (rand_offset() % 1_000_000_000);
     let mut tasks = JoinSet::new();
     for n in 0..PRODUCTS * 2 {
         tick.tick().await;

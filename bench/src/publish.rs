@@ -9,17 +9,22 @@ use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use tokio::time::Instant;
 
-use crate::miss::{NoSamples, Spread};
-use crate::paced::PacedRun;
+use crate::args::Args;
+use crate::paced::{PacedRun, PACED_MISSES};
 use crate::report::Section;
-use crate::Args;
+use crate::spread::{NoSamples, Spread};
 
 /// What a closed loop of `args.edge_connections` clients measured.
 pub struct LoopResult {
+    /// Requests sent.
     pub requests: u64,
+    /// Requests answered 202 (each a published miss).
     pub accepted: u64,
+    /// Requests by status (0: no answer).
     pub statuses: BTreeMap<u16, u64>,
+    /// How long the loop ran, in seconds.
     pub seconds: f64,
+    /// The latency figures of every request.
     pub spread: Spread,
 }
 
@@ -157,7 +162,7 @@ fn gate_price_table(runs: &[Vec<PacedRun>]) -> String {
         "`kv+redis`, gate off",
     ];
     let spreads: Vec<Option<Spread>> = runs.iter().map(|r| PacedRun::spread(r).ok()).collect();
-    let (rate, seconds, rounds) = crate::miss::PACED_MISSES;
+    let (rate, seconds, rounds) = PACED_MISSES;
     let mut lines = vec![
         format!(
             "The product gate's price on a miss at the same offered load ({rate} distinct misses a second, {rounds} \

@@ -1,6 +1,6 @@
 //! The benchmark report: one table per benchmark, with the command and the machine.
 
-use crate::Args;
+use crate::args::Args;
 
 /// One benchmark's results.
 pub struct Section {

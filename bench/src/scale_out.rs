@@ -15,10 +15,10 @@ use pricefront_harness::machine::CpuTimes;
 use pricefront_harness::{now_ms, Cluster, ConsumerProcess, Machine, TestEnv};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::fill::{vendors, watch_fill};
+use crate::args::Args;
+use crate::fill::watch_fill;
 use crate::report::Section;
 use crate::usage::{FillUsage, Proc, UsageProbe};
-use crate::Args;
 
 /// The request topic's partitions: four for each of three processes.
 const PARTITIONS: usize = 12;
@@ -163,7 +163,7 @@ async fn fresh_env(args: &Args, cluster: &Cluster, label: &str) -> anyhow::Resul
     Ok(TestEnv::on_cluster(
         cluster,
         &format!("bench-{label}"),
-        vendors(args),
+        args.vendor_profiles(),
         VENDOR_TIMEOUT_MS,
         PARTITIONS as i32,
     )

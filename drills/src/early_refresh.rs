@@ -254,7 +254,7 @@ async fn one_run(
         label,
         &["--fill-url", &worker.base, "--fill-token", &worker.token],
     )?;
-    support::wait_ready(&consumer, Duration::from_secs(60)).await?;
+    consumer.wait_ready(Duration::from_secs(60)).await?;
 
     // Every product computed once, and at the edge, before the reads start.
     let products = env.products(plan.products);

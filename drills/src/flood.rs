@@ -249,7 +249,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         "flood",
         &["--fill-url", &worker.base, "--fill-token", &worker.token],
     )?;
-    support::wait_ready(&consumer, Duration::from_secs(60)).await?;
+    consumer.wait_ready(Duration::from_secs(60)).await?;
     let edge = worker.edge();
     for n in 0..plan.cached_products {
         let status = edge

@@ -126,7 +126,7 @@ pub(crate) async fn check_recovered(
 ) {
     match consumer.exit_status() {
         Some(status) => report.fail(format!("the consumer exited: {status}")),
-        None => match wait_ready(consumer, Duration::from_secs(60)).await {
+        None => match consumer.wait_ready(Duration::from_secs(60)).await {
             Ok(_) => {
                 report.note("the same consumer process recovered by itself: /readyz 200 at the end")
             }
@@ -141,25 +141,6 @@ pub(crate) async fn status_of(url: &str) -> Result<u16, DrillError> {
         .timeout(Duration::from_secs(5))
         .build()?;
     Ok(client.get(url).send().await?.status().as_u16())
-}
-
-/// Waits until the consumer's `/readyz` answers 200; returns how long that took.
-pub(crate) async fn wait_ready(
-    consumer: &ConsumerProcess,
-    limit: Duration,
-) -> Result<Duration, DrillError> {
-    let started = Instant::now();
-    let url = format!("http://127.0.0.1:{}/readyz", consumer.metrics_port);
-    while started.elapsed() < limit {
-        if matches!(status_of(&url).await, Ok(200)) {
-            return Ok(started.elapsed());
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    Err(DrillError::Timeout {
-        what: "the consumer's /readyz answering 200".into(),
-        limit,
-    })
 }
 
 /// How many records `topic` (3 partitions) holds, from its watermarks.

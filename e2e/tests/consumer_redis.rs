@@ -12,6 +12,7 @@ use pricefront_core::{
     Comparison, FailureKind, FreshnessPolicy, Money, Offer, ProductId, UnixMillis, VendorFailure,
     VendorOutcome,
 };
+use pricefront_harness::edge::unused_product;
 use pricefront_harness::private_redis::PrivateRedis;
 use pricefront_harness::{now_ms, profiles, redis_url, vendor, ConsumerProcess, TestEnv};
 use vendor_sim::BodyShape;
@@ -29,15 +30,6 @@ fn comparison(product: ProductId, computed_at_ms: UnixMillis, note: &str) -> Com
         attempts: 1,
     });
     comparison
-}
-
-/// A product id no other test uses.
-fn unused_product() -> ProductId {
-    ProductId::new(2_000_000_000 + rand_suffix()).unwrap()
-}
-
-fn rand_suffix() -> u64 {
-    u64::from(uuid::Uuid::new_v4().as_fields().0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,11 @@
-//! Consumer processes: starting one on a [`TestEnv`]'s topics, stopping it (SIGKILL or SIGTERM), and
-//! reading its state from its `/metrics`.
+//! Consumer processes: starting one on a [`TestEnv`]'s topics, stopping it (SIGKILL or SIGTERM), waiting
+//! for its `/readyz`, and reading its state from its `/metrics`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::results::POLL;
 use crate::stack::{redis_url, repo_path};
 use crate::{free_port, metrics, HarnessError, TestEnv};
 
@@ -103,7 +104,9 @@ impl TestEnv {
 
 /// A consumer process started by a test, killed when dropped.
 pub struct ConsumerProcess {
+    /// The process.
     pub child: Child,
+    /// The file its stdout and stderr go to.
     pub log: PathBuf,
     /// Where it serves /metrics, /healthz and /readyz.
     pub metrics_port: u16,
@@ -161,6 +164,32 @@ impl ConsumerProcess {
     /// The process's log so far (for failure messages: read its state from [`ConsumerProcess::metric`]).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the process's `/readyz` answers 200 (each request given 5 s, one every [`POLL`]), at
+    /// most `limit`; how long that took.
+    pub async fn wait_ready(&self, limit: Duration) -> Result<Duration, HarnessError> {
+        let started = tokio::time::Instant::now();
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|error| HarnessError::Process(format!("an HTTP client for {url}: {error}")))?;
+        while started.elapsed() < limit {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|response| response.status() == 200)
+            {
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Err(HarnessError::Timeout {
+            what: "the consumer's /readyz answering 200".into(),
+            limit,
+        })
     }
 
     /// How many partitions the process holds: `pricefront_assigned_partitions` on its `/metrics`, 0
