@@ -29,7 +29,8 @@
 //!   `POST /_sim/apis/{name}/reset`.
 //!
 //! Layout: [`profile`] (what a vendor does), [`price`] (the deterministic prices and body shapes),
-//! [`server`] (the axum routes), [`listen`] (its socket, with a listen queue for a consumer's burst of
+//! [`simulator`] (the shared state: profiles, counts, the real APIs' state), [`server`] (the axum
+//! routes), [`listen`] (its socket, with a listen queue for a consumer's burst of
 //! connections), [`apis`] (the real APIs).
 
 pub mod apis;
@@ -37,11 +38,11 @@ pub mod listen;
 pub mod price;
 pub mod profile;
 pub mod server;
+pub mod simulator;
 
-pub use apis::{
-    expected_best, Api, ApiProfiles, ApiSettings, ApiSettingsPatch, ApiStats, ExpectedOffer,
-};
+pub use apis::{expected_best, Api, ApiSettings, ApiSettingsPatch, ApiStats, ExpectedOffer};
 pub use listen::bind;
 pub use price::{expected_price, BodyShape};
-pub use profile::{Profiles, ProfilesFile, VendorProfile};
-pub use server::{router, serve, Simulator};
+pub use profile::{ApiProfiles, Profiles, ProfilesFile, VendorProfile};
+pub use server::{router, serve};
+pub use simulator::Simulator;

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apis::{Api, ApiSettingsPatch};
-use crate::BodyShape;
+use crate::apis::api::Api;
+use crate::apis::settings::ApiSettingsPatch;
+use crate::price::BodyShape;
 
 /// The behaviour of one simulated vendor. Rates are probabilities between 0 and 1, drawn per request in
 /// the order hang, error, malformed, oversized.
@@ -52,7 +53,7 @@ impl Default for VendorProfile {
 }
 
 /// The simulated vendors by name. Read from a profiles file ([`ProfilesFile`]), whose `[apis.<name>]`
-/// tables it checks but leaves to [`crate::apis::ApiProfiles`].
+/// tables it checks but leaves to [`ApiProfiles`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(from = "ProfilesFile")]
 pub struct Profiles {
@@ -82,9 +83,27 @@ impl From<ProfilesFile> for Profiles {
     }
 }
 
+/// The `[apis.<name>]` tables of a profiles file (`ebay`, `bestbuy`, `walmart`, `amazon`,
+/// `rainforest`), each over that API's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiProfiles {
+    /// The settings given per API.
+    pub apis: BTreeMap<Api, ApiSettingsPatch>,
+}
+
+impl ApiProfiles {
+    /// Reads the `[apis.<name>]` tables of a profiles file (its `[vendors.<name>]` tables are read by
+    /// [`Profiles::from_toml`]; both refuse unknown keys).
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        let file: ProfilesFile = toml::from_str(text)?;
+        Ok(Self { apis: file.apis })
+    }
+}
+
 impl Profiles {
     /// Reads profiles from TOML (`[vendors.alpha]` tables; `[apis.<name>]` tables are checked and read
-    /// by [`crate::apis::ApiProfiles::from_toml`]).
+    /// by [`ApiProfiles::from_toml`]).
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }
@@ -127,5 +146,18 @@ mod tests {
         assert_eq!(profiles.vendors["slow"].error_rate, 0.0);
         assert_eq!(profiles.vendors["flat"].shape, BodyShape::Flat);
         assert!(Profiles::from_toml("[vendors.x]\nlatency = 1\n").is_err());
+    }
+
+    #[test]
+    fn profiles_files_carry_api_tables() {
+        let text = "[vendors.alpha]\nlatency_min_ms = 5\n[apis.ebay]\ntoken_ttl_secs = 3\n[apis.bestbuy]\nmax_requests_per_second = 2\n";
+        let apis = ApiProfiles::from_toml(text).unwrap();
+        assert_eq!(apis.apis[&Api::Ebay].token_ttl_secs, Some(3));
+        assert_eq!(apis.apis[&Api::BestBuy].max_requests_per_second, Some(2));
+        let profiles = Profiles::from_toml(text).unwrap();
+        assert_eq!(profiles.vendors["alpha"].latency_min_ms, 5);
+        assert!(ApiProfiles::from_toml("[apis.ebay]\nttl = 3\n").is_err());
+        assert!(ApiProfiles::from_toml("[apis.nosuch]\ntoken_ttl_secs = 3\n").is_err());
+        assert!(Profiles::from_toml("[apis.ebay]\nttl = 3\n").is_err());
     }
 }

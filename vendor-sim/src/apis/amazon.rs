@@ -42,14 +42,16 @@ use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::routing::post;
 use axum::Json;
+use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::ebay::basic_credentials;
+use super::api::Api;
+use super::common::{basic_credentials, delay, json, note_request};
 use super::offers::{best_new, decimal, lookup, number, title_of, Condition, Lookup};
 use super::state::{Admission, TokenCheck};
-use super::{delay, json, note_request, Api};
-use crate::Simulator;
+use crate::simulator::Simulator;
 
 const API: Api = Api::Amazon;
 const MARKETPLACE: &str = "www.amazon.com";
@@ -152,6 +154,14 @@ fn string_fields(value: &Value) -> Option<HashMap<String, String>> {
             .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
             .collect(),
     )
+}
+
+/// Amazon's routes: both token endpoints and getItems. Merged into [`super::routes`].
+pub(crate) fn routes() -> Router<Arc<Simulator>> {
+    Router::new()
+        .route("/amazon/auth/o2/token", post(lwa_token))
+        .route("/amazon/oauth2/token", post(cognito_token))
+        .route("/amazon/catalog/v1/getItems", post(get_items))
 }
 
 /// `POST /amazon/auth/o2/token`: Login with Amazon, JSON body.
@@ -416,12 +426,22 @@ pub(crate) async fn get_items(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
+    use axum::Router;
     use serde_json::{json, Value};
 
+    use super::super::api::Api;
+    use super::super::control;
+    use super::super::offers::{expected_best, lookup, Lookup};
     use super::super::test_support::serve;
-    use super::super::{expected_best, lookup, Api, Lookup};
+    use crate::simulator::Simulator;
+
+    /// Amazon's routes and the `/_sim/apis` routes, to serve.
+    fn routes() -> Router<Arc<Simulator>> {
+        super::routes().merge(control::routes())
+    }
 
     const RESOURCES: [&str; 3] = [
         "itemInfo.title",
@@ -460,7 +480,7 @@ mod tests {
 
     #[tokio::test]
     async fn items_offers_and_not_found() {
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         assert_eq!(lwa(&base, "wrong").await.status(), 401);
         let minted: Value = lwa(&base, "sim-amazon-credential-secret")
             .await
@@ -512,7 +532,7 @@ mod tests {
 
     #[tokio::test]
     async fn cognito_tokens_expire() {
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         let client = reqwest::Client::new();
         client
             .put(format!("{base}/_sim/apis/amazon"))

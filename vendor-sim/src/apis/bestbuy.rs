@@ -30,13 +30,15 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::ebay::number_param;
+use super::api::Api;
+use super::common::{delay, json, note_request, number_param, params};
 use super::offers::{lookup, number, title_of, Condition, Lookup};
 use super::state::Admission;
-use super::{delay, json, note_request, params, Api};
-use crate::Simulator;
+use crate::simulator::Simulator;
 
 const API: Api = Api::BestBuy;
 
@@ -81,6 +83,11 @@ fn mashery(code: &str, detail: &str, text: &str) -> Response {
         format!("<h1>{text}</h1>"),
     )
         .into_response()
+}
+
+/// Best Buy's route: the products query. Merged into [`super::routes`].
+pub(crate) fn routes() -> Router<Arc<Simulator>> {
+    Router::new().route("/bestbuy/v1/{selector}", get(products))
 }
 
 /// `GET /bestbuy/v1/{selector}`.
@@ -263,11 +270,22 @@ fn xml(products: &[Map<String, Value>], [from, to, page, total, pages]: [usize; 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::Router;
     use serde_json::{json, Value};
 
+    use super::super::api::Api;
+    use super::super::control;
+    use super::super::offers::{expected_best, lookup, Lookup};
     use super::super::test_support::{serve, upc};
-    use super::super::{expected_best, lookup, Api, Lookup};
     use super::upc_of;
+    use crate::simulator::Simulator;
+
+    /// Best Buy's routes and the `/_sim/apis` routes, to serve.
+    fn routes() -> Router<Arc<Simulator>> {
+        super::routes().merge(control::routes())
+    }
 
     const KEY: &str = "sim-bestbuy-api-key";
 
@@ -295,7 +313,7 @@ mod tests {
 
     #[tokio::test]
     async fn products_and_empty_results() {
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         let found = (0..)
             .map(upc)
             .find(|u| expected_best(Api::BestBuy, u).is_some())
@@ -343,7 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn over_the_quota_is_403() {
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         let client = reqwest::Client::new();
         client
             .put(format!("{base}/_sim/apis/bestbuy"))

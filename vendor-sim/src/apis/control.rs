@@ -6,7 +6,7 @@
 //!   keep their value); 204, 404 for an unknown name, 400 for settings the simulator cannot use (an
 //!   unreadable public key), 422 for unknown keys or wrong types. Walmart's key is set with
 //!   `{"public_key_pem": "-----BEGIN PUBLIC KEY-----\n…"}` (none by default) and removed with `""`.
-//! - `GET /_sim/apis/{name}/stats`: its [`super::ApiStats`] as JSON.
+//! - `GET /_sim/apis/{name}/stats`: its [`ApiStats`](super::state::ApiStats) as JSON.
 //! - `POST /_sim/apis/{name}/reset`: zeroes its stats and the requests counted against its limits; 204.
 
 use std::collections::BTreeMap;
@@ -15,15 +15,27 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Json;
+use axum::Router;
 
-use super::{Api, ApiSettings, ApiSettingsPatch};
-use crate::Simulator;
+use super::api::Api;
+use super::settings::{ApiSettings, ApiSettingsPatch};
+use crate::simulator::Simulator;
 
 /// The API called `name`, or the 404 answer.
 fn api_named(name: &str) -> Result<Api, Box<Response>> {
     name.parse::<Api>()
         .map_err(|e| Box::new((StatusCode::NOT_FOUND, e.to_string()).into_response()))
+}
+
+/// The `/_sim/apis` routes. Merged into [`super::routes`].
+pub(crate) fn routes() -> Router<Arc<Simulator>> {
+    Router::new()
+        .route("/_sim/apis", get(all_settings))
+        .route("/_sim/apis/{name}", get(settings).put(put_settings))
+        .route("/_sim/apis/{name}/stats", get(stats))
+        .route("/_sim/apis/{name}/reset", post(reset))
 }
 
 /// `GET /_sim/apis`.
@@ -98,7 +110,7 @@ mod tests {
 
     #[tokio::test]
     async fn settings_change_at_run_time() {
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(super::routes()).await;
         let client = reqwest::Client::new();
         let put = client
             .put(format!("{base}/_sim/apis/ebay"))

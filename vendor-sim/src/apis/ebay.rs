@@ -34,13 +34,15 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use base64::Engine;
+use axum::routing::{get, post};
+use axum::Router;
 use serde_json::{json, Value};
 
+use super::api::Api;
+use super::common::{basic_credentials, delay, json, note_request, number_param, params};
 use super::offers::{decimal, lookup, title_of, Condition, Lookup};
 use super::state::{Admission, TokenCheck};
-use super::{delay, json, note_request, params, Api};
-use crate::Simulator;
+use crate::simulator::Simulator;
 
 const API: Api = Api::Ebay;
 const SCOPE: &str = "https://api.ebay.com/oauth/api_scope";
@@ -50,6 +52,13 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         status,
         json!({"error": error, "error_description": description}),
     )
+}
+
+/// eBay's routes: the token endpoint and item summary search. Merged into [`super::routes`].
+pub(crate) fn routes() -> Router<Arc<Simulator>> {
+    Router::new()
+        .route("/ebay/identity/v1/oauth2/token", post(token))
+        .route("/ebay/buy/browse/v1/item_summary/search", get(search))
 }
 
 /// `POST /ebay/identity/v1/oauth2/token`: the client credentials grant.
@@ -117,21 +126,6 @@ pub(crate) async fn token(
         StatusCode::OK,
         json!({"access_token": token, "expires_in": ttl, "token_type": "Application Access Token"}),
     )
-}
-
-/// The id and secret of an `Authorization: Basic` header.
-pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get("authorization")?.to_str().ok()?.trim();
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
 }
 
 fn error(status: StatusCode, id: u32, domain: &str, message: &str, long: &str) -> Response {
@@ -299,22 +293,24 @@ pub(crate) async fn search(
     json(StatusCode::OK, body)
 }
 
-/// A non-negative integer query parameter, or `default` when absent or unreadable.
-pub(crate) fn number_param(params: &HashMap<String, String>, name: &str, default: usize) -> usize {
-    params
-        .get(name)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
+    use axum::Router;
     use serde_json::{json, Value};
 
+    use super::super::api::Api;
+    use super::super::control;
+    use super::super::offers::{expected_best, lookup, Lookup};
     use super::super::test_support::{serve, upc};
-    use super::super::{expected_best, lookup, Api, Lookup};
+    use crate::simulator::Simulator;
+
+    /// eBay's routes and the `/_sim/apis` routes, to serve.
+    fn routes() -> Router<Arc<Simulator>> {
+        super::routes().merge(control::routes())
+    }
 
     const TOKEN_URL: &str = "/ebay/identity/v1/oauth2/token";
     const SEARCH_URL: &str = "/ebay/buy/browse/v1/item_summary/search";
@@ -356,7 +352,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_are_minted_expire_and_are_reminted() {
-        let (simulator, base) = serve().await;
+        let (simulator, base) = serve(routes()).await;
         let client = reqwest::Client::new();
         client
             .put(format!("{base}/_sim/apis/ebay"))
@@ -414,7 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn searches_answer_offers_and_empty_results() {
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         let minted: Value = mint(&base, "sim-ebay-client-id", "sim-ebay-client-secret")
             .await
             .json()

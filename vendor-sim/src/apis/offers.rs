@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Api;
+use super::api::Api;
 
 /// The Amazon partner tag of the simulator's default settings, which [`expected_best`] assumes in
 /// Amazon's `detailPageURL`.

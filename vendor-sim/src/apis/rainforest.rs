@@ -31,15 +31,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use serde_json::{json, Value};
 
+use super::api::Api;
+use super::common::{delay, iso_now, json, note_request, params};
 use super::offers::{
     best_new, decimal, fnv1a, lookup, number, rainforest_asin, title_of, Condition, Lookup,
     SimOffer,
 };
 use super::state::Admission;
-use super::{delay, iso_now, json, note_request, params, Api};
-use crate::Simulator;
+use crate::simulator::Simulator;
 
 const API: Api = Api::Rainforest;
 
@@ -60,6 +63,11 @@ fn price(cents: u64) -> Value {
         "currency": API.currency(),
         "raw": format!("${}", decimal(cents)),
     })
+}
+
+/// Rainforest's route: the request endpoint. Merged into [`super::routes`].
+pub(crate) fn routes() -> Router<Arc<Simulator>> {
+    Router::new().route("/rainforest/request", get(request))
 }
 
 /// `GET /rainforest/request`.
@@ -236,10 +244,21 @@ fn offer_id(offer: &SimOffer) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::Router;
     use serde_json::{json, Value};
 
+    use super::super::api::Api;
+    use super::super::control;
+    use super::super::offers::{expected_best, lookup, Lookup};
     use super::super::test_support::{serve, upc};
-    use super::super::{expected_best, lookup, Api, Lookup};
+    use crate::simulator::Simulator;
+
+    /// Rainforest's routes and the `/_sim/apis` routes, to serve.
+    fn routes() -> Router<Arc<Simulator>> {
+        super::routes().merge(control::routes())
+    }
 
     async fn request(base: &str, key: &str, kind: &str, gtin: &str) -> reqwest::Response {
         reqwest::Client::new()
@@ -259,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn products_offers_and_not_found() {
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         let found = (0..)
             .map(upc)
             .find(|u| expected_best(Api::Rainforest, u).is_some())
@@ -306,7 +325,7 @@ mod tests {
 
     #[tokio::test]
     async fn credits_run_out() {
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         reqwest::Client::new()
             .put(format!("{base}/_sim/apis/rainforest"))
             .json(&json!({"request_limit": 1}))

@@ -1,16 +1,13 @@
 //! Each simulated API's credentials and limits: defaults usable by tests, `[apis.<name>]` tables of
 //! the profiles file, and `PUT /_sim/apis/{name}` patches.
 
-use std::collections::BTreeMap;
-
 use base64::Engine;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::RsaPublicKey;
 use serde::{Deserialize, Serialize};
 
-use super::Api;
-use crate::profile::ProfilesFile;
+use super::api::Api;
 
 /// One API's settings. Each API reads only the keys that concern it:
 ///
@@ -169,24 +166,6 @@ pub struct ApiSettingsPatch {
     pub latency_max_ms: Option<u64>,
 }
 
-/// The `[apis.<name>]` tables of a profiles file (`ebay`, `bestbuy`, `walmart`, `amazon`,
-/// `rainforest`), each over that API's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ApiProfiles {
-    /// The settings given per API.
-    pub apis: BTreeMap<Api, ApiSettingsPatch>,
-}
-
-impl ApiProfiles {
-    /// Reads the `[apis.<name>]` tables of a profiles file (its `[vendors.<name>]` tables are read by
-    /// [`crate::Profiles::from_toml`]; both refuse unknown keys).
-    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
-        let file: ProfilesFile = toml::from_str(text)?;
-        Ok(Self { apis: file.apis })
-    }
-}
-
 /// Settings the simulator cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiSettingsError {
@@ -236,21 +215,8 @@ pub(crate) fn parse_public_key(text: &str) -> Result<RsaPublicKey, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::OpensslKeys;
+    use super::super::test_keys::OpensslKeys;
     use super::*;
-
-    #[test]
-    fn profiles_files_carry_api_tables() {
-        let text = "[vendors.alpha]\nlatency_min_ms = 5\n[apis.ebay]\ntoken_ttl_secs = 3\n[apis.bestbuy]\nmax_requests_per_second = 2\n";
-        let apis = ApiProfiles::from_toml(text).unwrap();
-        assert_eq!(apis.apis[&Api::Ebay].token_ttl_secs, Some(3));
-        assert_eq!(apis.apis[&Api::BestBuy].max_requests_per_second, Some(2));
-        let profiles = crate::Profiles::from_toml(text).unwrap();
-        assert_eq!(profiles.vendors["alpha"].latency_min_ms, 5);
-        assert!(ApiProfiles::from_toml("[apis.ebay]\nttl = 3\n").is_err());
-        assert!(ApiProfiles::from_toml("[apis.nosuch]\ntoken_ttl_secs = 3\n").is_err());
-        assert!(crate::Profiles::from_toml("[apis.ebay]\nttl = 3\n").is_err());
-    }
 
     #[test]
     fn patches_replace_only_what_they_give() {

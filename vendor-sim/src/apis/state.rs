@@ -8,8 +8,8 @@ use rand::distr::{Alphanumeric, SampleString};
 use rsa::RsaPublicKey;
 use serde::{Deserialize, Serialize};
 
+use super::api::Api;
 use super::settings::{configured_public_key, ApiSettings, ApiSettingsError, ApiSettingsPatch};
-use super::Api;
 
 /// What one API has seen since start (or since `POST /_sim/apis/{name}/reset`), as
 /// `GET /_sim/apis/{name}/stats` returns it. Every field is a count of requests.
@@ -269,7 +269,7 @@ impl ApiState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::OpensslKeys;
+    use super::super::test_keys::OpensslKeys;
     use super::*;
 
     #[test]

@@ -38,16 +38,19 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use base64::Engine;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use super::api::Api;
+use super::common::{delay, json, note_request, now_ms, params};
 use super::offers::{lookup, number, title_of, Lookup};
 use super::state::Admission;
-use super::{delay, json, note_request, now_ms, params, Api};
-use crate::Simulator;
+use crate::simulator::Simulator;
 
 const API: Api = Api::Walmart;
 
@@ -72,6 +75,14 @@ fn errors(status: StatusCode, code: u32, message: &str) -> Response {
     json(
         status,
         json!({"errors": [{"code": code, "message": message}]}),
+    )
+}
+
+/// Walmart's route: the items lookup. Merged into [`super::routes`].
+pub(crate) fn routes() -> Router<Arc<Simulator>> {
+    Router::new().route(
+        "/walmart/api-proxy/service/affil/product/v2/items",
+        get(items),
     )
 }
 
@@ -217,12 +228,24 @@ fn verify(key: &rsa::RsaPublicKey, message: &str, signature: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::Router;
     use serde_json::{json, Value};
 
-    use super::super::test_support::{serve, serve_simulator, upc, OpensslKeys};
-    use super::super::{expected_best, lookup, Api, ApiProfiles, Lookup};
+    use super::super::api::Api;
+    use super::super::control;
+    use super::super::offers::{expected_best, lookup, Lookup};
+    use super::super::test_keys::OpensslKeys;
+    use super::super::test_support::{serve, serve_simulator, upc};
     use super::canonical_string;
-    use crate::{Profiles, Simulator};
+    use crate::profile::{ApiProfiles, Profiles};
+    use crate::simulator::Simulator;
+
+    /// Walmart's routes and the `/_sim/apis` routes, to serve.
+    fn routes() -> Router<Arc<Simulator>> {
+        super::routes().merge(control::routes())
+    }
 
     const URL: &str = "/walmart/api-proxy/service/affil/product/v2/items";
     const VERIFICATION_FAILED: &str = "Signature verification failed";
@@ -307,7 +330,7 @@ mod tests {
     #[tokio::test]
     async fn openssl_signatures_are_checked() {
         let keys = OpensslKeys::generate("walmart");
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         let put = put_settings(
             &base,
             json!({"consumer_id": "consumer-1", "key_version": "2", "public_key_pem": keys.public_pem(), "signature_max_age_secs": 60}),
@@ -386,7 +409,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_key_every_signed_request_is_refused() {
         let keys = OpensslKeys::generate("walmart-nokey");
-        let (simulator, base) = serve().await;
+        let (simulator, base) = serve(routes()).await;
         assert_eq!(simulator.api_settings(Api::Walmart).public_key_pem, "");
         assert_verification_failed(get_signed_default(&base, &keys).await).await;
         let stats = stats(&base).await;
@@ -397,7 +420,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_set_at_run_time_is_trusted_until_removed() {
         let keys = OpensslKeys::generate("walmart-runtime");
-        let (_simulator, base) = serve().await;
+        let (_simulator, base) = serve(routes()).await;
         assert_verification_failed(get_signed_default(&base, &keys).await).await;
 
         let put = put_settings(&base, json!({"public_key_pem": keys.public_pem()})).await;
@@ -438,13 +461,13 @@ mod tests {
         );
         let apis = ApiProfiles::from_toml(&text).unwrap();
         let simulator = Simulator::with_apis(Profiles::default(), &apis).unwrap();
-        let (_simulator, base) = serve_simulator(simulator).await;
+        let (_simulator, base) = serve_simulator(simulator, routes()).await;
         assert_eq!(get_signed_default(&base, &keys).await.status(), 200);
 
         // A table without a key is accepted, and then nothing verifies.
         let apis = ApiProfiles::from_toml("[apis.walmart]\nkey_version = \"1\"\n").unwrap();
         let simulator = Simulator::with_apis(Profiles::default(), &apis).unwrap();
-        let (_simulator, base) = serve_simulator(simulator).await;
+        let (_simulator, base) = serve_simulator(simulator, routes()).await;
         assert_verification_failed(get_signed_default(&base, &keys).await).await;
 
         let bad = ApiProfiles::from_toml("[apis.walmart]\npublic_key_pem = \"nope\"\n").unwrap();
