@@ -46,6 +46,18 @@ pub fn backlog_key(topic: &str) -> String {
     format!("pricefront:v1:backlog:{topic}")
 }
 
+/// The value to write under [`backlog_key`] (expiring after [`REPORT_TTL_SECS`]) when `report` arrives
+/// at `now_ms` and the store holds `stored`: the two merged ([`BacklogReport::merge`]). Bytes that are
+/// not a report count as none. The one read-merge-write of every store that keeps the backlog (the
+/// consumers' Redis, the edge's KV).
+pub fn merged_report(stored: Option<&[u8]>, report: &BacklogReport, now_ms: UnixMillis) -> String {
+    let mut merged = stored
+        .and_then(BacklogReport::from_json)
+        .unwrap_or_default();
+    merged.merge(report, now_ms);
+    merged.to_json()
+}
+
 /// One partition's lag when it was reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -200,6 +212,64 @@ mod tests {
         assert_eq!(stored.total(later), 5 + 7);
         stored.merge(&BacklogReport::default(), later);
         assert!(stored.lag_of(0).is_none());
+    }
+
+    /// What [`merged_report`] wrote, read back.
+    fn merged(stored: Option<&[u8]>, report: &BacklogReport, now_ms: UnixMillis) -> BacklogReport {
+        BacklogReport::from_json(merged_report(stored, report, now_ms).as_bytes())
+            .expect("merged_report writes a report")
+    }
+
+    #[test]
+    fn with_nothing_stored_the_report_is_written_as_it_came() {
+        let report = BacklogReport::of([(0, 4), (1, 6)], 1_000);
+        assert_eq!(merged(None, &report, 1_000), report);
+    }
+
+    #[test]
+    fn what_is_not_a_report_in_the_store_counts_as_none() {
+        let report = BacklogReport::of([(0, 4)], 1_000);
+        for garbage in [&b"nope"[..], b"", b"{\"partitions\":3}", b"\xff\xfe"] {
+            assert_eq!(merged(Some(garbage), &report, 1_000), report);
+        }
+    }
+
+    #[test]
+    fn a_stored_partition_is_replaced_by_a_newer_report_and_the_others_kept() {
+        let stored = BacklogReport::of([(0, 10), (1, 20)], 1_000).to_json();
+        let report = BacklogReport::of([(1, 5)], 2_000);
+        let written = merged(Some(stored.as_bytes()), &report, 2_000);
+        assert_eq!(
+            written.lag_of(1),
+            Some(&PartitionLag {
+                lag: 5,
+                at_ms: 2_000
+            })
+        );
+        assert_eq!(
+            written.lag_of(0),
+            Some(&PartitionLag {
+                lag: 10,
+                at_ms: 1_000
+            })
+        );
+        // An older report of a stored partition (a member that lost it) does not replace it.
+        let older = BacklogReport::of([(1, 99)], 500);
+        let written = merged(Some(stored.as_bytes()), &older, 2_000);
+        assert_eq!(written.lag_of(1).unwrap().lag, 20);
+    }
+
+    #[test]
+    fn stored_partitions_too_old_to_count_are_dropped() {
+        let stored = BacklogReport::of([(0, 10)], 1_000).to_json();
+        let later = 1_000 + REPORT_MAX_AGE_MS + 1;
+        let report = BacklogReport::of([(1, 5)], later);
+        let written = merged(Some(stored.as_bytes()), &report, later);
+        assert_eq!(written, BacklogReport::of([(1, 5)], later));
+        // Still within the age, it stays.
+        let within = 1_000 + REPORT_MAX_AGE_MS;
+        let written = merged(Some(stored.as_bytes()), &report, within);
+        assert!(written.lag_of(0).is_some());
     }
 
     #[test]

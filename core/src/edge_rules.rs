@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::freshness::Lifetime;
+use crate::isolate_cache::is_live;
 use crate::problem::Problem;
 use crate::stored::{freshness_label, StoredHeader};
 use crate::{Comparison, Freshness, ProductId, UnixMillis};
@@ -56,7 +57,7 @@ pub fn hot_cache_until(
     max_ms: u64,
 ) -> Option<UnixMillis> {
     let until = entry.fresh_until_ms.min(now_ms.saturating_add(max_ms));
-    (until > now_ms).then_some(until)
+    is_live(until, now_ms).then_some(until)
 }
 
 /// Where a read over two tiers (Workers KV first, then Redis) takes its answer from.
@@ -234,17 +235,6 @@ impl Pending {
 /// The public URL path of a product's comparison.
 pub fn location(product: ProductId) -> String {
     format!("{}{product}", crate::route::PRICES_PREFIX)
-}
-
-/// A served result: the comparison, and whether it is stale.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Served<'a> {
-    /// `"fresh"` or `"stale"`.
-    pub freshness: Freshness,
-    /// The comparison.
-    #[serde(flatten)]
-    pub comparison: &'a Comparison,
 }
 
 /// Compares two secrets in time that depends on their lengths only, not on where they differ.
@@ -600,18 +590,6 @@ mod tests {
         assert!(!bearer_matches(Some("Basic s3cret"), "s3cret"));
         assert!(!bearer_matches(None, "s3cret"));
         assert!(!bearer_matches(Some("Bearer "), ""));
-    }
-
-    #[test]
-    fn served_results_say_whether_they_are_stale() {
-        let c = comparison(0);
-        let json = serde_json::to_value(Served {
-            freshness: Freshness::Stale,
-            comparison: &c,
-        })
-        .unwrap();
-        assert_eq!(json["freshness"], "stale");
-        assert_eq!(json["productId"], "5");
     }
 
     proptest! {

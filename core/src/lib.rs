@@ -27,7 +27,8 @@
 //!   [`route::BACKLOG_PATH`]).
 //! - [`problem`], [`edge_rules`] (edge): the edge's RFC 9457 errors, and its decisions on a read
 //!   (fresh / stale / miss, cache headers, ETags, KV TTLs, the fill endpoint's token check).
-//! - [`stored`] (edge): a cached comparison as the edge serves it, read without parsing its offers.
+//! - [`stored`] (edge): a cached comparison as the edge serves it, read without parsing its offers, and
+//!   the shape of the body served ([`stored::Served`]).
 //! - [`edge_event`] (edge): the edge's own numbers, one Workers Analytics Engine data point per request
 //!   (hits by freshness, misses published, refusals by reason, publish failures).
 //! - [`early_refresh`] (edge): XFetch, the chance that a fresh hit refreshes its product before it
@@ -40,10 +41,12 @@
 //!   Redis, for vendors that know products by those.
 //! - [`catalog`]: the known-products filter (a Bloom filter of the catalog's ids), built by
 //!   `pricefront-catalog`, that the edge may check before publishing a miss.
-//! - [`backlog`]: how far behind the consumers are, as they report it and as the edge reads it to turn
-//!   misses away (backpressure).
+//! - [`backlog`]: how far behind the consumers are, as they report it, as every store merges it
+//!   ([`backlog::merged_report`]) and as the edge reads it to turn misses away (backpressure).
 //! - [`miss_guard`] (edge): what a miss must pass before it publishes: the catalog, backpressure, and
 //!   the per-client rate limit's key.
+//! - [`isolate_cache`] (edge): what an isolate remembers between requests, and the one rule of when it
+//!   forgets (a value is live before its expiry; a bounded map drops the expired, then everything).
 //! - [`gate`] (edge): the product gate, one coordinator per product (a Durable Object) that misses ask
 //!   before they publish and fills reach: its claims, what it holds, and the calls to it.
 //! - [`redis_protocol`] (edge): where the edge's Redis is (`redis://`, `rediss://`) and RESP2 framing.
@@ -62,6 +65,7 @@ pub mod freshness;
 pub mod gate;
 pub mod gtin;
 pub mod identifier_map;
+pub mod isolate_cache;
 pub mod miss_guard;
 pub mod money;
 pub mod newest_wins;
@@ -94,29 +98,4 @@ pub const DEAD_LETTER_TOPIC: &str = "price-compare-requests.dlq";
 
 /// Fixtures the core's own tests share.
 #[cfg(test)]
-pub(crate) mod fixtures {
-    use crate::{Comparison, FreshnessPolicy, Money, Offer, ProductId, UnixMillis, VendorOutcome};
-
-    /// Product 7's comparison computed at `computed_at_ms`, with `offers` offers of 1.00 EUR (vendors
-    /// `v0`, `v1`, …) guaranteed for `guarantee_ms`.
-    pub fn comparison(computed_at_ms: UnixMillis, offers: usize, guarantee_ms: u64) -> Comparison {
-        let outcomes = (0..offers).map(|i| VendorOutcome::Answered {
-            offer: Offer {
-                vendor: format!("v{i}"),
-                price: Money {
-                    minor_units: 100,
-                    currency: "EUR".parse().unwrap(),
-                },
-                url: None,
-            },
-            guarantee_ms,
-        });
-        let product = ProductId::new(7).unwrap();
-        Comparison::aggregate(
-            product,
-            outcomes,
-            computed_at_ms,
-            &FreshnessPolicy::default(),
-        )
-    }
-}
+pub(crate) mod fixtures;

@@ -3,6 +3,7 @@
 //! limit on misses. Hits never pass through here: they are cheap. The isolate's copy of the filter
 //! ([`CatalogCache`]) is read by one request at a time and kept through a failed read.
 
+use crate::isolate_cache::{is_live, Expiring};
 use crate::UnixMillis;
 
 /// Whom the per-client limit on misses counts (`MISS_RATE_LIMIT_KEY`).
@@ -139,13 +140,16 @@ pub enum CatalogStep<F> {
 
 /// An isolate's known-products filter: what it holds, when it reads it again, and whether a read is
 /// under way. One request at a time reads (a filter can be megabytes to fetch and parse); a failed
-/// read keeps the last good filter and is tried again soon.
+/// read keeps the last good filter and is tried again soon. What a read decided is held until its next
+/// read is due, and served past that (stale) while one request reads it again.
 #[derive(Debug, Clone)]
 pub struct CatalogCache<F> {
-    filter: Option<F>,
-    decided: bool,
-    next_read_ms: UnixMillis,
-    reading_since: Option<UnixMillis>,
+    /// What the last read decided (`None` inside: no filter), expiring when the next read is due;
+    /// `None` until the first read has finished.
+    decided: Option<Expiring<Option<F>>>,
+    /// Until when the read under way keeps the others from reading (its start plus
+    /// [`CATALOG_READ_STALL_MS`]); `None` when none is.
+    reading_until: Option<UnixMillis>,
 }
 
 impl<F: Clone> Default for CatalogCache<F> {
@@ -158,10 +162,8 @@ impl<F: Clone> CatalogCache<F> {
     /// Nothing read yet: the first request reads.
     pub const fn new() -> Self {
         Self {
-            filter: None,
-            decided: false,
-            next_read_ms: 0,
-            reading_since: None,
+            decided: None,
+            reading_until: None,
         }
     }
 
@@ -169,37 +171,35 @@ impl<F: Clone> CatalogCache<F> {
     /// is under way) or use what is held.
     pub fn step(&mut self, now_ms: UnixMillis) -> CatalogStep<F> {
         let reading = self
-            .reading_since
-            .is_some_and(|since| now_ms.saturating_sub(since) < CATALOG_READ_STALL_MS);
-        if now_ms >= self.next_read_ms && !reading {
-            self.reading_since = Some(now_ms);
+            .reading_until
+            .is_some_and(|until| is_live(until, now_ms));
+        let due = self
+            .decided
+            .as_ref()
+            .is_none_or(|decided| !decided.is_live(now_ms));
+        if due && !reading {
+            self.reading_until = Some(now_ms.saturating_add(CATALOG_READ_STALL_MS));
             return CatalogStep::Read;
         }
-        if !self.decided {
-            return CatalogStep::Wait;
+        match &self.decided {
+            Some(decided) => CatalogStep::Use(decided.value.clone()),
+            None => CatalogStep::Wait,
         }
-        CatalogStep::Use(self.filter.clone())
     }
 
     /// Takes what a read gave at `now_ms`: a new filter or none replaces what was held until the next
     /// refresh; an unreadable value keeps the last good filter until then; a failed read keeps it and
     /// is tried again after [`CATALOG_RETRY_MS`].
     pub fn finish(&mut self, read: CatalogRead<F>, now_ms: UnixMillis) {
-        self.reading_since = None;
-        self.decided = true;
-        let wait_ms = match read {
-            CatalogRead::Loaded(filter) => {
-                self.filter = Some(filter);
-                CATALOG_REFRESH_MS
-            }
-            CatalogRead::Absent => {
-                self.filter = None;
-                CATALOG_REFRESH_MS
-            }
-            CatalogRead::Unreadable => CATALOG_REFRESH_MS,
-            CatalogRead::Failed => CATALOG_RETRY_MS,
+        self.reading_until = None;
+        let last_good = self.decided.take().and_then(|decided| decided.value);
+        let (filter, wait_ms) = match read {
+            CatalogRead::Loaded(filter) => (Some(filter), CATALOG_REFRESH_MS),
+            CatalogRead::Absent => (None, CATALOG_REFRESH_MS),
+            CatalogRead::Unreadable => (last_good, CATALOG_REFRESH_MS),
+            CatalogRead::Failed => (last_good, CATALOG_RETRY_MS),
         };
-        self.next_read_ms = now_ms.saturating_add(wait_ms);
+        self.decided = Some(Expiring::new(filter, now_ms.saturating_add(wait_ms)));
     }
 }
 

@@ -5,7 +5,7 @@
 //! Both caches hold what [`Comparison::to_json`] wrote (the consumer writes Redis; the edge's fill
 //! endpoint writes KV after validating the whole comparison), so a hit needs no more than this.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::comparison::{Comparison, ComparisonError, RESULT_VERSION};
 use crate::freshness::{Freshness, Lifetime};
@@ -98,7 +98,7 @@ impl Stored {
     }
 
     /// The body served for it: `{"freshness":"fresh",` followed by the stored object's members, the
-    /// same JSON as serializing [`crate::edge_rules::Served`].
+    /// same JSON as serializing [`Served`].
     pub fn served_body(&self, freshness: Freshness) -> Vec<u8> {
         let members = self.json.trim_ascii();
         let members = &members[1..]; // after the opening brace, which `from_bytes` checked
@@ -115,6 +115,18 @@ impl Stored {
     }
 }
 
+/// A served result: the comparison, and whether it is stale. The edge never builds it (it serves
+/// [`Stored::served_body`]); it is the shape that body has.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Served<'a> {
+    /// `"fresh"` or `"stale"`.
+    pub freshness: Freshness,
+    /// The comparison.
+    #[serde(flatten)]
+    pub comparison: &'a Comparison,
+}
+
 /// `fresh`, `stale` or `missing`: the freshness as the JSON and the entity tags spell it.
 pub fn freshness_label(freshness: Freshness) -> &'static str {
     match freshness {
@@ -127,7 +139,6 @@ pub fn freshness_label(freshness: Freshness) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge_rules::Served;
     use crate::{FreshnessPolicy, Money, VendorOutcome};
 
     fn sample() -> Comparison {
@@ -159,6 +170,18 @@ mod tests {
             .unwrap();
             assert_eq!(stored.served_body(freshness), expected);
         }
+    }
+
+    #[test]
+    fn served_results_say_whether_they_are_stale() {
+        let comparison = sample();
+        let json = serde_json::to_value(Served {
+            freshness: Freshness::Stale,
+            comparison: &comparison,
+        })
+        .unwrap();
+        assert_eq!(json["freshness"], "stale");
+        assert_eq!(json["productId"], "42");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use worker::js_sys::{Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Env, Error, Result};
 
-use crate::cache::KV_BINDING;
+/// The binding of the KV namespace (`[[kv_namespaces]]` in `wrangler.toml`) that [`kv_get`] and
+/// [`kv_put`] read and write.
+const KV_BINDING: &str = "PRICES";
 
 #[wasm_bindgen]
 extern "C" {

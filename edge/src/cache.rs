@@ -17,20 +17,33 @@ use worker::{Env, Error, Result};
 
 use crate::bindings;
 use crate::config::{CacheBackend, Config};
-use crate::hot_cache;
+use crate::isolate;
 use crate::publish;
 use crate::redis::command;
 
-/// The KV binding's name.
-pub const KV_BINDING: &str = "PRICES";
+/// What a read found: the cached comparison, as stored (only its header is read), and whether KV
+/// should hold it too.
+pub enum Lookup {
+    /// No tier holds an entry (or none that parses).
+    Miss,
+    /// The entry to serve; nothing to do after.
+    Found(Stored),
+    /// With `kv+redis`: Redis's entry, newer than KV's or the only usable one. Served, then written to
+    /// KV after the answer ([`write_back`]) unless `kv_had` (KV's header, for the newest-wins check) is
+    /// as new.
+    FromRedis {
+        /// Redis's entry.
+        stored: Stored,
+        /// What KV held (usable or not), if anything.
+        kv_had: Option<StoredHeader>,
+    },
+}
 
-/// What a read found.
-pub struct Lookup {
-    /// The cached comparison, as stored (only its header is read); `None` when no tier has one.
-    pub stored: Option<Stored>,
-    /// With `kv+redis`: Redis answered with a result newer than KV's, which KV should now hold
-    /// ([`write_back`], after the answer); KV's header, for the newest-wins check.
-    pub write_back: Option<Option<StoredHeader>>,
+impl Lookup {
+    /// An entry found with nothing to write back, or a miss.
+    fn of(stored: Option<Stored>) -> Self {
+        stored.map_or(Self::Miss, Self::Found)
+    }
 }
 
 /// The cached comparison of `product`; an entry that does not parse counts as none.
@@ -41,13 +54,11 @@ pub async fn get(
     now_ms: UnixMillis,
 ) -> Result<Lookup> {
     let key = cache_key(product);
-    let answer = |stored| Lookup {
-        stored,
-        write_back: None,
-    };
     match &config.cache {
-        CacheBackend::Kv => Ok(answer(kv_read(config, env, product, &key, now_ms).await?)),
-        CacheBackend::Redis(address) => Ok(answer(redis_get(config, address, &key).await?)),
+        CacheBackend::Kv => Ok(Lookup::of(
+            kv_read(config, env, product, &key, now_ms).await?,
+        )),
+        CacheBackend::Redis(address) => Ok(Lookup::of(redis_get(config, address, &key).await?)),
         CacheBackend::KvThenRedis(address)
             if first_tier(publish::published_for(product, now_ms)) == FirstTier::Redis =>
         {
@@ -62,15 +73,17 @@ pub async fn get(
                     None
                 });
             if pick_tier(None, redis.as_ref().map(|s| &s.header), now_ms) == TierPick::Redis {
-                return Ok(answer(redis));
+                return Ok(Lookup::of(redis));
             }
-            Ok(answer(kv_read(config, env, product, &key, now_ms).await?))
+            Ok(Lookup::of(
+                kv_read(config, env, product, &key, now_ms).await?,
+            ))
         }
         CacheBackend::KvThenRedis(address) => {
             let kv = kv_read(config, env, product, &key, now_ms).await?;
             let kv_header = kv.as_ref().map(|s| s.header);
             if !needs_second_tier(kv_header.as_ref(), now_ms) {
-                return Ok(answer(kv));
+                return Ok(Lookup::of(kv));
             }
             // Redis unreachable: KV's answer (or a miss) is still an answer.
             let redis = match redis_get(config, address, &key).await {
@@ -81,14 +94,18 @@ pub async fn get(
                 }
             };
             let redis_header = redis.as_ref().map(|s| s.header);
+            // `pick_tier` picks Redis only when Redis has a usable entry.
             Ok(
-                match pick_tier(kv_header.as_ref(), redis_header.as_ref(), now_ms) {
-                    TierPick::Kv => answer(kv),
-                    TierPick::Redis => Lookup {
-                        stored: redis,
-                        write_back: Some(kv_header),
+                match (
+                    pick_tier(kv_header.as_ref(), redis_header.as_ref(), now_ms),
+                    redis,
+                ) {
+                    (TierPick::Kv, _) => Lookup::of(kv),
+                    (TierPick::Redis, Some(stored)) => Lookup::FromRedis {
+                        stored,
+                        kv_had: kv_header,
                     },
-                    TierPick::Neither => answer(None),
+                    (TierPick::Redis, None) | (TierPick::Neither, _) => Lookup::Miss,
                 },
             )
         }
@@ -120,12 +137,12 @@ async fn kv_read(
     key: &str,
     now_ms: UnixMillis,
 ) -> Result<Option<Stored>> {
-    if let Some(stored) = hot_cache::get(product, now_ms) {
+    if let Some(stored) = isolate::hot_get(product, now_ms) {
         return Ok(Some(stored));
     }
     let stored = kv_get(env, key).await?;
     if let Some(stored) = &stored {
-        hot_cache::put(stored, now_ms, config.hot_cache_ms);
+        isolate::hot_put(stored, now_ms, config.hot_cache_ms);
     }
     Ok(stored)
 }
@@ -159,7 +176,7 @@ pub async fn write_back(
     }
     let ttl = kv_ttl_secs(stored.header.stale_until_ms, now_ms);
     match bindings::kv_put(env, &key, &stored.json, ttl).await {
-        Ok(()) => hot_cache::put(stored, now_ms, config.hot_cache_ms),
+        Ok(()) => isolate::hot_put(stored, now_ms, config.hot_cache_ms),
         Err(error) => worker::console_warn!("writing {key} back to KV failed: {error}"),
     }
 }
@@ -192,7 +209,7 @@ pub async fn put(
             // formatter and JSON.stringify), several KB of wasm for the same stored bytes.
             bindings::kv_put(env, &key, value.as_bytes(), ttl).await?;
             if let Some(stored) = Stored::from_bytes(value.into_bytes()) {
-                hot_cache::put(&stored, now_ms, config.hot_cache_ms);
+                isolate::hot_put(&stored, now_ms, config.hot_cache_ms);
             }
             Ok(Replacement::Store)
         }

@@ -1,7 +1,6 @@
-//! The Worker's settings: public vars from `wrangler.toml`, secrets from `wrangler secret put`.
+//! The Worker's settings: public vars from `wrangler.toml`, secrets from `wrangler secret put`. An
+//! isolate reads them once ([`crate::isolate::config`]).
 
-use std::cell::OnceCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 use pricefront_core::backlog::DEFAULT_BACKLOG_MAX;
@@ -123,25 +122,11 @@ fn secret(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-thread_local! {
-    /// This isolate's settings, read once: an isolate runs one version of the Worker, whose vars and
-    /// secrets do not change under it.
-    static CONFIG: OnceCell<Result<Rc<Config>, String>> = const { OnceCell::new() };
-}
-
 impl Config {
     /// The seconds of waiting granted to a request with this `Prefer` header, if any.
     pub fn granted_wait(&self, prefer: Option<&str>) -> Option<u64> {
         let requested = requested_wait_secs(prefer?)?;
         granted_wait_secs(requested, self.prefer_wait_max_secs)
-    }
-
-    /// This isolate's settings, read from `env` on the first request; the error says what to set.
-    pub fn of_isolate(env: &Env) -> Result<Rc<Self>, String> {
-        CONFIG.with(|cell| {
-            cell.get_or_init(|| Self::from_env(env).map(Rc::new).map_err(|e| e.to_string()))
-                .clone()
-        })
     }
 
     /// Reads the settings, with the defaults of the local stack. REST proxy settings that cannot work

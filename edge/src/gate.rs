@@ -17,7 +17,8 @@ use pricefront_core::problem::Problem;
 use pricefront_core::stored::Stored;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::{now_ms, reply};
+use crate::clock::now_ms;
+use crate::reply;
 
 /// One product's gate.
 #[durable_object(fetch)]

@@ -23,21 +23,22 @@ use pricefront_core::prefer_wait::{pauses, preference_applied};
 use worker::{Context, Delay, Env, Response};
 
 use crate::cache::{self, Lookup};
-use crate::config::Config;
-use crate::config::{CacheBackend, GateSettings};
+use crate::clock::now_ms;
+use crate::config::{CacheBackend, Config, GateSettings};
 use crate::error::EdgeError;
 use crate::gate_client;
 use crate::incoming::Incoming;
+use crate::isolate;
 use crate::miss_guard;
 use crate::publish::{claimed_here, note_pending_miss, publish_miss, publish_refresh};
-use crate::{now_ms, reply};
+use crate::reply;
 
 /// What a handler answers.
 type Result<T, E = EdgeError> = std::result::Result<T, E>;
 
 /// This isolate's settings; a setting that cannot work is a `/problems/misconfigured`.
 fn config(env: &Env) -> Result<Rc<Config>> {
-    Config::of_isolate(env).map_err(EdgeError::Misconfigured)
+    isolate::config(env).map_err(EdgeError::Misconfigured)
 }
 
 /// `GET /v1/prices/{productId}`: the cached comparison, or a queued request; with the event it was
@@ -54,11 +55,17 @@ pub async fn get_prices(
     if !miss_guard::known(env, &config, product, now).await {
         return Err(refused(Refusal::UnknownProduct, product, &config));
     }
-    let Lookup { stored, write_back } = cache::get(&config, env, product, now).await?;
-    if let (Some(kv_had), Some(stored)) = (write_back, &stored) {
-        let (config, env, stored) = (config.clone(), env.clone(), stored.clone());
-        ctx.wait_until(async move { cache::write_back(&config, &env, &stored, kv_had, now).await });
-    }
+    let stored = match cache::get(&config, env, product, now).await? {
+        Lookup::Miss => None,
+        Lookup::Found(stored) => Some(stored),
+        Lookup::FromRedis { stored, kv_had } => {
+            let (config, env, written) = (config.clone(), env.clone(), stored.clone());
+            ctx.wait_until(
+                async move { cache::write_back(&config, &env, &written, kv_had, now).await },
+            );
+            Some(stored)
+        }
+    };
     match (
         decide_read_of(stored.as_ref().map(|c| c.header.lifetime()), now),
         stored,

@@ -2,28 +2,30 @@
 //! message shapes, errors) is a pure function of `pricefront-core`; this crate only wires them to the
 //! Workers runtime.
 //!
-//! Layout: [`config`] (vars and secrets, read once per isolate), [`cache`] (Workers KV or Redis),
-//! [`bindings`] (the KV namespace and the rate limiters, called directly),
-//! [`hot_cache`] (this isolate's memory of recent KV reads),
-//! [`redis`] (the Redis protocol over the sockets API), [`publish`] (the Kafka REST proxy),
+//! Layout: [`config`] (vars and secrets), [`clock`] (the Workers clock),
+//! [`isolate`] (everything an isolate keeps between requests: its settings, claims, known-products
+//! filter, last backlog reading and hot cache of recent KV reads, under one expiry rule),
+//! [`cache`] (Workers KV or Redis), [`bindings`] (the KV namespace and the rate limiters, called
+//! directly), [`redis`] (the Redis protocol over the sockets API), [`publish`] (the Kafka REST proxy),
 //! [`outbound`] (the requests it sends),
 //! [`miss_guard`] (the known-products filter, backpressure and the rate limit a miss passes first),
 //! [`gate`] (the `ProductGate` Durable Object, one per product) and [`gate_client`] (the Worker's calls
 //! to it),
-//! [`incoming`] (the request, read only where a route asks), [`handlers`] (one function per route), [`error`] (every failure and its problem document),
-//! [`reply`] (successful responses and the problem body), [`analytics`] (a data point per request to
-//! Workers Analytics Engine).
+//! [`incoming`] (the request, read only where a route asks), [`handlers`] (one function per route),
+//! [`error`] (every failure and its problem document), [`reply`] (successful responses and the
+//! problem body), [`analytics`] (a data point per request to Workers Analytics Engine).
 
 mod analytics;
 mod bindings;
 mod cache;
+mod clock;
 mod config;
 mod error;
 mod gate;
 mod gate_client;
 mod handlers;
-mod hot_cache;
 mod incoming;
+mod isolate;
 mod miss_guard;
 mod outbound;
 mod publish;
@@ -36,6 +38,7 @@ use pricefront_core::route::{route, Route};
 use pricefront_core::trace_context::{TraceContext, TRACEPARENT, TRACERESPONSE};
 use worker::{event, web_sys, Context, Env, Response, Result};
 
+use crate::clock::now_ms;
 use crate::error::EdgeError;
 use crate::incoming::Incoming;
 
@@ -101,11 +104,6 @@ async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> Result<Resp
             .set(TRACERESPONSE, &trace.to_string())?;
     }
     Ok(response)
-}
-
-/// Now, in milliseconds since the Unix epoch (the runtime's clock, which advances at I/O).
-fn now_ms() -> pricefront_core::UnixMillis {
-    worker::Date::now().as_millis()
 }
 
 /// `N` random bytes from `Math.random` (48 bits a call): trace and span ids need to be unique, not

@@ -8,20 +8,21 @@
 //! not take the service down themselves. The rules are in [`pricefront_core::miss_guard`],
 //! [`pricefront_core::catalog`] and [`pricefront_core::backlog`].
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use pricefront_core::backlog::{
-    admits_misses, backlog_key, max_age_ms, BacklogReport, REPORT_TTL_SECS,
+    admits_misses, backlog_key, max_age_ms, merged_report, BacklogReport, REPORT_TTL_SECS,
 };
 use pricefront_core::catalog::KnownProducts;
-use pricefront_core::miss_guard::{CatalogCache, CatalogRead, CatalogStep, Limiter, Refusal};
+use pricefront_core::miss_guard::{CatalogRead, CatalogStep, Limiter, Refusal};
 use pricefront_core::{ProductId, UnixMillis};
-use worker::{Date, Delay, Env, Result};
+use worker::{Delay, Env, Result};
 
 use crate::bindings;
+use crate::clock;
 use crate::config::{CacheBackend, Config};
 use crate::incoming::Incoming;
+use crate::isolate::{self, BacklogReading};
 use crate::redis;
 
 /// The rate limiting binding (`[[ratelimits]]` in `wrangler.toml`) of the client's limit.
@@ -35,14 +36,6 @@ const CATALOG_WAIT_MS: u64 = 2_000;
 
 /// Between two looks at another request's first read of the filter.
 const CATALOG_WAIT_STEP_MS: u64 = 20;
-
-thread_local! {
-    /// This isolate's known-products filter (read by one request at a time, kept through failures).
-    static CATALOG: RefCell<CatalogCache<Rc<KnownProducts>>> =
-        const { RefCell::new(CatalogCache::new()) };
-    /// This isolate's last reading of the backlog: when, and the total (`None`: unknown).
-    static BACKLOG: RefCell<Option<(UnixMillis, Option<u64>)>> = const { RefCell::new(None) };
-}
 
 /// Why `request`'s miss may not publish, if it may not (the catalog was checked before the read).
 pub async fn refusal(
@@ -73,12 +66,12 @@ pub async fn known(env: &Env, config: &Config, product: ProductId, now_ms: UnixM
     let mut now = now_ms;
     let give_up_at = now_ms + CATALOG_WAIT_MS;
     let filter = loop {
-        match CATALOG.with_borrow_mut(|c| c.step(now)) {
+        match isolate::catalog(|catalog| catalog.step(now)) {
             CatalogStep::Use(filter) => break filter,
             CatalogStep::Read => {
                 let read = read_catalog(env, key).await;
-                let now = Date::now().as_millis();
-                CATALOG.with_borrow_mut(|c| c.finish(read, now));
+                let now = clock::now_ms();
+                isolate::catalog(|catalog| catalog.finish(read, now));
             }
             // Another request is reading the first filter: its answer, unless it is very slow.
             CatalogStep::Wait if now < give_up_at => {
@@ -86,7 +79,7 @@ pub async fn known(env: &Env, config: &Config, product: ProductId, now_ms: UnixM
             }
             CatalogStep::Wait => break None,
         }
-        now = Date::now().as_millis();
+        now = clock::now_ms();
     };
     filter.is_none_or(|filter| filter.may_contain(product))
 }
@@ -118,24 +111,21 @@ async fn read_catalog(env: &Env, key: &str) -> CatalogRead<Rc<KnownProducts>> {
     }
 }
 
-/// The pipeline's total lag, read at most every `BACKLOG_CHECK_MS` per isolate; `None` when off or
-/// unknown.
+/// The pipeline's total lag, read at most every `BACKLOG_CHECK_MS` per isolate
+/// ([`isolate::backlog`]); `None` when off or unknown.
 async fn backlog(env: &Env, config: &Config, now_ms: UnixMillis) -> Option<u64> {
     if config.backlog_max == 0 {
         return None;
     }
-    let cached = BACKLOG.with_borrow(|b| {
-        b.filter(|(at, _)| now_ms.saturating_sub(*at) < config.backlog_check_ms)
-            .map(|(_, total)| total)
-    });
-    if let Some(total) = cached {
-        return total;
+    if let Some(reading) = isolate::backlog(now_ms) {
+        return reading.total();
     }
     let from_kv = matches!(config.cache, CacheBackend::Kv);
     let total = read_backlog(env, config)
         .await
         .map(|report| report.total_within(now_ms, max_age_ms(from_kv)));
-    BACKLOG.with_borrow_mut(|b| *b = Some((now_ms, total)));
+    let next_read_ms = now_ms.saturating_add(config.backlog_check_ms);
+    isolate::set_backlog(BacklogReading::of(total), next_read_ms);
     total
 }
 
@@ -163,13 +153,10 @@ pub async fn store_backlog_report(
     now_ms: UnixMillis,
 ) -> Result<()> {
     let key = backlog_key(&config.topic);
-    let mut stored = bindings::kv_get(env, &key)
-        .await?
-        .and_then(|bytes| BacklogReport::from_json(&bytes))
-        .unwrap_or_default();
-    stored.merge(report, now_ms);
+    let stored = bindings::kv_get(env, &key).await?;
+    let merged = merged_report(stored.as_deref(), report, now_ms);
     // As bytes, as every KV write of the Worker (see `cache::put`).
-    bindings::kv_put(env, &key, stored.to_json().as_bytes(), REPORT_TTL_SECS).await?;
+    bindings::kv_put(env, &key, merged.as_bytes(), REPORT_TTL_SECS).await?;
     Ok(())
 }
 

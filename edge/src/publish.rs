@@ -10,8 +10,6 @@
 //! burst of refreshes the bridge slowed, more publishes were late, and it spiralled (the early-refresh
 //! drill: 1,034 late publishes, 1,260 new connections in a minute, half the hottest reads stale).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -25,34 +23,20 @@ use worker::{Context, Delay, Env, Headers};
 
 use crate::config::Config;
 use crate::gate_client;
+use crate::isolate;
 use crate::outbound;
-
-/// Above this many claims, expired ones are dropped (the map stays small under a flood of ids).
-const MAX_CLAIMS: usize = 10_000;
-
-thread_local! {
-    /// This isolate's recent publishes: product → until when (ms) it suppresses another, and why it
-    /// was published (which tier its next reads ask first: [`published_for`]).
-    static CLAIMS: RefCell<HashMap<ProductId, (UnixMillis, PublishedFor)>> =
-        RefCell::new(HashMap::new());
-}
 
 /// Claims the publish of `product` in this isolate for `reason`, unless a claim is still running: the
 /// claim's end (ms), which names it for [`release`]. Synchronous, so that of a burst of concurrent
-/// reads exactly one wins (an isolate runs one thing at a time).
+/// reads exactly one wins (an isolate runs one thing at a time). The claims are
+/// [`crate::isolate::claims`], bounded like every map of the isolate.
 fn claim(product: ProductId, now_ms: UnixMillis, reason: PublishedFor) -> Option<UnixMillis> {
-    CLAIMS.with_borrow_mut(|claims| {
-        if claims
-            .get(&product)
-            .is_some_and(|&(until, _)| until > now_ms)
-        {
+    isolate::claims(|claims| {
+        if claims.get(&product, now_ms).is_some() {
             return None;
         }
-        if claims.len() >= MAX_CLAIMS {
-            claims.retain(|_, (until, _)| *until > now_ms);
-        }
         let until = now_ms + COALESCE_MS;
-        claims.insert(product, (until, reason));
+        claims.insert(product, reason, until, now_ms);
         Some(until)
     })
 }
@@ -61,23 +45,18 @@ fn claim(product: ProductId, now_ms: UnixMillis, reason: PublishedFor) -> Option
 /// Only deduplication asks whether; the tier a read asks first depends on why
 /// ([`pricefront_core::edge_rules::first_tier`]).
 pub fn published_for(product: ProductId, now_ms: UnixMillis) -> Option<PublishedFor> {
-    CLAIMS.with_borrow(|claims| {
-        claims
-            .get(&product)
-            .filter(|(until, _)| *until > now_ms)
-            .map(|&(_, reason)| reason)
-    })
+    isolate::claims(|claims| claims.get(&product, now_ms).copied())
 }
 
 /// Whether this isolate published `product` in the last few seconds, for a miss: a refresh's claim
 /// becomes a miss's (the product is missing now: its reads are polls, Redis first with kv+redis).
 pub fn claimed_here(product: ProductId, now_ms: UnixMillis) -> bool {
-    CLAIMS.with_borrow_mut(|claims| match claims.get_mut(&product) {
-        Some(claim) if claim.0 > now_ms => {
-            claim.1 = PublishedFor::Miss;
+    isolate::claims(|claims| match claims.get_mut(&product, now_ms) {
+        Some(reason) => {
+            *reason = PublishedFor::Miss;
             true
         }
-        _ => false,
+        None => false,
     })
 }
 
@@ -92,11 +71,7 @@ pub fn note_pending_miss(product: ProductId, now_ms: UnixMillis) {
 /// Gives the claim ending at `until` back after a failed publish, so that the next read tries again (a
 /// newer claim of the product, made after this one ran out, stays).
 fn release(product: ProductId, until: UnixMillis) {
-    CLAIMS.with_borrow_mut(|claims| {
-        if claims.get(&product).is_some_and(|&(at, _)| at == until) {
-            claims.remove(&product);
-        }
-    });
+    isolate::claims(|claims| claims.remove_if_expires_at(&product, until));
 }
 
 /// Why a request was not published.

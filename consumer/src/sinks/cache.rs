@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pricefront_core::backlog::{backlog_key, BacklogReport, REPORT_TTL_SECS};
+use pricefront_core::backlog::{backlog_key, merged_report, BacklogReport, REPORT_TTL_SECS};
 use pricefront_core::freshness::cache_ttl_ms;
 use pricefront_core::newest_wins::{replacement_from_script, Replacement, REDIS_STORE_IF_REPLACES};
 use pricefront_core::{cache_key, Comparison, ProductId, UnixMillis};
@@ -119,8 +119,8 @@ impl RedisCache {
         })
     }
 
-    /// Merges this process's `report` into `topic`'s backlog report in Redis (read, merge, write: a
-    /// member's report lost to a concurrent write comes again in a few seconds).
+    /// Merges this process's `report` into `topic`'s backlog report in Redis (read, [`merged_report`],
+    /// write: a member's report lost to a concurrent write comes again in a few seconds).
     pub async fn merge_backlog_report(
         &self,
         topic: &str,
@@ -133,13 +133,10 @@ impl RedisCache {
             .arg(&key)
             .query_async(&mut connection)
             .await?;
-        let mut merged = stored
-            .and_then(|bytes| BacklogReport::from_json(&bytes))
-            .unwrap_or_default();
-        merged.merge(report, now_ms);
+        let merged = merged_report(stored.as_deref(), report, now_ms);
         redis::cmd("SET")
             .arg(&key)
-            .arg(merged.to_json())
+            .arg(merged)
             .arg("EX")
             .arg(REPORT_TTL_SECS)
             .query_async::<()>(&mut connection)
