@@ -1,6 +1,6 @@
 //! What an edge isolate remembers between its requests, and the one rule of when it forgets: every
 //! value is held until an absolute time, and is live before it ([`is_live`]). One value held until a
-//! time is an [`Expiring`]; many, keyed, an [`IsolateCache`], bounded by one eviction rule.
+//! time is an [`Expiring`]; many, keyed, an [`IsolateCache`], bounded as its [`Eviction`] says.
 //!
 //! An isolate runs one request at a time on one thread and may be dropped at any moment, so this memory
 //! is a shortcut, never a source of truth: forgetting a value early costs a read, not a wrong answer.
@@ -45,21 +45,35 @@ impl<V> Expiring<V> {
     }
 }
 
-/// A bounded map whose entries expire. One eviction rule: inserting into a full map (`max_entries`
-/// entries) first drops the expired entries, then, if it is still full, all of them, so that a flood of
-/// keys can neither grow it without bound nor make each insert scan it.
+/// What an insert into a full [`IsolateCache`] drops. Either way the expired entries go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Then, if it is still full, every entry: a flood of keys can neither grow the map without bound
+    /// nor make each insert scan it. For what is only a shortcut (a copy of what KV holds).
+    ExpiredThenAll,
+    /// Only those: the map grows past its bound while all its entries are live. For what must not be
+    /// forgotten while it is live (a claim: forgotten, its product would be published again), whose
+    /// entries all expire soon.
+    ExpiredOnly,
+}
+
+/// A bounded map whose entries expire: an insert into a full map (`max_entries` entries) drops as its
+/// [`Eviction`] says.
 #[derive(Debug, Clone)]
 pub struct IsolateCache<K, V> {
     entries: HashMap<K, Expiring<V>>,
     max_entries: usize,
+    eviction: Eviction,
 }
 
 impl<K: Eq + Hash, V> IsolateCache<K, V> {
-    /// An empty map that holds at most `max_entries` entries (and always the last one inserted).
-    pub fn new(max_entries: usize) -> Self {
+    /// An empty map of `max_entries` entries at most, but as `eviction` allows (and always the last
+    /// one inserted).
+    pub fn new(max_entries: usize, eviction: Eviction) -> Self {
         Self {
             entries: HashMap::new(),
             max_entries,
+            eviction,
         }
     }
 
@@ -77,11 +91,12 @@ impl<K: Eq + Hash, V> IsolateCache<K, V> {
     }
 
     /// Holds `value` under `key` until `expires_at_ms`, replacing what the key held; when the map is
-    /// full, its expired entries at `now_ms` go first, and if that is not enough, all of them.
+    /// full, its expired entries at `now_ms` go first, and if that is not enough, what its
+    /// [`Eviction`] says.
     pub fn insert(&mut self, key: K, value: V, expires_at_ms: UnixMillis, now_ms: UnixMillis) {
         if self.entries.len() >= self.max_entries {
             self.entries.retain(|_, entry| entry.is_live(now_ms));
-            if self.entries.len() >= self.max_entries {
+            if self.entries.len() >= self.max_entries && self.eviction == Eviction::ExpiredThenAll {
                 self.entries.clear();
             }
         }
@@ -135,7 +150,7 @@ mod tests {
 
     #[test]
     fn an_entry_is_read_and_changed_only_while_it_is_live() {
-        let mut cache = IsolateCache::new(10);
+        let mut cache = IsolateCache::new(10, Eviction::ExpiredThenAll);
         cache.insert(1, "a", 1_000, 0);
         assert_eq!(cache.get(&1, 999), Some(&"a"));
         assert_eq!(cache.get(&1, 1_000), None);
@@ -151,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_full_map_drops_its_expired_entries_first() {
-        let mut cache = IsolateCache::new(3);
+        let mut cache = IsolateCache::new(3, Eviction::ExpiredThenAll);
         cache.insert(1, (), 100, 0);
         cache.insert(2, (), 1_000, 0);
         cache.insert(3, (), 1_000, 0);
@@ -166,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_map_full_of_live_entries_is_cleared() {
-        let mut cache = IsolateCache::new(3);
+        let mut cache = IsolateCache::new(3, Eviction::ExpiredThenAll);
         for key in [1, 2, 3] {
             cache.insert(key, (), 1_000, 0);
         }
@@ -181,8 +196,26 @@ mod tests {
     }
 
     #[test]
+    fn a_map_that_keeps_live_entries_grows_past_its_bound_instead() {
+        let mut cache = IsolateCache::new(3, Eviction::ExpiredOnly);
+        cache.insert(1, (), 100, 0);
+        for key in [2, 3] {
+            cache.insert(key, (), 1_000, 0);
+        }
+        // Full at 500: the expired entry goes, the live ones stay.
+        cache.insert(4, (), 1_000, 500);
+        assert_eq!(cache.len(), 3);
+        // Full of live entries: all stay, and the map grows.
+        cache.insert(5, (), 1_000, 500);
+        assert_eq!(cache.len(), 4);
+        for key in [2, 3, 4, 5] {
+            assert_eq!(cache.get(&key, 500), Some(&()), "{key}");
+        }
+    }
+
+    #[test]
     fn a_removal_by_expiry_leaves_a_newer_value_of_the_key() {
-        let mut cache = IsolateCache::new(10);
+        let mut cache = IsolateCache::new(10, Eviction::ExpiredThenAll);
         cache.insert(1, "first", 1_000, 0);
         cache.insert(1, "second", 2_000, 1_500);
         cache.remove_if_expires_at(&1, 1_000);

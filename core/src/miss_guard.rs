@@ -3,7 +3,7 @@
 //! limit on misses. Hits never pass through here: they are cheap. The isolate's copy of the filter
 //! ([`CatalogCache`]) is read by one request at a time and kept through a failed read.
 
-use crate::isolate_cache::{is_live, Expiring};
+use crate::isolate_cache::is_live;
 use crate::UnixMillis;
 
 /// Whom the per-client limit on misses counts (`MISS_RATE_LIMIT_KEY`).
@@ -140,16 +140,29 @@ pub enum CatalogStep<F> {
 
 /// An isolate's known-products filter: what it holds, when it reads it again, and whether a read is
 /// under way. One request at a time reads (a filter can be megabytes to fetch and parse); a failed
-/// read keeps the last good filter and is tried again soon. What a read decided is held until its next
-/// read is due, and served past that (stale) while one request reads it again.
+/// read keeps the last good filter and is tried again soon. What a read decided is not forgotten when
+/// its next read is due: it is served (stale) while one request reads it again.
 #[derive(Debug, Clone)]
 pub struct CatalogCache<F> {
-    /// What the last read decided (`None` inside: no filter), expiring when the next read is due;
-    /// `None` until the first read has finished.
-    decided: Option<Expiring<Option<F>>>,
+    /// What the reads decided so far.
+    decided: Decided<F>,
     /// Until when the read under way keeps the others from reading (its start plus
     /// [`CATALOG_READ_STALL_MS`]); `None` when none is.
     reading_until: Option<UnixMillis>,
+}
+
+/// What an isolate's reads of the known-products filter decided so far.
+#[derive(Debug, Clone)]
+enum Decided<F> {
+    /// No read has finished yet: requests wait for the first.
+    Nothing,
+    /// The last read's outcome, served until the next read is due and after it, until that read ends.
+    Filter {
+        /// The filter (`None`: the operator set none, every id is let through).
+        filter: Option<F>,
+        /// When the next read is due.
+        next_read_ms: UnixMillis,
+    },
 }
 
 impl<F: Clone> Default for CatalogCache<F> {
@@ -162,7 +175,7 @@ impl<F: Clone> CatalogCache<F> {
     /// Nothing read yet: the first request reads.
     pub const fn new() -> Self {
         Self {
-            decided: None,
+            decided: Decided::Nothing,
             reading_until: None,
         }
     }
@@ -173,17 +186,17 @@ impl<F: Clone> CatalogCache<F> {
         let reading = self
             .reading_until
             .is_some_and(|until| is_live(until, now_ms));
-        let due = self
-            .decided
-            .as_ref()
-            .is_none_or(|decided| !decided.is_live(now_ms));
+        let due = match &self.decided {
+            Decided::Nothing => true,
+            Decided::Filter { next_read_ms, .. } => now_ms >= *next_read_ms,
+        };
         if due && !reading {
             self.reading_until = Some(now_ms.saturating_add(CATALOG_READ_STALL_MS));
             return CatalogStep::Read;
         }
         match &self.decided {
-            Some(decided) => CatalogStep::Use(decided.value.clone()),
-            None => CatalogStep::Wait,
+            Decided::Filter { filter, .. } => CatalogStep::Use(filter.clone()),
+            Decided::Nothing => CatalogStep::Wait,
         }
     }
 
@@ -192,14 +205,20 @@ impl<F: Clone> CatalogCache<F> {
     /// is tried again after [`CATALOG_RETRY_MS`].
     pub fn finish(&mut self, read: CatalogRead<F>, now_ms: UnixMillis) {
         self.reading_until = None;
-        let last_good = self.decided.take().and_then(|decided| decided.value);
+        let last_good = match std::mem::replace(&mut self.decided, Decided::Nothing) {
+            Decided::Filter { filter, .. } => filter,
+            Decided::Nothing => None,
+        };
         let (filter, wait_ms) = match read {
             CatalogRead::Loaded(filter) => (Some(filter), CATALOG_REFRESH_MS),
             CatalogRead::Absent => (None, CATALOG_REFRESH_MS),
             CatalogRead::Unreadable => (last_good, CATALOG_REFRESH_MS),
             CatalogRead::Failed => (last_good, CATALOG_RETRY_MS),
         };
-        self.decided = Some(Expiring::new(filter, now_ms.saturating_add(wait_ms)));
+        self.decided = Decided::Filter {
+            filter,
+            next_read_ms: now_ms.saturating_add(wait_ms),
+        };
     }
 }
 

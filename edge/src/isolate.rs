@@ -1,8 +1,9 @@
 //! This isolate's memory: everything the Worker keeps from one request to the next, in one place. An
 //! isolate runs one version of the Worker, one request at a time, and may be dropped at any moment, so
 //! each of these is a shortcut, never the truth. Every value expires by one rule, an absolute time
-//! before which it is live ([`pricefront_core::isolate_cache`]); the maps are bounded by one eviction
-//! rule ([`IsolateCache`]). What each holds, and why:
+//! before which it is live ([`pricefront_core::isolate_cache`]), and the maps are bounded as their
+//! [`Eviction`] says; the known-products filter alone is kept past its time, until it is read again.
+//! What each holds, and why:
 //!
 //! - the settings ([`config`]): read from `env` once, held for the isolate's life;
 //! - the claims ([`claims`]): the products this isolate published a request for in the last few
@@ -22,7 +23,7 @@ use std::rc::Rc;
 
 use pricefront_core::catalog::KnownProducts;
 use pricefront_core::edge_rules::{hot_cache_until, PublishedFor};
-use pricefront_core::isolate_cache::{Expiring, IsolateCache};
+use pricefront_core::isolate_cache::{Eviction, Expiring, IsolateCache};
 use pricefront_core::miss_guard::CatalogCache;
 use pricefront_core::stored::Stored;
 use pricefront_core::{ProductId, UnixMillis};
@@ -30,11 +31,9 @@ use worker::Env;
 
 use crate::config::Config;
 
-/// The most claims held. A flood of distinct ids can fill the map with live claims (each lives
-/// `COALESCE_MS`): at this many the map is cleared, as every map of the isolate is
-/// ([`IsolateCache::insert`]), and a cleared product's next read may publish again from here (its
-/// gate, where there is one, still coalesces). Live claims used to be kept, the map growing past this
-/// bound; this is the one change the single eviction rule made.
+/// The claims held before the expired ones are dropped. A flood of distinct ids can hold more live
+/// claims (each lives `COALESCE_MS`): they are kept ([`Eviction::ExpiredOnly`]), since a product whose
+/// claim were forgotten would be published again from here.
 const MAX_CLAIMS: usize = 10_000;
 
 /// The most entries of the hot cache held.
@@ -70,7 +69,7 @@ thread_local! {
     static CONFIG: OnceCell<Result<Rc<Config>, String>> = const { OnceCell::new() };
     /// The claims: product → why it was published, until the claim ends.
     static CLAIMS: RefCell<IsolateCache<ProductId, PublishedFor>> =
-        RefCell::new(IsolateCache::new(MAX_CLAIMS));
+        RefCell::new(IsolateCache::new(MAX_CLAIMS, Eviction::ExpiredOnly));
     /// The known-products filter.
     static CATALOG: RefCell<CatalogCache<Rc<KnownProducts>>> =
         const { RefCell::new(CatalogCache::new()) };
@@ -78,7 +77,7 @@ thread_local! {
     static BACKLOG: Cell<Option<Expiring<BacklogReading>>> = const { Cell::new(None) };
     /// The hot cache: product → its KV entry, until [`hot_cache_until`].
     static HOT: RefCell<IsolateCache<ProductId, Stored>> =
-        RefCell::new(IsolateCache::new(MAX_HOT_ENTRIES));
+        RefCell::new(IsolateCache::new(MAX_HOT_ENTRIES, Eviction::ExpiredThenAll));
 }
 
 /// This isolate's settings, read from `env` on the first request; the error says what to set.

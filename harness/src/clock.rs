@@ -1,14 +1,10 @@
 //! The time: now in milliseconds (the consumer's clock, the one of the native crates), and today's date.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub use pricefront_consumer::process::clock::now_ms;
 
-/// Today's date in UTC (`YYYY-MM-DD`), from the system clock.
+/// Today's date in UTC (`YYYY-MM-DD`), from [`now_ms`].
 pub fn utc_date() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = now_ms() / 1000;
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     format!("{y:04}-{m:02}-{d:02}")
 }

@@ -117,6 +117,8 @@ impl ConsumerContext for PipelineContext {
 }
 
 impl PipelineContext {
+    /// A context that keeps `tracker`, `metrics`' partition series, `lags` and `revoked` in step with
+    /// what this member holds.
     pub(crate) fn new(
         tracker: Arc<Mutex<OffsetTracker>>,
         metrics: Arc<Metrics>,

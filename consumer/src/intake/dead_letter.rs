@@ -201,11 +201,6 @@ impl DeadLetterQueue {
         .await
     }
 
-    /// Writes `letter` and waits until the broker has it.
-    pub async fn send(&self, letter: &DeadLetter<'_>) -> Result<(), KafkaError> {
-        self.send_with(letter, &[]).await
-    }
-
     async fn send_with(
         &self,
         letter: &DeadLetter<'_>,

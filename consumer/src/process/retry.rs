@@ -1,5 +1,5 @@
-//! Retrying until done: the one loop of every write the process must not give up on while the failure
-//! may pass (a result to its sinks, a dead letter, the first connection to Redis), with capped,
+//! Retrying until done: the one loop of everything the process must not give up on while the failure
+//! may pass (writing a result to its sinks, writing a dead letter, reaching Redis at start), with capped,
 //! jittered exponential backoff between attempts. Each caller decides, failure by failure, whether to
 //! back off, wait a time of its own, or stop.
 //!

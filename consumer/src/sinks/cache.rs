@@ -2,8 +2,9 @@
 //!
 //! A write never replaces a newer result of the same product, nor a servable one with offers by one
 //! without (stale-if-error): it runs the shared core's [`REDIS_STORE_IF_REPLACES`] script, which applies
-//! the rule of [`pricefront_core::newest_wins`] atomically on the server. The connection is made lazily, so a consumer can start while Redis is away
-//! ([`RedisCache::connect_lazily`], [`RedisCache::wait_until_reachable`]).
+//! the rule of [`pricefront_core::newest_wins`] atomically on the server. The connection is made
+//! lazily, so a consumer can start while Redis is away ([`RedisCache::connect_lazily`],
+//! [`RedisCache::wait_until_reachable`]).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,8 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use redis::aio::ConnectionManager;
 
+use crate::process::clock;
+
 /// A vendor's daily budget, as configured.
 #[derive(Debug, Clone)]
 pub struct BudgetSettings {
@@ -77,7 +79,8 @@ impl DailyBudget {
 
     /// Takes one request from today's budget.
     pub async fn take(&self) -> Taken {
-        let day = day_of(Timestamp::now(), &self.settings.time_zone);
+        let now = Timestamp::try_from(clock::now()).unwrap_or(Timestamp::UNIX_EPOCH);
+        let day = day_of(now, &self.settings.time_zone);
         let key = budget_key(&self.vendor, &day);
         let mut redis = self.redis.clone();
         let counted: Result<(u64,), _> = redis::pipe()

@@ -18,6 +18,7 @@ use redis::aio::ConnectionManager;
 use reqwest::{header, Client, StatusCode};
 use tokio::time::Instant;
 
+use crate::process::clock;
 use crate::process::lateness::RuntimeLag;
 use crate::process::metrics::{Metrics, VendorAttemptLabels, VendorLabel, VendorOutcomeLabels};
 use crate::process::redact;
@@ -28,7 +29,7 @@ use crate::vendors::breaker::{Admission, CallOutcome, VendorBreaker};
 use crate::vendors::budget::{DailyBudget, Taken};
 use crate::vendors::offers::Reading;
 use crate::vendors::quota::VendorQuota;
-use crate::vendors::request::{FillError, FilledRequest, Identifiers};
+use crate::vendors::request::{FilledRequest, Identifiers, RequestError};
 use crate::vendors::vendor::{StatusKind, Vendor};
 use pricefront_core::trace_context::TRACEPARENT;
 
@@ -417,10 +418,10 @@ pub async fn ask_vendor(
     };
     let request = match vendor.request.fill(ids) {
         Ok(request) => request,
-        Err(error @ FillError::MissingIdentifier(_)) => {
+        Err(error @ RequestError::MissingIdentifier(_)) => {
             return failure(FailureKind::NotListed, error.to_string(), 0)
         }
-        Err(error @ FillError::Unbuildable(_)) => {
+        Err(error @ RequestError::Unbuildable(_)) => {
             return failure(FailureKind::Connect, error.to_string(), 0)
         }
     };
@@ -453,7 +454,8 @@ enum Ended {
     Answered(Result<Offer, AttemptError>),
     /// The deadline ran out while the call waited for room in the vendor's quota.
     WaitingForQuota,
-    /// The deadline ran out otherwise (an attempt in flight, or a wait between attempts).
+    /// The deadline ran out otherwise: an attempt in flight, a wait between attempts, or before a
+    /// request, a token being minted or the daily budget being checked.
     Deadline,
 }
 
@@ -702,7 +704,7 @@ async fn attempt_once(
                 .headers()
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry_after(v, SystemTime::now()));
+                .and_then(|v| retry_after(v, clock::now()));
             return Err(AttemptError::TooManyRequests {
                 retry_after,
                 keeps_refusing: false,

@@ -12,8 +12,9 @@
 //! - what its error statuses mean ([`StatusKind`]), and its limits: quotas per process ([`quota`]), a
 //!   daily budget for the whole group ([`budget`]), and a circuit breaker ([`breaker`]).
 //!
-//! [`vendor`] is one vendor ready to be asked; [`file`](mod@file) reads and checks the file; [`fetch`] asks one vendor for one product with all of the above;
-//! [`fanout`] asks every vendor at once and aggregates their offers.
+//! [`vendor`] is one vendor ready to be asked; [`file`](mod@file) reads and checks the file; [`fetch`]
+//! asks one vendor for one product with all of the above; [`fanout`] asks every vendor at once and
+//! aggregates their offers.
 
 pub mod auth;
 pub mod breaker;

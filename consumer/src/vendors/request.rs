@@ -329,7 +329,7 @@ impl RequestTemplate {
             gtin: Gtin::of(ProductId::new(12_345_678_905).expect("non-zero")),
             mapped: &sample_ids,
         };
-        if let Err(FillError::Unbuildable(error)) = template.fill(&sample) {
+        if let Err(RequestError::Unbuildable(error)) = template.fill(&sample) {
             return Err(format!("the URL cannot be made: {error}"));
         }
         Ok(template)
@@ -348,27 +348,27 @@ impl RequestTemplate {
     }
 
     /// The request for the product `ids` name.
-    pub fn fill(&self, ids: &Identifiers<'_>) -> Result<FilledRequest, FillError> {
+    pub fn fill(&self, ids: &Identifiers<'_>) -> Result<FilledRequest, RequestError> {
         let path = self
             .path
             .render(ids)
-            .map_err(FillError::MissingIdentifier)?;
+            .map_err(RequestError::MissingIdentifier)?;
         let mut url = Url::options()
             .base_url(Some(&self.origin))
             .parse(&path)
-            .map_err(|e| FillError::Unbuildable(e.to_string()))?;
+            .map_err(|e| RequestError::Unbuildable(e.to_string()))?;
         if !self.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (name, value) in &self.query {
-                let value = value.render(ids).map_err(FillError::MissingIdentifier)?;
+                let value = value.render(ids).map_err(RequestError::MissingIdentifier)?;
                 pairs.append_pair(name, &value);
             }
         }
         let body = match &self.body {
             Some(body) => {
-                let value = body.render(ids).map_err(FillError::MissingIdentifier)?;
+                let value = body.render(ids).map_err(RequestError::MissingIdentifier)?;
                 let bytes = serde_json::to_vec(&value)
-                    .map_err(|e| FillError::Unbuildable(e.to_string()))?;
+                    .map_err(|e| RequestError::Unbuildable(e.to_string()))?;
                 Some(bytes)
             }
             None => None,
@@ -383,7 +383,7 @@ impl RequestTemplate {
 
 /// Why no request could be made for a product.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FillError {
+pub enum RequestError {
     /// The product has no identifier the request names: the vendor does not list it.
     #[error("the product has no {0} identifier")]
     MissingIdentifier(Placeholder),
@@ -466,7 +466,7 @@ mod tests {
         );
         assert!(matches!(
             template.fill(&ids(1, &HashMap::new())),
-            Err(FillError::MissingIdentifier(_))
+            Err(RequestError::MissingIdentifier(_))
         ));
     }
 

@@ -426,22 +426,14 @@ pub(crate) async fn get_items(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use axum::Router;
     use serde_json::{json, Value};
 
     use super::super::api::Api;
     use super::super::control;
     use super::super::offers::{expected_best, lookup, Lookup};
     use super::super::test_support::serve;
-    use crate::simulator::Simulator;
-
-    /// Amazon's routes and the `/_sim/apis` routes, to serve.
-    fn routes() -> Router<Arc<Simulator>> {
-        super::routes().merge(control::routes())
-    }
 
     const RESOURCES: [&str; 3] = [
         "itemInfo.title",
@@ -480,7 +472,7 @@ mod tests {
 
     #[tokio::test]
     async fn items_offers_and_not_found() {
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         assert_eq!(lwa(&base, "wrong").await.status(), 401);
         let minted: Value = lwa(&base, "sim-amazon-credential-secret")
             .await
@@ -532,7 +524,7 @@ mod tests {
 
     #[tokio::test]
     async fn cognito_tokens_expire() {
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         let client = reqwest::Client::new();
         client
             .put(format!("{base}/_sim/apis/amazon"))

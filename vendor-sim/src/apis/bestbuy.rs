@@ -270,9 +270,7 @@ fn xml(products: &[Map<String, Value>], [from, to, page, total, pages]: [usize; 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use axum::Router;
     use serde_json::{json, Value};
 
     use super::super::api::Api;
@@ -280,12 +278,6 @@ mod tests {
     use super::super::offers::{expected_best, lookup, Lookup};
     use super::super::test_support::{serve, upc};
     use super::upc_of;
-    use crate::simulator::Simulator;
-
-    /// Best Buy's routes and the `/_sim/apis` routes, to serve.
-    fn routes() -> Router<Arc<Simulator>> {
-        super::routes().merge(control::routes())
-    }
 
     const KEY: &str = "sim-bestbuy-api-key";
 
@@ -313,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn products_and_empty_results() {
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         let found = (0..)
             .map(upc)
             .find(|u| expected_best(Api::BestBuy, u).is_some())
@@ -361,7 +353,7 @@ mod tests {
 
     #[tokio::test]
     async fn over_the_quota_is_403() {
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         let client = reqwest::Client::new();
         client
             .put(format!("{base}/_sim/apis/bestbuy"))

@@ -102,6 +102,12 @@ pub(crate) async fn reset(
     }
 }
 
+/// `routes` with the `/_sim/apis` routes beside them: what an API's tests serve.
+#[cfg(test)]
+pub(crate) fn beside(routes: Router<Arc<Simulator>>) -> Router<Arc<Simulator>> {
+    routes.merge(self::routes())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};

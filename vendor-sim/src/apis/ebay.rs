@@ -295,22 +295,14 @@ pub(crate) async fn search(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use axum::Router;
     use serde_json::{json, Value};
 
     use super::super::api::Api;
     use super::super::control;
     use super::super::offers::{expected_best, lookup, Lookup};
     use super::super::test_support::{serve, upc};
-    use crate::simulator::Simulator;
-
-    /// eBay's routes and the `/_sim/apis` routes, to serve.
-    fn routes() -> Router<Arc<Simulator>> {
-        super::routes().merge(control::routes())
-    }
 
     const TOKEN_URL: &str = "/ebay/identity/v1/oauth2/token";
     const SEARCH_URL: &str = "/ebay/buy/browse/v1/item_summary/search";
@@ -352,7 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_are_minted_expire_and_are_reminted() {
-        let (simulator, base) = serve(routes()).await;
+        let (simulator, base) = serve(control::beside(super::routes())).await;
         let client = reqwest::Client::new();
         client
             .put(format!("{base}/_sim/apis/ebay"))
@@ -410,7 +402,7 @@ mod tests {
 
     #[tokio::test]
     async fn searches_answer_offers_and_empty_results() {
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         let minted: Value = mint(&base, "sim-ebay-client-id", "sim-ebay-client-secret")
             .await
             .json()

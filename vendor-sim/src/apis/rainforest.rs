@@ -244,21 +244,13 @@ fn offer_id(offer: &SimOffer) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use axum::Router;
     use serde_json::{json, Value};
 
     use super::super::api::Api;
     use super::super::control;
     use super::super::offers::{expected_best, lookup, Lookup};
     use super::super::test_support::{serve, upc};
-    use crate::simulator::Simulator;
-
-    /// Rainforest's routes and the `/_sim/apis` routes, to serve.
-    fn routes() -> Router<Arc<Simulator>> {
-        super::routes().merge(control::routes())
-    }
 
     async fn request(base: &str, key: &str, kind: &str, gtin: &str) -> reqwest::Response {
         reqwest::Client::new()
@@ -278,7 +270,7 @@ mod tests {
 
     #[tokio::test]
     async fn products_offers_and_not_found() {
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         let found = (0..)
             .map(upc)
             .find(|u| expected_best(Api::Rainforest, u).is_some())
@@ -325,7 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn credits_run_out() {
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         reqwest::Client::new()
             .put(format!("{base}/_sim/apis/rainforest"))
             .json(&json!({"request_limit": 1}))

@@ -1,6 +1,6 @@
 //! Helpers for the API tests: a simulator serving some routes on a loopback port, and test UPCs. Each
-//! test passes the routes it needs (its API's and the `/_sim/apis` routes), so that these helpers use
-//! none of the API modules.
+//! test passes the routes it needs (its API's, with the `/_sim/apis` routes: `control::beside`), so
+//! that these helpers use none of the API modules.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

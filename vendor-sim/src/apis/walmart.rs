@@ -228,9 +228,7 @@ fn verify(key: &rsa::RsaPublicKey, message: &str, signature: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use axum::Router;
     use serde_json::{json, Value};
 
     use super::super::api::Api;
@@ -241,11 +239,6 @@ mod tests {
     use super::canonical_string;
     use crate::profile::{ApiProfiles, Profiles};
     use crate::simulator::Simulator;
-
-    /// Walmart's routes and the `/_sim/apis` routes, to serve.
-    fn routes() -> Router<Arc<Simulator>> {
-        super::routes().merge(control::routes())
-    }
 
     const URL: &str = "/walmart/api-proxy/service/affil/product/v2/items";
     const VERIFICATION_FAILED: &str = "Signature verification failed";
@@ -330,7 +323,7 @@ mod tests {
     #[tokio::test]
     async fn openssl_signatures_are_checked() {
         let keys = OpensslKeys::generate("walmart");
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         let put = put_settings(
             &base,
             json!({"consumer_id": "consumer-1", "key_version": "2", "public_key_pem": keys.public_pem(), "signature_max_age_secs": 60}),
@@ -409,7 +402,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_key_every_signed_request_is_refused() {
         let keys = OpensslKeys::generate("walmart-nokey");
-        let (simulator, base) = serve(routes()).await;
+        let (simulator, base) = serve(control::beside(super::routes())).await;
         assert_eq!(simulator.api_settings(Api::Walmart).public_key_pem, "");
         assert_verification_failed(get_signed_default(&base, &keys).await).await;
         let stats = stats(&base).await;
@@ -420,7 +413,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_set_at_run_time_is_trusted_until_removed() {
         let keys = OpensslKeys::generate("walmart-runtime");
-        let (_simulator, base) = serve(routes()).await;
+        let (_simulator, base) = serve(control::beside(super::routes())).await;
         assert_verification_failed(get_signed_default(&base, &keys).await).await;
 
         let put = put_settings(&base, json!({"public_key_pem": keys.public_pem()})).await;
@@ -461,13 +454,13 @@ mod tests {
         );
         let apis = ApiProfiles::from_toml(&text).unwrap();
         let simulator = Simulator::with_apis(Profiles::default(), &apis).unwrap();
-        let (_simulator, base) = serve_simulator(simulator, routes()).await;
+        let (_simulator, base) = serve_simulator(simulator, control::beside(super::routes())).await;
         assert_eq!(get_signed_default(&base, &keys).await.status(), 200);
 
         // A table without a key is accepted, and then nothing verifies.
         let apis = ApiProfiles::from_toml("[apis.walmart]\nkey_version = \"1\"\n").unwrap();
         let simulator = Simulator::with_apis(Profiles::default(), &apis).unwrap();
-        let (_simulator, base) = serve_simulator(simulator, routes()).await;
+        let (_simulator, base) = serve_simulator(simulator, control::beside(super::routes())).await;
         assert_verification_failed(get_signed_default(&base, &keys).await).await;
 
         let bad = ApiProfiles::from_toml("[apis.walmart]\npublic_key_pem = \"nope\"\n").unwrap();

@@ -40,7 +40,7 @@ final class Comparisons {
     private static final Pattern CURRENCY = Pattern.compile("[A-Z]{3}");
     private static final Pattern PRODUCT_ID = Pattern.compile("[1-9][0-9]{0,19}");
 
-    /** One vendor of the vendors file (consumer/src/vendors.rs). */
+    /** One vendor of the vendors file (consumer/src/vendors/vendor.rs). */
     record Vendor(String name, String urlTemplate, long timeoutMs, long guaranteeMs, String pricePointer,
                   String currencyPointer, String fixedCurrency, String offerUrlPointer) {
         String urlFor(String productId) {
@@ -123,7 +123,7 @@ final class Comparisons {
         throw new BadRequest("bad productId " + id);
     }
 
-    /** Reads the offer out of a 2xx body through the vendor's pointers (consumer/src/fetch.rs read_offer). */
+    /** Reads the offer out of a 2xx body through the vendor's pointers (consumer/src/vendors/offers.rs). */
     static Outcome readOffer(Vendor vendor, byte[] body) {
         try {
             JsonNode json = JSON.readTree(body);
