@@ -40,6 +40,8 @@ const NO_GATE_PORT: u16 = 8795;
 const OWN_GATE_PORT: u16 = 8796;
 /// The JavaScript peer, publishing its misses through the same REST proxy.
 const PEER_PORT: u16 = 8798;
+/// A `kv` Worker with the gate off: a miss as the JavaScript peer makes it (KV only, no gate).
+const KV_NO_GATE_PORT: u16 = 8802;
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
 /// by the REST proxy drill).
@@ -92,7 +94,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     }));
     let env = TestEnv::new("bench-miss", vendors, 2_000).await?;
     let _gates = LocalWorker::start_gate_host(GATE_HOST_PORT).await?;
-    let (kv, tiered, no_gate) = tokio::try_join!(
+    let (kv, tiered, no_gate, kv_no_gate) = tokio::try_join!(
         start_worker("bench-miss", PORT, &env.topic, "kv", true),
         start_worker(
             "bench-miss-tiered",
@@ -106,6 +108,13 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             NO_GATE_PORT,
             &env.topic,
             "kv+redis",
+            false
+        ),
+        start_worker(
+            "bench-miss-kv-nogate",
+            KV_NO_GATE_PORT,
+            &env.topic,
+            "kv",
             false
         ),
     )?;
@@ -170,6 +179,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     let publish_without_gate = fresh_ids_loop(args, &no_gate_edge, first_no_gate)
         .await
         .context("the gate-off publish loop sent nothing")?;
+    let first_kv_no_gate = env.first_product + 8_000_000;
+    let publish_kv_without_gate = fresh_ids_loop(args, &kv_no_gate.edge(), first_kv_no_gate)
+        .await
+        .context("the kv gate-off publish loop sent nothing")?;
+    drop(kv_no_gate);
     let own_gate_edge = own_gate.edge();
     let first_own_gate = env.first_product + 5_000_000;
     let publish_own_gate = fresh_ids_loop(args, &own_gate_edge, first_own_gate)
@@ -229,6 +243,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             + publish.accepted
             + publish_tiered.accepted
             + publish_without_gate.accepted
+            + publish_kv_without_gate.accepted
             + publish_own_gate.accepted
             + peer_publish.accepted
             + gate_price
@@ -244,6 +259,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
                 &publish.statuses,
                 &publish_tiered.statuses,
                 &publish_without_gate.statuses,
+                &publish_kv_without_gate.statuses,
                 &publish_own_gate.statuses,
                 &peer_publish.statuses,
             ])
@@ -255,6 +271,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         publish,
         publish_tiered,
         publish_without_gate,
+        publish_kv_without_gate,
         publish_own_gate,
         gate_price,
         hits,
