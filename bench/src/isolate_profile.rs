@@ -65,7 +65,9 @@ pub fn hit_cost(
     if !status.success() {
         bail!("bench/cdp-profile.mjs on {} failed: {status}", worker.base);
     }
-    let busy = read(&capture)?;
+    let busy = read(&capture);
+    let _ = std::fs::remove_file(&capture);
+    let busy = busy?;
     let hits = profiled_rate * sampled_secs as f64;
     let isolate = IsolateProfile {
         ms: busy

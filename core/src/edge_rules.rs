@@ -4,9 +4,9 @@
 use serde::Serialize;
 
 use crate::freshness::Lifetime;
-use crate::isolate_cache::is_live;
+use crate::isolate_cache::{is_live, Eviction, IsolateCache};
 use crate::problem::Problem;
-use crate::stored::{freshness_label, StoredHeader};
+use crate::stored::{freshness_label, Stored, StoredHeader};
 use crate::{Comparison, Freshness, ProductId, UnixMillis};
 
 /// Workers KV refuses expirations sooner than this many seconds ahead.
@@ -286,6 +286,26 @@ pub fn authorize_fill(
         Some(token) if bearer_matches(authorization, token) => FillAuthorization::Allowed,
         Some(_) => FillAuthorization::Unauthorized,
     }
+}
+
+/// The claims an isolate holds before the expired ones are dropped. A flood of distinct ids can hold
+/// more live claims (each lives [`crate::gate::COALESCE_MS`]): they are kept, since a product whose
+/// claim were forgotten would be published again from that isolate.
+pub const MAX_CLAIMS: usize = 10_000;
+
+/// The most entries of an isolate's hot cache.
+pub const MAX_HOT_ENTRIES: usize = 4_096;
+
+/// An isolate's claims, empty: product → why it was published, until the claim ends; live claims are
+/// never dropped ([`Eviction::ExpiredOnly`]).
+pub fn claims_map() -> IsolateCache<ProductId, PublishedFor> {
+    IsolateCache::new(MAX_CLAIMS, Eviction::ExpiredOnly)
+}
+
+/// An isolate's hot cache, empty: product → its KV entry, until [`hot_cache_until`]; a copy of what KV
+/// holds, so a map full of live entries is cleared ([`Eviction::ExpiredThenAll`]).
+pub fn hot_cache_map() -> IsolateCache<ProductId, Stored> {
+    IsolateCache::new(MAX_HOT_ENTRIES, Eviction::ExpiredThenAll)
 }
 
 /// Why this isolate published a request for a product in the last few seconds.
@@ -656,5 +676,28 @@ mod tests {
             fill_comparison(Some(b"{"), product),
             Err(FillBodyError::NotAComparison(_))
         ));
+    }
+
+    #[test]
+    fn live_claims_are_kept_past_the_bound_and_a_full_hot_cache_is_cleared() {
+        let id = |n: usize| ProductId::new(n as u64 + 1).unwrap();
+        let mut claims = claims_map();
+        for n in 0..=MAX_CLAIMS {
+            claims.insert(id(n), PublishedFor::Miss, 5_000, 0);
+        }
+        assert_eq!(claims.len(), MAX_CLAIMS + 1);
+        assert_eq!(claims.get(&id(0), 1), Some(&PublishedFor::Miss));
+
+        let stored = Stored::from_bytes(
+            crate::fixtures::comparison(0, 1, 60_000)
+                .to_json()
+                .into_bytes(),
+        )
+        .unwrap();
+        let mut hot = hot_cache_map();
+        for n in 0..=MAX_HOT_ENTRIES {
+            hot.insert(id(n), stored.clone(), 1_000, 0);
+        }
+        assert_eq!(hot.len(), 1);
     }
 }

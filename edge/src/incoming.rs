@@ -9,37 +9,42 @@ use worker::web_sys;
 use worker::Result;
 
 /// A request to the Worker.
-pub struct Incoming(web_sys::Request);
+pub struct Incoming {
+    request: web_sys::Request,
+    /// Its headers, taken from the runtime once.
+    headers: web_sys::Headers,
+}
 
 impl Incoming {
     /// The request the runtime handed to `fetch`.
     pub fn new(request: web_sys::Request) -> Self {
-        Self(request)
+        let headers = request.headers();
+        Self { request, headers }
     }
 
     /// Its path, without the query.
     pub fn path(&self) -> String {
-        path_of_url(&self.0.url()).to_owned()
+        path_of_url(&self.request.url()).to_owned()
     }
 
     /// Its method as sent (the worker crate's `Method` maps methods it does not know to GET).
     pub fn method(&self) -> String {
-        self.0.method()
+        self.request.method()
     }
 
     /// The value of its header `name`, if it has one.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.0.headers().get(name).ok().flatten()
+        self.headers.get(name).ok().flatten()
     }
 
     /// What tells that the client has gone.
     pub fn signal(&self) -> web_sys::AbortSignal {
-        self.0.signal()
+        self.request.signal()
     }
 
     /// Its whole body.
     pub async fn bytes(&self) -> Result<Vec<u8>> {
-        let buffer = JsFuture::from(self.0.array_buffer()?).await?;
+        let buffer = JsFuture::from(self.request.array_buffer()?).await?;
         Ok(Uint8Array::new(&buffer).to_vec())
     }
 }

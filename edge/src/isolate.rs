@@ -2,8 +2,8 @@
 //! isolate runs one version of the Worker, one request at a time, and may be dropped at any moment, so
 //! each of these is a shortcut, never the truth. Every value expires by one rule, an absolute time
 //! before which it is live ([`pricefront_core::isolate_cache`]), and the maps are bounded as their
-//! [`Eviction`] says; the known-products filter alone is kept past its time, until it is read again.
-//! What each holds, and why:
+//! [`pricefront_core::isolate_cache::Eviction`] says; the known-products filter alone is kept past its
+//! time, until it is read again. What each holds, and why:
 //!
 //! - the settings ([`config`]): read from `env` once, held for the isolate's life;
 //! - the claims ([`claims`]): the products this isolate published a request for in the last few
@@ -22,22 +22,14 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 
 use pricefront_core::catalog::KnownProducts;
-use pricefront_core::edge_rules::{hot_cache_until, PublishedFor};
-use pricefront_core::isolate_cache::{Eviction, Expiring, IsolateCache};
+use pricefront_core::edge_rules::{claims_map, hot_cache_map, hot_cache_until, PublishedFor};
+use pricefront_core::isolate_cache::{Expiring, IsolateCache};
 use pricefront_core::miss_guard::CatalogCache;
 use pricefront_core::stored::Stored;
 use pricefront_core::{ProductId, UnixMillis};
 use worker::Env;
 
 use crate::config::Config;
-
-/// The claims held before the expired ones are dropped. A flood of distinct ids can hold more live
-/// claims (each lives `COALESCE_MS`): they are kept ([`Eviction::ExpiredOnly`]), since a product whose
-/// claim were forgotten would be published again from here.
-const MAX_CLAIMS: usize = 10_000;
-
-/// The most entries of the hot cache held.
-const MAX_HOT_ENTRIES: usize = 4_096;
 
 /// What this isolate last read of the pipeline's backlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +61,7 @@ thread_local! {
     static CONFIG: OnceCell<Result<Rc<Config>, String>> = const { OnceCell::new() };
     /// The claims: product → why it was published, until the claim ends.
     static CLAIMS: RefCell<IsolateCache<ProductId, PublishedFor>> =
-        RefCell::new(IsolateCache::new(MAX_CLAIMS, Eviction::ExpiredOnly));
+        RefCell::new(claims_map());
     /// The known-products filter.
     static CATALOG: RefCell<CatalogCache<Rc<KnownProducts>>> =
         const { RefCell::new(CatalogCache::new()) };
@@ -77,7 +69,7 @@ thread_local! {
     static BACKLOG: Cell<Option<Expiring<BacklogReading>>> = const { Cell::new(None) };
     /// The hot cache: product → its KV entry, until [`hot_cache_until`].
     static HOT: RefCell<IsolateCache<ProductId, Stored>> =
-        RefCell::new(IsolateCache::new(MAX_HOT_ENTRIES, Eviction::ExpiredThenAll));
+        RefCell::new(hot_cache_map());
 }
 
 /// This isolate's settings, read from `env` on the first request; the error says what to set.
