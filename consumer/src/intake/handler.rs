@@ -3,6 +3,7 @@
 //! dead-letter it; then mark its offset finished.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -113,7 +114,10 @@ impl MessageHandler {
             };
             tracing::warn!(partition = ticket.partition, offset = ticket.offset, error = %letter.error, "dead-lettering a message");
             // A dropped letter is counted apart (`pricefront_dead_letters_dropped_total`).
-            if self.dead_letters.send_until_delivered(&letter).await != Delivery::Dropped {
+            // Boxed: the rare path's future is most of this one's size otherwise, held by every
+            // message in flight.
+            if Box::pin(self.dead_letters.send_until_delivered(&letter)).await != Delivery::Dropped
+            {
                 self.metrics.dead_lettered.inc();
             }
         }
@@ -163,15 +167,13 @@ impl MessageHandler {
                         .instrument(tracing::debug_span!("compare", %product)),
                 );
                 let handler = self.clone();
-                async move {
-                    let outcome = work.catch_unwind().await;
+                caught_then(work, move || {
                     handler
                         .comparing
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .remove(&product);
-                    outcome.map_err(|panic| panicked(panic.as_ref()))
-                }
+                })
                 .boxed()
                 .shared()
             })
@@ -253,6 +255,19 @@ impl MessageHandler {
     }
 }
 
+/// `work`, with a panic in it caught as an error, and then `on_end` run: one future that holds `work`
+/// once. (An `async move` block awaiting `work` holds it twice, as what it captured and as what it
+/// awaits: a flight's comparison is kilobytes, and one is held per product in flight.)
+fn caught_then<F>(work: F, on_end: impl FnOnce()) -> impl Future<Output = Result<F::Output, String>>
+where
+    F: Future + std::panic::UnwindSafe,
+{
+    work.catch_unwind().map(move |outcome| {
+        on_end();
+        outcome.map_err(|panic| panicked(panic.as_ref()))
+    })
+}
+
 /// The dead-letter reason of a panic, with its message.
 fn panicked(panic: &(dyn std::any::Any + Send)) -> String {
     let message = panic
@@ -262,4 +277,50 @@ fn panicked(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "no message".to_owned());
     tracing::error!(%message, "working on a message panicked: it is dead-lettered");
     format!("the comparison panicked: {message}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A future that holds 4 KiB across its await, as a comparison holds its vendors' state.
+    async fn large_work() -> u8 {
+        let state = [7u8; 4096];
+        tokio::task::yield_now().await;
+        state[4095]
+    }
+
+    #[test]
+    fn a_flight_holds_its_work_once() {
+        let work = AssertUnwindSafe(large_work());
+        let work_size = std::mem::size_of_val(&work);
+        let flight = caught_then(work, || {});
+        // Twice the work's size when an async block captured it and then awaited it.
+        assert!(
+            std::mem::size_of_val(&flight) < work_size + 256,
+            "a flight of {} bytes for work of {work_size}",
+            std::mem::size_of_val(&flight)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flight_ends_its_entry_whether_its_work_answers_or_panics() {
+        let ended = AtomicBool::new(false);
+        let answered = caught_then(AssertUnwindSafe(large_work()), || {
+            ended.store(true, Ordering::SeqCst)
+        })
+        .await;
+        assert_eq!(answered, Ok(7));
+        assert!(ended.swap(false, Ordering::SeqCst));
+
+        let panicking = AssertUnwindSafe(async { panic!("a vendor's body broke the parser") });
+        let failed: Result<(), String> =
+            caught_then(panicking, || ended.store(true, Ordering::SeqCst)).await;
+        assert_eq!(
+            failed,
+            Err("the comparison panicked: a vendor's body broke the parser".to_owned())
+        );
+        assert!(ended.load(Ordering::SeqCst));
+    }
 }
