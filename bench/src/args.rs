@@ -71,6 +71,10 @@ pub struct Args {
     /// sections of BENCHMARKS.md are replaced.
     #[arg(long, value_enum)]
     pub(crate) only: Vec<Bench>,
+    /// Keep the fill benchmark's `perf record` files in this folder (`ours.data`, `fanout.data`,
+    /// `bare.data`), to read with `perf report`, instead of removing them once counted.
+    #[arg(long)]
+    pub(crate) keep_profiles: Option<std::path::PathBuf>,
     /// Rewrite BENCHMARKS.md with the results (and the charts beside it).
     #[arg(long)]
     pub(crate) write: bool,

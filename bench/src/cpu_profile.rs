@@ -109,16 +109,24 @@ pub fn available() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// `perf record`'s arguments up to its output file, for a command or for a process alike.
-const RECORD: [&str; 5] = ["record", "-q", "-F", FREQUENCY, "-o"];
+/// `perf record`'s arguments before what it records, for a command or for a process alike: with
+/// call graphs when `PRICEFRONT_PERF_CALL_GRAPH` names a mode of `--call-graph` (`dwarf,16384`, for a
+/// profile kept with `--keep-profiles` and read with `perf report -g`).
+fn record_args() -> Vec<String> {
+    let mut args: Vec<String> = ["record", "-q", "-F", FREQUENCY]
+        .map(str::to_owned)
+        .to_vec();
+    if let Ok(mode) = std::env::var("PRICEFRONT_PERF_CALL_GRAPH") {
+        args.extend(["--call-graph".to_owned(), mode]);
+    }
+    args
+}
 
 /// The arguments that make `perf` run a command and record it into `file`: `perf <these> program args`.
 pub fn record_command(file: &Path) -> Vec<String> {
-    RECORD
-        .iter()
-        .map(|s| s.to_string())
-        .chain([file.display().to_string(), "--".into()])
-        .collect()
+    let mut args = record_args();
+    args.extend(["-o".to_owned(), file.display().to_string(), "--".into()]);
+    args
 }
 
 /// `perf record` attached to a running process (every thread of it) until [`Recording::finish`].
@@ -131,15 +139,8 @@ impl Recording {
     /// Starts recording process `pid` into `file`.
     pub fn attach(pid: u32, file: &Path) -> anyhow::Result<Self> {
         let child = tokio::process::Command::new("perf")
-            .args([
-                "record",
-                "-q",
-                "-F",
-                FREQUENCY,
-                "-p",
-                &pid.to_string(),
-                "-o",
-            ])
+            .args(record_args())
+            .args(["-p", &pid.to_string(), "-o"])
             .arg(file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use pricefront_harness::otlp::OtlpReceiver;
 use pricefront_harness::process::{cpu_split, CpuSplit};
+use pricefront_harness::results::RedisTraffic;
 
 use crate::args::Args;
 use crate::cpu_profile::{self, Component, Profile, Recording};
@@ -31,6 +32,8 @@ struct Run {
     vendor_calls_per_product: f64,
     /// Where its CPU went, when it was profiled.
     profile: Option<Profile>,
+    /// What it gave Redis to do (ours only: the floors and the peer's runs are not counted).
+    redis: Option<RedisTraffic>,
 }
 
 impl From<PeerRun> for Run {
@@ -44,6 +47,7 @@ impl From<PeerRun> for Run {
             peak_rss_mib: peer.peak_rss_mib,
             vendor_calls_per_product: peer.vendor_calls_per_product,
             profile: None,
+            redis: None,
         }
     }
 }
@@ -127,8 +131,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 ceiling = Ceiling::between(max_in_flight, &small, &report);
             }
             let floor_run: Run = report.into();
-            if matches!(floor, Floor::Bare) {
-                window.floor(&floor_run);
+            match floor {
+                Floor::Bare => window.floor(&floor_run),
+                Floor::Fanout => window.fanout(&floor_run),
             }
             rows.push(row(
                 &format!("{name}: {max_in_flight} at a time"),
@@ -271,6 +276,10 @@ struct AgainstFloor {
     window: u32,
     ours: (f64, f64, f64),
     floor: Option<(f64, f64, f64)>,
+    /// Our fan-out alone's CPU per 1,000 (fill), when it ran.
+    fanout_cpu: Option<f64>,
+    /// Redis's socket reads per comparison during ours's run.
+    redis_reads: Option<f64>,
 }
 
 impl AgainstFloor {
@@ -280,7 +289,16 @@ impl AgainstFloor {
             window,
             ours: (ours.rate, ours.cpu_s_per_1000_fill, ours.peak_rss_mib),
             floor: None,
+            fanout_cpu: None,
+            redis_reads: ours
+                .redis
+                .map(|traffic| traffic.reads as f64 / ours.products.max(1) as f64),
         }
+    }
+
+    /// Our fan-out alone at the same window.
+    fn fanout(&mut self, fanout: &Run) {
+        self.fanout_cpu = Some(fanout.cpu_s_per_1000_fill);
     }
 
     /// The bare floor at the same window.
@@ -336,13 +354,53 @@ fn goals_against_floor(windows: &[AgainstFloor]) -> String {
         ));
     }
     lines.push(String::new());
+    lines.extend(split_of_the_extra(windows));
     lines.join("\n")
+}
+
+/// What ours adds to the floor's CPU, split by the floor rows of the same run: Kafka, Redis and the
+/// offsets (ours less our fan-out alone), and our fan-out's own work (our fan-out alone less bare GETs);
+/// and how many times Redis read its socket per comparison during ours's run.
+fn split_of_the_extra(windows: &[AgainstFloor]) -> Vec<String> {
+    let mut lines = vec![
+        "Where that extra CPU goes, by the floor rows of the same run (ms a comparison): what only ours \
+         does (read Kafka, ask Redis before fanning out, store the result, track and commit offsets), and \
+         what our fan-out does around each call that bare GETs do not (quotas, breakers, retries, timeouts, \
+         trace context, reading the offers, the result's JSON). Each comparison sends Redis two commands, \
+         the check before fanning out and the store script; the last column is how many times Redis read \
+         a client socket for them (`INFO stats`, `total_reads_processed`), under two when the client's \
+         multiplexed connection sent commands together:"
+            .to_owned(),
+        String::new(),
+        "| window | ours − floor | Kafka, Redis, offsets (ours − fan-out alone) | our fan-out's own work (fan-out alone − floor) | Redis reads a comparison |".into(),
+        "| ---: | ---: | ---: | ---: | ---: |".into(),
+    ];
+    for window in windows {
+        let (Some(floor), Some(fanout)) = (window.floor, window.fanout_cpu) else {
+            continue;
+        };
+        let ours = window.ours.1;
+        let reads = window
+            .redis_reads
+            .map_or_else(String::new, |reads| format!("{reads:.2}"));
+        lines.push(format!(
+            "| {} | {:+.3} | {:+.3} | {:+.3} | {reads} |",
+            window.window,
+            ours - floor.1,
+            ours - fanout,
+            fanout - floor.1,
+        ));
+    }
+    lines.push(String::new());
+    lines
 }
 
 /// Ours, our fan-out alone and bare `reqwest` GETs at `window` once more each, under `perf record`,
 /// and the note with where each one's CPU per comparison goes.
 async fn profile_runs(args: &Args, window: u32) -> anyhow::Result<String> {
-    let dir = std::env::temp_dir().join(format!("pricefront-bench-perf-{}", std::process::id()));
+    let dir = args.keep_profiles.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("pricefront-bench-perf-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&dir)?;
     let flag = window.to_string();
     let ours = one_run(
@@ -362,7 +420,9 @@ async fn profile_runs(args: &Args, window: u32) -> anyhow::Result<String> {
         let report = floor_run(args, window, floor, args.products, Some(&dir.join(file))).await?;
         runs.push((name.to_owned(), report.into()));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.keep_profiles.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(profile_table(window, &runs))
 }
 
@@ -588,6 +648,7 @@ async fn one_run(
     let env = TestEnv::new(&format!("bench-{label}"), args.vendor_profiles(), 2_000).await?;
     let products: Vec<_> = (0..count).map(|n| env.product(n)).collect();
     env.publish(products.iter().copied()).await?;
+    let redis_before = RedisTraffic::now().await?;
     let consumer = env.start_consumer_with_env(label, flags, env_vars)?;
     let probe = UsageProbe::new(&Proc, label, consumer.child.id());
     let recording = match profile_to {
@@ -613,6 +674,8 @@ async fn one_run(
         Some(recording) => Some(recording.finish().await?),
         None => None,
     };
+    // Before the results are read back: only what the consumer sent.
+    let redis = RedisTraffic::now().await?.since(&redis_before);
     let results = env.stored(&products).await?;
     let stored = results.len() as u64;
     if stored != count {
@@ -628,6 +691,7 @@ async fn one_run(
         peak_rss_mib: usage.peak_rss_mib,
         vendor_calls_per_product: calls as f64 / count as f64,
         profile,
+        redis: Some(redis),
     })
 }
 
@@ -744,6 +808,7 @@ impl From<FloorReport> for Run {
             peak_rss_mib: floor.peak_rss_kib / 1024.0,
             vendor_calls_per_product: floor.vendor_calls as f64 / floor.comparisons.max(1.0),
             profile: floor.profile,
+            redis: None,
         }
     }
 }
@@ -903,14 +968,21 @@ mod tests {
             peak_rss_mib: rss,
             vendor_calls_per_product: 5.0,
             profile: None,
+            redis: None,
         }
     }
 
     #[test]
     fn the_goals_against_the_floor_are_judged_at_their_bounds() {
         // At 512: 95% of the floor's rate, 1.20× its CPU and +16 MiB are each just met.
-        let mut at_512 = AgainstFloor::new(512, &run(950.0, 0.24, 116.0));
+        let mut ours_512 = run(950.0, 0.24, 116.0);
+        ours_512.redis = Some(RedisTraffic {
+            commands: 4,
+            reads: 3,
+        });
+        let mut at_512 = AgainstFloor::new(512, &ours_512);
         at_512.floor(&run(1000.0, 0.2, 100.0));
+        at_512.fanout(&run(990.0, 0.23, 105.0));
         // At 1,024: under 95%, over 1.20× and over +24 MiB are each not met.
         let mut at_1024 = AgainstFloor::new(1024, &run(940.0, 0.25, 125.0));
         at_1024.floor(&run(1000.0, 0.2, 100.0));
@@ -923,6 +995,13 @@ mod tests {
             note.contains("| 1024 | 94%: **not met** | 1.25×: **not met** | +25.0 MiB (goal ≤ +24): **not met** |"),
             "{note}"
         );
+        // The extra CPU split by the fan-out floor, with Redis's reads per comparison (3 for 1).
+        assert!(
+            note.contains("| 512 | +0.040 | +0.010 | +0.030 | 3.00 |"),
+            "{note}"
+        );
+        // No fan-out floor at 1,024: no split row.
+        assert!(!note.contains("| 1024 | +0.050"), "{note}");
     }
 
     #[test]

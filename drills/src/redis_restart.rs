@@ -87,15 +87,9 @@ async fn persist_every_write() -> Result<(), DrillError> {
     let limit = Duration::from_secs(60);
     let deadline = Instant::now() + limit;
     loop {
-        let mut connection = results::redis_connection().await?;
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query_async(&mut connection)
-            .await?;
+        let info = results::redis_info("persistence").await?;
         let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
+            results::info_field(&info, name)
                 .unwrap_or_default()
                 .to_owned()
         };

@@ -150,3 +150,80 @@ pub async fn wait_any_stored(
     }
     Ok(false)
 }
+
+/// The field `name` of an `INFO` reply (`name:value` lines), trimmed.
+pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The `INFO section` reply of the stack's Redis.
+pub async fn redis_info(section: &str) -> Result<String, HarnessError> {
+    let mut connection = redis_connection().await?;
+    Ok(redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut connection)
+        .await?)
+}
+
+/// Redis's own counts of the work its clients gave it (`INFO stats`): read before and after a run,
+/// their difference is what the run cost Redis, whoever sent it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedisTraffic {
+    /// Commands run (`total_commands_processed`: those a script runs included).
+    pub commands: u64,
+    /// Reads from client sockets (`total_reads_processed`): commands sent together arrive in one.
+    pub reads: u64,
+}
+
+impl RedisTraffic {
+    /// The counts now.
+    pub async fn now() -> Result<Self, HarnessError> {
+        let info = redis_info("stats").await?;
+        let count = |name: &str| {
+            info_field(&info, name)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| HarnessError::Process(format!("INFO stats has no {name}")))
+        };
+        Ok(Self {
+            commands: count("total_commands_processed")?,
+            reads: count("total_reads_processed")?,
+        })
+    }
+
+    /// What was counted between `earlier` and this reading.
+    pub fn since(&self, earlier: &RedisTraffic) -> RedisTraffic {
+        RedisTraffic {
+            commands: self.commands.saturating_sub(earlier.commands),
+            reads: self.reads.saturating_sub(earlier.reads),
+        }
+    }
+}
+
+#[cfg(test)]
+mod info_tests {
+    use super::*;
+
+    #[test]
+    fn an_info_field_is_found_by_its_whole_name() {
+        let info = "# Stats\r\ntotal_reads_processed:12\r\ntotal_commands_processed:40\r\n";
+        assert_eq!(info_field(info, "total_commands_processed"), Some("40"));
+        assert_eq!(info_field(info, "total_reads_processed"), Some("12"));
+        assert_eq!(info_field(info, "total_reads"), None);
+        let traffic = RedisTraffic {
+            commands: 40,
+            reads: 12,
+        };
+        assert_eq!(
+            traffic.since(&RedisTraffic {
+                commands: 10,
+                reads: 2
+            }),
+            RedisTraffic {
+                commands: 30,
+                reads: 10
+            }
+        );
+    }
+}
