@@ -29,6 +29,7 @@ mod ids;
 mod isolate_profile;
 mod miss;
 mod paced;
+mod path_cpu;
 mod peer_consumer;
 mod plot;
 mod prefer;

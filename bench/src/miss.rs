@@ -25,9 +25,9 @@ use vendor_sim::BodyShape;
 use crate::args::Args;
 use crate::ids::rand_offset;
 use crate::paced::{PacedRun, PACED_MISSES};
-use crate::publish::{closed_loop, LoopResult, PublishRuns, TopicCounts};
+use crate::publish::{metered_loop, LoopResult, PublishRuns, TopicCounts};
 use crate::report::Section;
-use crate::spread::{NoSamples, Spread};
+use crate::spread::Spread;
 
 /// The `kv` Worker's port, and the `kv+redis` one's.
 const PORT: u16 = 8790;
@@ -93,7 +93,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         (format!("vendor{i}"), vendor((latency, latency), shape))
     }));
     let env = TestEnv::new("bench-miss", vendors, 2_000).await?;
-    let _gates = LocalWorker::start_gate_host(GATE_HOST_PORT).await?;
+    let gates = LocalWorker::start_gate_host(GATE_HOST_PORT).await?;
     let (kv, tiered, no_gate, kv_no_gate) = tokio::try_join!(
         start_worker("bench-miss", PORT, &env.topic, "kv", true),
         start_worker(
@@ -168,25 +168,25 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         fill_with_sample(worker, hit_product).await?;
     }
     let first_fresh = env.first_product + 1_000_000;
-    let publish = fresh_ids_loop(args, &kv_edge, first_fresh)
+    let publish = fresh_ids_loop(args, &kv, Some(&gates), first_fresh)
         .await
         .context("the publish loop sent nothing")?;
     let first_tiered = env.first_product + 3_000_000;
-    let publish_tiered = fresh_ids_loop(args, &tiered_edge, first_tiered)
+    let publish_tiered = fresh_ids_loop(args, &tiered, Some(&gates), first_tiered)
         .await
         .context("the kv+redis publish loop sent nothing")?;
     let first_no_gate = env.first_product + 4_000_000;
-    let publish_without_gate = fresh_ids_loop(args, &no_gate_edge, first_no_gate)
+    let publish_without_gate = fresh_ids_loop(args, &no_gate, None, first_no_gate)
         .await
         .context("the gate-off publish loop sent nothing")?;
     let first_kv_no_gate = env.first_product + 8_000_000;
-    let publish_kv_without_gate = fresh_ids_loop(args, &kv_no_gate.edge(), first_kv_no_gate)
+    let publish_kv_without_gate = fresh_ids_loop(args, &kv_no_gate, None, first_kv_no_gate)
         .await
         .context("the kv gate-off publish loop sent nothing")?;
     drop(kv_no_gate);
     let own_gate_edge = own_gate.edge();
     let first_own_gate = env.first_product + 5_000_000;
-    let publish_own_gate = fresh_ids_loop(args, &own_gate_edge, first_own_gate)
+    let publish_own_gate = fresh_ids_loop(args, &own_gate, None, first_own_gate)
         .await
         .context("the own-gate publish loop sent nothing")?;
     // The peer a user would write instead (bench/peers/js-worker/), publishing each miss through the
@@ -202,13 +202,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         &[],
     )
     .await?;
-    let peer_edge = peer.edge();
     let first_peer = env.first_product + 7_000_000;
-    let peer_publish = fresh_ids_loop(args, &peer_edge, first_peer)
+    let peer_publish = fresh_ids_loop(args, &peer, None, first_peer)
         .await
         .context("the peer's publish loop sent nothing")?;
     fill_with_sample(&peer, hit_product).await?;
-    let peer_hits = closed_loop(args, &peer_edge, move |_| hit_product)
+    let peer_hits = metered_loop(args, &peer, None, move |_| hit_product)
         .await
         .context("the peer's hit loop sent nothing")?;
     drop(peer);
@@ -217,17 +216,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         &[&own_gate_edge, &tiered_edge, &no_gate_edge],
     )
     .await;
-    let hits = closed_loop(args, &kv_edge, move |_| hit_product)
+    let hits = metered_loop(args, &kv, Some(&gates), move |_| hit_product)
         .await
         .context("the kv hit loop sent nothing")?;
     let first_in_redis = env.first_product + 2_000_000;
     seed_redis(&env, first_in_redis, SECOND_TIER_PRODUCTS).await?;
-    let second_tier = closed_loop(args, &tiered_edge, move |n| {
+    let second_tier = metered_loop(args, &tiered, Some(&gates), move |n| {
         ProductId::new(first_in_redis + n % SECOND_TIER_PRODUCTS).expect("a positive id")
     })
     .await
     .context("the second-tier loop sent nothing")?;
-    let tiered_hits = closed_loop(args, &tiered_edge, move |_| hit_product)
+    let tiered_hits = metered_loop(args, &tiered, Some(&gates), move |_| hit_product)
         .await
         .context("the kv+redis hit loop sent nothing")?;
 
@@ -287,9 +286,14 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
     ])
 }
 
-/// The closed loop on `edge` asking for a new product each time, from `first` on: each a miss.
-async fn fresh_ids_loop(args: &Args, edge: &Edge, first: u64) -> Result<LoopResult, NoSamples> {
-    closed_loop(args, edge, move |n| {
+/// The metered closed loop on `worker` asking for a new product each time, from `first` on: each a miss.
+async fn fresh_ids_loop(
+    args: &Args,
+    worker: &LocalWorker,
+    gates: Option<&LocalWorker>,
+    first: u64,
+) -> anyhow::Result<LoopResult> {
+    metered_loop(args, worker, gates, move |n| {
         ProductId::new(first + n).expect("a positive id")
     })
     .await

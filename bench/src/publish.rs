@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
+use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::Machine;
 use tokio::time::Instant;
 
 use crate::args::Args;
 use crate::paced::{PacedRun, PACED_MISSES};
+use crate::path_cpu::{CpuMeter, PathCpu, BRIDGE, KAFKA, PARTS};
 use crate::report::Section;
 use crate::spread::{NoSamples, Spread};
 
@@ -26,6 +29,29 @@ pub struct LoopResult {
     pub seconds: f64,
     /// The latency figures of every request.
     pub spread: Spread,
+    /// Where the machine's CPU went meanwhile, when the loop was metered ([`metered_loop`]).
+    pub cpu: Option<PathCpu>,
+}
+
+impl LoopResult {
+    /// Requests a second.
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds.max(0.001)
+    }
+}
+
+/// [`closed_loop`] on `worker`, with the CPU of each part of the path read before and after it
+/// (`gates`: the `wrangler dev` its product gates run in, when not its own).
+pub async fn metered_loop(
+    args: &Args,
+    worker: &LocalWorker,
+    gates: Option<&LocalWorker>,
+    product: impl Fn(u64) -> ProductId + Send + Sync + Clone + 'static,
+) -> anyhow::Result<LoopResult> {
+    let meter = CpuMeter::start(worker, gates)?;
+    let mut result = closed_loop(args, &worker.edge(), product).await?;
+    result.cpu = Some(meter.finish()?);
+    Ok(result)
 }
 
 /// `args.edge_connections` clients, each sending its next GET as soon as the last is answered, for
@@ -73,6 +99,7 @@ pub async fn closed_loop(
         statuses,
         seconds: started.elapsed().as_secs_f64(),
         spread: Spread::of(samples)?,
+        cpu: None,
     })
 }
 
@@ -139,7 +166,7 @@ pub struct PublishRuns {
 /// Distinct misses a second over cached hits a second under the same load loop, ours (the goal: at
 /// least 0.5×) beside the JavaScript peer publishing through the same bridge.
 fn misses_per_hit(runs: &PublishRuns) -> String {
-    let rate = |run: &LoopResult| run.requests as f64 / run.seconds.max(0.001);
+    let rate = LoopResult::rate;
     let ratio = |misses: &LoopResult, hits: &LoopResult| rate(misses) / rate(hits).max(0.001);
     let ours = ratio(&runs.publish, &runs.hits);
     format!(
@@ -159,6 +186,84 @@ fn misses_per_hit(runs: &PublishRuns) -> String {
         rate(&runs.publish_kv_without_gate),
         rate(&runs.peer_publish),
     )
+}
+
+/// Where the machine's CPU went in each metered loop, per request; and what that says of the goal: the
+/// CPU misses at half the hits' rate would need, against the machine's.
+fn cpu_table(runs: &PublishRuns) -> String {
+    let cores = Machine::current().cpus;
+    let metered = [
+        ("`kv`: a new id each time (publish, 202)", &runs.publish),
+        (
+            "`kv`, gate off: a new id each time",
+            &runs.publish_kv_without_gate,
+        ),
+        ("JavaScript peer: a new id each time", &runs.peer_publish),
+        ("`kv`: one cached id (KV hit, 200)", &runs.hits),
+        ("JavaScript peer: one cached id", &runs.peer_hits),
+    ];
+    let mut lines = vec![
+        format!(
+            "Where the machine's CPU goes, per request (user + system time from /proc over each loop, in ms;              \"the rest\" is the machine's busy time that no part accounts for: the other Workers, idle, and the              kernel's own threads; {cores} cores):"
+        ),
+        String::new(),
+        format!(
+            "| loop | requests/s | {} | the rest | whole machine | machine busy |",
+            PARTS.join(" | ")
+        ),
+        format!("| --- | ---: |{} ---: | ---: | ---: |", " ---: |".repeat(PARTS.len())),
+    ];
+    for (label, run) in metered {
+        let Some(cpu) = run.cpu else { continue };
+        let parts: Vec<String> = cpu
+            .per_request_ms(run.requests)
+            .iter()
+            .map(|ms| format!("{ms:.2}"))
+            .collect();
+        lines.push(format!(
+            "| {label} | {:.0} | {} | {:.2} | {:.2} | {:.0}% |",
+            run.rate(),
+            parts.join(" | "),
+            cpu.rest_ms(run.requests),
+            cpu.machine_ms(run.requests),
+            100.0 * cpu.busy_share(cores)
+        ));
+    }
+    if let (Some(miss), Some(peer_miss), Some(hit)) =
+        (runs.publish.cpu, runs.peer_publish.cpu, runs.hits.cpu)
+    {
+        let path_ms = |cpu: &PathCpu, requests| {
+            let parts = cpu.per_request_ms(requests);
+            parts[BRIDGE] + parts[KAFKA]
+        };
+        let half = 0.5 * runs.hits.rate();
+        let ours_ms = miss.machine_ms(runs.publish.requests);
+        let path = path_ms(&miss, runs.publish.requests);
+        let peer_path = path_ms(&peer_miss, runs.peer_publish.requests);
+        lines.push(String::new());
+        let need = half * ours_ms / 1000.0;
+        let need_path = half * peer_path / 1000.0;
+        let verdict = if need_path > cores as f64 {
+            "the bridge and Kafka alone would need more than this machine has, whoever sends the miss"
+        } else if need > cores as f64 {
+            "more than this machine has at ours' cost, though the bridge and Kafka alone would fit"
+        } else {
+            "within this machine: the loop, not the CPU, bounds it"
+        };
+        lines.push(format!(
+            "What bounds the publish rate: a distinct miss took {ours_ms:.2} ms of the machine's CPU with ours \
+             (`kv`) and {:.2} ms with the peer, of which the bridge and Kafka took {path:.2} ms (the peer's: \
+             {peer_path:.2} ms), against {:.2} ms for a cached hit; the machine was busy at {:.0}% and {:.0}% \
+             during those two publish loops. Misses at half the hits' rate ({half:.0} a second) would take \
+             {need:.1} cores at ours' cost and {need_path:.1} cores for the bridge and Kafka alone at the \
+             peer's, of the machine's {cores}: {verdict}.",
+            peer_miss.machine_ms(runs.peer_publish.requests),
+            hit.machine_ms(runs.hits.requests),
+            100.0 * miss.busy_share(cores),
+            100.0 * peer_miss.busy_share(cores),
+        ));
+    }
+    lines.join("\n")
 }
 
 /// The gate's price at the same offered load: the 202's latency with the gate in the Worker's own
@@ -245,6 +350,7 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
                 counts.verdict()
             ),
             misses_per_hit(runs),
+            cpu_table(runs),
             gate_price_table(&runs.gate_price),
             format!(
                 "Under the closed loop (as fast as each Worker answers, so CPU-bound here) the gate costs {} with \

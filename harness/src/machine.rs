@@ -104,6 +104,11 @@ impl CpuTimes {
         })
     }
 
+    /// The CPU seconds all the CPUs were busy between `earlier` and this reading, whoever used them.
+    pub fn busy_seconds_since(&self, earlier: &CpuTimes) -> f64 {
+        self.busy.saturating_sub(earlier.busy) as f64 / crate::process::clock_ticks_per_second()
+    }
+
     /// The share of all the CPUs' time that was busy between `earlier` and this reading (0 to 1).
     pub fn busy_share_since(&self, earlier: &CpuTimes) -> f64 {
         let total = self.total.saturating_sub(earlier.total);

@@ -146,7 +146,8 @@ fn tick_field(fields: &[&str], index: usize) -> Option<f64> {
 }
 
 /// `getconf CLK_TCK`, the unit of `/proc/PID/stat` times (100 on Linux).
-fn clock_ticks_per_second() -> f64 {
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of /proc's CPU times.
+pub(crate) fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -60,6 +60,21 @@ pub async fn stack_script(
     Ok(started.elapsed())
 }
 
+/// The process id of one of the stack's components (`kafka`, `bridge`, `redis`, or `kafka-N` on the
+/// cluster): the first field of `dev/stack.sh`'s pid file for it (`pid starttime`).
+pub fn stack_pid(component: &str) -> Result<u32, HarnessError> {
+    let state = std::env::var_os("PF_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path(".run"));
+    let path = state.join("pids").join(format!("{component}.pid"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(HarnessError::io(format!("reading {}", path.display())))?;
+    text.split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .ok_or_else(|| HarnessError::Process(format!("{} names no process", path.display())))
+}
+
 /// The path of a file in the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
