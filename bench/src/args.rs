@@ -28,6 +28,10 @@ pub struct Args {
     /// at (repeatable).
     #[arg(long = "max-in-flight", default_values_t = [256, 512, 1024])]
     pub(crate) max_in_flight: Vec<u32>,
+    /// Runs of ours and of each floor at every window, taking turns; each row is the median of its
+    /// runs, and the goals give the range of the rounds' own ratios beside the medians'.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub(crate) floor_rounds: u32,
     /// The `--max-in-flight` at which ours runs once more with its spans exported over OTLP (0: never).
     #[arg(long, default_value_t = 512)]
     pub(crate) trace_export_at: u32,

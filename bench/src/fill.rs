@@ -36,6 +36,40 @@ struct Run {
     redis: Option<RedisTraffic>,
 }
 
+impl Run {
+    /// The median of `runs`, each figure apart (none when there are no runs); no profile.
+    fn median(runs: &[Run]) -> Option<Run> {
+        let first = runs.first()?;
+        let of = |figure: fn(&Run) -> f64| median(runs.iter().map(figure));
+        Some(Run {
+            products: first.products,
+            complete: of(|r| r.complete as f64).round() as u64,
+            rate: of(|r| r.rate),
+            cpu_s_per_1000: of(|r| r.cpu_s_per_1000),
+            cpu_s_per_1000_fill: of(|r| r.cpu_s_per_1000_fill),
+            peak_rss_mib: of(|r| r.peak_rss_mib),
+            vendor_calls_per_product: of(|r| r.vendor_calls_per_product),
+            profile: None,
+            redis: {
+                let mut traffic: Vec<RedisTraffic> = runs.iter().filter_map(|r| r.redis).collect();
+                traffic.sort_by_key(|t| t.reads);
+                traffic.get(traffic.len() / 2).copied()
+            },
+        })
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count; 0 for none).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 impl From<PeerRun> for Run {
     fn from(peer: PeerRun) -> Self {
         Self {
@@ -67,19 +101,47 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
     let mut against_floor = Vec::new();
     for &max_in_flight in &args.max_in_flight {
         let flag = max_in_flight.to_string();
-        let ours = one_run(
-            args,
-            &format!("ours-{max_in_flight}"),
-            args.products,
-            &["--max-in-flight", &flag],
-            &[],
-            None,
-        )
-        .await?;
         let ideal = f64::from(max_in_flight) / latency_s;
+        // Ours and its two floors take turns, `--floor-rounds` times: the machine's drift from run to
+        // run falls on each of them alike, and each row is the median of its runs.
+        let mut ours_rounds = Vec::new();
+        let mut fanout_rounds = Vec::new();
+        let mut bare_rounds = Vec::new();
+        for round in 1..=args.floor_rounds {
+            ours_rounds.push(
+                one_run(
+                    args,
+                    &format!("ours-{max_in_flight}-{round}"),
+                    args.products,
+                    &["--max-in-flight", &flag],
+                    &[],
+                    None,
+                )
+                .await?,
+            );
+            // The floor under ours: the same vendor calls without Kafka or Redis (our fan-out alone),
+            // and bare reqwest GETs (the HTTP client alone).
+            let fanout = floor_run(args, max_in_flight, Floor::Fanout, args.products, None).await?;
+            fanout_rounds.push(Run::from(fanout));
+            let bare = floor_run(args, max_in_flight, Floor::Bare, args.products, None).await?;
+            if ceiling.is_none() {
+                // The same again on a fifth of the products: the difference is the CPU of the
+                // comparisons alone, without the start and the connections.
+                let small =
+                    floor_run(args, max_in_flight, Floor::Bare, args.products / 5, None).await?;
+                ceiling = Ceiling::between(max_in_flight, &small, &bare);
+            }
+            bare_rounds.push(Run::from(bare));
+        }
+        let ours = Run::median(&ours_rounds).context("no run of ours")?;
+        let fanout = Run::median(&fanout_rounds).context("no run of the fan-out floor")?;
+        let bare = Run::median(&bare_rounds).context("no run of the bare floor")?;
         ours_at_first.get_or_insert(ours.rate);
         ours_points.push((f64::from(max_in_flight), ours.rate));
         let mut window = AgainstFloor::new(max_in_flight, &ours);
+        window.fanout(&fanout);
+        window.floor(&bare);
+        window.rounds(&ours_rounds, &bare_rounds);
         rows.push(row(
             &format!("ours: --max-in-flight {max_in_flight}"),
             &ours,
@@ -111,36 +173,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
                 ideal,
             ));
         }
-        // The floor under ours: the same vendor calls without Kafka or Redis (our fan-out alone), and
-        // bare reqwest GETs (the HTTP client alone).
-        for (floor, name) in [
-            (
-                Floor::Fanout,
-                "floor: our fan-out alone, no Kafka or Redis".to_owned(),
+        rows.push(row(
+            &format!("floor: our fan-out alone, no Kafka or Redis: {max_in_flight} at a time"),
+            &fanout,
+            ideal,
+        ));
+        rows.push(row(
+            &format!(
+                "floor: bare reqwest GETs, {} a product: {max_in_flight} at a time",
+                args.vendors
             ),
-            (
-                Floor::Bare,
-                format!("floor: bare reqwest GETs, {} a product", args.vendors),
-            ),
-        ] {
-            let report = floor_run(args, max_in_flight, floor, args.products, None).await?;
-            if matches!(floor, Floor::Bare) && ceiling.is_none() {
-                // The same again on a fifth of the products: the difference is the CPU of the
-                // comparisons alone, without the start and the connections.
-                let small = floor_run(args, max_in_flight, floor, args.products / 5, None).await?;
-                ceiling = Ceiling::between(max_in_flight, &small, &report);
-            }
-            let floor_run: Run = report.into();
-            match floor {
-                Floor::Bare => window.floor(&floor_run),
-                Floor::Fanout => window.fanout(&floor_run),
-            }
-            rows.push(row(
-                &format!("{name}: {max_in_flight} at a time"),
-                &floor_run,
-                ideal,
-            ));
-        }
+            &bare,
+            ideal,
+        ));
         against_floor.push(window);
         if args.no_peer {
             continue;
@@ -256,6 +301,13 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
              and the vendor calls cost; the rest is Kafka, Redis and the offsets. Their rate counts from the \
              start (no group join), so \"complete\" is every comparison."
                 .into(),
+            format!(
+                "Ours and the two floors ran {} times each at every window, taking turns (ours, our fan-out \
+                 alone, bare GETs, and again), so that the machine's drift from run to run falls on each alike: \
+                 each of their rows is the median of its runs, figure by figure, and the goals below compare \
+                 those medians, with the range of each round's own ratio beside them.",
+                args.floor_rounds
+            ),
             "Ours always carries the trace on (each vendor call sends a `traceparent` of its own) but records \
              spans only when it exports them: the row with spans exported over OTLP is the price of recording \
              them (a request, a comparison and one per vendor call) and sending them all (protobuf, batched) \
@@ -280,6 +332,8 @@ struct AgainstFloor {
     fanout_cpu: Option<f64>,
     /// Redis's socket reads per comparison during ours's run.
     redis_reads: Option<f64>,
+    /// Each round's ratios of ours to the bare floor of the same round: results/s, CPU per comparison.
+    round_ratios: Vec<(f64, f64)>,
 }
 
 impl AgainstFloor {
@@ -290,10 +344,36 @@ impl AgainstFloor {
             ours: (ours.rate, ours.cpu_s_per_1000_fill, ours.peak_rss_mib),
             floor: None,
             fanout_cpu: None,
+            round_ratios: Vec::new(),
             redis_reads: ours
                 .redis
                 .map(|traffic| traffic.reads as f64 / ours.products.max(1) as f64),
         }
+    }
+
+    /// The rounds of ours and of the bare floor, paired in the order they ran.
+    fn rounds(&mut self, ours: &[Run], bare: &[Run]) {
+        self.round_ratios = ours
+            .iter()
+            .zip(bare)
+            .map(|(ours, bare)| {
+                (
+                    ours.rate / bare.rate.max(f64::MIN_POSITIVE),
+                    ours.cpu_s_per_1000_fill / bare.cpu_s_per_1000_fill.max(f64::MIN_POSITIVE),
+                )
+            })
+            .collect();
+    }
+
+    /// The lowest and highest of the rounds' ratios `pick` takes, when there were two rounds or more.
+    fn round_range(&self, pick: fn(&(f64, f64)) -> f64) -> Option<(f64, f64)> {
+        if self.round_ratios.len() < 2 {
+            return None;
+        }
+        let values = self.round_ratios.iter().map(pick);
+        let low = values.clone().fold(f64::INFINITY, f64::min);
+        let high = values.fold(f64::NEG_INFINITY, f64::max);
+        Some((low, high))
     }
 
     /// Our fan-out alone at the same window.
@@ -344,8 +424,18 @@ fn goals_against_floor(windows: &[AgainstFloor]) -> String {
             ),
             None => format!("{extra:+.1} MiB"),
         };
+        let rate_rounds = window
+            .round_range(|r| r.0)
+            .map_or_else(String::new, |(low, high)| {
+                format!(" (rounds {:.0}–{:.0}%)", 100.0 * low, 100.0 * high)
+            });
+        let cpu_rounds = window
+            .round_range(|r| r.1)
+            .map_or_else(String::new, |(low, high)| {
+                format!(" (rounds {low:.2}–{high:.2}×)")
+            });
         lines.push(format!(
-            "| {} | {:.0}%: {} | {:.2}×: {} | {rss_cell} |",
+            "| {} | {:.0}%: {}{rate_rounds} | {:.2}×: {}{cpu_rounds} | {rss_cell} |",
             window.window,
             100.0 * rate_ratio,
             verdict(rate_ratio >= 0.95),
@@ -986,13 +1076,26 @@ mod tests {
         // At 1,024: under 95%, over 1.20× and over +24 MiB are each not met.
         let mut at_1024 = AgainstFloor::new(1024, &run(940.0, 0.25, 125.0));
         at_1024.floor(&run(1000.0, 0.2, 100.0));
+        // Three rounds at 1,024: the range of their own ratios beside the medians'.
+        at_1024.rounds(
+            &[
+                run(900.0, 0.22, 0.0),
+                run(950.0, 0.26, 0.0),
+                run(980.0, 0.3, 0.0),
+            ],
+            &[
+                run(1000.0, 0.2, 0.0),
+                run(1000.0, 0.2, 0.0),
+                run(1000.0, 0.2, 0.0),
+            ],
+        );
         let note = goals_against_floor(&[at_512, at_1024]);
         assert!(
             note.contains("| 512 | 95%: met | 1.20×: met | +16.0 MiB (goal ≤ +16): met |"),
             "{note}"
         );
         assert!(
-            note.contains("| 1024 | 94%: **not met** | 1.25×: **not met** | +25.0 MiB (goal ≤ +24): **not met** |"),
+            note.contains("| 1024 | 94%: **not met** (rounds 90–98%) | 1.25×: **not met** (rounds 1.10–1.50×) | +25.0 MiB (goal ≤ +24): **not met** |"),
             "{note}"
         );
         // The extra CPU split by the fan-out floor, with Redis's reads per comparison (3 for 1).
@@ -1002,6 +1105,32 @@ mod tests {
         );
         // No fan-out floor at 1,024: no split row.
         assert!(!note.contains("| 1024 | +0.050"), "{note}");
+    }
+
+    #[test]
+    fn the_median_run_takes_each_figure_apart() {
+        let mut runs = vec![
+            run(900.0, 0.30, 120.0),
+            run(1000.0, 0.20, 100.0),
+            run(950.0, 0.25, 130.0),
+        ];
+        for (run, reads) in runs.iter_mut().zip([5, 1, 3]) {
+            run.redis = Some(RedisTraffic {
+                commands: 10,
+                reads,
+            });
+        }
+        let median = Run::median(&runs).expect("three runs");
+        assert_eq!(median.rate, 950.0);
+        assert_eq!(median.cpu_s_per_1000_fill, 0.25);
+        assert_eq!(median.peak_rss_mib, 120.0);
+        assert_eq!(median.redis.map(|t| t.reads), Some(3));
+        assert_eq!(
+            Run::median(&runs[..2]).map(|r| r.rate),
+            Some(950.0),
+            "the mean of the middle two"
+        );
+        assert!(Run::median(&[]).is_none());
     }
 
     #[test]

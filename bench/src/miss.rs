@@ -42,6 +42,7 @@ const OWN_GATE_PORT: u16 = 8796;
 const PEER_PORT: u16 = 8798;
 /// A `kv` Worker with the gate off: a miss as the JavaScript peer makes it (KV only, no gate).
 const KV_NO_GATE_PORT: u16 = 8802;
+const KV_OWN_GATE_PORT: u16 = 8804;
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
 /// by the REST proxy drill).
@@ -184,6 +185,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         .await
         .context("the kv gate-off publish loop sent nothing")?;
     drop(kv_no_gate);
+    // Ours as deployed: `kv`, its gates in its own `wrangler dev` (not the benchmarks' shared gate host,
+    // which every call reaches through wrangler's dev registry).
+    let kv_own_gate = LocalWorker::start(
+        "bench-miss-kv-owngate",
+        KV_OWN_GATE_PORT,
+        &[("REQUEST_TOPIC", &env.topic), ("CACHE_BACKEND", "kv")],
+    )
+    .await?;
+    let first_kv_own_gate = env.first_product + 9_000_000;
+    let publish_kv_own_gate = fresh_ids_loop(args, &kv_own_gate, None, first_kv_own_gate)
+        .await
+        .context("the kv own-gate publish loop sent nothing")?;
+    drop(kv_own_gate);
     let own_gate_edge = own_gate.edge();
     let first_own_gate = env.first_product + 5_000_000;
     let publish_own_gate = fresh_ids_loop(args, &own_gate, None, first_own_gate)
@@ -243,6 +257,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             + publish_tiered.accepted
             + publish_without_gate.accepted
             + publish_kv_without_gate.accepted
+            + publish_kv_own_gate.accepted
             + publish_own_gate.accepted
             + peer_publish.accepted
             + gate_price
@@ -259,6 +274,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
                 &publish_tiered.statuses,
                 &publish_without_gate.statuses,
                 &publish_kv_without_gate.statuses,
+                &publish_kv_own_gate.statuses,
                 &publish_own_gate.statuses,
                 &peer_publish.statuses,
             ])
@@ -271,6 +287,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         publish_tiered,
         publish_without_gate,
         publish_kv_without_gate,
+        publish_kv_own_gate,
         publish_own_gate,
         gate_price,
         hits,

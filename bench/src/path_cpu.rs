@@ -1,7 +1,8 @@
-//! Where the machine's CPU goes while a closed load loop runs on one Worker: its `wrangler dev`, the
-//! gate host's, the bridge, Kafka, Redis and this process (the load loop), each read from /proc before
-//! and after the loop, beside the whole machine's busy time. Per request, it tells what a miss costs
-//! each part of the path, and whether the machine had any CPU left.
+//! Where the machine's CPU goes while a closed load loop runs on one Worker: its `wrangler dev` (the
+//! workerd processes apart from wrangler's node process), the gate host's, the bridge, Kafka, Redis and
+//! this process (the load loop), each read from /proc before and after the loop, beside the whole
+//! machine's busy time. Per request, it tells what a miss costs each part of the path, and whether the
+//! machine had any CPU left.
 
 use anyhow::Context;
 use pricefront_harness::machine::CpuTimes;
@@ -11,25 +12,28 @@ use pricefront_harness::worker::LocalWorker;
 use tokio::time::Instant;
 
 /// The parts measured, in the order of [`PathCpu::parts`].
-pub const PARTS: [&str; 6] = [
-    "its `wrangler dev`",
-    "the gate host's",
+pub const PARTS: [&str; 7] = [
+    "its workerd",
+    "its wrangler (node)",
+    "the gate host's `wrangler dev`",
     "the bridge",
     "Kafka",
     "Redis",
     "the load loop",
 ];
 
+/// The index of the Worker's workerd processes (its runtime and wrangler's proxy) in [`PARTS`].
+pub const WORKERD: usize = 0;
 /// The index of the bridge in [`PARTS`].
-pub const BRIDGE: usize = 2;
+pub const BRIDGE: usize = 3;
 /// The index of Kafka in [`PARTS`].
-pub const KAFKA: usize = 3;
+pub const KAFKA: usize = 4;
 
 /// The CPU each part used during one loop, and the machine's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PathCpu {
     /// CPU seconds (user + system) of each part, in [`PARTS`] order.
-    pub parts: [f64; 6],
+    pub parts: [f64; 7],
     /// CPU seconds all the machine's CPUs were busy, whoever used them.
     pub machine_busy: f64,
     /// How long the loop ran, in seconds.
@@ -38,7 +42,7 @@ pub struct PathCpu {
 
 impl PathCpu {
     /// Each part's CPU per request, in ms.
-    pub fn per_request_ms(&self, requests: u64) -> [f64; 6] {
+    pub fn per_request_ms(&self, requests: u64) -> [f64; 7] {
         self.parts.map(|s| per_ms(s, requests))
     }
 
@@ -71,7 +75,7 @@ fn per_ms(seconds: f64, requests: u64) -> f64 {
 pub struct CpuMeter<'a> {
     worker: &'a LocalWorker,
     gates: Option<&'a LocalWorker>,
-    parts: [f64; 6],
+    parts: [f64; 7],
     machine: CpuTimes,
     at: Instant,
 }
@@ -92,7 +96,7 @@ impl<'a> CpuMeter<'a> {
     pub fn finish(self) -> anyhow::Result<PathCpu> {
         let parts = read_parts(self.worker, self.gates)?;
         let machine = CpuTimes::now()?;
-        let mut used = [0.0; 6];
+        let mut used = [0.0; 7];
         for (i, slot) in used.iter_mut().enumerate() {
             *slot = (parts[i] - self.parts[i]).max(0.0);
         }
@@ -105,13 +109,17 @@ impl<'a> CpuMeter<'a> {
 }
 
 /// The CPU seconds so far of each part, in [`PARTS`] order.
-fn read_parts(worker: &LocalWorker, gates: Option<&LocalWorker>) -> anyhow::Result<[f64; 6]> {
+fn read_parts(worker: &LocalWorker, gates: Option<&LocalWorker>) -> anyhow::Result<[f64; 7]> {
     let component = |name: &str| -> anyhow::Result<f64> {
         let pid = stack_pid(name).with_context(|| format!("the stack's {name}"))?;
         Ok(cpu_seconds(pid)?)
     };
+    let by_command = worker.cpu_by_command()?;
+    let command = |name: &str| by_command.get(name).copied().unwrap_or(0.0);
     Ok([
-        worker.cpu_seconds()?,
+        command("workerd"),
+        // wrangler's node and whatever else runs in the group (esbuild, idle).
+        by_command.values().sum::<f64>() - command("workerd"),
         match gates {
             Some(gates) => gates.cpu_seconds()?,
             None => 0.0,
@@ -130,11 +138,14 @@ mod tests {
     #[test]
     fn per_request_figures_divide_the_seconds_and_the_rest_is_what_no_part_took() {
         let cpu = PathCpu {
-            parts: [1.0, 0.0, 2.0, 1.0, 0.0, 0.5],
+            parts: [0.5, 0.5, 0.0, 2.0, 1.0, 0.0, 0.5],
             machine_busy: 5.0,
             seconds: 2.5,
         };
-        assert_eq!(cpu.per_request_ms(1000), [1.0, 0.0, 2.0, 1.0, 0.0, 0.5]);
+        assert_eq!(
+            cpu.per_request_ms(1000),
+            [0.5, 0.5, 0.0, 2.0, 1.0, 0.0, 0.5]
+        );
         assert!((cpu.rest_ms(1000) - 0.5).abs() < 1e-9);
         assert!((cpu.machine_ms(1000) - 5.0).abs() < 1e-9);
         assert!((cpu.busy_share(2) - 1.0).abs() < 1e-9);

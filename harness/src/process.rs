@@ -1,6 +1,7 @@
 //! What a process (a consumer, the benchmark's peer, a Worker's process group) has used: its memory and
 //! CPU time, from /proc.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
 use crate::HarnessError;
@@ -76,8 +77,15 @@ pub fn cpu_seconds(pid: u32) -> Result<f64, HarnessError> {
 /// CPU seconds (user + sys) used so far by the running processes of the process group `pgid`: a Worker
 /// under `wrangler dev` is its node process and the two workerd it started, all in one group.
 pub fn group_cpu_seconds(pgid: u32) -> Result<f64, HarnessError> {
+    Ok(group_cpu_by_command(pgid)?.values().sum())
+}
+
+/// [`group_cpu_seconds`] by command name (`/proc/PID/stat`'s comm: `node`, `workerd`, ...), each
+/// name's processes summed.
+pub fn group_cpu_by_command(pgid: u32) -> Result<BTreeMap<String, f64>, HarnessError> {
     let entries = std::fs::read_dir("/proc").map_err(HarnessError::io("listing /proc"))?;
-    let mut ticks = 0.0;
+    let tick = clock_ticks_per_second();
+    let mut by_command = BTreeMap::new();
     for entry in entries.flatten() {
         // Only the numbered entries are processes ("self" would count this one twice).
         if entry
@@ -96,10 +104,21 @@ pub fn group_cpu_seconds(pgid: u32) -> Result<f64, HarnessError> {
         if fields.get(PGRP).and_then(|g| g.parse::<u32>().ok()) != Some(pgid) {
             continue;
         }
-        ticks +=
+        let ticks =
             tick_field(&fields, UTIME).unwrap_or(0.0) + tick_field(&fields, STIME).unwrap_or(0.0);
+        *by_command
+            .entry(command_of(&stat).to_owned())
+            .or_insert(0.0) += ticks / tick;
     }
-    Ok(ticks / clock_ticks_per_second())
+    Ok(by_command)
+}
+
+/// The command name of a `/proc/PID/stat` line: field 2, between its parentheses.
+fn command_of(stat: &str) -> &str {
+    match (stat.find('('), stat.rfind(')')) {
+        (Some(open), Some(close)) if open < close => &stat[open + 1..close],
+        _ => "",
+    }
 }
 
 /// Indexes in [`stat_fields`] (`man 5 proc`: pgrp, utime and stime are fields 5, 14 and 15; the list
@@ -145,8 +164,8 @@ fn tick_field(fields: &[&str], index: usize) -> Option<f64> {
     fields.get(index)?.parse().ok()
 }
 
-/// `getconf CLK_TCK`, the unit of `/proc/PID/stat` times (100 on Linux).
-/// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of /proc's CPU times.
+/// The kernel's clock ticks per second (`getconf CLK_TCK`, 100 on Linux), the unit of /proc's CPU
+/// times.
 pub(crate) fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -166,6 +185,17 @@ mod tests {
         let group: u32 = stat_fields(&own)[PGRP].parse().unwrap();
         let mine = cpu_seconds(std::process::id()).unwrap();
         assert!(group_cpu_seconds(group).unwrap() >= mine);
+    }
+
+    #[test]
+    fn a_command_name_is_read_whole_even_with_spaces_and_parentheses() {
+        assert_eq!(command_of("41 (workerd) S 1 41 41 0"), "workerd");
+        assert_eq!(command_of("42 (my (odd) name) R 1 42"), "my (odd) name");
+        assert_eq!(command_of("no parentheses"), "");
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let group: u32 = stat_fields(&own)[PGRP].parse().unwrap();
+        let by_command = group_cpu_by_command(group).unwrap();
+        assert!(by_command.contains_key(command_of(&own)), "{by_command:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! An edge Worker under `wrangler dev`, started by a test, benchmark or drill with its own settings
 //! (`scripts/edge-dev.sh`, with the already built Worker) and stopped when dropped.
 
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 use crate::edge::Edge;
@@ -145,15 +146,25 @@ impl LocalWorker {
     /// workerd (wrangler's proxy and the Worker's runtime), one process group (`scripts/edge-dev.sh`
     /// starts it in a session of its own and writes its pid, the group's id, first in its pid file).
     pub fn cpu_seconds(&self) -> Result<f64, HarnessError> {
+        crate::process::group_cpu_seconds(self.process_group()?)
+    }
+
+    /// [`LocalWorker::cpu_seconds`] by command: `workerd` (the Worker's runtime and wrangler's proxy in
+    /// front of it) and `node` (wrangler itself, which relays the runtime's inspector events, a few for
+    /// each `fetch` the Worker makes, and appends each to its debug log).
+    pub fn cpu_by_command(&self) -> Result<BTreeMap<String, f64>, HarnessError> {
+        crate::process::group_cpu_by_command(self.process_group()?)
+    }
+
+    /// Its `wrangler dev`'s process group: the pid `scripts/edge-dev.sh` wrote first in its pid file.
+    fn process_group(&self) -> Result<u32, HarnessError> {
         let path = repo_path(&format!(".run/pids/edge-{}.pid", self.name));
         let text = std::fs::read_to_string(&path)
             .map_err(HarnessError::io(format!("reading {}", path.display())))?;
-        let group = text
-            .split_whitespace()
+        text.split_whitespace()
             .next()
             .and_then(|pid| pid.parse().ok())
-            .ok_or_else(|| HarnessError::Process(format!("{} names no process", path.display())))?;
-        crate::process::group_cpu_seconds(group)
+            .ok_or_else(|| HarnessError::Process(format!("{} names no process", path.display())))
     }
 
     /// Stops the Worker.
