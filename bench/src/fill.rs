@@ -459,7 +459,8 @@ fn split_of_the_extra(windows: &[AgainstFloor]) -> Vec<String> {
          trace context, reading the offers, the result's JSON). Each comparison sends Redis two commands, \
          the check before fanning out and the store script; the last column is how many times Redis read \
          a client socket for them (`INFO stats`, `total_reads_processed`), under two when the client's \
-         multiplexed connection sent commands together:"
+         multiplexed connection sent commands together. Each split is a difference of medians of runs whose \
+         own ratios spread as the range above shows: a negative figure is a difference within that noise:"
             .to_owned(),
         String::new(),
         "| window | ours − floor | Kafka, Redis, offsets (ours − fan-out alone) | our fan-out's own work (fan-out alone − floor) | Redis reads a comparison |".into(),
