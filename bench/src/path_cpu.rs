@@ -96,12 +96,8 @@ impl<'a> CpuMeter<'a> {
     pub fn finish(self) -> anyhow::Result<PathCpu> {
         let parts = read_parts(self.worker, self.gates)?;
         let machine = CpuTimes::now()?;
-        let mut used = [0.0; 7];
-        for (i, slot) in used.iter_mut().enumerate() {
-            *slot = (parts[i] - self.parts[i]).max(0.0);
-        }
         Ok(PathCpu {
-            parts: used,
+            parts: std::array::from_fn(|i| (parts[i] - self.parts[i]).max(0.0)),
             machine_busy: machine.busy_seconds_since(&self.machine),
             seconds: self.at.elapsed().as_secs_f64(),
         })

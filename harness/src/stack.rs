@@ -66,8 +66,13 @@ pub fn stack_pid(component: &str) -> Result<u32, HarnessError> {
     let state = std::env::var_os("PF_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_path(".run"));
-    let path = state.join("pids").join(format!("{component}.pid"));
-    let text = std::fs::read_to_string(&path)
+    pid_in_file(&state.join("pids").join(format!("{component}.pid")))
+}
+
+/// The pid a pid file names: its first field (`dev/processes.sh` writes `pid starttime`, for the stack
+/// and for `scripts/edge-dev.sh`'s Workers alike).
+pub(crate) fn pid_in_file(path: &Path) -> Result<u32, HarnessError> {
+    let text = std::fs::read_to_string(path)
         .map_err(HarnessError::io(format!("reading {}", path.display())))?;
     text.split_whitespace()
         .next()

@@ -158,13 +158,7 @@ impl LocalWorker {
 
     /// Its `wrangler dev`'s process group: the pid `scripts/edge-dev.sh` wrote first in its pid file.
     fn process_group(&self) -> Result<u32, HarnessError> {
-        let path = repo_path(&format!(".run/pids/edge-{}.pid", self.name));
-        let text = std::fs::read_to_string(&path)
-            .map_err(HarnessError::io(format!("reading {}", path.display())))?;
-        text.split_whitespace()
-            .next()
-            .and_then(|pid| pid.parse().ok())
-            .ok_or_else(|| HarnessError::Process(format!("{} names no process", path.display())))
+        crate::stack::pid_in_file(&repo_path(&format!(".run/pids/edge-{}.pid", self.name)))
     }
 
     /// Stops the Worker.

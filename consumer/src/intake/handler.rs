@@ -314,6 +314,20 @@ mod tests {
         assert_eq!(answered, Ok(7));
         assert!(ended.swap(false, Ordering::SeqCst));
 
+        // The entry goes only once the work is done, not when the flight starts.
+        let worked = AtomicBool::new(false);
+        let ended_after_work = AtomicBool::new(false);
+        let work = AssertUnwindSafe(async {
+            tokio::task::yield_now().await;
+            worked.store(true, Ordering::SeqCst);
+        });
+        caught_then(work, || {
+            ended_after_work.store(worked.load(Ordering::SeqCst), Ordering::SeqCst)
+        })
+        .await
+        .expect("no panic");
+        assert!(ended_after_work.load(Ordering::SeqCst));
+
         let panicking = AssertUnwindSafe(async { panic!("a vendor's body broke the parser") });
         let failed: Result<(), String> =
             caught_then(panicking, || ended.store(true, Ordering::SeqCst)).await;
