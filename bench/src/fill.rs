@@ -279,13 +279,16 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         table,
         notes: [
             format!(
-                "Ours at `--max-in-flight {}` is **{:.1}×** the classic way. Ideal: max_in_flight / vendor latency ({} vendors at {} ms \
+                "{} Ideal: max_in_flight / vendor latency ({} vendors at {} ms \
                  ±10%); partitions (3) / vendor latency for the classic way. The rate counts every stored result, \
                  partial ones included (the complete ones are in their own column), from the first stored result \
                  to the last, so the group join is not counted. CPU is user + sys of the consumer process over its \
                  whole life (the JVM's start and warm-up included for the peer), per 1,000 results.",
-                args.max_in_flight.first().copied().unwrap_or_default(),
-                ours_at_first.unwrap_or_default() / sequential.as_ref().map_or(f64::NAN, |s| s.rate),
+                against_the_classic_way(
+                    args.max_in_flight.first().copied().unwrap_or_default(),
+                    ours_at_first,
+                    sequential.as_ref().map(|s| s.rate)
+                ),
                 args.vendors,
                 args.vendor_latency_ms
             ),
@@ -321,6 +324,20 @@ pub async fn run(args: &Args) -> anyhow::Result<Section> {
         .chain(chart)
         .collect(),
     })
+}
+
+/// The sentence comparing ours at its first `window` (`ours`, results/s) with the classic way's rate, or
+/// saying which of them did not run (`--no-sequential`, no window): never a ratio of nothing.
+fn against_the_classic_way(window: u32, ours: Option<f64>, classic: Option<f64>) -> String {
+    match (ours, classic) {
+        (Some(ours), Some(classic)) if classic > 0.0 => format!(
+            "Ours at `--max-in-flight {window}` is **{:.1}×** the classic way.",
+            ours / classic
+        ),
+        (_, None) => "The classic way did not run in this run (`--no-sequential`).".to_owned(),
+        _ => "Ours and the classic way cannot be compared in this run: one of them stored nothing."
+            .to_owned(),
+    }
 }
 
 /// Ours beside the bare-reqwest floor at one window: what the consumer adds to its HTTP client.
@@ -1132,6 +1149,25 @@ mod tests {
             "the mean of the middle two"
         );
         assert!(Run::median(&[]).is_none());
+    }
+
+    #[test]
+    fn the_classic_way_is_compared_only_when_it_ran() {
+        assert_eq!(
+            against_the_classic_way(256, Some(2300.0), Some(20.0)),
+            "Ours at `--max-in-flight 256` is **115.0×** the classic way."
+        );
+        // A run with --no-sequential once printed "NaN× the classic way".
+        for sentence in [
+            against_the_classic_way(256, Some(2300.0), None),
+            against_the_classic_way(256, None, Some(20.0)),
+            against_the_classic_way(256, Some(2300.0), Some(0.0)),
+        ] {
+            assert!(
+                !sentence.contains("NaN") && !sentence.contains("inf"),
+                "{sentence}"
+            );
+        }
     }
 
     #[test]
