@@ -477,11 +477,15 @@ fn split_of_the_extra(windows: &[AgainstFloor]) -> Vec<String> {
          the check before fanning out and the store script; the last column is how many times Redis read \
          a client socket for them (`INFO stats`, `total_reads_processed`), under two when the client's \
          multiplexed connection sent commands together. Each split is a difference of medians of runs whose \
-         own ratios spread as the range above shows: a negative figure is a difference within that noise:"
+         own ratios spread as the range above shows: a negative figure is a difference within that noise. \
+         The last column is how much of a core each process kept busy over its fill (results/s × CPU per \
+         comparison): both run their work on one thread, so near 1 a process's rate is what its CPU per \
+         comparison allows, and ours loses rate to the floor in the measure that it spends more CPU; below \
+         it, ours waits on the vendors like the floor and keeps its rate whatever its CPU:"
             .to_owned(),
         String::new(),
-        "| window | ours − floor | Kafka, Redis, offsets (ours − fan-out alone) | our fan-out's own work (fan-out alone − floor) | Redis reads a comparison |".into(),
-        "| ---: | ---: | ---: | ---: | ---: |".into(),
+        "| window | ours − floor | Kafka, Redis, offsets (ours − fan-out alone) | our fan-out's own work (fan-out alone − floor) | Redis reads a comparison | cores busy: ours / floor |".into(),
+        "| ---: | ---: | ---: | ---: | ---: | ---: |".into(),
     ];
     for window in windows {
         let (Some(floor), Some(fanout)) = (window.floor, window.fanout_cpu) else {
@@ -492,15 +496,23 @@ fn split_of_the_extra(windows: &[AgainstFloor]) -> Vec<String> {
             .redis_reads
             .map_or_else(String::new, |reads| format!("{reads:.2}"));
         lines.push(format!(
-            "| {} | {:+.3} | {:+.3} | {:+.3} | {reads} |",
+            "| {} | {:+.3} | {:+.3} | {:+.3} | {reads} | {:.2} / {:.2} |",
             window.window,
             ours - floor.1,
             ours - fanout,
             fanout - floor.1,
+            cores_busy(window.ours.0, ours),
+            cores_busy(floor.0, floor.1),
         ));
     }
     lines.push(String::new());
     lines
+}
+
+/// How much of a core a process kept busy over a fill of `rate` results/s at `cpu_s_per_1000` CPU
+/// seconds per 1,000 results.
+fn cores_busy(rate: f64, cpu_s_per_1000: f64) -> f64 {
+    rate * cpu_s_per_1000 / 1000.0
 }
 
 /// Ours, our fan-out alone and bare `reqwest` GETs at `window` once more each, under `perf record`,
@@ -1118,7 +1130,7 @@ mod tests {
         );
         // The extra CPU split by the fan-out floor, with Redis's reads per comparison (3 for 1).
         assert!(
-            note.contains("| 512 | +0.040 | +0.010 | +0.030 | 3.00 |"),
+            note.contains("| 512 | +0.040 | +0.010 | +0.030 | 3.00 | 0.23 / 0.20 |"),
             "{note}"
         );
         // No fan-out floor at 1,024: no split row.
