@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the edge Worker under `wrangler dev` on 127.0.0.1 in the background and waits until it answers.
-#   scripts/edge-dev.sh start NAME PORT [--var KEY:VALUE ...]   (log: .run/logs/edge-NAME.log)
+#   scripts/edge-dev.sh start NAME PORT [--no-inspector] [--var KEY:VALUE ...]   (log: .run/logs/edge-NAME.log)
 #   scripts/edge-dev.sh stop NAME
 # The Worker must already be built (scripts/build-edge.sh); wrangler's own build step then finds
 # nothing to redo. Its pid file (.run/pids/edge-NAME.pid) is "pid starttime", as for the stack
@@ -31,9 +31,16 @@ case "$cmd" in
     : > "$debuglog"
     # The inspector port must differ between instances; keep it near the HTTP port. `launch` starts it
     # in a session of its own (setsid), so its pid is also its process group.
+    # --no-inspector (anywhere after PORT): the same Worker through wrangler's API with no inspector
+    # (scripts/wrangler-dev-api.mjs says why), as deployed; the benchmarks of the publish path use it.
+    dev=(node_modules/.bin/wrangler dev --inspector-port $((port + 1000)))
+    rest=()
+    for arg in "$@"; do
+      if [[ $arg == --no-inspector ]]; then dev=(node scripts/wrangler-dev-api.mjs); else rest+=("$arg"); fi
+    done
+    set -- "${rest[@]}"
     pid=$(launch "$component" "$logfile" env WRANGLER_SEND_METRICS=false CI=true WRANGLER_LOG_PATH="$debuglog" \
-      node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$port" \
-      --inspector-port $((port + 1000)) --persist-to "$state/wrangler-$name" "$@")
+      "${dev[@]}" --ip 127.0.0.1 --port "$port" --persist-to "$state/wrangler-$name" "$@")
     for _ in $(seq 1 180); do
       if curl -s -o /dev/null -m 2 "http://127.0.0.1:$port/healthz"; then
         echo "[edge] $name ready on http://127.0.0.1:$port"; exit 0

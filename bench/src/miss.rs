@@ -15,7 +15,7 @@ use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use pricefront_harness::machine::CpuTimes;
 use pricefront_harness::metrics::{self, Histogram};
-use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::worker::{Inspector, LocalWorker};
 use pricefront_harness::{
     now_ms, profiles_of, sample_comparison, vendor, ConsumerProcess, Machine, TestEnv,
 };
@@ -43,6 +43,12 @@ const PEER_PORT: u16 = 8798;
 /// A `kv` Worker with the gate off: a miss as the JavaScript peer makes it (KV only, no gate).
 const KV_NO_GATE_PORT: u16 = 8802;
 const KV_OWN_GATE_PORT: u16 = 8804;
+/// The `kv` Worker with the gate off once more, under the wrangler CLI with its inspector on: what the
+/// inspector costs a miss (every other Worker here runs without it, as deployed).
+const KV_NO_GATE_CLI_PORT: u16 = 8818;
+
+/// The Workers of these benchmarks run without the runtime's inspector, as a deployed Worker does.
+const INSPECTOR: Inspector = Inspector::Off;
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
 /// by the REST proxy drill).
@@ -94,7 +100,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         (format!("vendor{i}"), vendor((latency, latency), shape))
     }));
     let env = TestEnv::new("bench-miss", vendors, 2_000).await?;
-    let gates = LocalWorker::start_gate_host(GATE_HOST_PORT).await?;
+    let gates = LocalWorker::start_gate_host_with(GATE_HOST_PORT, INSPECTOR).await?;
     let (kv, tiered, no_gate, kv_no_gate) = tokio::try_join!(
         start_worker("bench-miss", PORT, &env.topic, "kv", true),
         start_worker(
@@ -119,10 +125,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             false
         ),
     )?;
-    let own_gate = LocalWorker::start(
+    let own_gate = LocalWorker::start_with(
         "bench-miss-owngate",
         OWN_GATE_PORT,
         &[("REQUEST_TOPIC", &env.topic), ("CACHE_BACKEND", "kv+redis")],
+        INSPECTOR,
     )
     .await?;
     let max_in_flight = args
@@ -185,12 +192,30 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         .await
         .context("the kv gate-off publish loop sent nothing")?;
     drop(kv_no_gate);
+    let kv_no_gate_cli = LocalWorker::start_with(
+        "bench-miss-kv-nogate-cli",
+        KV_NO_GATE_CLI_PORT,
+        &[
+            ("REQUEST_TOPIC", &env.topic),
+            ("CACHE_BACKEND", "kv"),
+            ("PRODUCT_GATE", "off"),
+        ],
+        Inspector::On,
+    )
+    .await?;
+    let first_kv_no_gate_cli = env.first_product + 10_000_000;
+    let publish_kv_without_gate_cli =
+        fresh_ids_loop(args, &kv_no_gate_cli, None, first_kv_no_gate_cli)
+            .await
+            .context("the kv gate-off publish loop under the CLI sent nothing")?;
+    drop(kv_no_gate_cli);
     // Ours as deployed: `kv`, its gates in its own `wrangler dev` (not the benchmarks' shared gate host,
     // which every call reaches through wrangler's dev registry).
-    let kv_own_gate = LocalWorker::start(
+    let kv_own_gate = LocalWorker::start_with(
         "bench-miss-kv-owngate",
         KV_OWN_GATE_PORT,
         &[("REQUEST_TOPIC", &env.topic), ("CACHE_BACKEND", "kv")],
+        INSPECTOR,
     )
     .await?;
     let first_kv_own_gate = env.first_product + 9_000_000;
@@ -213,7 +238,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             ("REQUEST_TOPIC", &env.topic),
         ],
         Some(crate::edge::PEER_CONFIG),
-        &[],
+        &INSPECTOR.flag().into_iter().collect::<Vec<_>>(),
     )
     .await?;
     let first_peer = env.first_product + 7_000_000;
@@ -287,6 +312,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         publish_tiered,
         publish_without_gate,
         publish_kv_without_gate,
+        publish_kv_without_gate_cli,
         publish_kv_own_gate,
         publish_own_gate,
         gate_price,
@@ -354,10 +380,10 @@ async fn start_worker(
 ) -> anyhow::Result<LocalWorker> {
     let vars = [("REQUEST_TOPIC", topic), ("CACHE_BACKEND", backend)];
     Ok(if gate {
-        LocalWorker::start_gate_front(name, port, &vars).await?
+        LocalWorker::start_gate_front_with(name, port, &vars, INSPECTOR).await?
     } else {
         let vars = [vars[0], vars[1], ("PRODUCT_GATE", "off")];
-        LocalWorker::start(name, port, &vars).await?
+        LocalWorker::start_with(name, port, &vars, INSPECTOR).await?
     })
 }
 

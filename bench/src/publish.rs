@@ -148,6 +148,8 @@ pub struct PublishRuns {
     pub publish_without_gate: LoopResult,
     /// A new id each time, on a `kv` Worker with the gate off: a miss as the JavaScript peer makes it.
     pub publish_kv_without_gate: LoopResult,
+    /// The same under the wrangler CLI, its inspector on (every other loop runs without it).
+    pub publish_kv_without_gate_cli: LoopResult,
     /// A new id each time, on a `kv` Worker whose gates run in its own `wrangler dev`: ours as deployed.
     pub publish_kv_own_gate: LoopResult,
     /// A new id each time, on a `kv+redis` Worker whose gates run in its own `wrangler dev`.
@@ -210,6 +212,10 @@ fn cpu_table(runs: &PublishRuns) -> String {
             "`kv`, gate off: a new id each time",
             &runs.publish_kv_without_gate,
         ),
+        (
+            "`kv`, gate off, under the wrangler CLI (its inspector on): a new id each time",
+            &runs.publish_kv_without_gate_cli,
+        ),
         ("JavaScript peer: a new id each time", &runs.peer_publish),
         ("`kv`: one cached id (KV hit, 200)", &runs.hits),
         ("JavaScript peer: one cached id", &runs.peer_hits),
@@ -249,24 +255,32 @@ fn cpu_table(runs: &PublishRuns) -> String {
     lines.join("\n")
 }
 
-/// What bounds the publish rate, from the metered loops: wrangler's own share of a miss (next to none
-/// of a hit), and the cores misses at half the hits' rate would need without it, ours and the peer's.
+/// What bounds the publish rate, from the metered loops: what the CLI's inspector adds to a miss (the
+/// one loop under the CLI against the same Worker without it), and the cores misses at half the hits'
+/// rate would need, ours as deployed, gate off and the peer's.
 fn publish_bound(runs: &PublishRuns, cores: usize) -> String {
-    /// The index of wrangler's node process in [`PARTS`].
-    const WRANGLER: usize = WORKERD + 1;
-    // What a request costs the machine, and what it costs it without wrangler's node process.
     let costs = |run: &LoopResult| {
         run.cpu.map(|cpu| {
-            let parts = cpu.per_request_ms(run.requests);
-            (parts, cpu.machine_ms(run.requests) - parts[WRANGLER])
+            (
+                cpu.per_request_ms(run.requests),
+                cpu.machine_ms(run.requests),
+            )
         })
     };
-    let (Some((_, deployed_ms)), Some((off, off_ms)), Some((peer, peer_ms)), Some((hit, hit_ms))) = (
+    let (
+        Some((_, deployed_ms)),
+        Some((off, off_ms)),
+        Some((cli, cli_ms)),
+        Some((peer, peer_ms)),
+        Some((_, hit_ms)),
+    ) = (
         costs(&runs.publish_kv_own_gate),
         costs(&runs.publish_kv_without_gate),
+        costs(&runs.publish_kv_without_gate_cli),
         costs(&runs.peer_publish),
         costs(&runs.hits),
-    ) else {
+    )
+    else {
         return String::new();
     };
     let half = 0.5 * runs.hits.rate();
@@ -279,17 +293,23 @@ fn publish_bound(runs: &PublishRuns, cores: usize) -> String {
         "within the machine: its CPU does not bound it"
     };
     format!(
-        "What bounds the publish rate: wrangler's own node process takes {:.2} ms of a distinct miss (the \
-         peer's: {:.2}) and {:.2} ms of a hit: it relays the runtime's inspector events, a few for each \
-         `fetch` a Worker makes, and appends each to its debug log, which only `wrangler dev` does. Without \
-         it, a distinct miss still takes {deployed_ms:.2} ms of the machine's CPU as deployed, {off_ms:.2} ms \
-         with the gate off and {peer_ms:.2} ms with the peer (of which the bridge and Kafka {:.2} ms, its \
-         workerd {:.2}), against {hit_ms:.2} ms for a cached hit. Misses at half the hits' rate ({half:.0} a \
-         second) would need {:.1} cores as deployed, {:.1} with the gate off and {:.1} at the peer's cost, of \
-         the machine's {cores}: {verdict}.",
-        off[WRANGLER],
-        peer[WRANGLER],
-        hit[WRANGLER],
+        "What bounds the publish rate. Every Worker here runs without the runtime's inspector, as a deployed \
+         Worker does (wrangler's API, `scripts/wrangler-dev-api.mjs`): the wrangler CLI always starts it, and \
+         enables its Network domain, so every `fetch` a Worker makes yields inspector events that workerd \
+         serialises and wrangler's node process relays and appends to its debug log. Under the CLI, the same \
+         gate-off miss took {cli_ms:.2} ms of the machine (workerd {:.2}, wrangler's node {:.2}) against \
+         {off_ms:.2} ms without it (workerd {:.2}, node {:.2}), at {:.0} against {:.0} misses/s. As deployed, a \
+         distinct miss takes {deployed_ms:.2} ms of the machine's CPU, {off_ms:.2} ms with the gate off and \
+         {peer_ms:.2} ms with the peer (of which the bridge and Kafka {:.2} ms, its workerd {:.2}), against \
+         {hit_ms:.2} ms for a cached hit. Misses at half the hits' rate ({half:.0} a second) would need {:.1} \
+         cores as deployed, {:.1} with the gate off and {:.1} at the peer's cost, of the machine's {cores}: \
+         {verdict}.",
+        cli[WORKERD],
+        cli[WORKERD + 1],
+        off[WORKERD],
+        off[WORKERD + 1],
+        runs.publish_kv_without_gate_cli.rate(),
+        runs.publish_kv_without_gate.rate(),
         peer[BRIDGE] + peer[KAFKA],
         peer[WORKERD],
         need(deployed_ms),
@@ -367,6 +387,7 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
             row("`kv+redis`, its own gates | a new id each time (publish, 202)", &runs.publish_own_gate),
             row("`kv+redis`, gate off | a new id each time (publish, 202)", &runs.publish_without_gate),
             row("`kv`, gate off | a new id each time (publish, 202)", &runs.publish_kv_without_gate),
+            row("`kv`, gate off, under the wrangler CLI (inspector on) | a new id each time (publish, 202)", &runs.publish_kv_without_gate_cli),
             row("`kv`, its own gates | a new id each time (publish, 202)", &runs.publish_kv_own_gate),
             row("`kv` | one cached id (KV hit, 200)", &runs.hits),
             row("`kv+redis` | a new id each time that only Redis holds (KV miss, Redis hit, 200)", &runs.second_tier),
@@ -377,7 +398,9 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
         notes: vec![
             format!(
                 "The same Rust load loop for each row, {} clients for {} s, on the same 2 cores as the Workers, \
-                 the bridge, Kafka and Redis. Counted over benchmarks 3 (with its warm-ups), 4 and 5: {}.",
+                 the bridge, Kafka and Redis. Every Worker of benchmarks 3 to 5 runs without the runtime's \
+                 inspector, as deployed, but the one row under the wrangler CLI. Counted over benchmarks 3 (with \
+                 its warm-ups), 4 and 5: {}.",
                 args.edge_connections,
                 args.edge_seconds,
                 counts.verdict()

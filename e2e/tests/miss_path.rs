@@ -12,7 +12,7 @@ use pricefront_core::{Money, ProductId};
 use pricefront_harness::aged_comparison;
 use pricefront_harness::edge::{unused_product, Edge};
 use pricefront_harness::topic::published_for;
-use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::worker::{Inspector, LocalWorker};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vendor_sim::{expected_price, Profiles};
@@ -259,4 +259,35 @@ async fn a_rest_proxy_that_hangs_or_fails_gets_a_503_after_at_most_the_publish_t
         }
         worker.stop().unwrap();
     }
+}
+
+/// The benchmarks of the publish path run their Workers as deployed, without the runtime's inspector
+/// (`scripts/wrangler-dev-api.mjs`, through wrangler's API): such a Worker answers a miss with its 202 and
+/// publishes it through the real bridge, and nothing listens where the CLI would put its inspector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_the_inspector_publishes_its_misses() {
+    let topic = edge_topic();
+    let worker = LocalWorker::start_with(
+        "no-inspector",
+        8819,
+        &[("REQUEST_TOPIC", &topic), ("PRODUCT_GATE", "off")],
+        Inspector::Off,
+    )
+    .await
+    .unwrap();
+    let inspector = tokio::net::TcpStream::connect(("127.0.0.1", worker.inspector_port())).await;
+    assert!(
+        inspector.is_err(),
+        "an inspector listens on {}",
+        worker.inspector_port()
+    );
+    let edge = worker.edge();
+    let product = unused_product();
+    let response = edge.get_prices(product, None).await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(wait_published(product).await, 1, "one miss, one record");
+    assert!(
+        worker.cpu_by_command().unwrap().contains_key("workerd"),
+        "its workerd runs in the process group the harness meters"
+    );
 }

@@ -28,6 +28,28 @@ const GATE_FRONT_CONFIG: &str = "harness/workers/gate-front.toml";
 /// How far above a Worker's HTTP port `scripts/edge-dev.sh` puts its inspector.
 const INSPECTOR_PORT_OFFSET: u16 = 1000;
 
+/// Whether a Worker's `wrangler dev` runs the runtime's inspector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inspector {
+    /// The wrangler CLI, as `make dev` and the tests run it: the inspector on (1,000 above the HTTP
+    /// port), which the hit path's isolate profile reads.
+    On,
+    /// Wrangler's API with no inspector (`scripts/wrangler-dev-api.mjs`), as a deployed Worker runs:
+    /// the CLI's inspector makes workerd and wrangler's node process handle several events for every
+    /// `fetch` the Worker makes, such as each publish of a miss.
+    Off,
+}
+
+impl Inspector {
+    /// The flag that asks `scripts/edge-dev.sh` for it, if any.
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            Inspector::On => None,
+            Inspector::Off => Some("--no-inspector"),
+        }
+    }
+}
+
 /// A Worker this process started; stopped on drop.
 #[derive(Debug)]
 pub struct LocalWorker {
@@ -46,7 +68,18 @@ impl LocalWorker {
     /// Every client of a test is 127.0.0.1, so the per-client miss limit is off unless `vars` set
     /// `MISS_RATE_LIMIT_KEY`.
     pub async fn start(name: &str, port: u16, vars: &[(&str, &str)]) -> Result<Self, WorkerError> {
-        Self::start_from(name, port, vars, None, &[]).await
+        Self::start_with(name, port, vars, Inspector::On).await
+    }
+
+    /// Like [`LocalWorker::start`], with or without the runtime's inspector.
+    pub async fn start_with(
+        name: &str,
+        port: u16,
+        vars: &[(&str, &str)],
+        inspector: Inspector,
+    ) -> Result<Self, WorkerError> {
+        let args: Vec<&str> = inspector.flag().into_iter().collect();
+        Self::start_from(name, port, vars, None, &args).await
     }
 
     /// Like [`LocalWorker::start`], for the Worker that `config` (a `wrangler.toml`, relative to the
@@ -110,7 +143,16 @@ impl LocalWorker {
     /// and the gates can be restarted while the fronts run. One at a time (wrangler dev's registry knows
     /// the gate host by its name).
     pub async fn start_gate_host(port: u16) -> Result<Self, WorkerError> {
-        Self::start_from("gate-host", port, &[], Some(GATE_HOST_CONFIG), &[]).await
+        Self::start_gate_host_with(port, Inspector::On).await
+    }
+
+    /// Like [`LocalWorker::start_gate_host`], with or without the runtime's inspector.
+    pub async fn start_gate_host_with(
+        port: u16,
+        inspector: Inspector,
+    ) -> Result<Self, WorkerError> {
+        let args: Vec<&str> = inspector.flag().into_iter().collect();
+        Self::start_from("gate-host", port, &[], Some(GATE_HOST_CONFIG), &args).await
     }
 
     /// An edge Worker named `name` on its own local KV whose product gates are the gate host's
@@ -120,15 +162,20 @@ impl LocalWorker {
         port: u16,
         vars: &[(&str, &str)],
     ) -> Result<Self, WorkerError> {
+        Self::start_gate_front_with(name, port, vars, Inspector::On).await
+    }
+
+    /// Like [`LocalWorker::start_gate_front`], with or without the runtime's inspector.
+    pub async fn start_gate_front_with(
+        name: &str,
+        port: u16,
+        vars: &[(&str, &str)],
+        inspector: Inspector,
+    ) -> Result<Self, WorkerError> {
         let worker_name = format!("pricefront-gate-{name}");
-        Self::start_from(
-            name,
-            port,
-            vars,
-            Some(GATE_FRONT_CONFIG),
-            &["--name", &worker_name],
-        )
-        .await
+        let mut args = vec!["--name", &worker_name];
+        args.extend(inspector.flag());
+        Self::start_from(name, port, vars, Some(GATE_FRONT_CONFIG), &args).await
     }
 
     /// A client of this Worker.
