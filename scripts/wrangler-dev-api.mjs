@@ -6,9 +6,21 @@
 // deployed Worker has none of that. Only wrangler's API takes `dev.inspector: false`, so this starts
 // the same Worker through it (`unstable_startWorker`, the API behind the CLI), with the subset of the
 // CLI's flags that edge-dev.sh passes: --ip, --port, --persist-to, --config, --name, --log-level and
-// --var KEY:VALUE (repeated). Any other flag is an error. Stops on SIGTERM or SIGINT.
-import { resolve } from "node:path";
+// --var KEY:VALUE (repeated). Any other flag is an error. Stops on SIGTERM or SIGINT. It joins the same
+// dev registry as the CLI, so that service and Durable Object bindings reach Workers of either.
+import { statSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
 import { unstable_startWorker } from "wrangler";
+
+/// The CLI's dev registry (wrangler's getRegistryPath, which its API does not apply by itself).
+function registryPath() {
+  if (process.env.WRANGLER_REGISTRY_PATH) return process.env.WRANGLER_REGISTRY_PATH;
+  const legacy = join(homedir(), ".wrangler");
+  const isDirectory = (path) => statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  const config = join(process.env.XDG_CONFIG_HOME || join(homedir(), ".config"), ".wrangler");
+  return join(isDirectory(legacy) ? legacy : config, "registry");
+}
 
 const flags = { config: "wrangler.toml", vars: {} };
 const argv = process.argv.slice(2);
@@ -42,6 +54,7 @@ const worker = await unstable_startWorker({
     ...(flags.persist ? { persist: flags.persist } : {}),
     logLevel: flags.logLevel ?? "log",
     watch: false,
+    registry: registryPath(),
   },
 });
 await worker.ready;
