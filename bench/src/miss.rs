@@ -271,42 +271,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
 
     let in_topic =
         pricefront_harness::topic::count_records(&pricefront_harness::brokers(), &env.topic)?;
-    let runs: Vec<&MissRun> = measured_runs
+    let measured: Vec<&MissRun> = measured_runs
         .iter()
         .flat_map(|m| [&m.warm, &m.run])
         .collect();
-    let counts = TopicCounts {
-        in_topic,
-        accepted: runs.iter().map(|r| r.accepted).sum::<u64>()
-            + publish.accepted
-            + publish_tiered.accepted
-            + publish_without_gate.accepted
-            + publish_kv_without_gate.accepted
-            + publish_kv_own_gate.accepted
-            + publish_own_gate.accepted
-            + peer_publish.accepted
-            + gate_price
-                .iter()
-                .flatten()
-                .map(|run| run.latencies.len() as u64)
-                .sum::<u64>()
-            + prefer_published,
-        refused: runs
-            .iter()
-            .map(|r| &r.others)
-            .chain([
-                &publish.statuses,
-                &publish_tiered.statuses,
-                &publish_without_gate.statuses,
-                &publish_kv_without_gate.statuses,
-                &publish_kv_own_gate.statuses,
-                &publish_own_gate.statuses,
-                &peer_publish.statuses,
-            ])
-            .chain(gate_price.iter().flatten().map(|run| &run.others))
-            .map(|statuses| statuses.get(&503).copied().unwrap_or(0))
-            .sum(),
-    };
     let runs = PublishRuns {
         publish,
         publish_tiered,
@@ -321,6 +289,29 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         tiered_hits,
         peer_publish,
         peer_hits,
+    };
+    let publishing = runs.publish_loops();
+    let counts = TopicCounts {
+        in_topic,
+        accepted: measured
+            .iter()
+            .map(|r| r.accepted)
+            .chain(publishing.iter().map(|run| run.accepted))
+            .sum::<u64>()
+            + runs
+                .gate_price
+                .iter()
+                .flatten()
+                .map(|run| run.latencies.len() as u64)
+                .sum::<u64>()
+            + prefer_published,
+        refused: measured
+            .iter()
+            .map(|r| &r.others)
+            .chain(publishing.iter().map(|run| &run.statuses))
+            .chain(runs.gate_price.iter().flatten().map(|run| &run.others))
+            .map(|statuses| statuses.get(&503).copied().unwrap_or(0))
+            .sum(),
     };
     Ok(vec![
         miss_section(args, &measured_runs),

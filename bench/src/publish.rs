@@ -168,6 +168,23 @@ pub struct PublishRuns {
     pub peer_hits: LoopResult,
 }
 
+impl PublishRuns {
+    /// Every closed loop that publishes (a new id each time, answered 202): what the topic's count of
+    /// records must match, with the paced and measured runs.
+    pub fn publish_loops(&self) -> [&LoopResult; 8] {
+        [
+            &self.publish,
+            &self.publish_tiered,
+            &self.publish_without_gate,
+            &self.publish_kv_without_gate,
+            &self.publish_kv_without_gate_cli,
+            &self.publish_kv_own_gate,
+            &self.publish_own_gate,
+            &self.peer_publish,
+        ]
+    }
+}
+
 /// Distinct misses a second over cached hits a second under the same load loop, ours as deployed (the
 /// goal: at least 0.5×) beside the JavaScript peer publishing through the same bridge.
 fn misses_per_hit(runs: &PublishRuns) -> String {

@@ -17,7 +17,7 @@ use futures::future::join_all;
 use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use pricefront_harness::topic::published_for;
-use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::worker::{Inspector, LocalWorker};
 use pricefront_harness::{aged_comparison, profiles, vendor, TestEnv};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -34,9 +34,20 @@ async fn test_env(name: &str) -> TestEnv {
 
 /// A front bound to the gate host's gates, publishing to `topic`, with `vars`.
 async fn front(name: &str, port: u16, topic: &str, vars: &[(&str, &str)]) -> LocalWorker {
+    front_with(name, port, topic, vars, Inspector::On).await
+}
+
+/// Like [`front`], with or without the runtime's inspector.
+async fn front_with(
+    name: &str,
+    port: u16,
+    topic: &str,
+    vars: &[(&str, &str)],
+    inspector: Inspector,
+) -> LocalWorker {
     let mut all = vec![("REQUEST_TOPIC", topic)];
     all.extend_from_slice(vars);
-    LocalWorker::start_gate_front(name, port, &all)
+    LocalWorker::start_gate_front_with(name, port, &all, inspector)
         .await
         .unwrap()
 }
@@ -108,7 +119,9 @@ async fn fronts_on_their_own_kv_share_one_gate_which_publishes_once_and_may_rest
     // A is filled by the consumer; B's KV never sees a fill (another location's KV, not caught up).
     let off = [("ISOLATE_CLAIM", "off")];
     let a = front("front-a", 8841, &env.topic, &off).await;
-    let b = front("front-b", 8842, &env.topic, &off).await;
+    // B runs without the inspector (wrangler's API, as the benchmarks run theirs): its gates are still
+    // the gate host's, found through the same dev registry as the CLI's Workers.
+    let b = front_with("front-b", 8842, &env.topic, &off, Inspector::Off).await;
     let (edge_a, edge_b) = (a.edge(), b.edge());
     let fill_a = [
         "--fill-url",
