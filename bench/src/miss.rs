@@ -238,7 +238,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             ("REQUEST_TOPIC", &env.topic),
         ],
         Some(crate::edge::PEER_CONFIG),
-        &INSPECTOR.flag().into_iter().collect::<Vec<_>>(),
+        INSPECTOR.args(),
     )
     .await?;
     let first_peer = env.first_product + 7_000_000;

@@ -263,14 +263,19 @@ async fn a_rest_proxy_that_hangs_or_fails_gets_a_503_after_at_most_the_publish_t
 
 /// The benchmarks of the publish path run their Workers as deployed, without the runtime's inspector
 /// (`scripts/wrangler-dev-api.mjs`, through wrangler's API): such a Worker answers a miss with its 202 and
-/// publishes it through the real bridge, and nothing listens where the CLI would put its inspector.
+/// publishes it through the real bridge, takes its `--var` settings (a `Prefer: wait` is capped at its
+/// `PREFER_WAIT_MAX_SECS`), and nothing listens where the CLI would put its inspector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_the_inspector_publishes_its_misses() {
     let topic = edge_topic();
     let worker = LocalWorker::start_with(
         "no-inspector",
         8819,
-        &[("REQUEST_TOPIC", &topic), ("PRODUCT_GATE", "off")],
+        &[
+            ("REQUEST_TOPIC", &topic),
+            ("PRODUCT_GATE", "off"),
+            ("PREFER_WAIT_MAX_SECS", "1"),
+        ],
         Inspector::Off,
     )
     .await
@@ -286,6 +291,12 @@ async fn a_worker_without_the_inspector_publishes_its_misses() {
     let response = edge.get_prices(product, None).await.unwrap();
     assert_eq!(response.status(), 202);
     assert_eq!(wait_published(product).await, 1, "one miss, one record");
+    // Nothing fills this Worker's KV: the wait runs out at its configured 1 s (the default is 10).
+    let waited = edge
+        .get_prices_preferring(unused_product(), "wait=5")
+        .await
+        .unwrap();
+    assert_eq!(waited.headers()["preference-applied"], "wait=1");
     assert!(
         worker.cpu_by_command().unwrap().contains_key("workerd"),
         "its workerd runs in the process group the harness meters"

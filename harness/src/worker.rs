@@ -41,11 +41,11 @@ pub enum Inspector {
 }
 
 impl Inspector {
-    /// The flag that asks `scripts/edge-dev.sh` for it, if any.
-    pub fn flag(self) -> Option<&'static str> {
+    /// The arguments that ask `scripts/edge-dev.sh` for it.
+    pub fn args(self) -> &'static [&'static str] {
         match self {
-            Inspector::On => None,
-            Inspector::Off => Some("--no-inspector"),
+            Inspector::On => &[],
+            Inspector::Off => &["--no-inspector"],
         }
     }
 }
@@ -78,8 +78,7 @@ impl LocalWorker {
         vars: &[(&str, &str)],
         inspector: Inspector,
     ) -> Result<Self, WorkerError> {
-        let args: Vec<&str> = inspector.flag().into_iter().collect();
-        Self::start_from(name, port, vars, None, &args).await
+        Self::start_from(name, port, vars, None, inspector.args()).await
     }
 
     /// Like [`LocalWorker::start`], for the Worker that `config` (a `wrangler.toml`, relative to the
@@ -151,8 +150,14 @@ impl LocalWorker {
         port: u16,
         inspector: Inspector,
     ) -> Result<Self, WorkerError> {
-        let args: Vec<&str> = inspector.flag().into_iter().collect();
-        Self::start_from("gate-host", port, &[], Some(GATE_HOST_CONFIG), &args).await
+        Self::start_from(
+            "gate-host",
+            port,
+            &[],
+            Some(GATE_HOST_CONFIG),
+            inspector.args(),
+        )
+        .await
     }
 
     /// An edge Worker named `name` on its own local KV whose product gates are the gate host's
@@ -174,7 +179,7 @@ impl LocalWorker {
     ) -> Result<Self, WorkerError> {
         let worker_name = format!("pricefront-gate-{name}");
         let mut args = vec!["--name", &worker_name];
-        args.extend(inspector.flag());
+        args.extend(inspector.args());
         Self::start_from(name, port, vars, Some(GATE_FRONT_CONFIG), &args).await
     }
 
