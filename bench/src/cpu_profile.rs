@@ -1,7 +1,8 @@
-//! Where a process's CPU goes: `perf record` samples of it, grouped by component (the kernel's
-//! loopback TCP, the allocator, the HTTP client, the runtime, librdkafka, the Redis client, JSON, our
-//! own code...). The fill benchmark prints ours beside its floors with this, so that a CPU figure over
-//! its goal comes with where the time goes.
+//! Where a process's CPU goes, by what the work is for: `perf record` samples of it with their call
+//! stacks, each put in the purpose of the innermost frame that names one (a vendor call, Redis, Kafka,
+//! the offsets, reading offers, timeouts and retries...), the kernel's work and the allocator's counted
+//! with whatever called them. The fill benchmark prints ours beside its floors with this, so that a CPU
+//! figure over its goal comes with what the time is spent on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,80 +14,158 @@ use anyhow::{bail, Context};
 /// cost the process little.
 const FREQUENCY: &str = "999";
 
-/// What a sample's code belongs to.
+/// How `perf` unwinds each sample's stack: with the DWARF unwind tables (release builds keep no frame
+/// pointers), 16 KiB of stack copied per sample, deep enough for the innermost frames that name a
+/// purpose.
+const CALL_GRAPH: &str = "dwarf,16384";
+
+/// What a sample's work is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Component {
-    /// The kernel: syscalls, and on loopback the TCP delivery of what the process sends.
-    Kernel,
-    /// malloc, free and memory copies (mimalloc, libc).
-    Memory,
-    /// reqwest, hyper, http, url, bytes.
-    HttpClient,
-    /// tokio, mio, futures.
-    Runtime,
-    /// librdkafka and the rdkafka crate.
-    Kafka,
-    /// The Redis client.
+pub enum Purpose {
+    /// The vendor calls themselves: reqwest, hyper, and the kernel's loopback TCP under them.
+    VendorHttp,
+    /// Redis: the client, and the kernel's work on its socket (on loopback, delivering each write to
+    /// Redis and waking it).
     Redis,
-    /// serde and serde_json.
-    Json,
-    /// tracing, prometheus-client, backon, OpenTelemetry.
-    Instrumentation,
-    /// Our own crates (pricefront_*).
-    Ours,
-    /// The clock (the vDSO's clock_gettime).
-    Clock,
-    /// Anything else (the standard library's own work, unresolved symbols).
+    /// Kafka: rdkafka and librdkafka.
+    Kafka,
+    /// Our intake: the window, the offsets, the handler around each message, the lateness probe.
+    Intake,
+    /// Building each vendor's request and reading its offers out of the answer (its JSON parsed).
+    RequestsAndOffers,
+    /// The comparison's aggregation and the result's JSON.
+    ResultJson,
+    /// Spans, trace context and metrics.
+    TracingAndMetrics,
+    /// The rest of our fan-out around each call: its timeout and retries, quotas, breakers.
+    Fanout,
+    /// The async runtime alone: scheduling, parking in epoll, firing timers, waking tasks.
+    Runtime,
+    /// Nothing above in the stack (the process's start, unresolved frames).
     Other,
 }
 
-impl Component {
-    /// Every component, in the order the table lists them.
-    pub const ALL: [Component; 11] = [
-        Component::Kernel,
-        Component::Memory,
-        Component::HttpClient,
-        Component::Runtime,
-        Component::Kafka,
-        Component::Redis,
-        Component::Json,
-        Component::Instrumentation,
-        Component::Ours,
-        Component::Clock,
-        Component::Other,
+impl Purpose {
+    /// Every purpose, in the order the table lists them.
+    pub const ALL: [Purpose; 10] = [
+        Purpose::VendorHttp,
+        Purpose::Redis,
+        Purpose::Kafka,
+        Purpose::Intake,
+        Purpose::RequestsAndOffers,
+        Purpose::ResultJson,
+        Purpose::TracingAndMetrics,
+        Purpose::Fanout,
+        Purpose::Runtime,
+        Purpose::Other,
     ];
 
     /// Its name in the table.
     pub fn name(self) -> &'static str {
         match self {
-            Component::Kernel => "kernel: syscalls, loopback TCP",
-            Component::Memory => "allocator and memory copies",
-            Component::HttpClient => "HTTP client: reqwest, hyper, http, url",
-            Component::Runtime => "async runtime: tokio, mio, futures",
-            Component::Kafka => "Kafka client: librdkafka, rdkafka",
-            Component::Redis => "Redis client",
-            Component::Json => "JSON: serde_json",
-            Component::Instrumentation => "tracing, metrics, retries",
-            Component::Ours => "our code (pricefront_*)",
-            Component::Clock => "clock reads (vDSO)",
-            Component::Other => "other (std, unresolved)",
+            Purpose::VendorHttp => "vendor calls: reqwest, hyper, the kernel under them",
+            Purpose::Redis => "Redis: client, socket, the kernel waking Redis",
+            Purpose::Kafka => "Kafka: rdkafka, librdkafka",
+            Purpose::Intake => "our intake: window, offsets, handler",
+            Purpose::RequestsAndOffers => "building requests, reading offers",
+            Purpose::ResultJson => "the result: aggregation, JSON",
+            Purpose::TracingAndMetrics => "spans, trace context, metrics",
+            Purpose::Fanout => "our fan-out around each call: timeout, retries, quotas, breakers",
+            Purpose::Runtime => "async runtime: scheduling, epoll, timers, wake-ups",
+            Purpose::Other => "other (start, unresolved)",
+        }
+    }
+
+    /// The purpose `frame` (a symbol, or a function inlined there with its type parameters) names, if
+    /// it names one. Frames are checked from the innermost out. Wrappers (`tracing`'s `Instrumented`,
+    /// tokio's `Timeout`, backon's `Retry`) and JSON parsing name none: their samples go to whoever
+    /// made them (a vendor's offers read, a message parsed).
+    fn of_frame(frame: &str) -> Option<Purpose> {
+        const RULES: [(Purpose, &[&str]); 8] = [
+            (Purpose::Redis, &["redis::", "sinks::cache"]),
+            (Purpose::Kafka, &["rdkafka", "rd_kafka"]),
+            (
+                Purpose::VendorHttp,
+                &[
+                    "reqwest::",
+                    "hyper::",
+                    "hyper_util::",
+                    "hyper_tls::",
+                    "h2::",
+                ],
+            ),
+            (
+                Purpose::RequestsAndOffers,
+                &[
+                    "OfferReader",
+                    "JsonPointer",
+                    "RequestTemplate",
+                    "Template::render",
+                ],
+            ),
+            (
+                Purpose::ResultJson,
+                &["Comparison::aggregate", "serde_json::ser", "sinks::fill"],
+            ),
+            (
+                Purpose::TracingAndMetrics,
+                &[
+                    "tracing::span",
+                    "tracing_core::",
+                    "tracing_subscriber::",
+                    "opentelemetry",
+                    "prometheus_client::",
+                    "process::metrics",
+                    "process::telemetry",
+                    "TraceContext",
+                ],
+            ),
+            (
+                Purpose::Intake,
+                &[
+                    "pricefront_consumer::intake::",
+                    "process::lateness",
+                    "PriceRequest",
+                ],
+            ),
+            (Purpose::Fanout, &["pricefront_consumer::vendors::"]),
+        ];
+        RULES
+            .iter()
+            .find(|(_, needles)| needles.iter().any(|needle| frame.contains(needle)))
+            .map(|(purpose, _)| *purpose)
+    }
+
+    /// The purpose of a sample whose stack is `frames`, innermost first.
+    fn of_stack<'a>(frames: impl IntoIterator<Item = &'a str> + Clone) -> Purpose {
+        if let Some(purpose) = frames.clone().into_iter().find_map(Purpose::of_frame) {
+            return purpose;
+        }
+        let runtime = ["tokio::", "mio::", "futures_util::"];
+        if frames
+            .into_iter()
+            .any(|frame| runtime.iter().any(|crate_| frame.contains(crate_)))
+        {
+            Purpose::Runtime
+        } else {
+            Purpose::Other
         }
     }
 }
 
-/// The share of a process's samples in each component (0..1, summing to 1 when there were samples).
+/// The share of a process's samples for each purpose (0..1, summing to 1 when there were samples).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
-    /// Each component's share.
-    pub shares: BTreeMap<Component, f64>,
+    /// Each purpose's share.
+    pub shares: BTreeMap<Purpose, f64>,
     /// The samples read.
     pub samples: u64,
 }
 
 impl Profile {
-    /// `component`'s share (0 when it had no sample).
-    pub fn share(&self, component: Component) -> f64 {
-        self.shares.get(&component).copied().unwrap_or(0.0)
+    /// `purpose`'s share (0 when it had no sample).
+    pub fn share(&self, purpose: Purpose) -> f64 {
+        self.shares.get(&purpose).copied().unwrap_or(0.0)
     }
 }
 
@@ -109,17 +188,12 @@ pub fn available() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// `perf record`'s arguments before what it records, for a command or for a process alike: with
-/// call graphs when `PRICEFRONT_PERF_CALL_GRAPH` names a mode of `--call-graph` (`dwarf,16384`, for a
-/// profile kept with `--keep-profiles` and read with `perf report -g`).
+/// `perf record`'s arguments before what it records, for a command or for a process alike: with call
+/// stacks (a profile kept with `--keep-profiles` reads with `perf report -g`).
 fn record_args() -> Vec<String> {
-    let mut args: Vec<String> = ["record", "-q", "-F", FREQUENCY]
+    ["record", "-q", "-F", FREQUENCY, "--call-graph", CALL_GRAPH]
         .map(str::to_owned)
-        .to_vec();
-    if let Ok(mode) = std::env::var("PRICEFRONT_PERF_CALL_GRAPH") {
-        args.extend(["--call-graph".to_owned(), mode]);
-    }
-    args
+        .to_vec()
 }
 
 /// The arguments that make `perf` run a command and record it into `file`: `perf <these> program args`.
@@ -171,120 +245,43 @@ impl Recording {
 /// Reads a `perf record` file into a profile.
 pub async fn read(file: &Path) -> anyhow::Result<Profile> {
     let output = tokio::process::Command::new("perf")
-        .args(["report", "-i"])
+        .args(["script", "-i"])
         .arg(file)
-        .args([
-            "--no-children",
-            "-g",
-            "none",
-            "--sort",
-            "dso,sym",
-            "--stdio",
-        ])
-        .args(["-t", "|", "--percent-limit", "0", "-F", "sample,dso,sym"])
+        .args(["-F", "ip,sym"])
         .output()
         .await
-        .context("running perf report")?;
+        .context("running perf script")?;
     if !output.status.success() {
         bail!(
-            "perf report failed: {}",
+            "perf script failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok(parse_report(&String::from_utf8_lossy(&output.stdout)))
+    Ok(parse_script(&String::from_utf8_lossy(&output.stdout)))
 }
 
-/// A `perf report -t '|' -F sample,dso,sym` listing as a profile.
-fn parse_report(report: &str) -> Profile {
-    let mut counts: BTreeMap<Component, u64> = BTreeMap::new();
+/// A `perf script -F ip,sym` listing (each sample's frames, innermost first, inlined functions as
+/// frames of their own, one `address symbol` a line, samples apart by a blank line) as a profile.
+fn parse_script(script: &str) -> Profile {
+    let mut counts: BTreeMap<Purpose, u64> = BTreeMap::new();
     let mut samples = 0;
-    for line in report.lines().filter(|l| !l.starts_with('#')) {
-        let mut fields = line.split('|').map(str::trim);
-        let (Some(count), Some(dso), Some(symbol)) = (fields.next(), fields.next(), fields.next())
-        else {
+    for sample in script.split("\n\n") {
+        let frames = sample
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| line.split_once(' ').map_or("", |(_, symbol)| symbol));
+        if frames.clone().next().is_none() {
             continue;
-        };
-        let Ok(count) = count.parse::<u64>() else {
-            continue;
-        };
-        // "[.] name" for user space, "[k] name" for the kernel.
-        let symbol = symbol.get(4..).unwrap_or(symbol);
-        *counts.entry(component(dso, symbol)).or_default() += count;
-        samples += count;
+        }
+        *counts.entry(Purpose::of_stack(frames)).or_default() += 1;
+        samples += 1;
     }
     let shares = counts
         .into_iter()
-        .map(|(component, count)| (component, count as f64 / samples.max(1) as f64))
+        .map(|(purpose, count)| (purpose, count as f64 / samples.max(1) as f64))
         .collect();
     Profile { shares, samples }
-}
-
-/// The component of a sample in `symbol` of `dso`.
-fn component(dso: &str, symbol: &str) -> Component {
-    if dso.starts_with("[kernel") {
-        return Component::Kernel;
-    }
-    if dso == "[vdso]" {
-        return Component::Clock;
-    }
-    if symbol.starts_with("mi_")
-        || symbol.starts_with("_mi_")
-        || ["malloc", "free", "realloc", "calloc", "cfree"].contains(&symbol)
-        || symbol.starts_with("__mem")
-        || symbol.starts_with("mem")
-        || symbol.starts_with("_int_")
-    {
-        return Component::Memory;
-    }
-    if symbol.starts_with("rd_") || symbol.starts_with("rdk") || dso.contains("rdkafka") {
-        return Component::Kafka;
-    }
-    match first_crate(symbol) {
-        Some(
-            "reqwest" | "hyper" | "hyper_util" | "http" | "http_body" | "http_body_util"
-            | "httparse" | "url" | "idna" | "bytes" | "want" | "tower" | "tower_service" | "h2",
-        ) => Component::HttpClient,
-        Some("tokio" | "mio" | "futures_util" | "futures_core" | "futures_channel" | "futures") => {
-            Component::Runtime
-        }
-        Some("rdkafka" | "rdkafka_sys") => Component::Kafka,
-        Some("redis" | "combine") => Component::Redis,
-        Some("serde_json" | "serde" | "ryu" | "itoa") => Component::Json,
-        Some(
-            "tracing"
-            | "tracing_core"
-            | "tracing_subscriber"
-            | "prometheus_client"
-            | "backon"
-            | "opentelemetry"
-            | "opentelemetry_sdk"
-            | "tracing_opentelemetry",
-        ) => Component::Instrumentation,
-        Some(name) if name.starts_with("pricefront") || name == "vendor_sim" => Component::Ours,
-        _ => Component::Other,
-    }
-}
-
-/// The first crate a Rust symbol names other than the standard library's (`core`, `alloc`, `std`):
-/// `<tracing::Instrumented<T> as Future>::poll` is tracing's, `core::ptr::drop_in_place<hyper::X>`
-/// hyper's.
-fn first_crate(symbol: &str) -> Option<&str> {
-    let mut searched = 0;
-    while let Some(found) = symbol[searched..].find("::") {
-        let at = searched + found;
-        let head = &symbol[..at];
-        let start = head
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .map_or(0, |i| i + 1);
-        // A path's first segment: not one after another `::` (`core::ptr::…` names `core`, not `ptr`).
-        let starts_a_path = !head[..start].ends_with(':');
-        let name = &head[start..];
-        if starts_a_path && !name.is_empty() && !["core", "alloc", "std"].contains(&name) {
-            return Some(name);
-        }
-        searched = at + 2;
-    }
-    None
 }
 
 #[cfg(test)]
@@ -292,40 +289,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_symbol_belongs_to_the_first_crate_it_names_beyond_the_standard_library() {
-        assert_eq!(
-            first_crate(
-                "<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll"
-            ),
-            Some("tracing")
-        );
-        assert_eq!(
-            first_crate(
-                "core::ptr::drop_in_place<hyper_util::client::legacy::client::Client<C,B>>"
-            ),
-            Some("hyper_util")
-        );
-        assert_eq!(first_crate("_mi_page_malloc_zero"), None);
-    }
-
-    #[test]
-    fn samples_are_grouped_by_component() {
-        let report = "# comment\n\
-            40|[kernel.kallsyms]|[k] tcp_sendmsg\n\
-            20|pricefront-consumer|[.] _mi_page_malloc_zero\n\
-            10|libc.so.6|[.] __memmove_avx512_unaligned_erms\n\
-            10|pricefront-consumer|[.] pricefront_consumer::vendors::fanout::Comparer::compare::{{closure}}\n\
-            10|pricefront-consumer|[.] rd_kafka_queue_poll\n\
-            5|pricefront-consumer|[.] <redis::aio::connection_manager::ConnectionManager as redis::aio::ConnectionLike>::req\n\
-            5|[vdso]|[.] __vdso_clock_gettime\n";
-        let profile = parse_report(report);
-        assert_eq!(profile.samples, 100);
-        assert_eq!(profile.share(Component::Kernel), 0.4);
-        assert_eq!(profile.share(Component::Memory), 0.3);
-        assert_eq!(profile.share(Component::Ours), 0.1);
-        assert_eq!(profile.share(Component::Kafka), 0.1);
-        assert_eq!(profile.share(Component::Redis), 0.05);
-        assert_eq!(profile.share(Component::Clock), 0.05);
-        assert_eq!(profile.share(Component::Json), 0.0);
+    fn a_sample_is_for_the_purpose_of_its_innermost_frame_that_names_one() {
+        let script = "\n\
+            \tffffffff81 _raw_spin_unlock_irqrestore\n\
+            \tffffffff82 tcp_sendmsg\n\
+            \t4c6814 <tokio::net::tcp::stream::TcpStream as tokio::io::AsyncWrite>::poll_write_vectored\n\
+            \t4c6815 <redis::aio::multiplexed_connection::PipelineSink<T> as Sink>::poll_flush\n\
+            \t4c6816 tokio::runtime::task::harness::Harness<T,S>::poll\n\
+            \n\
+            \t4300bf _mi_malloc_generic\n\
+            \t4519b8 pricefront_consumer::vendors::offers::OfferReader::read\n\
+            \t46a177 <backon::retry::Retry<B,T> as core::future::future::Future>::poll\n\
+            \t46a178 <hyper_util::client::legacy::client::Client<C,B>>::send_request\n\
+            \n\
+            \t46a179 <tokio::time::timeout::Timeout<T> as core::future::future::Future>::poll\n\
+            \t46a17a pricefront_consumer::vendors::fetch::attempt_once::{{closure}}\n\
+            \t46a17b pricefront_consumer::intake::handler::MessageHandler::refresh::{{closure}}\n\
+            \n\
+            \tffffffff83 do_epoll_wait\n\
+            \t8d5752 tokio::runtime::scheduler::current_thread::Context::park\n\
+            \n\
+            \t4c6900 rd_kafka_q_pop\n\
+            \n\
+            \t4c7000 _mi_malloc_generic\n\
+            \t4c7001 {async_fn#0}<pricefront_core::comparison::VendorOutcome, pricefront_consumer::vendors::fetch::ask_vendor::{closure#1}> (inlined)\n\
+            \t4c7002 <serde_json::ser::Compound<W,F> as serde::ser::SerializeMap>::serialize_entry\n\
+            \n\
+            \t27249 __libc_start_call_main\n";
+        let profile = parse_script(script);
+        assert_eq!(profile.samples, 7);
+        // The wrapped timer, and the inlined fan-out future under a JSON writer, count for the fan-out.
+        let expected = [
+            (Purpose::Redis, 1),
+            (Purpose::RequestsAndOffers, 1),
+            (Purpose::Fanout, 2),
+            (Purpose::Runtime, 1),
+            (Purpose::Kafka, 1),
+            (Purpose::Other, 1),
+            (Purpose::VendorHttp, 0),
+        ];
+        for (purpose, samples) in expected {
+            assert!(
+                (profile.share(purpose) - f64::from(samples) / 7.0).abs() < 1e-9,
+                "{purpose:?}: {profile:?}"
+            );
+        }
+        assert_eq!(profile.share(Purpose::ResultJson), 0.0);
     }
 }
