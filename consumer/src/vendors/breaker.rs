@@ -21,7 +21,6 @@
 //! `pricefront_vendor_circuit_state` gauge and counts its openings.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -346,26 +345,19 @@ impl VendorBreaker {
         }
     }
 
-    /// Runs `call` if the circuit lets it through now, telling it how ([`Admission::Trial`]: one request,
-    /// no retries), and records the [`CallOutcome`] it returns beside its value; says why not, without
-    /// running it, when the circuit rejects it. A call dropped before it returns (its comparison
-    /// cancelled) learnt nothing: it is recorded as [`CallOutcome::Inconclusive`].
-    pub async fn call<T, Fut>(
-        &self,
-        call: impl FnOnce(Admission) -> Fut,
-    ) -> Result<T, CircuitRejection>
-    where
-        Fut: Future<Output = (T, CallOutcome)>,
-    {
+    /// Lets a call through if the circuit does now, with a permit that says how
+    /// ([`Admission::Trial`]: one request, no retries) and takes the call's [`CallOutcome`]; says why
+    /// not when the circuit rejects it. A permit dropped before its outcome is recorded (its comparison
+    /// cancelled) learnt nothing: it counts as [`CallOutcome::Inconclusive`].
+    ///
+    /// A permit rather than a method that runs the call: the call's future is then not wrapped in one
+    /// more future that holds its arguments a second time for as long as the vendor takes to answer.
+    pub fn admit(&self) -> Result<BreakerPermit<'_>, CircuitRejection> {
         let admission = self.update(|breaker| breaker.admit(Instant::now()))?;
-        let mut unfinished = Unfinished {
+        Ok(BreakerPermit {
             breaker: self,
             admission: Some(admission),
-        };
-        let (value, outcome) = call(admission).await;
-        unfinished.admission = None;
-        self.update(|breaker| breaker.record(admission, outcome, Instant::now()));
-        Ok(value)
+        })
     }
 
     /// The state now.
@@ -391,15 +383,31 @@ impl VendorBreaker {
     }
 }
 
-/// A call let through a [`VendorBreaker`] and not returned yet: dropped so (the call cancelled), it
-/// gives its place away as an inconclusive call does.
-struct Unfinished<'a> {
+/// A call let through a [`VendorBreaker`] whose outcome is not recorded yet: dropped so (the call
+/// cancelled), it gives its place away as an inconclusive call does.
+#[derive(Debug)]
+pub struct BreakerPermit<'a> {
     breaker: &'a VendorBreaker,
-    /// `None` once the call returned.
+    /// `None` once the outcome is recorded.
     admission: Option<Admission>,
 }
 
-impl Drop for Unfinished<'_> {
+impl BreakerPermit<'_> {
+    /// How the call was let through: a trial makes one request, no retries.
+    pub fn admission(&self) -> Admission {
+        self.admission.unwrap_or(Admission::Call)
+    }
+
+    /// Records how the call ended.
+    pub fn record(mut self, outcome: CallOutcome) {
+        if let Some(admission) = self.admission.take() {
+            self.breaker
+                .update(|breaker| breaker.record(admission, outcome, Instant::now()));
+        }
+    }
+}
+
+impl Drop for BreakerPermit<'_> {
     fn drop(&mut self) {
         if let Some(admission) = self.admission.take() {
             self.breaker.update(|breaker| breaker.abandon(admission));
@@ -588,17 +596,15 @@ mod tests {
     }
 
     /// Runs one call through `shared` that comes to `outcome`; how it was let through, or why not.
-    async fn call(
-        shared: &VendorBreaker,
-        outcome: CallOutcome,
-    ) -> Result<Admission, CircuitRejection> {
-        shared
-            .call(|admission| async move { (admission, outcome) })
-            .await
+    fn call(shared: &VendorBreaker, outcome: CallOutcome) -> Result<Admission, CircuitRejection> {
+        let permit = shared.admit()?;
+        let admission = permit.admission();
+        permit.record(outcome);
+        Ok(admission)
     }
 
-    #[tokio::test]
-    async fn the_shared_breaker_mirrors_its_state_counts_openings_and_gives_up_a_cancelled_trial() {
+    #[test]
+    fn the_shared_breaker_mirrors_its_state_counts_openings_and_gives_up_a_cancelled_trial() {
         let gauge = Gauge::default();
         let openings = Counter::default();
         let shared = VendorBreaker::new(
@@ -612,33 +618,26 @@ mod tests {
             openings.clone(),
         );
         assert_eq!(gauge.get(), 0);
-        assert_eq!(
-            call(&shared, CallOutcome::Failed).await,
-            Ok(Admission::Call)
-        );
+        assert_eq!(call(&shared, CallOutcome::Failed), Ok(Admission::Call));
         assert_eq!(gauge.get(), 1);
         assert_eq!(openings.get(), 1);
 
         // A trial under way holds the only place; cancelled, it gives it away.
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-        let trial = shared.call(|admission| async move {
-            let _ = started_tx.send(admission);
-            std::future::pending::<((), CallOutcome)>().await
-        });
-        tokio::select! {
-            _ = trial => unreachable!("the trial never returns"),
-            admission = started_rx => assert_eq!(admission, Ok(Admission::Trial)),
-        }
+        let trial = shared.admit().expect("a trial");
+        assert_eq!(trial.admission(), Admission::Trial);
         assert_eq!(gauge.get(), 2);
         assert_eq!(
-            call(&shared, CallOutcome::Inconclusive).await,
+            shared.admit().map(|permit| permit.admission()),
+            Err(CircuitRejection::TrialsOut),
+            "the trial under way holds the only place"
+        );
+        drop(trial);
+        assert_eq!(
+            call(&shared, CallOutcome::Inconclusive),
             Ok(Admission::Trial),
             "the cancelled trial gave its place away"
         );
-        assert_eq!(
-            call(&shared, CallOutcome::Succeeded).await,
-            Ok(Admission::Trial)
-        );
+        assert_eq!(call(&shared, CallOutcome::Succeeded), Ok(Admission::Trial));
         assert_eq!(shared.state(), CircuitState::Closed);
         assert_eq!(gauge.get(), 0);
         assert_eq!(openings.get(), 1);

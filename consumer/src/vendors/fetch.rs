@@ -425,27 +425,28 @@ pub async fn ask_vendor(
             return failure(FailureKind::Connect, error.to_string(), 0)
         }
     };
-    let call = guards.breaker.call(|admission| async move {
-        // A half-open circuit's trial makes one request: its outcome decides, a retry would not.
-        let max_attempts = match admission {
-            Admission::Trial => 1,
-            Admission::Call => vendor.max_attempts,
-        };
-        let (log, ended) = attempt_until_done(
-            client,
-            vendor,
-            guards,
-            lag,
-            &request,
-            trace,
-            limits,
-            max_attempts,
-        )
-        .await;
-        conclude(vendor, limits, log, ended, failure)
-    });
-    call.await
-        .unwrap_or_else(|rejection| failure(FailureKind::CircuitOpen, rejection.to_string(), 0))
+    let permit = match guards.breaker.admit() {
+        Ok(permit) => permit,
+        Err(rejection) => return failure(FailureKind::CircuitOpen, rejection.to_string(), 0),
+    };
+    // A half-open circuit's trial makes one request: its outcome decides, a retry would not.
+    let max_attempts = match permit.admission() {
+        Admission::Trial => 1,
+        Admission::Call => vendor.max_attempts,
+    };
+    let call = VendorCall {
+        client,
+        vendor,
+        guards,
+        lag,
+        request,
+        trace,
+        limits,
+    };
+    let (log, ended) = attempt_until_done(&call, max_attempts).await;
+    let (outcome, call_outcome) = conclude(vendor, limits, log, ended, failure);
+    permit.record(call_outcome);
+    outcome
 }
 
 /// How a call's attempts ended.
@@ -459,19 +460,30 @@ enum Ended {
     Deadline,
 }
 
-/// Makes up to `max_attempts` requests for `request`, retrying retryable failures with backoff, all
-/// within `limits.deadline`; what the attempts were, and how they ended.
-#[allow(clippy::too_many_arguments)]
-async fn attempt_until_done(
-    client: &Client,
-    vendor: &Vendor,
-    guards: &VendorGuards,
-    lag: &RuntimeLag,
-    request: &FilledRequest,
-    trace: &TraceContext,
+/// One call to a vendor: what its attempts share, passed down by one reference (each async layer holds
+/// what it is given for as long as the vendor takes to answer: one reference, not seven fields).
+struct VendorCall<'a> {
+    client: &'a Client,
+    vendor: &'a Vendor,
+    guards: &'a VendorGuards,
+    lag: &'a RuntimeLag,
+    request: FilledRequest,
+    trace: &'a TraceContext,
     limits: FetchLimits,
-    max_attempts: u32,
-) -> (CallLog, Ended) {
+}
+
+/// Makes up to `max_attempts` requests for the call's request, retrying retryable failures with
+/// backoff, all within its `limits.deadline`; what the attempts were, and how they ended.
+async fn attempt_until_done(call: &VendorCall<'_>, max_attempts: u32) -> (CallLog, Ended) {
+    let VendorCall {
+        client,
+        vendor,
+        guards,
+        lag,
+        trace,
+        limits,
+        ..
+    } = call;
     let started = Instant::now();
     let deadline = started + limits.deadline;
     // This call's span, so that the vendor's own tracing joins the trace.
@@ -495,17 +507,7 @@ async fn attempt_until_done(
                 log.in_flight_since = Some(sent);
             }
             guards.requests.inc();
-            let result = attempt_once(
-                client,
-                vendor,
-                guards,
-                lag,
-                request,
-                token.as_ref(),
-                limits.max_body_bytes,
-                traceparent.as_ref(),
-            )
-            .await;
+            let result = attempt_once(call, token.as_ref(), traceparent.as_ref()).await;
             let result = match result {
                 Err(AttemptError::TooManyRequests { retry_after, .. }) => {
                     Err(AttemptError::TooManyRequests {
@@ -655,17 +657,20 @@ fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// One HTTP exchange with the vendor, its answer read.
-#[allow(clippy::too_many_arguments)]
 async fn attempt_once(
-    client: &Client,
-    vendor: &Vendor,
-    guards: &VendorGuards,
-    lag: &RuntimeLag,
-    request: &FilledRequest,
+    call: &VendorCall<'_>,
     token: Option<&BearerToken>,
-    max_body: usize,
     traceparent: Option<&header::HeaderValue>,
 ) -> Result<Offer, AttemptError> {
+    let VendorCall {
+        client,
+        vendor,
+        guards,
+        lag,
+        request,
+        limits,
+        ..
+    } = call;
     let exchange = async {
         let mut builder = client
             .request(request.method.clone(), request.url.clone())
@@ -716,7 +721,7 @@ async fn attempt_once(
         if !status.is_success() {
             return Err(AttemptError::Status(status));
         }
-        read_capped(response, max_body).await
+        read_capped(response, limits.max_body_bytes).await
     };
     let sent = Instant::now();
     let body = tokio::time::timeout(vendor.timeout, exchange)
