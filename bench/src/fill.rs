@@ -29,6 +29,8 @@ struct Run {
     /// The same from the first stored result to the last (the steady fill only).
     cpu_s_per_1000_fill: f64,
     peak_rss_mib: f64,
+    /// Resident memory mapped from files at the end of the run (the program's code, its libraries').
+    files_rss_mib: f64,
     vendor_calls_per_product: f64,
     /// Where its CPU went, when it was profiled.
     profile: Option<Profile>,
@@ -48,6 +50,7 @@ impl Run {
             cpu_s_per_1000: of(|r| r.cpu_s_per_1000),
             cpu_s_per_1000_fill: of(|r| r.cpu_s_per_1000_fill),
             peak_rss_mib: of(|r| r.peak_rss_mib),
+            files_rss_mib: of(|r| r.files_rss_mib),
             vendor_calls_per_product: of(|r| r.vendor_calls_per_product),
             profile: None,
             redis: {
@@ -79,6 +82,7 @@ impl From<PeerRun> for Run {
             cpu_s_per_1000: peer.cpu_s_per_1000,
             cpu_s_per_1000_fill: peer.cpu_s_per_1000_fill,
             peak_rss_mib: peer.peak_rss_mib,
+            files_rss_mib: peer.files_rss_mib,
             vendor_calls_per_product: peer.vendor_calls_per_product,
             profile: None,
             redis: None,
@@ -347,13 +351,38 @@ fn against_the_classic_way(window: u32, ours: Option<f64>, classic: Option<f64>)
     }
 }
 
+/// One side's figures at a window, as the goals compare them (the medians of its rounds).
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    /// Results stored per second.
+    rate: f64,
+    /// CPU seconds per 1,000 comparisons over the fill.
+    cpu: f64,
+    /// Peak resident memory, MiB.
+    peak_rss: f64,
+    /// Resident memory mapped from files at the end (code), MiB.
+    files_rss: f64,
+}
+
+impl From<&Run> for Figures {
+    fn from(run: &Run) -> Self {
+        Self {
+            rate: run.rate,
+            cpu: run.cpu_s_per_1000_fill,
+            peak_rss: run.peak_rss_mib,
+            files_rss: run.files_rss_mib,
+        }
+    }
+}
+
 /// Ours beside the bare-reqwest floor at one window: what the consumer adds to its HTTP client.
 struct AgainstFloor {
     window: u32,
-    ours: (f64, f64, f64),
-    floor: Option<(f64, f64, f64)>,
-    /// Our fan-out alone's CPU per 1,000 (fill), when it ran.
-    fanout_cpu: Option<f64>,
+    ours: Figures,
+    /// The bare floor, when it ran.
+    floor: Option<Figures>,
+    /// Our fan-out alone, when it ran.
+    fanout: Option<Figures>,
     /// Redis's socket reads per comparison during ours's run.
     redis_reads: Option<f64>,
     /// Each round's ratios of ours to the bare floor of the same round: results/s, CPU per comparison.
@@ -365,9 +394,9 @@ impl AgainstFloor {
     fn new(window: u32, ours: &Run) -> Self {
         Self {
             window,
-            ours: (ours.rate, ours.cpu_s_per_1000_fill, ours.peak_rss_mib),
+            ours: ours.into(),
             floor: None,
-            fanout_cpu: None,
+            fanout: None,
             round_ratios: Vec::new(),
             redis_reads: ours
                 .redis
@@ -403,17 +432,17 @@ impl AgainstFloor {
     /// The median CPU seconds per 1,000 comparisons of ours, our fan-out alone and the bare floor,
     /// when both floors ran.
     fn cpu_medians(&self) -> Option<[f64; 3]> {
-        Some([self.ours.1, self.fanout_cpu?, self.floor?.1])
+        Some([self.ours.cpu, self.fanout?.cpu, self.floor?.cpu])
     }
 
     /// Our fan-out alone at the same window.
     fn fanout(&mut self, fanout: &Run) {
-        self.fanout_cpu = Some(fanout.cpu_s_per_1000_fill);
+        self.fanout = Some(fanout.into());
     }
 
     /// The bare floor at the same window.
     fn floor(&mut self, floor: &Run) {
-        self.floor = Some((floor.rate, floor.cpu_s_per_1000_fill, floor.peak_rss_mib));
+        self.floor = Some(floor.into());
     }
 }
 
@@ -443,10 +472,10 @@ fn goals_against_floor(windows: &[AgainstFloor]) -> String {
     ];
     for window in windows {
         let Some(floor) = window.floor else { continue };
-        let (rate, cpu, rss) = window.ours;
-        let rate_ratio = rate / floor.0.max(f64::MIN_POSITIVE);
-        let cpu_ratio = cpu / floor.1.max(f64::MIN_POSITIVE);
-        let extra = rss - floor.2;
+        let ours = window.ours;
+        let rate_ratio = ours.rate / floor.rate.max(f64::MIN_POSITIVE);
+        let cpu_ratio = ours.cpu / floor.cpu.max(f64::MIN_POSITIVE);
+        let extra = ours.peak_rss - floor.peak_rss;
         let rss_cell = match rss_allowance(window.window) {
             Some(allowed) => format!(
                 "{extra:+.1} MiB (goal ≤ +{allowed:.0}): {}",
@@ -475,6 +504,7 @@ fn goals_against_floor(windows: &[AgainstFloor]) -> String {
     }
     lines.push(String::new());
     lines.extend(split_of_the_extra(windows));
+    lines.extend(memory_split(windows));
     lines.join("\n")
 }
 
@@ -501,24 +531,80 @@ fn split_of_the_extra(windows: &[AgainstFloor]) -> Vec<String> {
         "| ---: | ---: | ---: | ---: | ---: | ---: |".into(),
     ];
     for window in windows {
-        let (Some(floor), Some(fanout)) = (window.floor, window.fanout_cpu) else {
+        let (Some(floor), Some(fanout)) = (window.floor, window.fanout) else {
             continue;
         };
-        let ours = window.ours.1;
+        let (ours, fanout) = (window.ours.cpu, fanout.cpu);
         let reads = window
             .redis_reads
             .map_or_else(String::new, |reads| format!("{reads:.2}"));
         lines.push(format!(
             "| {} | {:+.3} | {:+.3} | {:+.3} | {reads} | {:.2} / {:.2} |",
             window.window,
-            ours - floor.1,
+            ours - floor.cpu,
             ours - fanout,
-            fanout - floor.1,
-            cores_busy(window.ours.0, ours),
-            cores_busy(floor.0, floor.1),
+            fanout - floor.cpu,
+            cores_busy(window.ours.rate, ours),
+            cores_busy(floor.rate, floor.cpu),
         ));
     }
     lines.push(String::new());
+    lines
+}
+
+/// Where ours' extra peak memory is, by the floor rows of the same run: the code mapped from files
+/// (the Kafka and Redis clients' code, which the floors do not link), and the rest (the heap, the
+/// stacks) split as the CPU is: Kafka, Redis and the offsets, and our fan-out's own state.
+fn memory_split(windows: &[AgainstFloor]) -> Vec<String> {
+    let mut lines = vec![
+        "Where ours' extra memory is, by the same rows (MiB): each process's peak RSS less what of it is \
+         mapped from files (`RssFile`, read at the end of the run: the program's code and its libraries', \
+         paged in as they run, which the floors have less of since they link no Kafka or Redis client), \
+         and the rest (the heap, the threads' stacks) split as the CPU is above:"
+            .to_owned(),
+        String::new(),
+        "| window | ours − floor, peak | code mapped from files: ours − floor | the rest: Kafka, Redis, offsets (ours − fan-out alone) | the rest: our fan-out's state (fan-out alone − floor) |".into(),
+        "| ---: | ---: | ---: | ---: | ---: |".into(),
+    ];
+    let rest = |side: Figures| side.peak_rss - side.files_rss;
+    let mut against_goals = Vec::new();
+    for window in windows {
+        let (Some(floor), Some(fanout)) = (window.floor, window.fanout) else {
+            continue;
+        };
+        let ours = window.ours;
+        let (extra, code) = (
+            ours.peak_rss - floor.peak_rss,
+            ours.files_rss - floor.files_rss,
+        );
+        lines.push(format!(
+            "| {} | {extra:+.1} | {code:+.1} | {:+.1} | {:+.1} |",
+            window.window,
+            rest(ours) - rest(fanout),
+            rest(fanout) - rest(floor),
+        ));
+        if let Some(allowed) = rss_allowance(window.window) {
+            against_goals.push(format!(
+                "at {}, {:+.1} MiB ({} the goal's +{allowed:.0})",
+                window.window,
+                extra - code,
+                if extra - code <= allowed {
+                    "within"
+                } else {
+                    "over"
+                }
+            ));
+        }
+    }
+    lines.push(String::new());
+    if !against_goals.is_empty() {
+        lines.push(format!(
+            "Less the code ours runs and the floor does not (librdkafka, the Redis client, the intake), \
+             which is paged in from the program and stays resident, ours adds to the floor {}.",
+            against_goals.join("; ")
+        ));
+        lines.push(String::new());
+    }
     lines
 }
 
@@ -879,6 +965,7 @@ async fn one_run(
         cpu_s_per_1000: usage.cpu_s_per_1000(count),
         cpu_s_per_1000_fill: usage.cpu_s_per_1000_fill(count.saturating_sub(fill.done_at_start)),
         peak_rss_mib: usage.peak_rss_mib,
+        files_rss_mib: usage.files_rss_mib,
         vendor_calls_per_product: calls as f64 / count as f64,
         profile,
         redis: Some(redis),
@@ -980,6 +1067,8 @@ pub(crate) struct FloorReport {
     pub(crate) simulator: CpuSplit,
     /// The floor process's peak resident memory, in KiB.
     pub(crate) peak_rss_kib: f64,
+    /// The floor process's resident memory mapped from files at its end, in KiB.
+    pub(crate) files_rss_kib: f64,
     /// Calls the simulated vendors answered (0 until the caller counts them).
     pub(crate) vendor_calls: u64,
     /// Where the floor process's CPU went, when it was profiled.
@@ -996,6 +1085,7 @@ impl From<FloorReport> for Run {
             cpu_s_per_1000: cpu_per_1000,
             cpu_s_per_1000_fill: cpu_per_1000,
             peak_rss_mib: floor.peak_rss_kib / 1024.0,
+            files_rss_mib: floor.files_rss_kib / 1024.0,
             vendor_calls_per_product: floor.vendor_calls as f64 / floor.comparisons.max(1.0),
             profile: floor.profile,
             redis: None,
@@ -1101,6 +1191,7 @@ pub(crate) async fn run_floor_binary(
             system: simulator_after.system - simulator_before.system,
         },
         peak_rss_kib: number("peak_rss_kib")?,
+        files_rss_kib: number("files_rss_kib")?,
         vendor_calls: 0,
         profile: match profile_to {
             Some(file) => Some(cpu_profile::read(file).await?),
@@ -1208,6 +1299,7 @@ mod tests {
             cpu_s_per_1000: cpu,
             cpu_s_per_1000_fill: cpu,
             peak_rss_mib: rss,
+            files_rss_mib: rss / 10.0,
             vendor_calls_per_product: 5.0,
             profile: None,
             redis: None,
@@ -1255,8 +1347,18 @@ mod tests {
             note.contains("| 512 | +0.040 | +0.010 | +0.030 | 3.00 | 0.23 / 0.20 |"),
             "{note}"
         );
-        // No fan-out floor at 1,024: no split row.
+        // The extra memory: ours 116 (11.6 of it code), the fan-out alone 105 (10.5), the floor 100 (10).
+        assert!(
+            note.contains("| 512 | +16.0 | +1.6 | +9.9 | +4.5 |"),
+            "{note}"
+        );
+        assert!(
+            note.contains("ours adds to the floor at 512, +14.4 MiB (within the goal's +16)."),
+            "{note}"
+        );
+        // No fan-out floor at 1,024: no split rows.
         assert!(!note.contains("| 1024 | +0.050"), "{note}");
+        assert!(!note.contains("| 1024 | +25.0 |"), "{note}");
     }
 
     #[test]

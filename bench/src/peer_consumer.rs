@@ -53,6 +53,8 @@ pub struct PeerRun {
     pub cpu_s_per_1000_fill: f64,
     /// The process's peak resident memory (VmHWM), MiB.
     pub peak_rss_mib: f64,
+    /// Its resident memory mapped from files at the end (the JVM's libraries, the class data), MiB.
+    pub files_rss_mib: f64,
     /// Vendor calls the simulator served, per product.
     pub vendor_calls_per_product: f64,
 }
@@ -138,6 +140,7 @@ pub async fn run_peer_mode(
         cpu_s_per_1000: usage.cpu_s_per_1000(count),
         cpu_s_per_1000_fill: usage.cpu_s_per_1000_fill(filled),
         peak_rss_mib: usage.peak_rss_mib,
+        files_rss_mib: usage.files_rss_mib,
         vendor_calls_per_product: vendor_calls as f64 / count as f64,
     })
 }

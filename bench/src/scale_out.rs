@@ -975,6 +975,7 @@ mod tests {
             cpu_at_first,
             cpu_at_end,
             peak_rss_mib,
+            files_rss_mib: 0.0,
         }
     }
 

@@ -2,15 +2,15 @@
 //! same way for ours and the peer, and never made up: a reading that fails fails the run, on either side,
 //! instead of printing 0.00 CPU s or 0 MiB for one of them (or charging the peer's whole life to its fill).
 
-use pricefront_harness::process::{cpu_seconds, memory};
+use pricefront_harness::process::{cpu_seconds, memory, Memory};
 use pricefront_harness::HarnessError;
 
 /// Where a process's figures come from: [`Proc`] in the benchmark, a stand-in in tests.
 pub trait ProcSource {
     /// CPU seconds (user + sys) the process `pid` has used so far.
     fn cpu_seconds(&self, pid: u32) -> Result<f64, HarnessError>;
-    /// The process's peak resident memory (`VmHWM`), KiB.
-    fn peak_rss_kib(&self, pid: u32) -> Result<u64, HarnessError>;
+    /// The process's resident memory: its peak, and now what of it is mapped from files.
+    fn memory(&self, pid: u32) -> Result<Memory, HarnessError>;
 }
 
 /// The figures of a live process, from `/proc/PID/stat` and `/proc/PID/status`.
@@ -21,8 +21,8 @@ impl ProcSource for Proc {
         cpu_seconds(pid)
     }
 
-    fn peak_rss_kib(&self, pid: u32) -> Result<u64, HarnessError> {
-        memory(pid).map(|m| m.peak_kib)
+    fn memory(&self, pid: u32) -> Result<Memory, HarnessError> {
+        memory(pid)
     }
 }
 
@@ -84,6 +84,8 @@ pub struct FillUsage {
     pub cpu_at_end: f64,
     /// Peak resident memory, MiB.
     pub peak_rss_mib: f64,
+    /// Resident memory mapped from files at the end (the program's code, its libraries'), MiB.
+    pub files_rss_mib: f64,
 }
 
 impl<'a, S: ProcSource> UsageProbe<'a, S> {
@@ -112,9 +114,9 @@ impl<'a, S: ProcSource> UsageProbe<'a, S> {
                 end: cpu_at_end,
             });
         }
-        let peak_kib = self
+        let memory = self
             .source
-            .peak_rss_kib(self.pid)
+            .memory(self.pid)
             .map_err(|source| UsageError::Memory {
                 side: self.side.clone(),
                 pid: self.pid,
@@ -123,7 +125,8 @@ impl<'a, S: ProcSource> UsageProbe<'a, S> {
         Ok(FillUsage {
             cpu_at_first,
             cpu_at_end,
-            peak_rss_mib: peak_kib as f64 / 1024.0,
+            peak_rss_mib: memory.peak_kib as f64 / 1024.0,
+            files_rss_mib: memory.files_kib as f64 / 1024.0,
         })
     }
 
@@ -179,8 +182,13 @@ mod tests {
             self.cpu.borrow_mut().pop().flatten().ok_or_else(gone)
         }
 
-        fn peak_rss_kib(&self, _pid: u32) -> Result<u64, HarnessError> {
-            self.peak_kib.ok_or_else(gone)
+        fn memory(&self, _pid: u32) -> Result<Memory, HarnessError> {
+            let peak_kib = self.peak_kib.ok_or_else(gone)?;
+            Ok(Memory {
+                peak_kib,
+                current_kib: peak_kib,
+                files_kib: peak_kib / 8,
+            })
         }
     }
 
@@ -239,5 +247,6 @@ mod tests {
         assert_eq!(usage.cpu_s_per_1000(10_000), 0.5);
         assert_eq!(usage.cpu_s_per_1000_fill(8_000), 0.5);
         assert_eq!(usage.peak_rss_mib, 79.0);
+        assert_eq!(usage.files_rss_mib, 79.0 / 8.0);
     }
 }

@@ -188,6 +188,7 @@ pub async fn run(plan: &Plan) -> Result<DrillReport, DrillError> {
         Ok(pricefront_harness::process::Memory {
             peak_kib: peak,
             current_kib: now,
+            ..
         }) => {
             report.note(format!(
                 "consumer memory: peak RSS (VmHWM) {:.1} MiB, RSS at the end {:.1} MiB (--max-in-flight {}, --max-body-bytes {}, vendor timeout {} ms, deadline {} ms)",

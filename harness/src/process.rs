@@ -13,9 +13,13 @@ pub struct Memory {
     pub peak_kib: u64,
     /// Now (`VmRSS`).
     pub current_kib: u64,
+    /// Now, the part mapped from files (`RssFile`): the program's and its libraries' code and read-only
+    /// data, paged in as they run, which stays resident once read.
+    pub files_kib: u64,
 }
 
-/// The peak and current resident memory of the process `pid` (`VmHWM`, `VmRSS` of /proc/PID/status).
+/// The peak and current resident memory of the process `pid` (`VmHWM`, `VmRSS`, `RssFile` of
+/// /proc/PID/status).
 pub fn memory(pid: u32) -> Result<Memory, HarnessError> {
     let path = format!("/proc/{pid}/status");
     let status =
@@ -30,6 +34,7 @@ pub fn memory(pid: u32) -> Result<Memory, HarnessError> {
     Ok(Memory {
         peak_kib: field("VmHWM:")?,
         current_kib: field("VmRSS:")?,
+        files_kib: field("RssFile:")?,
     })
 }
 

@@ -63,12 +63,14 @@ fn main() -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let pid = std::process::id();
     let cpu = cpu_split(pid)?;
-    let peak_kib = memory(pid)?.peak_kib;
+    let memory = memory(pid)?;
     println!(
-        r#"{{"comparisons":{comparisons},"seconds":{seconds:.3},"cpu_seconds":{:.3},"user_seconds":{:.3},"system_seconds":{:.3},"peak_rss_kib":{peak_kib}}}"#,
+        r#"{{"comparisons":{comparisons},"seconds":{seconds:.3},"cpu_seconds":{:.3},"user_seconds":{:.3},"system_seconds":{:.3},"peak_rss_kib":{},"files_rss_kib":{}}}"#,
         cpu.total(),
         cpu.user,
-        cpu.system
+        cpu.system,
+        memory.peak_kib,
+        memory.files_kib
     );
     Ok(())
 }
