@@ -494,7 +494,7 @@ fn goals_against_floor(windows: &[AgainstFloor]) -> String {
                 format!(" (rounds {low:.2}–{high:.2}×)")
             });
         lines.push(format!(
-            "| {} | {:.0}%: {}{rate_rounds} | {:.2}×: {}{cpu_rounds} | {rss_cell} |",
+            "| {} | {:.1}%: {}{rate_rounds} | {:.2}×: {}{cpu_rounds} | {rss_cell} |",
             window.window,
             100.0 * rate_ratio,
             verdict(rate_ratio >= 0.95),
@@ -1335,11 +1335,11 @@ mod tests {
         );
         let note = goals_against_floor(&[at_512, at_1024]);
         assert!(
-            note.contains("| 512 | 95%: met | 1.20×: met | +16.0 MiB (goal ≤ +16): met |"),
+            note.contains("| 512 | 95.0%: met | 1.20×: met | +16.0 MiB (goal ≤ +16): met |"),
             "{note}"
         );
         assert!(
-            note.contains("| 1024 | 94%: **not met** (rounds 90–98%) | 1.25×: **not met** (rounds 1.10–1.50×) | +25.0 MiB (goal ≤ +24): **not met** |"),
+            note.contains("| 1024 | 94.0%: **not met** (rounds 90–98%) | 1.25×: **not met** (rounds 1.10–1.50×) | +25.0 MiB (goal ≤ +24): **not met** |"),
             "{note}"
         );
         // The extra CPU split by the fan-out floor, with Redis's reads per comparison (3 for 1).
