@@ -848,6 +848,12 @@ mod tests {
         let run = MissRun::of(&misses, BTreeMap::new(), 4).expect("figures");
         let (first, second) = run.halves.as_ref().expect("two halves");
         assert_eq!((first.max, second.max), (200.0, 120.0));
+        let expected = format!(
+            "`kv` 5/s 10.0 (warm-up), {:.1}, {:.1}.",
+            first.p99 - 100.0,
+            second.p99 - 100.0
+        );
+        let (first_p99, second_p99) = (first.p99, second.p99);
         let measured = Measured {
             worker: "kv",
             rate: 5,
@@ -860,7 +866,9 @@ mod tests {
             },
         };
         let note = goal_and_halves(&[measured], 100.0);
-        assert!(note.contains("`kv` 5/s 10.0 (warm-up), "), "{note}");
+        // The first half's tail (200 and 180 ms) before the second's (120 and 110).
+        assert!(first_p99 >= 180.0 && second_p99 <= 120.0, "{note}");
+        assert!(note.contains(&expected), "{note}");
         assert!(note.contains("ms, not met**."), "{note}");
     }
 

@@ -185,6 +185,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_memory_mapped_from_files_is_part_of_the_resident_memory() {
+        let memory = memory(std::process::id()).expect("this process's memory");
+        // This test's own code is mapped from its binary, and resident while it runs.
+        assert!(memory.files_kib > 0, "{memory:?}");
+        assert!(memory.files_kib <= memory.current_kib, "{memory:?}");
+        assert!(memory.current_kib <= memory.peak_kib, "{memory:?}");
+    }
+
+    #[test]
     fn a_process_group_has_used_at_least_what_one_of_its_processes_has() {
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
         let group: u32 = stat_fields(&own)[PGRP].parse().unwrap();

@@ -356,7 +356,7 @@ impl VendorBreaker {
         let admission = self.update(|breaker| breaker.admit(Instant::now()))?;
         Ok(BreakerPermit {
             breaker: self,
-            admission: Some(admission),
+            admission,
         })
     }
 
@@ -388,30 +388,29 @@ impl VendorBreaker {
 #[derive(Debug)]
 pub struct BreakerPermit<'a> {
     breaker: &'a VendorBreaker,
-    /// `None` once the outcome is recorded.
-    admission: Option<Admission>,
+    admission: Admission,
 }
 
 impl BreakerPermit<'_> {
     /// How the call was let through: a trial makes one request, no retries.
     pub fn admission(&self) -> Admission {
-        self.admission.unwrap_or(Admission::Call)
+        self.admission
     }
 
     /// Records how the call ended.
-    pub fn record(mut self, outcome: CallOutcome) {
-        if let Some(admission) = self.admission.take() {
-            self.breaker
-                .update(|breaker| breaker.record(admission, outcome, Instant::now()));
-        }
+    pub fn record(self, outcome: CallOutcome) {
+        let (breaker, admission) = (self.breaker, self.admission);
+        // Recorded: not given away as a cancelled call (it holds a reference and a `Copy` value only,
+        // so nothing leaks).
+        std::mem::forget(self);
+        breaker.update(|breaker| breaker.record(admission, outcome, Instant::now()));
     }
 }
 
 impl Drop for BreakerPermit<'_> {
     fn drop(&mut self) {
-        if let Some(admission) = self.admission.take() {
-            self.breaker.update(|breaker| breaker.abandon(admission));
-        }
+        let admission = self.admission;
+        self.breaker.update(|breaker| breaker.abandon(admission));
     }
 }
 
