@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
-use pricefront_harness::machine::CpuTimes;
+use pricefront_harness::machine::{wait_until_quiet, CpuTimes, Quiet};
 use pricefront_harness::metrics::{self, Histogram};
 use pricefront_harness::worker::{Inspector, LocalWorker};
 use pricefront_harness::{
@@ -49,6 +49,12 @@ const KV_NO_GATE_CLI_PORT: u16 = 8818;
 
 /// The Workers of these benchmarks run without the runtime's inspector, as a deployed Worker does.
 const INSPECTOR: Inspector = Inspector::Off;
+
+/// Each measured run begins once all the CPUs were less busy than this over [`QUIET_WINDOW`], waiting
+/// at most [`QUIET_LIMIT`].
+const QUIET_BELOW: f64 = 0.3;
+const QUIET_WINDOW: Duration = Duration::from_secs(3);
+const QUIET_LIMIT: Duration = Duration::from_secs(120);
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
 /// by the REST proxy drill).
@@ -401,6 +407,8 @@ struct Measured {
     run: MissRun,
     stages: Stages,
     load: Load,
+    /// How long the machine took to be quiet before the run's warm-up.
+    quiet: Quiet,
 }
 
 async fn measured(
@@ -411,6 +419,8 @@ async fn measured(
     consumer: &ConsumerProcess,
 ) -> anyhow::Result<Measured> {
     let edge = local.edge();
+    // Not inside what the run before left to do (a broker deleting its topics, a collector, a JIT).
+    let quiet = wait_until_quiet(QUIET_BELOW, QUIET_WINDOW, QUIET_LIMIT).await?;
     // Warm-up, not measured: the bridge's and the Worker's first requests pay for JIT and connections.
     let warm = miss_to_filled(rate, WARM_UP_PRODUCTS, args.miss_poll_ms, &edge).await?;
     let before = metrics::page(consumer.metrics_port).await?;
@@ -425,6 +435,7 @@ async fn measured(
         run,
         stages: Stages::between(&before, &after),
         load,
+        quiet,
     })
 }
 
@@ -517,7 +528,24 @@ struct MissRun {
     /// [`Self::filled`] of the misses asked in the first half of the run, then of those asked in the
     /// second (when there were two or more): a tail early in the run only is the path still warming up.
     halves: Option<(Spread, Spread)>,
+    /// The slowest misses to be filled, slowest first: whether a tail is a few stalls together or spread
+    /// over the run.
+    slowest: Vec<SlowMiss>,
 }
+
+/// One of a run's slowest misses, placed in the run.
+#[derive(Debug, Clone, PartialEq)]
+struct SlowMiss {
+    /// When it was asked, in seconds from the run's first GET.
+    at_secs: f64,
+    /// Its first GET, sent to its 202 received, in ms.
+    accepted_ms: f64,
+    /// Its first GET, sent to its first 200 received, in ms.
+    filled_ms: f64,
+}
+
+/// How many of a run's slowest misses the report places in time.
+const SLOWEST_PLACED: usize = 5;
 
 /// Misses of `products` distinct products at `rate` a second, each polled every `poll_ms` after its 202;
 /// for each, the time from sending its first GET (answered 202) to receiving its first 200.
@@ -611,6 +639,7 @@ impl MissRun {
             others,
             accepted,
             halves: halves(misses),
+            slowest: slowest(misses, SLOWEST_PLACED),
         })
     }
 }
@@ -623,6 +652,25 @@ fn halves(misses: &[MissTimes]) -> Option<(Spread, Spread)> {
     let filled =
         |half: &[&MissTimes]| Spread::of(half.iter().map(|m| m.to_filled()).collect()).ok();
     Some((filled(first)?, filled(second)?))
+}
+
+/// The `count` slowest of `misses` to be filled, slowest first, each placed from the first one asked.
+fn slowest(misses: &[MissTimes], count: usize) -> Vec<SlowMiss> {
+    let Some(start) = misses.iter().map(|m| m.asked).min() else {
+        return Vec::new();
+    };
+    let mut by_filled: Vec<&MissTimes> = misses.iter().collect();
+    by_filled.sort_by_key(|m| std::cmp::Reverse(m.to_filled()));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    by_filled
+        .into_iter()
+        .take(count)
+        .map(|m| SlowMiss {
+            at_secs: (m.asked - start).as_secs_f64(),
+            accepted_ms: ms(m.to_accepted()),
+            filled_ms: ms(m.to_filled()),
+        })
+        .collect()
 }
 
 /// The goal of issue 30 for a miss: `kv` at 5 misses a second, the overhead above the vendors at p99,
@@ -664,10 +712,48 @@ fn goal_and_halves(runs: &[Measured], vendor: f64) -> String {
             ))
         })
         .collect();
+    let slowest: Vec<String> = runs
+        .iter()
+        .map(|m| {
+            let placed: Vec<String> = m
+                .run
+                .slowest
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{:.1} s: {:.0}/{:.0}",
+                        s.at_secs, s.accepted_ms, s.filled_ms
+                    )
+                })
+                .collect();
+            format!("`{}` {}/s {}", m.worker, m.rate, placed.join(", "))
+        })
+        .collect();
+    let quiet: Vec<String> = runs
+        .iter()
+        .map(|m| {
+            format!(
+                "`{}` {}/s after {:.0} s ({:.0}% busy{})",
+                m.worker,
+                m.rate,
+                m.quiet.waited.as_secs_f64(),
+                m.quiet.busy * 100.0,
+                if m.quiet.reached { "" } else { ", not quiet" }
+            )
+        })
+        .collect();
     format!(
-        "{goal} Where in each run the tail is: the overhead p99 of its {WARM_UP_PRODUCTS} warm-up misses, \
-         then of the measured misses asked in its first half and in its second, in ms: {}.",
-        halves.join("; ")
+        "Each run's warm-up began once all the CPUs had been under {:.0}% busy over {} s (at most {} s \
+         waited): {}. {goal} Where in each run the tail is: the overhead p99 of its {WARM_UP_PRODUCTS} warm-up misses, \
+         then of the measured misses asked in its first half and in its second, in ms: {}. Its \
+         {SLOWEST_PLACED} slowest misses, slowest first, each as when it was asked (from the run's first \
+         GET): its 202 / its first 200, in ms from its first GET: {}.",
+        QUIET_BELOW * 100.0,
+        QUIET_WINDOW.as_secs(),
+        QUIET_LIMIT.as_secs(),
+        quiet.join(", "),
+        halves.join("; "),
+        slowest.join("; ")
     )
 }
 
@@ -808,6 +894,11 @@ mod tests {
                 machine: 0.5,
                 wrangler: 0.25,
             },
+            quiet: Quiet {
+                waited: Duration::from_secs(3),
+                busy: 0.12,
+                reached: true,
+            },
         };
         let section = miss_section(&args, &[measured]);
         assert!(
@@ -864,12 +955,23 @@ mod tests {
                 machine: 0.5,
                 wrangler: 0.25,
             },
+            quiet: Quiet {
+                waited: Duration::from_secs(3),
+                busy: 0.12,
+                reached: true,
+            },
         };
         let note = goal_and_halves(&[measured], 100.0);
         // The first half's tail (200 and 180 ms) before the second's (120 and 110).
         assert!(first_p99 >= 180.0 && second_p99 <= 120.0, "{note}");
         assert!(note.contains(&expected), "{note}");
         assert!(note.contains("ms, not met**."), "{note}");
+        // The slowest first, placed from the first miss asked (0 s, filled at 200 ms).
+        assert!(
+            note.contains("`kv` 5/s 0.0 s: 10/200, 1.0 s: 10/180, 2.0 s: 10/120, 3.0 s: 10/110."),
+            "{note}"
+        );
+        assert!(note.contains("`kv` 5/s after 3 s (12% busy)."), "{note}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use pricefront_consumer::intake::dead_letter::{
     ORIGINAL_PAYLOAD_BYTES_HEADER, ORIGIN_HEADERS,
 };
 use pricefront_consumer::process::metrics::Metrics;
-use pricefront_harness::stack::brokers;
+use pricefront_harness::stack::{brokers, delete_run_leftovers};
 use pricefront_harness::topic::read_to_end;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -104,4 +104,5 @@ async fn a_dead_letter_too_large_for_its_topic_is_sent_summarised_and_the_partit
             value.len()
         );
     }
+    delete_run_leftovers(&brokers(), &[topic], &[], Duration::from_secs(10)).unwrap();
 }

@@ -1,6 +1,7 @@
 //! The machine a benchmark or drill ran on, as its report describes it.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use crate::HarnessError;
 
@@ -119,9 +120,48 @@ impl CpuTimes {
     }
 }
 
+/// How a [`wait_until_quiet`] ended: how long it waited, and the machine's busy share over its last
+/// window (0 to 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quiet {
+    /// From the call until the machine was quiet, or until the limit.
+    pub waited: Duration,
+    /// The busy share of the last window read.
+    pub busy: f64,
+    /// Whether the machine was quiet (false: the limit came first).
+    pub reached: bool,
+}
+
+/// Waits, up to `limit`, until all the CPUs were less than `busy_below` busy (0 to 1) over a whole
+/// `window`: so that a measurement does not begin inside the work another left behind (a broker's
+/// clean-up after the run before it, a JIT, a collector).
+pub async fn wait_until_quiet(
+    busy_below: f64,
+    window: Duration,
+    limit: Duration,
+) -> Result<Quiet, HarnessError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let before = CpuTimes::now()?;
+        tokio::time::sleep(window).await;
+        let busy = CpuTimes::now()?.busy_share_since(&before);
+        let waited = started.elapsed();
+        let reached = busy < busy_below;
+        if reached || waited >= limit {
+            return Ok(Quiet {
+                waited,
+                busy,
+                reached,
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::CpuTimes;
+    use std::time::Duration;
+
+    use super::{wait_until_quiet, CpuTimes};
 
     #[test]
     fn busy_share_counts_idle_and_io_wait_as_not_busy() {
@@ -132,5 +172,19 @@ mod tests {
         // 200 busy ticks of 300.
         assert!((after.busy_share_since(&before) - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(before.busy_share_since(&before), 0.0);
+    }
+
+    #[tokio::test]
+    async fn the_wait_for_a_quiet_machine_ends_when_quiet_or_at_its_limit() {
+        let window = Duration::from_millis(50);
+        // Every share is under 101%: quiet after one window.
+        let quiet = wait_until_quiet(1.01, window, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(quiet.reached && quiet.waited < Duration::from_secs(5), "{quiet:?}");
+        // None is under 0%: the limit ends it, said so.
+        let limit = Duration::from_millis(200);
+        let never = wait_until_quiet(0.0, window, limit).await.unwrap();
+        assert!(!never.reached && never.waited >= limit, "{never:?}");
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
 
 use crate::HarnessError;
@@ -118,6 +119,60 @@ pub async fn create_topics_on(
         result.map_err(|(topic, code)| {
             HarnessError::Process(format!("creating the test topic {topic}: {code}"))
         })?;
+    }
+    Ok(())
+}
+
+/// Deletes what one run created on the Kafka at `brokers`: its `topics` and its consumer `groups`, so that
+/// runs do not leave their partitions behind (thousands of them, after many runs, slow the broker's
+/// controller and fill its heap). A group that never formed is not an error. Blocking, on a thread of
+/// its own (it is called from `Drop`), bounded by `limit`.
+pub fn delete_run_leftovers(
+    brokers: &str,
+    topics: &[String],
+    groups: &[String],
+    limit: Duration,
+) -> Result<(), HarnessError> {
+    let (brokers, topics, groups) = (brokers.to_owned(), topics.to_vec(), groups.to_vec());
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(futures::executor::block_on(delete_on(
+            &brokers, &topics, &groups, limit,
+        )));
+    });
+    outcome
+        .recv_timeout(limit + Duration::from_secs(1))
+        .map_err(|_| HarnessError::Timeout {
+            what: "deleting a run's topics and groups".into(),
+            limit,
+        })?
+}
+
+async fn delete_on(
+    brokers: &str,
+    topics: &[String],
+    groups: &[String],
+    limit: Duration,
+) -> Result<(), HarnessError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let options = AdminOptions::new()
+        .operation_timeout(Some(limit))
+        .request_timeout(Some(limit));
+    let refused = |what: &str, (name, code): (String, RDKafkaErrorCode)| {
+        HarnessError::Process(format!("deleting the {what} {name}: {code}"))
+    };
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    for result in admin.delete_topics(&topics, &options).await? {
+        result.map_err(|failed| refused("topic", failed))?;
+    }
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    for result in admin.delete_groups(&groups, &options).await? {
+        match result {
+            Err((_, RDKafkaErrorCode::GroupIdNotFound)) | Ok(_) => {}
+            Err(failed) => return Err(refused("group", failed)),
+        }
     }
     Ok(())
 }

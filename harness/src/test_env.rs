@@ -12,7 +12,9 @@ use rdkafka::producer::FutureProducer;
 use vendor_sim::{expected_price, Profiles, Simulator};
 
 use crate::cluster::Cluster;
-use crate::stack::{brokers, create_topics_on, direct_producer_to, redis_url};
+use crate::stack::{
+    brokers, create_topics_on, delete_run_leftovers, direct_producer_to, redis_url,
+};
 use crate::vendors::vendors_toml;
 use crate::HarnessError;
 
@@ -32,6 +34,21 @@ pub struct TestEnv {
     pub cache: RedisCache,
     pub(crate) http: reqwest::Client,
     pub(crate) producer: FutureProducer,
+}
+
+/// How long dropping a [`TestEnv`] may wait for Kafka to delete its topics and group.
+const CLEAN_UP_LIMIT: Duration = Duration::from_secs(10);
+
+impl Drop for TestEnv {
+    /// Deletes the run's topics and consumer group, so that repeated runs leave nothing on the broker (a
+    /// failure is reported, not raised: the run's own result stands).
+    fn drop(&mut self) {
+        let topics = [self.topic.clone(), self.dead_letter_topic.clone()];
+        let groups = [self.group.clone()];
+        if let Err(error) = delete_run_leftovers(&self.brokers, &topics, &groups, CLEAN_UP_LIMIT) {
+            eprintln!("{}: its topics were left on Kafka: {error}", self.name);
+        }
+    }
 }
 
 impl TestEnv {
