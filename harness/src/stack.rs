@@ -125,8 +125,10 @@ pub async fn create_topics_on(
 
 /// Deletes what one run created on the Kafka at `brokers`: its `topics` and its consumer `groups`, so that
 /// runs do not leave their partitions behind (thousands of them, after many runs, slow the broker's
-/// controller and fill its heap). A group that never formed is not an error. Blocking, on a thread of
-/// its own (it is called from `Drop`), bounded by `limit`.
+/// controller and fill its heap). A group that never formed is not an error, nor one that still has a
+/// member (a consumer killed, not stopped): the broker drops that member when its session times out and
+/// the group's offsets after `offsets.retention.minutes`. Blocking, on a thread of its own (it is called
+/// from `Drop`), bounded by `limit`.
 pub fn delete_run_leftovers(
     brokers: &str,
     topics: &[String],
@@ -163,14 +165,21 @@ async fn delete_on(
     let refused = |what: &str, (name, code): (String, RDKafkaErrorCode)| {
         HarnessError::Process(format!("deleting the {what} {name}: {code}"))
     };
+    // librdkafka refuses an empty list as an invalid argument.
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    for result in admin.delete_topics(&topics, &options).await? {
-        result.map_err(|failed| refused("topic", failed))?;
+    if !topics.is_empty() {
+        for result in admin.delete_topics(&topics, &options).await? {
+            result.map_err(|failed| refused("topic", failed))?;
+        }
     }
     let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
     for result in admin.delete_groups(&groups, &options).await? {
         match result {
-            Err((_, RDKafkaErrorCode::GroupIdNotFound)) | Ok(_) => {}
+            Err((_, RDKafkaErrorCode::GroupIdNotFound | RDKafkaErrorCode::NonEmptyGroup))
+            | Ok(_) => {}
             Err(failed) => return Err(refused("group", failed)),
         }
     }

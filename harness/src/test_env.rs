@@ -46,7 +46,7 @@ impl Drop for TestEnv {
         let topics = [self.topic.clone(), self.dead_letter_topic.clone()];
         let groups = [self.group.clone()];
         if let Err(error) = delete_run_leftovers(&self.brokers, &topics, &groups, CLEAN_UP_LIMIT) {
-            eprintln!("{}: its topics were left on Kafka: {error}", self.name);
+            eprintln!("{}: left on Kafka: {error}", self.name);
         }
     }
 }
