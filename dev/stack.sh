@@ -36,6 +36,8 @@
 # BRIDGE_LINGER_MS (0): the bridge producer's linger.ms (worth it only with a shared producer).
 # BRIDGE_PRODUCER_SHARED (false): true writes http.producer.shared=true, which only the bridge built with
 # dev/bridge-shared-producer.patch reads (dev/build-bridge-shared.sh; STRIMZI_BRIDGE_HOME names it).
+# BRIDGE_LOG_CONFIG (<repo>/config/bridge/log4j2.properties, as docker-compose.yml mounts it: every `send`
+# logged only when it fails; the bridge's own config/log4j2.properties logs each at INFO).
 # REDIS_APPENDONLY (0): 1 starts Redis with --appendonly yes --appendfsync always (a restart keeps
 # its data; the Redis drill uses it).
 set -euo pipefail
@@ -73,6 +75,7 @@ BRIDGE_MAX_BLOCK_MS="${BRIDGE_MAX_BLOCK_MS:-10000}"
 BRIDGE_DELIVERY_TIMEOUT_MS="${BRIDGE_DELIVERY_TIMEOUT_MS:-30000}"
 BRIDGE_PRODUCER_SHARED="${BRIDGE_PRODUCER_SHARED:-false}"
 BRIDGE_LINGER_MS="${BRIDGE_LINGER_MS:-0}"
+BRIDGE_LOG_CONFIG="$(realpath -m -- "${BRIDGE_LOG_CONFIG:-$DEV_DIR/../config/bridge/log4j2.properties}")"
 
 TOPICS=(price-compare-requests price-compare-requests.dlq)
 TOPIC_PARTITIONS=3
@@ -488,7 +491,7 @@ start_bridge() {
   # shellcheck disable=SC2086  # BRIDGE_HEAP_OPTS is a list of JVM flags
   pid=$(launch bridge "$LOGS_DIR/bridge.log" "$java" $BRIDGE_HEAP_OPTS -XX:+UseSerialGC \
     -Djava.awt.headless=true -Dpf.stack.component=bridge \
-    -Dlog4j2.configurationFile="file:$(bridge_home)/config/log4j2.properties" \
+    -Dlog4j2.configurationFile="file:$BRIDGE_LOG_CONFIG" \
     -Dvertx.cacheDirBase="$STATE_DIR/vertx-cache" \
     -cp "$(bridge_home)/libs/*" io.strimzi.kafka.bridge.Application \
     --config-file="$CONF_DIR/bridge.properties")
