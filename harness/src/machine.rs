@@ -181,7 +181,10 @@ mod tests {
         let quiet = wait_until_quiet(1.01, window, Duration::from_secs(5))
             .await
             .unwrap();
-        assert!(quiet.reached && quiet.waited < Duration::from_secs(5), "{quiet:?}");
+        assert!(
+            quiet.reached && quiet.waited < Duration::from_secs(5),
+            "{quiet:?}"
+        );
         // None is under 0%: the limit ends it, said so.
         let limit = Duration::from_millis(200);
         let never = wait_until_quiet(0.0, window, limit).await.unwrap();
