@@ -53,7 +53,9 @@ const INSPECTOR: Inspector = Inspector::Off;
 /// Each measured run begins once all the CPUs were less busy than this over [`QUIET_WINDOW`], waiting
 /// at most [`QUIET_LIMIT`].
 const QUIET_BELOW: f64 = 0.3;
+/// How long the machine must stay under [`QUIET_BELOW`] busy.
 const QUIET_WINDOW: Duration = Duration::from_secs(3);
+/// The longest wait for a quiet machine; the run then begins anyway, and its report says so.
 const QUIET_LIMIT: Duration = Duration::from_secs(120);
 
 /// Misses before the measured ones, so that the figures show the warm path (the cold start is measured
@@ -868,6 +870,26 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A `kv` run at 5/s of `warm` and `run`, on a machine half busy that was quiet after 3 s (12%).
+    fn kv_at_5(warm: MissRun, run: MissRun) -> Measured {
+        Measured {
+            worker: "kv",
+            rate: 5,
+            warm,
+            run,
+            stages: Stages { rows: Vec::new() },
+            load: Load {
+                machine: 0.5,
+                wrangler: 0.25,
+            },
+            quiet: Quiet {
+                waited: Duration::from_secs(3),
+                busy: 0.12,
+                reached: true,
+            },
+        }
+    }
+
     #[test]
     fn miss_to_filled_is_timed_from_the_first_get_and_labelled_so() {
         // The 202 came 150 ms after the first GET (the publish through the bridge), the 200 250 ms after
@@ -884,22 +906,10 @@ mod tests {
         assert_eq!(run.publish.p50, 150.0);
         let args =
             Args::try_parse_from(["pricefront-bench", "--vendor-latency-ms", "100"]).expect("args");
-        let measured = Measured {
-            worker: "kv",
-            rate: 5,
-            warm: MissRun::of(std::slice::from_ref(&miss), BTreeMap::new(), 1).expect("figures"),
+        let measured = kv_at_5(
+            MissRun::of(std::slice::from_ref(&miss), BTreeMap::new(), 1).expect("figures"),
             run,
-            stages: Stages { rows: Vec::new() },
-            load: Load {
-                machine: 0.5,
-                wrangler: 0.25,
-            },
-            quiet: Quiet {
-                waited: Duration::from_secs(3),
-                busy: 0.12,
-                reached: true,
-            },
-        };
+        );
         let section = miss_section(&args, &[measured]);
         assert!(
             section.title.contains("from the first GET"),
@@ -945,22 +955,10 @@ mod tests {
             second.p99 - 100.0
         );
         let (first_p99, second_p99) = (first.p99, second.p99);
-        let measured = Measured {
-            worker: "kv",
-            rate: 5,
-            warm: MissRun::of(&misses[..1], BTreeMap::new(), 1).expect("figures"),
+        let measured = kv_at_5(
+            MissRun::of(&misses[..1], BTreeMap::new(), 1).expect("figures"),
             run,
-            stages: Stages { rows: Vec::new() },
-            load: Load {
-                machine: 0.5,
-                wrangler: 0.25,
-            },
-            quiet: Quiet {
-                waited: Duration::from_secs(3),
-                busy: 0.12,
-                reached: true,
-            },
-        };
+        );
         let note = goal_and_halves(&[measured], 100.0);
         // The first half's tail (200 and 180 ms) before the second's (120 and 110).
         assert!(first_p99 >= 180.0 && second_p99 <= 120.0, "{note}");

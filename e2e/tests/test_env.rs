@@ -36,13 +36,16 @@ fn topics_and_group(group: &str) -> (Vec<String>, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_test_env_leaves_no_topic_or_group_behind() {
-    let env = TestEnv::new(
-        "clean-up",
-        profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
-        2_000,
-    )
-    .await
-    .unwrap();
+    let new_env = |name: &'static str| {
+        TestEnv::new(
+            name,
+            profiles([("alpha", vendor((5, 20), BodyShape::Nested))]),
+            2_000,
+        )
+    };
+    let env = new_env("clean-up").await.unwrap();
+    // Another run on the same broker, still going: its topics are not the dropped one's to delete.
+    let other = new_env("clean-up-other").await.unwrap();
     let (topic, dead_letters, group) = (
         env.topic.clone(),
         env.dead_letter_topic.clone(),
@@ -72,4 +75,8 @@ async fn a_dropped_test_env_leaves_no_topic_or_group_behind() {
     assert!(!topics.contains(&topic), "{topic} deleted");
     assert!(!topics.contains(&dead_letters), "{dead_letters} deleted");
     assert!(!group_present, "the group deleted");
+    assert!(
+        topics.contains(&other.topic) && topics.contains(&other.dead_letter_topic),
+        "the other run's topics are still there"
+    );
 }

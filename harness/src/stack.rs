@@ -93,6 +93,13 @@ pub async fn create_topics(names: &[&str]) -> Result<(), HarnessError> {
     create_topics_on(&brokers(), names, 3).await
 }
 
+/// An admin client of the Kafka at `brokers`, for creating and deleting a run's topics and groups.
+fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>, HarnessError> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?)
+}
+
 /// Creates `names` on the Kafka at `brokers`, `partitions` each, replicated as the cluster's default says
 /// (1 on one node; 3 with `min.insync.replicas` 2 on `KAFKA_NODES=3`).
 pub async fn create_topics_on(
@@ -100,9 +107,7 @@ pub async fn create_topics_on(
     names: &[&str],
     partitions: i32,
 ) -> Result<(), HarnessError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin = admin_client(brokers)?;
     let topics: Vec<_> = names
         .iter()
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(-1)))
@@ -156,9 +161,7 @@ async fn delete_on(
     groups: &[String],
     limit: Duration,
 ) -> Result<(), HarnessError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin = admin_client(brokers)?;
     let options = AdminOptions::new()
         .operation_timeout(Some(limit))
         .request_timeout(Some(limit));
