@@ -1,27 +1,26 @@
 //! The edge's own numbers: one Workers Analytics Engine data point per answered request, built by
-//! `pricefront_core::edge_event` and written after the response, never failing it.
+//! `pricefront_core::edge_event`, never failing the request.
 
 use pricefront_core::edge_event::DataPoint;
-use worker::{AnalyticsEngineDataPointBuilder, Context, Env};
+use worker::{AnalyticsEngineDataPointBuilder, Env};
 
-/// The binding of the dataset (`[[analytics_engine_datasets]]` in wrangler.toml).
-const BINDING: &str = "EDGE_EVENTS";
+use crate::bindings;
 
-/// Writes `point` once the response is on its way; without the binding, or when the runtime refuses
-/// the point, nothing is written and the request is unaffected.
-pub fn record(env: &Env, ctx: &Context, point: DataPoint) {
-    let Ok(dataset) = env.analytics_engine(BINDING) else {
+/// Writes `point`; without the binding, or when the runtime refuses the point, nothing is written and
+/// the request is unaffected. Called in line, as Cloudflare's documentation shows: `writeDataPoint`
+/// only queues the point (it returns nothing to await), so a `waitUntil` around it would cost a task,
+/// a promise and the runtime's bookkeeping of it on every hit for nothing.
+pub fn record(env: &Env, point: DataPoint) {
+    let Some(dataset) = bindings::analytics(env) else {
         return;
     };
-    ctx.wait_until(async move {
-        let [route, event, detail] = point.blobs;
-        let built = AnalyticsEngineDataPointBuilder::new()
-            .indexes([point.index.as_str()])
-            .blobs([route, event, detail])
-            .doubles(point.doubles)
-            .build();
-        if let Err(error) = dataset.write_data_point(&built) {
-            worker::console_warn!("analytics data point not written: {error}");
-        }
-    });
+    let [route, event, detail] = point.blobs;
+    let built = AnalyticsEngineDataPointBuilder::new()
+        .indexes([point.index.as_str()])
+        .blobs([route, event, detail])
+        .doubles(point.doubles)
+        .build();
+    if let Err(error) = dataset.write_data_point(&built) {
+        worker::console_warn!("analytics data point not written: {error}");
+    }
 }

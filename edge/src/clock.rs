@@ -2,7 +2,8 @@
 
 use pricefront_core::UnixMillis;
 
-/// Now, in milliseconds since the Unix epoch (the runtime's clock, which advances at I/O).
+/// Now, in milliseconds since the Unix epoch (the runtime's clock, which advances at I/O). `Date.now()`,
+/// not `worker::Date::now()`, which builds a `Date` object to read it.
 pub fn now_ms() -> UnixMillis {
-    worker::Date::now().as_millis()
+    worker::js_sys::Date::now() as UnixMillis
 }
