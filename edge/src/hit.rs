@@ -9,7 +9,7 @@
 //! the request they answer; the answer is the callback's return value. A product in the isolate's
 //! hot cache is answered before anything is read.
 //!
-//! Everything else takes the usual way (`Exchange::answer`, an `async fn`): other routes and cache
+//! Everything else takes the usual way ([`Exchange::answer`], an `async fn`): other routes and cache
 //! backends, an unknown product or a known-products filter still to be read, and, after the read, a
 //! miss (published and answered by [`crate::handlers::PricesRead::queue`]) or a read that failed (tried
 //! again the usual way, which answers its error). The decisions are the same functions both ways
@@ -30,10 +30,10 @@ use worker::wasm_bindgen_futures::future_to_promise;
 use crate::bindings;
 use crate::clock::now_ms;
 use crate::config::{CacheBackend, Config};
+use crate::exchange::Exchange;
 use crate::handlers::PricesRead;
 use crate::isolate;
 use crate::miss_guard;
-use crate::Exchange;
 
 #[wasm_bindgen]
 extern "C" {
