@@ -200,22 +200,6 @@ impl<F: Clone> CatalogCache<F> {
         }
     }
 
-    /// The filter a request at `now_ms` checks against when that needs no read and no wait (what
-    /// [`CatalogCache::step`] would answer with [`CatalogStep::Use`]), changing nothing; `None` when
-    /// the request must step (a read is due and nobody is reading, or the first read is under way).
-    pub fn held(&self, now_ms: UnixMillis) -> Option<Option<F>> {
-        let reading = self
-            .reading_until
-            .is_some_and(|until| is_live(until, now_ms));
-        match &self.decided {
-            Decided::Filter {
-                filter,
-                next_read_ms,
-            } if now_ms < *next_read_ms || reading => Some(filter.clone()),
-            _ => None,
-        }
-    }
-
     /// Takes what a read gave at `now_ms`: a new filter or none replaces what was held until the next
     /// refresh; an unreadable value keeps the last good filter until then; a failed read keeps it and
     /// is tried again after [`CATALOG_RETRY_MS`].
@@ -345,35 +329,5 @@ mod tests {
         cold.finish(CatalogRead::Failed, 0);
         assert_eq!(cold.step(1), CatalogStep::Use(None));
         assert_eq!(cold.step(CATALOG_RETRY_MS), CatalogStep::Read);
-    }
-
-    #[test]
-    fn what_is_held_is_what_a_step_would_use_and_nothing_changes() {
-        let mut cache: CatalogCache<u8> = CatalogCache::new();
-        assert_eq!(cache.held(0), None, "nothing read yet: a step reads");
-        assert_eq!(cache.step(0), CatalogStep::Read);
-        assert_eq!(
-            cache.held(1),
-            None,
-            "the first read is under way: a step waits"
-        );
-        cache.finish(CatalogRead::Loaded(7), 10);
-        assert_eq!(cache.held(11), Some(Some(7)));
-        assert_eq!(cache.held(11), Some(Some(7)), "a look changes nothing");
-        assert_eq!(cache.step(11), CatalogStep::Use(Some(7)));
-        let due = 10 + CATALOG_REFRESH_MS;
-        assert_eq!(cache.held(due), None, "a read is due: a step reads");
-        assert_eq!(cache.step(due), CatalogStep::Read);
-        assert_eq!(
-            cache.held(due + 1),
-            Some(Some(7)),
-            "another request reads meanwhile: the last filter is used"
-        );
-        cache.finish(CatalogRead::Absent, due + 2);
-        assert_eq!(
-            cache.held(due + 3),
-            Some(None),
-            "no filter: every id goes through"
-        );
     }
 }

@@ -110,13 +110,13 @@ pub async fn kv_get(env: &Env, key: &str) -> Result<Option<Vec<u8>>> {
 }
 
 /// The promise of the value of `key` in the `PRICES` namespace, as an `ArrayBuffer` (`null` when it
-/// has none): [`kv_get`] without the future, for [`crate::hit`].
-pub fn kv_read(env: &Env, key: &str) -> Result<Promise> {
+/// has none).
+fn kv_read(env: &Env, key: &str) -> Result<Promise> {
     with_hot(env, |hot| Ok(kv(hot)?.get(key, &hot.array_buffer)?))
 }
 
 /// The bytes of what a [`kv_read`] resolved to, if KV held the key.
-pub fn bytes_of(value: &JsValue) -> Option<Vec<u8>> {
+fn bytes_of(value: &JsValue) -> Option<Vec<u8>> {
     (!value.is_null() && !value.is_undefined()).then(|| Uint8Array::new(value).to_vec())
 }
 

@@ -37,7 +37,7 @@ use crate::reply;
 type Result<T, E = EdgeError> = std::result::Result<T, E>;
 
 /// This isolate's settings; a setting that cannot work is a `/problems/misconfigured`.
-pub fn config(env: &Env) -> Result<Rc<Config>> {
+fn config(env: &Env) -> Result<Rc<Config>> {
     isolate::config(env).map_err(EdgeError::Misconfigured)
 }
 
@@ -66,108 +66,49 @@ pub async fn get_prices(
             Some(stored)
         }
     };
-    let read = PricesRead {
-        request,
-        env,
-        ctx,
-        config: &config,
-        product,
-        now,
-        trace,
-    };
-    match read.serve(stored) {
-        Some(answer) => answer,
-        None => read.queue().await,
-    }
-}
-
-/// A `GET /v1/prices/{productId}` past its checks, its cache read at `now`: what its answer needs.
-pub struct PricesRead<'a> {
-    /// The request.
-    pub request: &'a Incoming,
-    /// The Worker's bindings.
-    pub env: &'a Env,
-    /// Where work after the answer is handed.
-    pub ctx: &'a Context,
-    /// This isolate's settings.
-    pub config: &'a Rc<Config>,
-    /// The product asked for.
-    pub product: ProductId,
-    /// When the cache was read.
-    pub now: UnixMillis,
-    /// The trace the request joined.
-    pub trace: &'a TraceContext,
-}
-
-impl PricesRead<'_> {
-    /// The answer when the read found a hit, `stored` fresh or stale (served; a stale one's refresh,
-    /// or a fresh one's early refresh, is published after the answer); `None` for a miss, which
-    /// [`PricesRead::queue`] answers. Needs no I/O of its own.
-    pub fn serve(&self, stored: Option<Stored>) -> Option<Result<(Response, EdgeEvent)>> {
-        let (config, env, ctx, product, now) =
-            (self.config, self.env, self.ctx, self.product, self.now);
-        match (
-            decide_read_of(stored.as_ref().map(|c| c.header.lifetime()), now),
-            stored,
-        ) {
-            (ReadDecision::Fresh { max_age_secs }, Some(stored)) => {
-                let header = &stored.header;
-                // The draw only when there is a cost to weigh (a JS call saved on every other hit).
-                let recompute_ms = header.fan_out_ms.unwrap_or(0);
-                if recompute_ms > 0
-                    && refresh_early(
-                        now,
-                        header.fresh_until_ms,
-                        recompute_ms,
-                        config.early_refresh_beta,
-                        worker::js_sys::Math::random(),
-                    )
-                {
-                    ctx.wait_until(refresh_in_background(
-                        config.clone(),
-                        env.clone(),
-                        product,
-                        header.computed_at_ms,
-                        now,
-                        *self.trace,
-                    ));
-                }
-                let cache_control = format!("public, max-age={max_age_secs}");
-                Some(
-                    served(self.request, &stored, Freshness::Fresh, &cache_control)
-                        .map(|response| (response, EdgeEvent::Hit(Freshness::Fresh))),
+    match (
+        decide_read_of(stored.as_ref().map(|c| c.header.lifetime()), now),
+        stored,
+    ) {
+        (ReadDecision::Fresh { max_age_secs }, Some(stored)) => {
+            let header = &stored.header;
+            // The draw only when there is a cost to weigh (a JS call saved on every other hit).
+            let recompute_ms = header.fan_out_ms.unwrap_or(0);
+            if recompute_ms > 0
+                && refresh_early(
+                    now,
+                    header.fresh_until_ms,
+                    recompute_ms,
+                    config.early_refresh_beta,
+                    worker::js_sys::Math::random(),
                 )
-            }
-            (ReadDecision::Stale, Some(stored)) => {
+            {
                 ctx.wait_until(refresh_in_background(
                     config.clone(),
                     env.clone(),
                     product,
-                    stored.header.computed_at_ms,
+                    header.computed_at_ms,
                     now,
-                    *self.trace,
+                    *trace,
                 ));
-                Some(
-                    served(self.request, &stored, Freshness::Stale, "no-cache")
-                        .map(|response| (response, EdgeEvent::Hit(Freshness::Stale))),
-                )
             }
-            _ => None,
+            let cache_control = format!("public, max-age={max_age_secs}");
+            let response = served(request, &stored, Freshness::Fresh, &cache_control)?;
+            Ok((response, EdgeEvent::Hit(Freshness::Fresh)))
         }
-    }
-
-    /// The answer to a miss: see [`queued`].
-    pub async fn queue(&self) -> Result<(Response, EdgeEvent)> {
-        queued(
-            self.request,
-            self.env,
-            self.ctx,
-            self.config,
-            self.product,
-            self.now,
-            self.trace,
-        )
-        .await
+        (ReadDecision::Stale, Some(stored)) => {
+            ctx.wait_until(refresh_in_background(
+                config.clone(),
+                env.clone(),
+                product,
+                stored.header.computed_at_ms,
+                now,
+                *trace,
+            ));
+            let response = served(request, &stored, Freshness::Stale, "no-cache")?;
+            Ok((response, EdgeEvent::Hit(Freshness::Stale)))
+        }
+        _ => queued(request, env, ctx, &config, product, now, trace).await,
     }
 }
 
@@ -434,7 +375,7 @@ fn served(
 }
 
 /// The error of a miss that may not publish: nothing was published.
-pub fn refused(refusal: Refusal, product: ProductId, config: &Config) -> EdgeError {
+fn refused(refusal: Refusal, product: ProductId, config: &Config) -> EdgeError {
     match refusal {
         Refusal::UnknownProduct => EdgeError::UnknownProduct(product),
         Refusal::Backlogged => EdgeError::Backlogged,
@@ -446,9 +387,9 @@ pub fn refused(refusal: Refusal, product: ProductId, config: &Config) -> EdgeErr
 
 /// `PUT /internal/v1/backlog`: a consumer reports the lag of its partitions; merged into the report in
 /// KV (the Worker's backpressure reads it). Same bearer token as the fill endpoint.
-pub async fn fill_backlog(request: &Incoming, env: &Env) -> Result<Response> {
+pub async fn fill_backlog(request: Incoming, env: &Env) -> Result<Response> {
     let config = config(env)?;
-    authorize(request, &config)?;
+    authorize(&request, &config)?;
     // A body that could not be read is the connection's failure, not the consumer's: 503, retried.
     let body = request
         .bytes()
@@ -482,13 +423,13 @@ fn authorize(request: &Incoming, config: &Config) -> Result<()> {
 /// ([`rebase_to_clock`]). A write the cache refused (KV's one write a second per key) is a 503 with
 /// `Retry-After`, which the consumer retries.
 pub async fn fill_prices(
-    request: &Incoming,
+    request: Incoming,
     env: &Env,
     ctx: &Context,
     product: ProductId,
 ) -> Result<Response> {
     let config = config(env)?;
-    authorize(request, &config)?;
+    authorize(&request, &config)?;
     let body = request.bytes().await.ok();
     let mut comparison = fill_comparison(body.as_deref(), product)?;
     let now = now_ms();

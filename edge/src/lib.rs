@@ -12,9 +12,6 @@
 //! [`gate`] (the `ProductGate` Durable Object, one per product) and [`gate_client`] (the Worker's calls
 //! to it),
 //! [`incoming`] (the request, read only where a route asks), [`handlers`] (one function per route),
-//! [`exchange`] (one request from its arrival to its response: route, trace, answer, problem document,
-//! data point), [`hit`] (a read of prices from KV answered without a Rust future, the hit path's fast
-//! way),
 //! [`error`] (every failure and its problem document), [`reply`] (successful responses and the
 //! problem body), [`analytics`] (a data point per request to Workers Analytics Engine).
 
@@ -24,11 +21,9 @@ mod cache;
 mod clock;
 mod config;
 mod error;
-mod exchange;
 mod gate;
 mod gate_client;
 mod handlers;
-mod hit;
 mod incoming;
 mod isolate;
 mod miss_guard;
@@ -37,13 +32,14 @@ mod publish;
 mod redis;
 mod reply;
 
-use pricefront_core::route::Route;
-use wasm_bindgen::prelude::wasm_bindgen;
-use worker::js_sys::Promise;
-use worker::wasm_bindgen_futures::future_to_promise;
-use worker::{web_sys, Context, Env};
+use pricefront_core::edge_event::{data_point, EdgeEvent};
+use pricefront_core::newest_wins::FILL_OUTCOME_HEADER;
+use pricefront_core::route::{route, Route};
+use pricefront_core::trace_context::{TraceContext, TRACEPARENT, TRACERESPONSE};
+use worker::{event, web_sys, Context, Env, Response, Result};
 
-use crate::exchange::Exchange;
+use crate::clock::now_ms;
+use crate::error::EdgeError;
 use crate::incoming::Incoming;
 
 /// Talc instead of Rust's default wasm allocator (dlmalloc): smaller in the module and faster.
@@ -51,21 +47,72 @@ use crate::incoming::Incoming;
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
-/// The Worker's `fetch` handler, exported as the `#[event(fetch)]` macro of the `worker` crate exports
-/// it (the runtime calls it with the request, the bindings and the context, and awaits the promise),
-/// written out so that a hit read from KV ([`hit`]) can answer without a Rust future.
-#[wasm_bindgen]
-pub fn fetch(request: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> Promise {
-    let exchange = Exchange::new(Incoming::new(request), env, Context::new(ctx));
-    let exchange = match exchange.route() {
-        Ok(Route::GetPrices(product)) => match hit::answer(exchange, product) {
-            Ok(promise) => return promise,
-            Err(exchange) => exchange,
-        },
-        _ => exchange,
+#[event(fetch)]
+async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> Result<Response> {
+    let request = Incoming::new(request);
+    let path = request.path();
+    let method = request.method();
+    let started = now_ms();
+    let mut trace = None;
+    let matched = route(&method, &path);
+    let answer = match &matched {
+        Ok(Route::Health) => reply::json_bytes(200, br#"{"status":"ok"}"#.to_vec())
+            .map(|response| (response, EdgeEvent::Health))
+            .map_err(EdgeError::from),
+        Ok(Route::GetPrices(product)) => {
+            let header = request.header(TRACEPARENT);
+            let context = TraceContext::continue_or_start(header.as_deref(), random_bytes());
+            trace = Some(context);
+            handlers::get_prices(&request, &env, &ctx, *product, &context).await
+        }
+        Ok(Route::FillPrices(product)) => handlers::fill_prices(request, &env, &ctx, *product)
+            .await
+            .map(|response| {
+                let outcome = response.headers().get(FILL_OUTCOME_HEADER).ok().flatten();
+                let event = EdgeEvent::Filled(outcome.unwrap_or_else(|| "stored".to_owned()));
+                (response, event)
+            }),
+        Ok(Route::FillBacklog) => handlers::fill_backlog(request, &env)
+            .await
+            .map(|response| (response, EdgeEvent::BacklogReported)),
+        Err(error) => Err(EdgeError::Route(error.clone())),
     };
-    future_to_promise(async move {
-        let answered = exchange.answer().await;
-        Ok(exchange.respond(answered))
-    })
+    // Never a bare 500: whatever failed is a problem document (`EdgeError::into_response`).
+    let (mut response, event) = match answer {
+        Ok(answered) => answered,
+        Err(error) => {
+            error.log(&method, &path);
+            let problem = error.problem();
+            let event = EdgeEvent::of_problem(problem.status, &problem.kind);
+            let response = error.into_response().or_else(|error| {
+                let error = EdgeError::Internal(error);
+                error.log(&method, &path);
+                error.into_response()
+            })?;
+            (response, event)
+        }
+    };
+    if event.counted() {
+        let elapsed_ms = now_ms().saturating_sub(started);
+        let point = data_point(&matched, &event, response.status_code(), elapsed_ms);
+        analytics::record(&env, point);
+    }
+    if let Some(trace) = trace {
+        // The trace the request joined, and this edge's span in it: what a support person looks up.
+        response
+            .headers_mut()
+            .set(TRACERESPONSE, &trace.to_string())?;
+    }
+    Ok(response)
+}
+
+/// `N` random bytes from `Math.random` (48 bits a call): trace and span ids need to be unique, not
+/// secret.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    for chunk in bytes.chunks_mut(6) {
+        let draw = (worker::js_sys::Math::random() * (1u64 << 48) as f64) as u64;
+        chunk.copy_from_slice(&draw.to_le_bytes()[..chunk.len()]);
+    }
+    bytes
 }

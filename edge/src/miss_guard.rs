@@ -84,16 +84,6 @@ pub async fn known(env: &Env, config: &Config, product: ProductId, now_ms: UnixM
     filter.is_none_or(|filter| filter.may_contain(product))
 }
 
-/// [`known`] when it can be told at once, without a read or a wait (no filter configured, or one held
-/// and not due): what the hit path without a Rust future ([`crate::hit`]) checks; `None` otherwise.
-pub fn known_at_once(config: &Config, product: ProductId, now_ms: UnixMillis) -> Option<bool> {
-    if config.known_products_key.is_none() {
-        return Some(true);
-    }
-    let filter = isolate::catalog(|catalog| catalog.held(now_ms))?;
-    Some(filter.is_none_or(|filter| filter.may_contain(product)))
-}
-
 async fn read_catalog(env: &Env, key: &str) -> CatalogRead<Rc<KnownProducts>> {
     let bytes = bindings::kv_get(env, key)
         .await
