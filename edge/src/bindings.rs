@@ -79,16 +79,19 @@ fn lookup<T: JsCast>(env: &Env, name: &str) -> Option<T> {
     (!value.is_undefined()).then(|| value.unchecked_into())
 }
 
+/// The error that `env` has no binding `name`.
+fn not_bound(name: &str) -> Error {
+    Error::RustError(format!("no binding {name}"))
+}
+
 /// The binding `name` of `env`; an error naming it when there is none.
 fn binding<T: JsCast>(env: &Env, name: &str) -> Result<T> {
-    lookup(env, name).ok_or_else(|| Error::RustError(format!("no binding {name}")))
+    lookup(env, name).ok_or_else(|| not_bound(name))
 }
 
 /// The KV namespace, or the error that it is not bound.
 fn kv(hot: &HotBindings) -> Result<&KvNamespace> {
-    hot.kv
-        .as_ref()
-        .ok_or_else(|| Error::RustError(format!("no binding {KV_BINDING}")))
+    hot.kv.as_ref().ok_or_else(|| not_bound(KV_BINDING))
 }
 
 /// The analytics dataset, if bound (without it the Worker writes no data points).
@@ -105,19 +108,11 @@ fn options(name: &str, value: &JsValue) -> Result<Object> {
 
 /// The value of `key` in the `PRICES` namespace, if it has one.
 pub async fn kv_get(env: &Env, key: &str) -> Result<Option<Vec<u8>>> {
-    let value = JsFuture::from(kv_read(env, key)?).await?;
-    Ok(bytes_of(&value))
-}
-
-/// The promise of the value of `key` in the `PRICES` namespace, as an `ArrayBuffer` (`null` when it
-/// has none).
-fn kv_read(env: &Env, key: &str) -> Result<Promise> {
-    with_hot(env, |hot| Ok(kv(hot)?.get(key, &hot.array_buffer)?))
-}
-
-/// The bytes of what a [`kv_read`] resolved to, if KV held the key.
-fn bytes_of(value: &JsValue) -> Option<Vec<u8>> {
-    (!value.is_null() && !value.is_undefined()).then(|| Uint8Array::new(value).to_vec())
+    let read = with_hot(env, |hot| {
+        Ok::<_, Error>(kv(hot)?.get(key, &hot.array_buffer)?)
+    })?;
+    let value = JsFuture::from(read).await?;
+    Ok((!value.is_null() && !value.is_undefined()).then(|| Uint8Array::new(&value).to_vec()))
 }
 
 /// Writes `value` to `key` in the `PRICES` namespace, expiring after `ttl_secs` (KV's minimum is 60).
