@@ -34,8 +34,11 @@
 # KAFKA_START_TIMEOUT (120), BRIDGE_START_TIMEOUT (120), REDIS_START_TIMEOUT (20) seconds,
 # BRIDGE_MAX_BLOCK_MS (10000), BRIDGE_DELIVERY_TIMEOUT_MS (30000): producer settings of the bridge.
 # BRIDGE_LINGER_MS (0): the bridge producer's linger.ms (worth it only with a shared producer).
-# BRIDGE_PRODUCER_SHARED (false): true writes http.producer.shared=true, which only the bridge built with
-# dev/bridge-shared-producer.patch reads (dev/build-bridge-shared.sh; STRIMZI_BRIDGE_HOME names it).
+# BRIDGE_METRICS (unset): jmxPrometheusExporter serves the bridge's Kafka client metrics on
+# http://HOST:BRIDGE_MANAGEMENT_PORT/metrics (one kafka_producer series per live producer, by clientId).
+# BRIDGE_PRODUCER_SHARED (false): true runs the bridge built with dev/bridge-shared-producer.patch (one
+# producer for every connection; dev/build-bridge-shared.sh builds it once, from the vendored source) and
+# writes http.producer.shared=true, which only that build reads. The three-node cluster of the tests runs it.
 # BRIDGE_LOG_CONFIG (<repo>/config/bridge/log4j2.properties, as docker-compose.yml mounts it: every `send`
 # logged only when it fails; the bridge's own config/log4j2.properties logs each at INFO).
 # REDIS_APPENDONLY (0): 1 starts Redis with --appendonly yes --appendfsync always (a restart keeps
@@ -75,6 +78,7 @@ BRIDGE_MAX_BLOCK_MS="${BRIDGE_MAX_BLOCK_MS:-10000}"
 BRIDGE_DELIVERY_TIMEOUT_MS="${BRIDGE_DELIVERY_TIMEOUT_MS:-30000}"
 BRIDGE_PRODUCER_SHARED="${BRIDGE_PRODUCER_SHARED:-false}"
 BRIDGE_LINGER_MS="${BRIDGE_LINGER_MS:-0}"
+BRIDGE_METRICS="${BRIDGE_METRICS:-}"
 BRIDGE_LOG_CONFIG="$(realpath -m -- "${BRIDGE_LOG_CONFIG:-$DEV_DIR/../config/bridge/log4j2.properties}")"
 
 TOPICS=(price-compare-requests price-compare-requests.dlq)
@@ -191,8 +195,27 @@ install_jars() {
   log "$name: $(find "$dest" -name '*.jar' | wc -l) jars in $(elapsed_s "$t0")s"
 }
 
-# bridge_home: where the bridge's release layout (bin/, config/, libs/) is.
-bridge_home() { printf '%s\n' "${STRIMZI_BRIDGE_HOME:-$BRIDGE_DIST}"; }
+# bridge_home: where the bridge's release layout (bin/, config/, libs/) is: STRIMZI_BRIDGE_HOME, else the
+# vendored release, or with BRIDGE_PRODUCER_SHARED=true its build with dev/bridge-shared-producer.patch.
+bridge_home() {
+  if [[ -n ${STRIMZI_BRIDGE_HOME:-} ]]; then printf '%s\n' "$STRIMZI_BRIDGE_HOME"
+  elif [[ $BRIDGE_PRODUCER_SHARED == true ]]; then printf '%s\n' "$BRIDGE_DIST-shared"
+  else printf '%s\n' "$BRIDGE_DIST"; fi
+}
+
+# install_shared_bridge: with BRIDGE_PRODUCER_SHARED=true (and no STRIMZI_BRIDGE_HOME), builds the
+# vendored release with dev/bridge-shared-producer.patch (dev/build-bridge-shared.sh: javac on three
+# classes, seconds), again only when the patch changed.
+install_shared_bridge() {
+  [[ $BRIDGE_PRODUCER_SHARED == true && -z ${STRIMZI_BRIDGE_HOME:-} ]] || return 0
+  local want java
+  want=$(sha256sum -- "$DEV_DIR/bridge-shared-producer.patch" | cut -d' ' -f1)
+  [[ $(cat "$BRIDGE_DIST-shared/.patch" 2>/dev/null) == "$want" ]] && return 0
+  java=$(bridge_java)
+  PF_SHARED_DIR="$SHARED_DIR" "$DEV_DIR/build-bridge-shared.sh" "$BRIDGE_DIST" "$BRIDGE_DIST-shared" \
+    "$(dirname "$(dirname "$java")")" || die "bridge: cannot build the shared-producer bridge"
+  log "bridge: built the shared-producer bridge into $BRIDGE_DIST-shared"
+}
 
 # install_bridge: unpack the vendored release (checked against SHA256SUMS) unless STRIMZI_BRIDGE_HOME
 # names one, or it is unpacked already. Fails with the reason when it cannot be had.
@@ -242,6 +265,7 @@ cmd_install() {
   install_packages
   install_jars kafka "$DEV_DIR/kafka/pom.xml" "$KAFKA_JARS"
   install_bridge
+  install_shared_bridge
 }
 
 # ------------------------------------------------------------------------------ kafka
@@ -464,6 +488,7 @@ http.producer.enabled=true
 # One producer for every connection (dev/bridge-shared-producer.patch; upstream ignores it).
 http.producer.shared=$BRIDGE_PRODUCER_SHARED
 EOF
+  if [[ -n $BRIDGE_METRICS ]]; then echo "bridge.metrics=$BRIDGE_METRICS" >> "$CONF_DIR/bridge.properties"; fi
 }
 
 bridge_ready_probe() {

@@ -35,8 +35,9 @@ stop_all() {
 stack_up_for_this_run
 trap stop_all EXIT
 
-# A three-node cluster beside the stack, for the test that every producer keeps acks=all
-# (e2e/tests/cluster_acks.rs) and the cluster's drill.
+# A three-node cluster beside the stack (its bridge sharing one producer among its connections), for the
+# test that every producer keeps acks=all (e2e/tests/cluster_acks.rs), the one that its bridge's producer
+# is shared (e2e/tests/cluster_bridge.rs) and the cluster's drills.
 cluster_up_for_this_run
 
 echo "[test] building the edge Worker"

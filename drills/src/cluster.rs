@@ -171,8 +171,8 @@ impl Rig {
         let before: Vec<&Answer> = answers.iter().filter(|a| a.sent < fault_at).collect();
         let refused_before = before.iter().filter(|a| a.status == Some(503)).count();
         report.note(format!(
-            "before the fault, with every node up: {refused_before} of {} misses answered 503 (the bridge builds a \
-             Kafka producer for each new connection, and a cold one may outlast PUBLISH_TIMEOUT_MS on 2 busy cores)",
+            "before the fault, with every node up: {refused_before} of {} misses answered 503 (a publish that \
+             outlasted PUBLISH_TIMEOUT_MS on 2 busy cores)",
             before.len()
         ));
         let written_twice = records.values().filter(|r| r.copies > 1).count() as u64;
@@ -222,7 +222,12 @@ pub(crate) fn check_answers(report: &mut DrillReport, answers: &[Answer]) {
         .map(|a| match a.status {
             Some(503) => format!("{}: 503 without Retry-After", a.product),
             Some(status) => format!("{}: {status}", a.product),
-            None => format!("{}: no answer after {}", a.product, secs(a.took)),
+            None => format!(
+                "{}: no answer after {} ({})",
+                a.product,
+                secs(a.took),
+                a.error.as_deref().unwrap_or("no error")
+            ),
         })
         .collect();
     report.check(
@@ -243,6 +248,7 @@ mod tests {
         Answer {
             product: ProductId::new(7).unwrap(),
             status,
+            error: status.is_none().then(|| "connection reset".to_owned()),
             retry_after,
             sent: Instant::now(),
             took: Duration::from_millis(5),

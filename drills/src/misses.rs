@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pricefront_core::ProductId;
 use pricefront_harness::edge::{unused_product, Edge};
+use pricefront_harness::error_chain;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -24,6 +25,8 @@ pub(crate) struct Answer {
     pub product: ProductId,
     /// The status; `None` when the request failed.
     pub status: Option<u16>,
+    /// Why the request failed, when it did (the HTTP client's error, with its causes).
+    pub error: Option<String>,
     /// Whether the answer had `Retry-After`.
     pub retry_after: bool,
     /// When it was sent.
@@ -106,13 +109,17 @@ async fn run(
         pending.spawn(async move {
             let product = unused_product();
             let sent = Instant::now();
-            let response = edge.get_prices(product, None).await.ok();
+            let (response, error) = match edge.get_prices(product, None).await {
+                Ok(response) => (Some(response), None),
+                Err(error) => (None, Some(error_chain(&error))),
+            };
             if response.as_ref().is_some_and(|r| r.status() == 202) {
                 accepted.fetch_add(1, Ordering::Relaxed);
             }
             Answer {
                 product,
                 status: response.as_ref().map(|r| r.status().as_u16()),
+                error,
                 retry_after: response
                     .as_ref()
                     .is_some_and(|r| r.headers().contains_key("retry-after")),

@@ -64,6 +64,21 @@ impl Cluster {
         })
     }
 
+    /// The bridge's management port (`BRIDGE_MANAGEMENT_PORT` of its `dev/stack.sh` settings): `/ready`,
+    /// and `/metrics` where the cluster runs it with `BRIDGE_METRICS`.
+    pub fn bridge_management_port(&self) -> Result<u16, HarnessError> {
+        self.stack_env
+            .iter()
+            .find(|(name, _)| name == "BRIDGE_MANAGEMENT_PORT")
+            .and_then(|(_, port)| port.parse().ok())
+            .ok_or_else(|| {
+                HarnessError::Process(
+                    "CLUSTER_STACK_ENV names no BRIDGE_MANAGEMENT_PORT (scripts/stack-session.sh sets it)"
+                        .into(),
+                )
+            })
+    }
+
     /// Runs the cluster's `dev/stack.sh args` within `limit`; how long it took.
     pub async fn stack(&self, args: &[&str], limit: Duration) -> Result<Duration, HarnessError> {
         let env: Vec<(&str, &str)> = self
