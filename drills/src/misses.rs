@@ -50,11 +50,13 @@ pub(crate) struct MissStream {
 }
 
 impl MissStream {
-    /// Starts `per_second` distinct misses a second at `edge`, spread evenly.
+    /// Starts `per_second` distinct misses a second at `edge`, spread evenly, each on a new connection
+    /// (distinct clients; see [`Edge::at_with_fresh_connections`]).
     pub fn start(edge: &Edge, per_second: u32) -> Self {
         let (stop, stopped) = oneshot::channel();
         let accepted = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(run(edge.clone(), per_second, stopped, accepted.clone()));
+        let edge = Edge::at_with_fresh_connections(edge.base.clone());
+        let task = tokio::spawn(run(edge, per_second, stopped, accepted.clone()));
         Self {
             stop,
             task,
