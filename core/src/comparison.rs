@@ -184,6 +184,11 @@ pub struct Comparison {
     /// recomputing it, which [`crate::early_refresh`] weighs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fan_out_ms: Option<u64>,
+    /// How long the request took from its publish at the edge (`requestedAtMs`) to the result, when the
+    /// consumer measured it: the refresh's cost as a reader of the cache sees it (the queue, the consumer
+    /// and the fan-out), which [`crate::early_refresh`] weighs before [`Comparison::fan_out_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recompute_ms: Option<u64>,
 }
 
 /// The best offer: the cheapest in the currency that most offers are quoted in (ties go to the
@@ -257,6 +262,7 @@ impl Comparison {
             stale_until_ms,
             complete,
             fan_out_ms: None,
+            recompute_ms: None,
         }
     }
 

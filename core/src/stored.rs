@@ -28,6 +28,9 @@ pub struct StoredHeader {
     /// How long its fan-out took, when known.
     #[serde(default)]
     pub fan_out_ms: Option<u64>,
+    /// How long it took from the request's publish to the result, when known.
+    #[serde(default)]
+    pub recompute_ms: Option<u64>,
     /// How many offers it has (counted, not parsed): whether it is worth keeping
     /// ([`crate::newest_wins`]).
     #[serde(default, deserialize_with = "count_elements")]
@@ -65,8 +68,15 @@ impl StoredHeader {
             fresh_until_ms: comparison.fresh_until_ms,
             stale_until_ms: comparison.stale_until_ms,
             fan_out_ms: comparison.fan_out_ms,
+            recompute_ms: comparison.recompute_ms,
             offers: comparison.offers.len(),
         }
+    }
+
+    /// What recomputing it costs a reader, for early refreshes: the request's time from its publish to
+    /// the result where the consumer measured it, else the fan-out's; 0 when neither is known.
+    pub fn recompute_cost_ms(&self) -> u64 {
+        self.recompute_ms.or(self.fan_out_ms).unwrap_or(0)
     }
 
     /// The result's lifetime.
@@ -170,6 +180,18 @@ mod tests {
             .unwrap();
             assert_eq!(stored.served_body(freshness), expected);
         }
+    }
+
+    #[test]
+    fn early_refreshes_weigh_the_whole_recompute_before_the_fan_out() {
+        let mut comparison = sample();
+        assert_eq!(StoredHeader::of(&comparison).recompute_cost_ms(), 0);
+        comparison.fan_out_ms = Some(120);
+        assert_eq!(StoredHeader::of(&comparison).recompute_cost_ms(), 120);
+        comparison.recompute_ms = Some(900);
+        let stored = Stored::from_bytes(comparison.to_json().into_bytes()).unwrap();
+        assert_eq!(stored.header.recompute_cost_ms(), 900);
+        assert!(comparison.to_json().contains(r#""recomputeMs":900"#));
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub async fn get_prices(
         (ReadDecision::Fresh { max_age_secs }, Some(stored)) => {
             let header = &stored.header;
             // The draw only when there is a cost to weigh (a JS call saved on every other hit).
-            let recompute_ms = header.fan_out_ms.unwrap_or(0);
+            let recompute_ms = header.recompute_cost_ms();
             if recompute_ms > 0
                 && refresh_early(
                     now,

@@ -206,7 +206,11 @@ impl MessageHandler {
         let took = started.elapsed();
         self.metrics.comparison_duration.observe(took.as_secs_f64());
         // Stored with the result: the edge weighs it to refresh hot products early.
-        comparison.fan_out_ms = Some(took.as_millis().try_into().unwrap_or(u64::MAX).max(1));
+        let fan_out_ms = took.as_millis().try_into().unwrap_or(u64::MAX).max(1);
+        comparison.fan_out_ms = Some(fan_out_ms);
+        // From the edge's publish (its clock; another host's in production, a few ms apart at most):
+        // what a refresh costs the readers waiting on it, the queue included. Never below the fan-out.
+        comparison.recompute_ms = Some(now_ms().saturating_sub(requested_at_ms).max(fan_out_ms));
         // Debug, not info: a line per comparison cost CPU at thousands a second; the metrics count them
         // (`pricefront_comparison_duration_seconds_count`).
         tracing::debug!(%product, offers = comparison.offers.len(), failures = comparison.failures.len(), "compared");
