@@ -65,13 +65,7 @@ impl Edge {
 
     /// The Worker at `base`.
     pub fn at(base: impl Into<String>) -> Self {
-        Self {
-            base: base.into(),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("a reqwest client with a timeout"),
-        }
+        Self::with_client(base, Client::builder())
     }
 
     /// The Worker at `base`, reached as distinct clients reach it: a new connection for every request,
@@ -79,11 +73,15 @@ impl Edge {
     /// `wrangler dev` closed it was reset or never answered (one miss of 2,435 reset, 27 of 2,130 without
     /// an answer after 30 s, in the cluster's rolling-restart drill), which read as the edge losing it.
     pub fn at_with_fresh_connections(base: impl Into<String>) -> Self {
+        Self::with_client(base, Client::builder().pool_max_idle_per_host(0))
+    }
+
+    /// The Worker at `base`, reached by the client `builder` makes, with the tests' 30 s timeout.
+    fn with_client(base: impl Into<String>, builder: reqwest::ClientBuilder) -> Self {
         Self {
             base: base.into(),
-            client: Client::builder()
+            client: builder
                 .timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(0)
                 .build()
                 .expect("a reqwest client with a timeout"),
         }
