@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use pricefront_core::ProductId;
 use pricefront_harness::edge::{unused_product, Edge};
-use pricefront_harness::error_chain;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -113,7 +112,8 @@ async fn run(
             let sent = Instant::now();
             let (response, error) = match edge.get_prices(product, None).await {
                 Ok(response) => (Some(response), None),
-                Err(error) => (None, Some(error_chain(&error))),
+                // With its causes (anyhow's alternate form): reset, refused or timed out.
+                Err(error) => (None, Some(format!("{:#}", anyhow::Error::new(error)))),
             };
             if response.as_ref().is_some_and(|r| r.status() == 202) {
                 accepted.fetch_add(1, Ordering::Relaxed);

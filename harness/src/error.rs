@@ -54,31 +54,3 @@ impl HarnessError {
         move |source| Self::Io { what, source }
     }
 }
-
-/// An error with its causes, outermost first, joined by `": "`: what a report prints when a request
-/// failed (reqwest's own message names the URL only; the cause says reset, refused or timed out).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::error_chain;
-
-    #[test]
-    fn an_error_chain_names_every_cause_outermost_first() {
-        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
-        let outer = super::HarnessError::Io {
-            what: "reading".into(),
-            source: inner,
-        };
-        assert_eq!(error_chain(&outer), "reading: reset by peer: reset by peer");
-    }
-}

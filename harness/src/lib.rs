@@ -51,7 +51,7 @@ pub use clock::{now_ms, utc_date};
 pub use cluster::{Cluster, PartitionState};
 pub use comparisons::{aged_comparison, comparison_at, sample_comparison};
 pub use consumer::{consumer_binary, ConsumerProcess};
-pub use error::{error_chain, HarnessError};
+pub use error::HarnessError;
 pub use machine::Machine;
 pub use stack::{
     bridge_url, brokers, create_topics_on, direct_producer, direct_producer_to, redis_url,
