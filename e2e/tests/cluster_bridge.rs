@@ -30,7 +30,15 @@ async fn the_cluster_bridge_publishes_every_connections_records_through_one_prod
             .await
             .unwrap();
         let status = response.status();
-        assert_eq!(status, 200, "{}", response.text().await.unwrap());
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        // Written: the bridge answers each record with its partition and offset, or with an error.
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let offset = &answer["offsets"][0];
+        assert!(
+            offset["offset"].is_u64() && offset.get("error_code").is_none(),
+            "{body}"
+        );
     }
     let page = metrics::page(cluster.bridge_management_port().unwrap())
         .await

@@ -45,6 +45,34 @@ async fn a_request_ends_as_a_stored_result_with_the_best_offer() {
     }
 }
 
+/// `recomputeMs` is the request's time from its publish to the result, the queue included (what an
+/// early refresh must run ahead of), never less than the fan-out: requests that waited in Kafka for a
+/// consumer carry at least that wait, where the fan-out alone is the vendors' tens of milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_says_how_long_its_request_took_from_publish_to_result_queue_included() {
+    const QUEUED: Duration = Duration::from_millis(1_500);
+    let vendors = profiles([("alpha", vendor((10, 40), BodyShape::Nested))]);
+    let env = TestEnv::new("recompute", vendors, 2_000).await.unwrap();
+    let products: Vec<_> = (0..5).map(|n| env.product(n)).collect();
+    let before_publish = pricefront_harness::now_ms();
+    env.publish(products.iter().copied()).await.unwrap();
+    tokio::time::sleep(QUEUED).await;
+    let _consumer = env.start_consumer("a", &[]).unwrap();
+
+    for result in env.wait_for_results(&products, WAIT).await.unwrap() {
+        let fan_out = result.fan_out_ms.expect("the fan-out's time");
+        let recompute = result
+            .recompute_ms
+            .expect("the request's time to its result");
+        assert!(recompute >= fan_out, "{result:?}");
+        assert!(recompute >= QUEUED.as_millis() as u64, "{result:?}");
+        assert!(
+            recompute <= pricefront_harness::now_ms() - before_publish,
+            "{result:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_published_through_the_rest_proxy_ends_as_a_stored_result() {
     let env = TestEnv::new(
