@@ -22,6 +22,7 @@ use pricefront_consumer::vendors::{self, fetch};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    cap_c_heap_arenas();
     let settings = Settings::parse();
     // Outside the runtime: the OTLP exporter's blocking HTTP client must not be made or dropped in it.
     let telemetry = telemetry::init(settings.log_format).context("setting up telemetry")?;
@@ -42,6 +43,23 @@ fn main() -> anyhow::Result<()> {
     drop(runtime);
     telemetry.shutdown();
     outcome
+}
+
+/// Caps glibc's malloc at two arenas, before any thread starts. Our Rust code allocates with mimalloc,
+/// but librdkafka (C) allocates with glibc's malloc from threads of its own (its main thread and one per
+/// broker, for the consumer and the dead-letter producer), and glibc gives each thread that contends an
+/// arena of its own, kept resident: 7 arenas in an idle consumer without the cap, 2 with it. The fill
+/// benchmark at window 512 peaked at 104.6 MiB on average with it, 107.4 without (three runs each, same
+/// CPU per comparison). `MALLOC_ARENA_MAX` in the environment still overrides it.
+fn cap_c_heap_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable of glibc's allocator; it is called before any thread
+        // exists, and an unknown value is refused with 0, which leaves glibc's default.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
