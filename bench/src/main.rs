@@ -74,7 +74,11 @@ async fn main() -> anyhow::Result<()> {
         let text = if args.only.is_empty() {
             text
         } else {
-            report::merge(&std::fs::read_to_string(&path)?, &sections)
+            report::merge(
+                &std::fs::read_to_string(&path)?,
+                &sections,
+                &report::machine(),
+            )
         };
         std::fs::write(path, text)?;
         println!("(written to BENCHMARKS.md)");

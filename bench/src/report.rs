@@ -41,14 +41,24 @@ pub fn render(args: &Args, sections: &[Section]) -> String {
 }
 
 /// `existing` (BENCHMARKS.md) with each of `sections` in place of the section of the same number
-/// (`## 6. …`), or added at the end: for `--only … --write`, which reruns some benchmarks only.
-pub fn merge(existing: &str, sections: &[Section]) -> String {
+/// (`## 6. …`), or added at the end: for `--only … --write`, which reruns some benchmarks only. Each
+/// section merged says under its title that it was rerun alone, and on what `machine` (the date, the
+/// cores), since the date at the top is that of the last whole run.
+pub fn merge(existing: &str, sections: &[Section], machine: &str) -> String {
     let mut text = existing.trim_end().to_owned();
     for section in sections {
         let number = section.title.split('.').next().unwrap_or_default();
         let heading = format!("\n## {number}.");
         let rendered = {
-            let mut lines = vec![format!("## {}", section.title), String::new()];
+            let mut lines = vec![
+                format!("## {}", section.title),
+                String::new(),
+                format!(
+                    "Rerun alone (`make bench` with `--only`) on {machine}; the sections without this line \
+                     are from the date at the top."
+                ),
+                String::new(),
+            ];
             lines.extend(section.table.iter().cloned());
             if !section.table.is_empty() {
                 lines.push(String::new());
@@ -106,20 +116,31 @@ mod tests {
     fn merge_replaces_a_section_by_its_number_or_adds_it() {
         let existing =
             "# Benchmarks\n\nintro\n\n## 1. Fill\n\n| old 1 |\n\nnote\n\n## 2. Edge\n\n| old 2 |\n";
-        let merged = merge(existing, &[section("1. Fill again", "| new 1 |")]);
+        let machine = "2026-12-08, 2 cores, 24 GiB";
+        let rerun = "Rerun alone (`make bench` with `--only`) on 2026-12-08, 2 cores, 24 GiB; the sections \
+                     without this line are from the date at the top.";
+        let merged = merge(existing, &[section("1. Fill again", "| new 1 |")], machine);
         assert_eq!(
             merged,
-            "# Benchmarks\n\nintro\n\n## 1. Fill again\n\n| new 1 |\n\nnote\n\n## 2. Edge\n\n| old 2 |\n"
+            format!(
+                "# Benchmarks\n\nintro\n\n## 1. Fill again\n\n{rerun}\n\n| new 1 |\n\nnote\n\n## 2. Edge\n\n\
+                 | old 2 |\n"
+            )
         );
-        let last = merge(existing, &[section("2. Edge", "| new 2 |")]);
+        let last = merge(existing, &[section("2. Edge", "| new 2 |")], machine);
         assert!(
-            last.ends_with("## 2. Edge\n\n| new 2 |\n\nnote\n"),
+            last.ends_with(&format!("## 2. Edge\n\n{rerun}\n\n| new 2 |\n\nnote\n")),
             "{last}"
         );
-        let added = merge(existing, &[section("6. Auth", "| six |")]);
+        let added = merge(existing, &[section("6. Auth", "| six |")], machine);
         assert!(
-            added.ends_with("| old 2 |\n\n## 6. Auth\n\n| six |\n\nnote\n"),
+            added.ends_with(&format!(
+                "| old 2 |\n\n## 6. Auth\n\n{rerun}\n\n| six |\n\nnote\n"
+            )),
             "{added}"
         );
+        // Merged again, a section keeps one such line: the whole section is replaced.
+        let twice = merge(&merged, &[section("1. Fill", "| newer 1 |")], machine);
+        assert_eq!(twice.matches("Rerun alone").count(), 1, "{twice}");
     }
 }
