@@ -21,9 +21,11 @@ fi
 # shellcheck source=scripts/stack-session.sh
 source scripts/stack-session.sh
 stack_up_for_this_run
-# The scale-out benchmark runs on three Kafka nodes beside the stack.
-trap 'cluster_down; stop_stack_if_started' EXIT
+# The scale-out benchmark runs on three Kafka nodes beside the stack; the publish benchmark measures a
+# second bridge, our shared-producer build, beside the stack's upstream one.
+trap 'shared_bridge_down; cluster_down; stop_stack_if_started' EXIT
 cluster_up_for_this_run
+shared_bridge_up_for_this_run
 scripts/build-edge.sh
 cargo build --release -p pricefront-consumer -p pricefront-bench
 PRICEFRONT_CONSUMER_BIN="$PWD/target/release/pricefront-consumer" target/release/pricefront-bench --write "$@"

@@ -44,3 +44,23 @@ cluster_up_for_this_run() {
 cluster_down() {
   env "${cluster_env[@]}" dev/stack.sh down || true
 }
+
+# A second bridge in front of the stack's own Kafka, built with dev/bridge-shared-producer.patch (one
+# producer shared by every connection; upstream 1.1.0 builds one per HTTP connection), so that the
+# publish benchmark measures the patch side by side with the stack's upstream bridge in one run. Its own
+# state folder and ports; the stack's jars and Kafka.
+shared_bridge_env=(PF_STATE_DIR="$PWD/.run/shared-bridge" PF_JARS_DIR="$PWD/.run/jars"
+  BRIDGE_PORT=18180 BRIDGE_MANAGEMENT_PORT=18181 BRIDGE_PRODUCER_SHARED=true)
+
+# shared_bridge_up_for_this_run: starts it (a running one is reused) and exports what the harness reads
+# (pricefront_harness::shared_bridge). The caller stops it with shared_bridge_down.
+shared_bridge_up_for_this_run() {
+  echo "[shared bridge] a second bridge, one producer for every connection (http://127.0.0.1:18180)"
+  env "${shared_bridge_env[@]}" dev/stack.sh start bridge
+  export SHARED_BRIDGE_URL=http://127.0.0.1:18180
+  export SHARED_BRIDGE_STATE_DIR="$PWD/.run/shared-bridge"
+}
+
+shared_bridge_down() {
+  env "${shared_bridge_env[@]}" dev/stack.sh stop bridge || true
+}

@@ -25,7 +25,10 @@ use vendor_sim::BodyShape;
 use crate::args::Args;
 use crate::ids::rand_offset;
 use crate::paced::{PacedRun, PACED_MISSES};
-use crate::publish::{metered_loop, LoopResult, PublishRuns, TopicCounts};
+use crate::publish::{
+    closed_loop, metered_loop, metered_loop_through, LoopResult, PublishRuns, SharedBridgeRuns,
+    TopicCounts,
+};
 use crate::report::Section;
 use crate::spread::Spread;
 
@@ -46,6 +49,11 @@ const KV_OWN_GATE_PORT: u16 = 8804;
 /// The `kv` Worker with the gate off once more, under the wrangler CLI with its inspector on: what the
 /// inspector costs a miss (every other Worker here runs without it, as deployed).
 const KV_NO_GATE_CLI_PORT: u16 = 8818;
+/// The `kv` Worker with the gate off once more, publishing through the bridge that shares one producer
+/// (`dev/bridge-shared-producer.patch`), beside the stack's upstream bridge.
+const KV_NO_GATE_SHARED_BRIDGE_PORT: u16 = 8820;
+/// Closed loops through the shared-producer bridge, unmeasured, before its measured one.
+const SHARED_BRIDGE_WARM_UPS: u64 = 2;
 
 /// The Workers of these benchmarks run without the runtime's inspector, as a deployed Worker does.
 const INSPECTOR: Inspector = Inspector::Off;
@@ -217,6 +225,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
             .await
             .context("the kv gate-off publish loop under the CLI sent nothing")?;
     drop(kv_no_gate_cli);
+    let publish_kv_shared_bridge =
+        shared_bridge_loop(args, &env.topic, env.first_product + 11_000_000)
+            .await
+            .context("the kv gate-off publish loop through the shared-producer bridge")?;
     // Ours as deployed: `kv`, its gates in its own `wrangler dev` (not the benchmarks' shared gate host,
     // which every call reaches through wrangler's dev registry).
     let kv_own_gate = LocalWorker::start_with(
@@ -289,6 +301,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Section>> {
         publish_without_gate,
         publish_kv_without_gate,
         publish_kv_without_gate_cli,
+        publish_kv_shared_bridge,
         publish_kv_own_gate,
         publish_own_gate,
         gate_price,
@@ -339,6 +352,48 @@ async fn fresh_ids_loop(
         ProductId::new(first + n).expect("a positive id")
     })
     .await
+}
+
+/// Distinct misses on the `kv` Worker with the gate off, publishing to `topic` through the second
+/// bridge (one producer shared by every connection, `dev/bridge-shared-producer.patch`) when
+/// `scripts/stack-session.sh` started one beside the stack's; `None` when none runs. The stack's bridge
+/// has carried benchmarks 3 and 5 by then, so this one first carries [`SHARED_BRIDGE_WARM_UPS`] loops
+/// unmeasured (its JVM compiles the hot paths: measured cold, it spent 7.75 ms of CPU a miss, 4.54
+/// after two loops).
+async fn shared_bridge_loop(
+    args: &Args,
+    topic: &str,
+    first: u64,
+) -> anyhow::Result<Option<SharedBridgeRuns>> {
+    let Some(bridge) = pricefront_harness::shared_bridge()? else {
+        return Ok(None);
+    };
+    let worker = LocalWorker::start_with(
+        "bench-miss-kv-nogate-shared-bridge",
+        KV_NO_GATE_SHARED_BRIDGE_PORT,
+        &[
+            ("REQUEST_TOPIC", topic),
+            ("CACHE_BACKEND", "kv"),
+            ("PRODUCT_GATE", "off"),
+            ("REST_PROXY_URL", &bridge.url),
+        ],
+        INSPECTOR,
+    )
+    .await?;
+    let mut warm_ups = Vec::new();
+    for round in 0..SHARED_BRIDGE_WARM_UPS {
+        let first = first + 1_000_000 * (round + 1);
+        let warm = closed_loop(args, &worker.edge(), move |n| {
+            ProductId::new(first + n).expect("a positive id")
+        })
+        .await?;
+        warm_ups.push(warm);
+    }
+    let run = metered_loop_through(args, &worker, None, Some(bridge.pid), move |n| {
+        ProductId::new(first + n).expect("a positive id")
+    })
+    .await?;
+    Ok(Some(SharedBridgeRuns { warm_ups, run }))
 }
 
 /// Fills `worker` with a sample comparison of `product` through its fill route.

@@ -75,18 +75,25 @@ fn per_ms(seconds: f64, requests: u64) -> f64 {
 pub struct CpuMeter<'a> {
     worker: &'a LocalWorker,
     gates: Option<&'a LocalWorker>,
+    bridge: Option<u32>,
     parts: [f64; 7],
     machine: CpuTimes,
     at: Instant,
 }
 
 impl<'a> CpuMeter<'a> {
-    /// Reads every part now, for a loop on `worker` (whose gates, if any, run in `gates`).
-    pub fn start(worker: &'a LocalWorker, gates: Option<&'a LocalWorker>) -> anyhow::Result<Self> {
+    /// Reads every part now, for a loop on `worker` (whose gates, if any, run in `gates`) publishing
+    /// through the bridge of process `bridge` (the stack's when `None`).
+    pub fn start(
+        worker: &'a LocalWorker,
+        gates: Option<&'a LocalWorker>,
+        bridge: Option<u32>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             worker,
             gates,
-            parts: read_parts(worker, gates)?,
+            bridge,
+            parts: read_parts(worker, gates, bridge)?,
             machine: CpuTimes::now()?,
             at: Instant::now(),
         })
@@ -94,7 +101,7 @@ impl<'a> CpuMeter<'a> {
 
     /// Reads every part again: what each used since [`CpuMeter::start`].
     pub fn finish(self) -> anyhow::Result<PathCpu> {
-        let parts = read_parts(self.worker, self.gates)?;
+        let parts = read_parts(self.worker, self.gates, self.bridge)?;
         let machine = CpuTimes::now()?;
         Ok(PathCpu {
             parts: std::array::from_fn(|i| (parts[i] - self.parts[i]).max(0.0)),
@@ -104,8 +111,13 @@ impl<'a> CpuMeter<'a> {
     }
 }
 
-/// The CPU seconds so far of each part, in [`PARTS`] order.
-fn read_parts(worker: &LocalWorker, gates: Option<&LocalWorker>) -> anyhow::Result<[f64; 7]> {
+/// The CPU seconds so far of each part, in [`PARTS`] order; the bridge is process `bridge`, or the
+/// stack's.
+fn read_parts(
+    worker: &LocalWorker,
+    gates: Option<&LocalWorker>,
+    bridge: Option<u32>,
+) -> anyhow::Result<[f64; 7]> {
     let component = |name: &str| -> anyhow::Result<f64> {
         let pid = stack_pid(name).with_context(|| format!("the stack's {name}"))?;
         Ok(cpu_seconds(pid)?)
@@ -120,7 +132,10 @@ fn read_parts(worker: &LocalWorker, gates: Option<&LocalWorker>) -> anyhow::Resu
             Some(gates) => gates.cpu_seconds()?,
             None => 0.0,
         },
-        component("bridge")?,
+        match bridge {
+            Some(pid) => cpu_seconds(pid)?,
+            None => component("bridge")?,
+        },
         component("kafka")?,
         component("redis")?,
         cpu_seconds(std::process::id())?,

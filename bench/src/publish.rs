@@ -48,7 +48,19 @@ pub async fn metered_loop(
     gates: Option<&LocalWorker>,
     product: impl Fn(u64) -> ProductId + Send + Sync + Clone + 'static,
 ) -> anyhow::Result<LoopResult> {
-    let meter = CpuMeter::start(worker, gates)?;
+    metered_loop_through(args, worker, gates, None, product).await
+}
+
+/// [`metered_loop`] for a Worker that publishes through the bridge of process `bridge` (the stack's
+/// when `None`), whose CPU is read as the bridge's.
+pub async fn metered_loop_through(
+    args: &Args,
+    worker: &LocalWorker,
+    gates: Option<&LocalWorker>,
+    bridge: Option<u32>,
+    product: impl Fn(u64) -> ProductId + Send + Sync + Clone + 'static,
+) -> anyhow::Result<LoopResult> {
+    let meter = CpuMeter::start(worker, gates, bridge)?;
     let mut result = closed_loop(args, &worker.edge(), product).await?;
     result.cpu = Some(meter.finish()?);
     Ok(result)
@@ -137,6 +149,14 @@ impl TopicCounts {
     }
 }
 
+/// The loops through the bridge that shares one producer: its warm-ups, then the one measured.
+pub struct SharedBridgeRuns {
+    /// Unmeasured loops first, so that its JVM is as warm as the stack's bridge.
+    pub warm_ups: Vec<LoopResult>,
+    /// The measured loop.
+    pub run: LoopResult,
+}
+
 /// What the closed loops of benchmark 4 measured.
 pub struct PublishRuns {
     /// A new id each time, on the `kv` Worker (its gates in the benchmarks' shared gate host): each a
@@ -150,6 +170,9 @@ pub struct PublishRuns {
     pub publish_kv_without_gate: LoopResult,
     /// The same under the wrangler CLI, its inspector on (every other loop runs without it).
     pub publish_kv_without_gate_cli: LoopResult,
+    /// The same (`kv`, gate off) through a bridge that shares one producer among its connections
+    /// (`dev/bridge-shared-producer.patch`), when one runs beside the stack's.
+    pub publish_kv_shared_bridge: Option<SharedBridgeRuns>,
     /// A new id each time, on a `kv` Worker whose gates run in its own `wrangler dev`: ours as deployed.
     pub publish_kv_own_gate: LoopResult,
     /// A new id each time, on a `kv+redis` Worker whose gates run in its own `wrangler dev`.
@@ -171,7 +194,7 @@ pub struct PublishRuns {
 impl PublishRuns {
     /// Every closed loop that publishes (a new id each time, answered 202): what the topic's count of
     /// records must match, with the paced and measured runs.
-    pub fn publish_loops(&self) -> [&LoopResult; 8] {
+    pub fn publish_loops(&self) -> Vec<&LoopResult> {
         [
             &self.publish,
             &self.publish_tiered,
@@ -182,6 +205,13 @@ impl PublishRuns {
             &self.publish_own_gate,
             &self.peer_publish,
         ]
+        .into_iter()
+        .chain(
+            self.publish_kv_shared_bridge
+                .iter()
+                .flat_map(|shared| shared.warm_ups.iter().chain([&shared.run])),
+        )
+        .collect()
     }
 }
 
@@ -208,6 +238,50 @@ fn misses_per_hit(runs: &PublishRuns) -> String {
         ratio(&runs.publish_kv_without_gate, &runs.peer_publish),
         rate(&runs.publish_kv_without_gate),
         rate(&runs.peer_publish),
+    ) + &shared_bridge_note(runs)
+}
+
+/// What the bridge that shares one producer (our patch) changes for the same gate-off Worker, when it
+/// ran: misses a second and the bridge's CPU per miss, against upstream's producer per connection.
+fn shared_bridge_note(runs: &PublishRuns) -> String {
+    let Some(SharedBridgeRuns {
+        run: shared,
+        warm_ups,
+    }) = &runs.publish_kv_shared_bridge
+    else {
+        return String::new();
+    };
+    let upstream = &runs.publish_kv_without_gate;
+    let bridge_ms = |run: &LoopResult| {
+        run.cpu
+            .map(|cpu| cpu.per_request_ms(run.requests)[BRIDGE])
+            .unwrap_or(f64::NAN)
+    };
+    let gain = shared.rate() / upstream.rate().max(0.001);
+    let reading = if gain >= 1.25 {
+        "upstream's producer per connection bounds the rate through it"
+    } else if gain >= 0.95 {
+        "`wrangler dev` keeps its connections to the bridge, so upstream's producer per connection is built \
+         rarely here, and the Worker's own CPU bounds the rate either way"
+    } else {
+        "on connections that `wrangler dev` keeps, one producer for all of them costs the bridge more CPU a \
+         miss than upstream's producer per connection; the patch pays where connections are not kept (a new \
+         one per request: `dev/README.md`) and on the three-node cluster, whose drills it keeps from answering \
+         503"
+    };
+    format!(
+        " **The bridge.** Through a second bridge in front of the same Kafka, built with \
+         `dev/bridge-shared-producer.patch` (one producer shared by every connection, where upstream 1.1.0 \
+         builds one per HTTP connection; `dev/README.md`), the same gate-off `kv` Worker (after {} unmeasured loops \
+         of its own, so that its JVM is not measured cold; the stack's has carried benchmarks 3 and 5) published {:.0} \
+         distinct misses a second against {:.0} through upstream's ({gain:.2}×; {:.2}× the hits), the bridge \
+         spending {:.2} ms of CPU a miss against {:.2}: {reading}.",
+        warm_ups.len(),
+        shared.rate(),
+        upstream.rate(),
+        shared.rate() / runs.hits.rate().max(0.001),
+        bridge_ms(shared),
+        bridge_ms(upstream),
     )
 }
 
@@ -237,6 +311,17 @@ fn cpu_table(runs: &PublishRuns) -> String {
         ("`kv`: one cached id (KV hit, 200)", &runs.hits),
         ("JavaScript peer: one cached id", &runs.peer_hits),
     ];
+    let shared = runs.publish_kv_shared_bridge.as_ref().map(|shared| {
+        (
+            "`kv`, gate off, the bridge sharing one producer: a new id each time",
+            &shared.run,
+        )
+    });
+    let metered = metered
+        .into_iter()
+        .take(4)
+        .chain(shared)
+        .chain(metered.into_iter().skip(4));
     let mut lines = vec![
         format!(
             "Where the machine's CPU goes, per request, in ms (user + system time from /proc over each loop; a \
@@ -406,12 +491,19 @@ pub fn section(args: &Args, runs: &PublishRuns, counts: &TopicCounts) -> Section
             row("`kv`, gate off | a new id each time (publish, 202)", &runs.publish_kv_without_gate),
             row("`kv`, gate off, under the wrangler CLI (inspector on) | a new id each time (publish, 202)", &runs.publish_kv_without_gate_cli),
             row("`kv`, its own gates | a new id each time (publish, 202)", &runs.publish_kv_own_gate),
+        ]
+        .into_iter()
+        .chain(runs.publish_kv_shared_bridge.as_ref().map(|shared| {
+            row("`kv`, gate off, through the bridge sharing one producer (our patch) | a new id each time (publish, 202)", &shared.run)
+        }))
+        .chain([
             row("`kv` | one cached id (KV hit, 200)", &runs.hits),
             row("`kv+redis` | a new id each time that only Redis holds (KV miss, Redis hit, 200)", &runs.second_tier),
             row("`kv+redis` | one id KV holds (KV hit, 200)", &runs.tiered_hits),
             row("JavaScript peer | a new id each time (publish through the same bridge, 202)", &runs.peer_publish),
             row("JavaScript peer | one cached id (KV hit, 200)", &runs.peer_hits),
-        ],
+        ])
+        .collect(),
         notes: vec![
             format!(
                 "The same Rust load loop for each row, {} clients for {} s, on the same 2 cores as the Workers, \

@@ -9,7 +9,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`stack`] | where the stack listens (`KAFKA_BROKERS`, `KAFKA_BRIDGE_URL`, `REDIS_URL`), topics, the producer |
+//! | [`stack`] | where the stack listens (`KAFKA_BROKERS`, `KAFKA_BRIDGE_URL`, `REDIS_URL`; the benchmarks' shared-producer bridge, `SHARED_BRIDGE_URL`), topics, the producer |
 //! | [`cluster`] | the three-node Kafka cluster beside the stack: its nodes stopped, killed, started; partition leaders |
 //! | [`test_env`] | [`TestEnv`]: one run's topics, group, products, simulated vendors and vendors file |
 //! | [`vendors`] | simulated vendor profiles |
@@ -55,7 +55,7 @@ pub use error::HarnessError;
 pub use machine::Machine;
 pub use stack::{
     bridge_url, brokers, create_topics_on, direct_producer, direct_producer_to, redis_url,
-    repo_path, stack_script,
+    repo_path, shared_bridge, stack_script, SharedBridge,
 };
 pub use test_env::TestEnv;
 pub use vendors::{failing_vendor, profiles, profiles_of, vendor, QUICK_BREAKER};

@@ -27,6 +27,30 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390/0".into())
 }
 
+/// A second bridge in front of the stack's Kafka, built with `dev/bridge-shared-producer.patch` (one
+/// producer for every connection), that `scripts/stack-session.sh` starts for the benchmarks beside the
+/// stack's upstream one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedBridge {
+    /// Its REST API (`SHARED_BRIDGE_URL`).
+    pub url: String,
+    /// Its process id, from the pid file in its state folder (`SHARED_BRIDGE_STATE_DIR`).
+    pub pid: u32,
+}
+
+/// The [`SharedBridge`], when `SHARED_BRIDGE_URL` and `SHARED_BRIDGE_STATE_DIR` name one; `None` when
+/// they are unset, an error when its pid file cannot be read.
+pub fn shared_bridge() -> Result<Option<SharedBridge>, HarnessError> {
+    let (Ok(url), Some(state)) = (
+        std::env::var("SHARED_BRIDGE_URL"),
+        std::env::var_os("SHARED_BRIDGE_STATE_DIR"),
+    ) else {
+        return Ok(None);
+    };
+    let pid = pid_in_file(&PathBuf::from(state).join("pids").join("bridge.pid"))?;
+    Ok(Some(SharedBridge { url, pid }))
+}
+
 /// Runs `dev/stack.sh args` with `env` added, within `limit`; how long it took. A failure carries the
 /// last lines of the script's output.
 pub async fn stack_script(
