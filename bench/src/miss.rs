@@ -348,10 +348,12 @@ async fn fresh_ids_loop(
     gates: Option<&LocalWorker>,
     first: u64,
 ) -> anyhow::Result<LoopResult> {
-    metered_loop(args, worker, gates, move |n| {
-        ProductId::new(first + n).expect("a positive id")
-    })
-    .await
+    metered_loop(args, worker, gates, fresh_ids(first)).await
+}
+
+/// The n-th of the new products from `first` on, for a loop in which each request is a miss.
+fn fresh_ids(first: u64) -> impl Fn(u64) -> ProductId + Send + Sync + Clone + 'static {
+    move |n| ProductId::new(first + n).expect("a positive id")
 }
 
 /// Distinct misses on the `kv` Worker with the gate off, publishing to `topic` through the second
@@ -382,17 +384,10 @@ async fn shared_bridge_loop(
     .await?;
     let mut warm_ups = Vec::new();
     for round in 0..SHARED_BRIDGE_WARM_UPS {
-        let first = first + 1_000_000 * (round + 1);
-        let warm = closed_loop(args, &worker.edge(), move |n| {
-            ProductId::new(first + n).expect("a positive id")
-        })
-        .await?;
-        warm_ups.push(warm);
+        let ids = fresh_ids(first + 1_000_000 * (round + 1));
+        warm_ups.push(closed_loop(args, &worker.edge(), ids).await?);
     }
-    let run = metered_loop_through(args, &worker, None, Some(bridge.pid), move |n| {
-        ProductId::new(first + n).expect("a positive id")
-    })
-    .await?;
+    let run = metered_loop_through(args, &worker, None, Some(bridge.pid), fresh_ids(first)).await?;
     Ok(Some(SharedBridgeRuns { warm_ups, run }))
 }
 

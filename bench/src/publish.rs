@@ -151,7 +151,7 @@ impl TopicCounts {
 
 /// The loops through the bridge that shares one producer: its warm-ups, then the one measured.
 pub struct SharedBridgeRuns {
-    /// Unmeasured loops first, so that its JVM is as warm as the stack's bridge.
+    /// Unmeasured loops first, so that its JVM is not measured cold.
     pub warm_ups: Vec<LoopResult>,
     /// The measured loop.
     pub run: LoopResult,
