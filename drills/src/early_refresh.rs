@@ -15,7 +15,7 @@ use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use pricefront_harness::results;
 use pricefront_harness::topic::records_per_product;
-use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::worker::{Inspector, LocalWorker};
 use pricefront_harness::TestEnv;
 use tokio::time::Instant;
 
@@ -73,6 +73,8 @@ struct Tally {
     other: u64,
     /// Reads that got no HTTP answer (a connection error).
     unanswered: u64,
+    /// Why the first few of them got none (the HTTP client's error, with its causes).
+    unanswered_why: Vec<String>,
     hot_reads: u64,
     hot_stale: u64,
     /// Records per product in the run's topic, the seeding one included.
@@ -137,8 +139,8 @@ fn check_early_refreshes_help(report: &mut DrillReport, plan: &Plan, off: &Tally
         report.check(
             tally.unanswered == 0,
             format!(
-                "early refreshes {label}: {} of {} reads got no answer at all",
-                tally.unanswered, tally.reads
+                "early refreshes {label}: {} of {} reads got no answer at all: {:?}",
+                tally.unanswered, tally.reads, tally.unanswered_why
             ),
         );
         report.check(
@@ -247,9 +249,11 @@ async fn one_run(
     if !beta.is_empty() {
         vars.push(("EARLY_REFRESH_BETA", beta));
     }
-    let worker = LocalWorker::start(&format!("drill-early-{label}"), port, &vars)
-        .await
-        .map_err(|e| DrillError::Precondition(e.to_string()))?;
+    // Without wrangler's inspector, as deployed (`cluster::Rig::start` says what it costs under load).
+    let worker =
+        LocalWorker::start_with(&format!("drill-early-{label}"), port, &vars, Inspector::Off)
+            .await
+            .map_err(|e| DrillError::Precondition(e.to_string()))?;
     let consumer = env.start_consumer(
         label,
         &["--fill-url", &worker.base, "--fill-token", &worker.token],
@@ -304,7 +308,10 @@ async fn read_load(plan: &Plan, edge: &Edge, products: &[ProductId]) -> Tally {
             .min(products.len() - 1);
         let (edge, product) = (edge.clone(), products[rank]);
         reads.spawn(async move {
-            let response = edge.get_prices(product, None).await.ok();
+            let (response, error) = match edge.get_prices(product, None).await {
+                Ok(response) => (Some(response), None),
+                Err(error) => (None, Some(format!("{:#}", anyhow::Error::new(error)))),
+            };
             let status = response.as_ref().map(|r| r.status().as_u16());
             let freshness = match response {
                 Some(r) if status == Some(200) => r
@@ -314,11 +321,14 @@ async fn read_load(plan: &Plan, edge: &Edge, products: &[ProductId]) -> Tally {
                     .and_then(|v| v["freshness"].as_str().map(str::to_owned)),
                 _ => None,
             };
-            (rank, status, freshness)
+            (rank, status, freshness, error)
         });
     }
     let mut tally = Tally::default();
-    while let Some(Ok((rank, status, freshness))) = reads.join_next().await {
+    while let Some(Ok((rank, status, freshness, error))) = reads.join_next().await {
+        if let Some(error) = error.filter(|_| tally.unanswered_why.len() < 3) {
+            tally.unanswered_why.push(error);
+        }
         tally.reads += 1;
         let hot = (rank as u64) < HOT;
         tally.hot_reads += u64::from(hot && status == Some(200));

@@ -23,7 +23,7 @@ use pricefront_core::ProductId;
 use pricefront_harness::edge::Edge;
 use pricefront_harness::metrics::{page, sum_of};
 use pricefront_harness::topic::records_per_product;
-use pricefront_harness::worker::LocalWorker;
+use pricefront_harness::worker::{Inspector, LocalWorker};
 use pricefront_harness::{now_ms, sample_comparison, ConsumerProcess, TestEnv};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -485,7 +485,8 @@ async fn start_worker(env: &TestEnv, plan: &Plan) -> Result<LocalWorker, DrillEr
         ("BACKLOG_CHECK_MS", "1000".into()),
     ];
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    LocalWorker::start("drill-flood", PORT, &vars)
+    // Without wrangler's inspector, as deployed (`cluster::Rig::start` says what it costs under load).
+    LocalWorker::start_with("drill-flood", PORT, &vars, Inspector::Off)
         .await
         .map_err(|e| DrillError::Precondition(e.to_string()))
 }

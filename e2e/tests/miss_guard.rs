@@ -65,6 +65,11 @@ async fn a_client_over_its_miss_limit_gets_429_and_publishes_nothing_while_other
         vec![
             ("REQUEST_TOPIC", env.topic.clone()),
             ("MISS_RATE_LIMIT_KEY", "header:X-Client-Key".into()),
+            // This test is about the limit, and counts exactly the misses accepted and published. Under
+            // the suite's load a publish on a new connection to the bridge (which starts a Kafka producer
+            // for it) outlasted the 2 s of wrangler.toml once: a 503 the limit had counted, whose record
+            // may land later. The publish timeout has tests of its own (miss_path.rs, rest_proxy.rs).
+            ("PUBLISH_TIMEOUT_MS", "20000".into()),
         ],
     )
     .await;
@@ -89,7 +94,7 @@ async fn a_client_over_its_miss_limit_gets_429_and_publishes_nothing_while_other
                         .headers()
                         .get("retry-after")
                         .map(|v| v.to_str().unwrap().to_owned());
-                    let kind = if status == 429 {
+                    let kind = if status != 202 {
                         problem_type(response).await
                     } else {
                         String::new()
@@ -116,7 +121,7 @@ async fn a_client_over_its_miss_limit_gets_429_and_publishes_nothing_while_other
                 assert_eq!(kind, "/problems/rate-limited");
                 refused += 1;
             }
-            other => panic!("a miss answered {other}"),
+            other => panic!("a miss answered {other} {kind}"),
         }
     }
     assert_eq!(

@@ -36,7 +36,8 @@ pub enum Inspector {
     On,
     /// Wrangler's API with no inspector (`scripts/wrangler-dev-api.mjs`), as a deployed Worker runs:
     /// the CLI's inspector makes workerd and wrangler's node process handle several events for every
-    /// `fetch` the Worker makes, such as each publish of a miss.
+    /// `fetch` the Worker makes, such as each publish of a miss. The benchmarks of the publish path and
+    /// the drills that load the edge use it.
     Off,
 }
 
