@@ -398,7 +398,10 @@ fn publish_bound(runs: &PublishRuns, cores: usize) -> String {
         "What bounds the publish rate. Every Worker here runs without the runtime's inspector, as a deployed \
          Worker does (wrangler's API, `scripts/wrangler-dev-api.mjs`): the wrangler CLI always starts it, and \
          enables its Network domain, so every `fetch` a Worker makes yields inspector events that workerd \
-         serialises and wrangler's node process relays and appends to its debug log. Under the CLI, the same \
+         serialises and wrangler's node process relays and appends to its debug log. The product gates (a \
+         Durable Object for each distinct miss) keep their SQLite files in memory (`scripts/edge-dev.sh`): on \
+         disk, wrangler dev created and synced one for each new product on the runtime's thread, which halved \
+         the rate as deployed. Under the CLI, the same \
          gate-off miss took {cli_ms:.2} ms of the machine (workerd {:.2}, wrangler's node {:.2}) against \
          {off_ms:.2} ms without it (workerd {:.2}, node {:.2}), at {:.0} against {:.0} misses/s. As deployed, a \
          distinct miss takes {deployed_ms:.2} ms of the machine's CPU, {off_ms:.2} ms with the gate off and \
