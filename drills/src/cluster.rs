@@ -203,7 +203,7 @@ impl Rig {
 
 /// What the Worker's `wrangler dev` spent on the drill, by command, from its process group's CPU
 /// counters: its runtime and wrangler's proxy (`workerd`), and wrangler itself (`node`).
-pub(crate) fn wrangler_cpu(worker: &LocalWorker) -> String {
+fn wrangler_cpu(worker: &LocalWorker) -> String {
     match worker.cpu_by_command() {
         Ok(by_command) => {
             let spent: Vec<String> = by_command

@@ -310,7 +310,7 @@ async fn read_load(plan: &Plan, edge: &Edge, products: &[ProductId]) -> Tally {
         reads.spawn(async move {
             let (response, error) = match edge.get_prices(product, None).await {
                 Ok(response) => (Some(response), None),
-                Err(error) => (None, Some(format!("{:#}", anyhow::Error::new(error)))),
+                Err(error) => (None, Some(support::with_causes(error))),
             };
             let status = response.as_ref().map(|r| r.status().as_u16());
             let freshness = match response {

@@ -112,8 +112,7 @@ async fn run(
             let sent = Instant::now();
             let (response, error) = match edge.get_prices(product, None).await {
                 Ok(response) => (Some(response), None),
-                // With its causes (anyhow's alternate form): reset, refused or timed out.
-                Err(error) => (None, Some(format!("{:#}", anyhow::Error::new(error)))),
+                Err(error) => (None, Some(crate::support::with_causes(error))),
             };
             if response.as_ref().is_some_and(|r| r.status() == 202) {
                 accepted.fetch_add(1, Ordering::Relaxed);

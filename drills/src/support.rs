@@ -15,6 +15,12 @@ use vendor_sim::{BodyShape, Profiles};
 
 use crate::DrillError;
 
+/// Why a request to the edge failed, with its causes (anyhow's alternate form): reset, refused or
+/// timed out, where the client's own message says only that sending failed.
+pub(crate) fn with_causes(error: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(error))
+}
+
 /// Three well-behaved vendors, 50 to 150 ms each.
 pub(crate) fn three_healthy_vendors() -> Profiles {
     profiles([

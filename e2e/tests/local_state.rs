@@ -1,6 +1,6 @@
 //! What a Worker under `wrangler dev` keeps on this machine (`scripts/edge-dev.sh`): its Durable
 //! Objects, one product gate for each product missed, each a SQLite database of wrangler's, live in
-//! memory, start empty and go at stop. On disk, each new product cost a file created and synced on the
+//! memory, start empty (of an earlier run's, stopped or killed) and go at stop. On disk, each new product cost a file created and synced on the
 //! runtime's thread (about half the distinct misses a second, BENCHMARKS.md section 4), and no file
 //! was ever removed (one drill's Worker had 41,211 of them).
 
@@ -77,4 +77,18 @@ async fn a_workers_product_gates_live_in_memory_start_empty_and_go_at_stop() {
 
     worker.stop().unwrap();
     assert!(!target.exists(), "{} outlived its Worker", target.display());
+
+    // A run that never reached its stop (killed) leaves its gates in memory: the next start empties them.
+    let crashed = target.join("pricefront-edge-ProductGate");
+    std::fs::create_dir_all(&crashed).unwrap();
+    std::fs::write(crashed.join("crashed.sqlite"), b"a killed run's gate").unwrap();
+    let worker = LocalWorker::start(NAME, 8833, &[("REQUEST_TOPIC", &env.topic)])
+        .await
+        .unwrap();
+    let files = files_under(&target);
+    assert!(
+        !files.iter().any(|name| name == "crashed.sqlite"),
+        "a killed run's gate is still there: {files:?}"
+    );
+    worker.stop().unwrap();
 }
